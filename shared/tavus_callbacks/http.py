@@ -1,0 +1,70 @@
+"""The framework-neutral request and response every adapter translates to and from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+def _lower_keys(headers: dict[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request as the core sees it: the raw body stays bytes, header names are lower-case."""
+
+    method: str
+    path: str = "/"
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", self.method.upper())
+        object.__setattr__(self, "headers", _lower_keys(self.headers))
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to a request, for an adapter's logs and metrics; never sent to the caller."""
+
+    result: str  # stored | duplicate | invalid_json | unauthorized | too_large | method | store_unavailable | health
+    event_id: str | None = None
+    event_type: str | None = None
+    family: str | None = None
+    conversation_id: str | None = None
+    valid: bool = True
+    copy_failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One HTTP response: status, headers and an already-encoded body."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    outcome: Outcome | None = None
+
+    @classmethod
+    def json(
+        cls,
+        status: int,
+        payload: dict[str, Any],
+        *,
+        headers: dict[str, str] | None = None,
+        outcome: Outcome | None = None,
+    ) -> Response:
+        hdrs = {"Content-Type": "application/json"}
+        if headers:
+            hdrs.update(headers)
+        return cls(status=status, headers=hdrs, body=orjson.dumps(payload), outcome=outcome)
+
+    def json_body(self) -> Any:
+        return orjson.loads(self.body) if self.body else None

@@ -1,0 +1,157 @@
+"""The pipeline every deployment runs: authenticate, limit, decode, normalize, store once, fold, forward.
+
+`Pipeline.handle(Request) -> Response` is the whole HTTP contract of SPEC §3; adapters only translate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from .auth import is_authorized
+from .conversation import ConversationFolder
+from .errors import ConfigError, ForwardError, StoreUnavailable
+from .events import normalize
+from .http import Outcome, Request, Response
+from .record import Layout, StoredEvent, build_record
+from .settings import Settings
+from .stores import open_store
+
+if TYPE_CHECKING:
+    from .stores import Store
+
+log = logging.getLogger("tavus_callbacks")
+
+RETRY_AFTER_SECONDS = "5"
+CONVERSATION_FAMILIES = ("conversation", "guardrail", "objective")
+
+
+class Forwarder(Protocol):
+    """Publishes a durably stored event to an event bus; raises ForwardError when it cannot."""
+
+    def publish(self, record: StoredEvent, store_url: str) -> None: ...
+
+
+class Pipeline:
+    """One configured endpoint: settings, the store it writes to, and an optional forwarder."""
+
+    def __init__(self, settings: Settings, store: Store | None = None, forwarder: Forwarder | None = None,
+                 prefix: str | None = None) -> None:
+        self.settings = settings
+        if store is None:
+            store, url_prefix = open_store(settings.store_url)
+            prefix = url_prefix if prefix is None else prefix
+        self.store = store
+        self.layout = Layout(prefix or "")
+        self.folder = ConversationFolder(store, self.layout, attempts=settings.fold_attempts)
+        self.forwarder = forwarder
+        if forwarder is None and settings.forward_url:
+            from .forward import open_forwarder
+
+            self.forwarder = open_forwarder(settings.forward_url)
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request per SPEC §3; never raises for anything the sender did."""
+        if request.method != "POST":
+            if request.method in ("GET", "HEAD") and request.path.rstrip("/").endswith("/healthz"):
+                return Response.json(200, {"status": "ok"}, outcome=Outcome("health"))
+            return Response.json(405, {"error": "method not allowed: send callbacks with POST"},
+                                 headers={"Allow": "POST"}, outcome=Outcome("method"))
+        if not is_authorized(request, self.settings.tokens):
+            return Response.json(401, {"error": "unauthorized"}, outcome=Outcome("unauthorized"))
+        if len(request.body) > self.settings.max_body_bytes:
+            return too_large(self.settings.max_body_bytes)
+        try:
+            return self._accept(request.body)
+        except StoreUnavailable as exc:
+            log.error("store unavailable, answering 503", extra={"error": str(exc)})
+            return unavailable("the store cannot be written; retry later", "store_unavailable")
+        except ForwardError as exc:
+            log.error("forwarding failed, answering 503", extra={"error": str(exc)})
+            return unavailable("the event is stored but could not be forwarded; retry later", "forward_failed")
+
+    def _accept(self, body: bytes) -> Response:
+        payload = decode(body)
+        if not isinstance(payload, dict):
+            key = self.layout.quarantine_key(body)
+            self.store.create(key, body, content_type="application/octet-stream")
+            reason = "the body is not valid JSON" if payload is _INVALID else "the body is JSON but not an object"
+            log.warning("quarantined a body that is not a JSON object", extra={"key": key})
+            return Response.json(400, {"error": f"{reason}; send one JSON object per callback"},
+                                 outcome=Outcome("invalid_json"))
+        event = normalize(payload)
+        record = build_record(payload, event, self.layout)
+        created = self.store.create(record.key, record.body)
+        copy_failed = False
+        if event.family in CONVERSATION_FAMILIES and event.conversation_id:
+            copy_failed = self.folder.apply(record)
+        if self.forwarder is not None:
+            try:
+                self.forwarder.publish(record, self.store.url)
+            except ForwardError:
+                raise
+            except Exception as exc:  # a bus client's own error types vary by SDK
+                raise ForwardError(f"{type(exc).__name__}: {exc}") from exc
+        status = "stored" if created else "duplicate"
+        log.info("callback %s", status, extra={"event_id": record.id, "type": event.type,
+                                                "conversation_id": event.conversation_id, "key": record.key})
+        outcome = Outcome(status, event_id=record.id, event_type=event.type, family=event.family,
+                          conversation_id=event.conversation_id, valid=event.valid, copy_failed=copy_failed)
+        return Response.json(200, {"status": status, "event_id": record.id, "type": event.type,
+                                   "valid": event.valid}, outcome=outcome)
+
+
+_INVALID: Any = object()
+
+
+def decode(body: bytes) -> Any:
+    """The JSON value of a body, or a sentinel when it is not valid UTF-8 JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _INVALID
+
+
+def too_large(limit: int) -> Response:
+    return Response.json(413, {"error": f"the body is larger than {limit} bytes"}, outcome=Outcome("too_large"))
+
+
+def unavailable(message: str, result: str) -> Response:
+    return Response.json(503, {"error": message}, headers={"Retry-After": RETRY_AFTER_SECONDS},
+                         outcome=Outcome(result))
+
+
+_default: Pipeline | None = None
+_default_lock = threading.Lock()
+
+
+def default_pipeline() -> Pipeline:
+    """The process-wide pipeline configured from the environment, built on first use and reused."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Pipeline(Settings.from_env().require_tokens())
+    return _default
+
+
+def handle(request: Request) -> Response:
+    """Answer a request with the process-wide pipeline; a configuration error answers 503 and is logged."""
+    try:
+        pipeline = default_pipeline()
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return unavailable("the endpoint is not configured; see its logs", "config_error")
+    return pipeline.handle(request)
+
+
+def reset_default_pipeline() -> None:
+    """Forget the process-wide pipeline (tests, or after the environment changed)."""
+    global _default
+    _default = None
+
+
+__all__ = ["ConfigError", "Forwarder", "Pipeline", "decode", "default_pipeline", "handle", "reset_default_pipeline"]

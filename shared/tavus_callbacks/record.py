@@ -1,0 +1,132 @@
+"""The stored record: a deterministic CloudEvents 1.0 document per callback, and where it lives."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .events import Event
+
+SPECVERSION = "1.0"
+_KEY_PART = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same bytes for the same JSON value whatever its formatting."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        # Integers beyond 64 bits and similar: the standard library writes them, slower but exact.
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        )
+
+
+def event_id(payload: Any) -> str:
+    """SHA-256 of the payload's canonical JSON: a retry of the same callback has the same id."""
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def _key_part(text: str) -> str:
+    """A safe piece of an object name: only [A-Za-z0-9_.-], no '..', at most 80 characters."""
+    return _KEY_PART.sub("_", text).replace("..", "_")[:80].strip(".") or "_"
+
+
+def compact_time(iso: str) -> str:
+    """'2025-07-11T06:45:47.472000Z' -> '20250711T064547.472000Z', sortable and safe in a key."""
+    return iso.replace("-", "").replace(":", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where every object goes in the bucket (SPEC §4), under an optional key prefix."""
+
+    prefix: str = ""
+
+    def folder(self, event: Event) -> str:
+        """The folder of an event's objects; events whose subject is not a plain id go to 'unrecognized'."""
+        subject = event.subject
+        if event.family == "replica_training" and subject:
+            return f"{self.prefix}replicas/{subject}/events/"
+        if event.family == "video_generation" and subject:
+            return f"{self.prefix}videos/{subject}/events/"
+        if event.family in ("conversation", "guardrail", "objective") and subject:
+            return f"{self.prefix}{subject}/events/"
+        return f"{self.prefix}unrecognized/{_day_path(event.time)}/"
+
+    def event_key(self, event: Event, eid: str) -> str:
+        """The event object's key: from the payload only (its time, type and id), never the arrival time."""
+        name = _key_part(event.type.removeprefix("io.tavus."))
+        if event.time:
+            name = f"{compact_time(event.time)}_{name}"
+        return f"{self.folder(event)}{name}_{eid}.json"
+
+    def conversation_key(self, conversation_id: str) -> str:
+        return f"{self.prefix}{conversation_id}/conversation.json"
+
+    def transcript_key(self, conversation_id: str) -> str:
+        return f"{self.prefix}{conversation_id}/transcript.json"
+
+    def perception_key(self, conversation_id: str) -> str:
+        return f"{self.prefix}{conversation_id}/perception.json"
+
+    def quarantine_key(self, body: bytes, now: datetime | None = None) -> str:
+        digest = hashlib.sha256(body).hexdigest()
+        return f"{self.prefix}quarantine/{_day_path(None, now)}/{digest}.bin"
+
+
+def _day_path(iso: str | None, now: datetime | None = None) -> str:
+    if iso and len(iso) >= 10:
+        return iso[:10].replace("-", "/")
+    when = now or datetime.now(UTC)
+    return when.strftime("%Y/%m/%d")
+
+
+def source_of(event: Event) -> str:
+    """The CloudEvents `source`: which Tavus resource the event comes from."""
+    subject = event.subject
+    if event.family == "replica_training" and subject:
+        return f"/tavus/replicas/{subject}"
+    if event.family == "video_generation" and subject:
+        return f"/tavus/videos/{subject}"
+    if subject:
+        return f"/tavus/conversations/{subject}"
+    return "/tavus/unrecognized"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A callback ready to store: its id, its object key, the CloudEvent and its encoded bytes."""
+
+    id: str
+    key: str
+    event: Event
+    document: dict[str, Any]
+    body: bytes
+
+
+def build_record(payload: Any, event: Event, layout: Layout) -> StoredEvent:
+    """The CloudEvent for a payload: deterministic id and bytes, `data` = normalized fields + payload."""
+    eid = event_id(payload)
+    data = event.model_dump(mode="json")
+    data["payload"] = payload
+    document: dict[str, Any] = {
+        "specversion": SPECVERSION,
+        "id": eid,
+        "type": event.type,
+        "source": source_of(event),
+        "datacontenttype": "application/json",
+    }
+    if event.subject:
+        document["subject"] = event.subject
+    if event.time:
+        document["time"] = event.time
+    document["data"] = data
+    return StoredEvent(id=eid, key=layout.event_key(event, eid), event=event, document=document,
+                       body=canonical_json(document))

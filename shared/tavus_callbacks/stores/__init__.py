@@ -1,0 +1,50 @@
+"""Store backends, chosen by URL; each imports its cloud SDK only when it is chosen."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+from .base import Blob, ObjectInfo, Store
+
+__all__ = ["Blob", "ObjectInfo", "Store", "open_store", "split_store_url"]
+
+
+def split_store_url(url: str) -> tuple[str, str]:
+    """(scheme, rest) of a store URL, with `https://<account>.blob.core.windows.net/...` as 'azure'."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https") and ".blob." in parts.netloc:
+        return "azure", url
+    return scheme, url
+
+
+def open_store(url: str) -> tuple[Store, str]:
+    """The store a URL names and the key prefix it carries (empty or ending in '/')."""
+    scheme, _ = split_store_url(url)
+    if scheme in ("", "file"):
+        from .local import LocalStore
+
+        return LocalStore.from_url(url)
+    if scheme == "s3":
+        from .s3 import S3Store
+
+        return S3Store.from_url(url)
+    if scheme in ("gs", "gcs"):
+        from .gcs import GCSStore
+
+        return GCSStore.from_url(url)
+    if scheme == "azure":
+        from .azure_blob import AzureBlobStore
+
+        return AzureBlobStore.from_url(url)
+    raise ConfigError(
+        f"TAVUS_STORE_URL {url!r} has an unknown scheme {scheme!r}: use file:///path, s3://bucket/prefix, "
+        "gs://bucket/prefix, azure://container/prefix or https://<account>.blob.core.windows.net/<container>/<prefix>"
+    )
+
+
+def normalize_prefix(prefix: str) -> str:
+    """'' or a prefix ending in exactly one '/', without a leading '/'."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/" if prefix else ""
