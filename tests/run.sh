@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up everything the tests need (a virtualenv, the emulators) and run the whole suite:
+#   bash tests/run.sh            # any extra arguments go to pytest, e.g. -k s3 -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pick_python() {
+  for candidate in "${PYTHON:-}" python3.13 /root/.pyenv/versions/3.13.0/bin/python python3; do
+    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1; then
+      echo "$candidate"; return
+    fi
+  done
+  echo "no python3 found" >&2; exit 1
+}
+
+if [ ! -x .venv/bin/python ]; then
+  "$(pick_python)" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -U pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[aws,gcp,azure,dev]'
+
+for script in tests/install/*.sh; do
+  [ -e "$script" ] || continue
+  bash "$script"
+done
+
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff"; ruff check shared functions tests bench
+echo "== mypy --strict (core)"; mypy
+echo "== pytest"; exec python -m pytest "$@"
