@@ -1,12 +1,166 @@
-"""The per-conversation state: `conversation.json` folded order-independently from its events."""
+"""The per-conversation state: `conversation.json`, folded order-independently from its events.
+
+Every stored event of a conversation becomes an entry (id, type, time, key and a few facts) in
+the state's `events` list; all other fields are derived from that set by `fold`, sorted by
+(time, id). So the state depends only on which events arrived, never on their order or count:
+replaying, racing or duplicating deliveries gives the same `conversation.json`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .errors import PreconditionFailed, StoreUnavailable
+from .recording import RecordingLocation, remediation
+from .stores import split_store_url
 
 if TYPE_CHECKING:
+    from .events import Event
     from .record import Layout, StoredEvent
     from .stores import Store
+
+log = logging.getLogger("tavus_callbacks")
+
+STATE_SCHEMA = 1
+_PROVIDER_OF_SCHEME = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "azure": "azure_blob"}
+
+
+def entry_for(record: StoredEvent, recording_check: dict[str, Any] | None = None,
+              store_provider: str | None = None) -> dict[str, Any]:
+    """The state's entry for one stored event: what the timeline shows and what `fold` derives from."""
+    event = record.event
+    return {
+        "id": record.id,
+        "type": event.type,
+        "time": event.time,
+        "key": record.key,
+        "valid": event.valid,
+        "facts": facts_of(event, recording_check, store_provider),
+    }
+
+
+def facts_of(event: Event, recording_check: dict[str, Any] | None = None,
+             store_provider: str | None = None) -> dict[str, Any]:
+    """The few fields of an event that the conversation state shows."""
+    d = event.details
+    if not event.valid:
+        return {"errors": event.errors[:5]}
+    if event.family == "guardrail":
+        return {"guardrail": d.get("guardrail")}
+    if event.family == "objective":
+        return {"objective_name": d.get("objective_name"), "output_variables": d.get("output_variables")}
+    et = event.event_type
+    if et == "system.replica_joined":
+        return {"replica_id": d.get("replica_id")}
+    if et == "system.pal_joined":
+        return {"face_id": d.get("face_id"), "replica_id": d.get("replica_id")}
+    if et == "system.shutdown":
+        return {"replica_id": d.get("replica_id"), "code": d.get("shutdown_code"),
+                "reason": d.get("shutdown_reason"), "step": d.get("shutdown_step")}
+    if et == "application.transcription_ready":
+        return {k: d.get(k) for k in ("replica_id", "messages", "user_turns", "assistant_turns", "system_messages")}
+    if et == "application.recording_ready":
+        facts = {"uri": d.get("storage_uri"), "provider": d.get("storage_provider"),
+                 "duration": d.get("duration"), "legacy": d.get("legacy")}
+        facts.update(recording_check or {"checked": False, "note": "not checked"})
+        return facts
+    if et == "application.recording_copy_failed":
+        provider = d.get("storage_provider") or store_provider
+        return {"error_code": d.get("error_code"), "error_message": d.get("error_message"),
+                "provider": provider, "hint": remediation(provider)}
+    if et == "application.perception_analysis":
+        analysis = d.get("analysis")
+        return {"replica_id": d.get("replica_id"), "chars": len(analysis) if isinstance(analysis, str) else 0}
+    if et == "application.perception_unavailable":
+        return {"reason": d.get("reason")}
+    if et == "application.post_call_action_executed":
+        return {k: d.get(k) for k in ("tool_id", "tool_name", "status")}
+    return {}
+
+
+def _rank(entry: dict[str, Any]) -> tuple[str, str]:
+    return (entry.get("time") or "", entry["id"])
+
+
+def fold(conversation_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The conversation state from a set of entries; the same set gives the same state, in any order."""
+    unique = sorted({e["id"]: e for e in entries}.values(), key=_rank)
+    state: dict[str, Any] = {
+        "schema": STATE_SCHEMA,
+        "conversation_id": conversation_id,
+        "status": "unknown",
+        "replica_id": None,
+        "face_id": None,
+        "joined_at": None,
+        "ended_at": None,
+        "shutdown": None,
+        "transcript": None,
+        "recording": None,
+        "perception": None,
+        "guardrails": [],
+        "objectives": {},
+        "post_call_actions": [],
+        "invalid_events": 0,
+        "events": unique,
+    }
+    guardrails: dict[str, int] = {}
+    copy_failure: dict[str, Any] | None = None
+    for e in unique:
+        facts, etype, at = e["facts"], e["type"], e.get("time")
+        if not e.get("valid", True):
+            state["invalid_events"] += 1
+            continue
+        if facts.get("replica_id"):
+            state["replica_id"] = facts["replica_id"]
+        if etype == "io.tavus.conversation.system.replica_joined":
+            state["joined_at"] = state["joined_at"] or at
+        elif etype == "io.tavus.conversation.system.pal_joined":
+            state["face_id"] = facts.get("face_id") or state["face_id"]
+        elif etype == "io.tavus.conversation.system.shutdown":
+            state["ended_at"] = at
+            state["shutdown"] = {"code": facts.get("code"), "reason": facts.get("reason"),
+                                 "step": facts.get("step"), "event_id": e["id"]}
+        elif etype == "io.tavus.conversation.application.transcription_ready":
+            state["transcript"] = {k: facts.get(k) for k in
+                                   ("messages", "user_turns", "assistant_turns", "system_messages")}
+            state["transcript"].update(at=at, event_id=e["id"], object="transcript.json")
+        elif etype == "io.tavus.conversation.application.recording_ready":
+            state["recording"] = {"status": "ready", **{k: v for k, v in facts.items() if k != "replica_id"},
+                                  "at": at, "event_id": e["id"]}
+        elif etype == "io.tavus.conversation.application.recording_copy_failed":
+            copy_failure = {**facts, "at": at, "event_id": e["id"]}
+        elif etype == "io.tavus.conversation.application.perception_analysis":
+            state["perception"] = {"status": "ready", "chars": facts.get("chars"), "at": at,
+                                   "event_id": e["id"], "object": "perception.json"}
+        elif etype == "io.tavus.conversation.application.perception_unavailable":
+            if not (state["perception"] and state["perception"]["status"] == "ready"):
+                state["perception"] = {"status": "unavailable", "reason": facts.get("reason"), "at": at,
+                                       "event_id": e["id"]}
+        elif etype == "io.tavus.conversation.application.post_call_action_executed":
+            state["post_call_actions"].append({**facts, "at": at, "event_id": e["id"]})
+        elif etype == "io.tavus.guardrail.triggered":
+            name = str(facts.get("guardrail"))
+            guardrails[name] = guardrails.get(name, 0) + 1
+        elif etype == "io.tavus.objective.completed":
+            state["objectives"][str(facts.get("objective_name"))] = {
+                "output_variables": facts.get("output_variables"), "event_id": e["id"]}
+    if copy_failure is not None:
+        if state["recording"] is None:
+            state["recording"] = {"status": "copy_failed", "copy_failure": copy_failure}
+        else:
+            state["recording"]["copy_failure"] = copy_failure
+    state["guardrails"] = [{"name": n, "count": c} for n, c in sorted(guardrails.items())]
+    state["status"] = "ended" if state["shutdown"] else "in_progress" if state["joined_at"] else "unknown"
+    return state
+
+
+def encode_state(state: dict[str, Any]) -> bytes:
+    return orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
 
 class ConversationFolder:
@@ -16,7 +170,93 @@ class ConversationFolder:
         self.store = store
         self.layout = layout
         self.attempts = attempts
+        self.store_provider = _PROVIDER_OF_SCHEME.get(split_store_url(store.url)[0])
 
     def apply(self, record: StoredEvent) -> bool:
-        """Fold one event into its conversation; True when it reports a failed recording copy."""
-        raise NotImplementedError
+        """Fold one event into its conversation; True when it newly reports a failed recording copy.
+
+        Idempotent: an event already in the state changes nothing, but the derived documents are
+        still brought up to date, so a retry repairs a delivery that failed half-way.
+        """
+        cid = record.event.conversation_id
+        assert cid is not None
+        key = self.layout.conversation_key(cid)
+        entry: dict[str, Any] | None = None
+        newly = False
+        for attempt in range(self.attempts):
+            blob = self.store.read(key)
+            entries: list[dict[str, Any]] = orjson.loads(blob.data)["events"] if blob else []
+            if any(e["id"] == record.id for e in entries):
+                state = fold(cid, entries)
+                break
+            if entry is None:
+                entry = entry_for(record, self._check_recording(record.event), self.store_provider)
+            state = fold(cid, [*entries, entry])
+            try:
+                self.store.replace(key, encode_state(state), blob.version if blob else None)
+                newly = True
+                break
+            except PreconditionFailed:
+                time.sleep(random.uniform(0, 0.005 * (2 ** min(attempt, 6))))
+        else:
+            raise StoreUnavailable(f"{key} kept changing under {self.attempts} attempts to update it; retry later")
+        self._write_derived(record, state)
+        if newly and entry is not None:
+            self._log_problems(cid, entry)
+        return newly and record.event.event_type == "application.recording_copy_failed"
+
+    def _check_recording(self, event: Event) -> dict[str, Any] | None:
+        """Whether a ready recording is really in the bucket: found, size, ETag and content type."""
+        if event.event_type != "application.recording_ready" or not event.valid:
+            return None
+        d = event.details
+        location = RecordingLocation(d["storage_provider"], d["bucket"], d["key"], d.get("account"))
+        key = self.store.locate(location)
+        if key is None:
+            return {"checked": False, "note": "the recording is in another bucket than this store's; not checked"}
+        info = self.store.stat(key)
+        if info is None:
+            return {"checked": True, "found": False}
+        return {"checked": True, "found": True, "size": info.size, "etag": info.etag,
+                "content_type": info.content_type}
+
+    def _log_problems(self, cid: str, entry: dict[str, Any]) -> None:
+        facts = entry["facts"]
+        if entry["type"] == "io.tavus.conversation.application.recording_copy_failed":
+            log.error("recording copy failed for conversation %s: %s %s. %s", cid, facts.get("error_code"),
+                      facts.get("error_message"), facts.get("hint"),
+                      extra={"conversation_id": cid, "error_code": facts.get("error_code")})
+        elif facts.get("checked") and facts.get("found") is False:
+            log.error("recording of conversation %s is missing from the bucket: %s", cid, facts.get("uri"),
+                      extra={"conversation_id": cid, "uri": facts.get("uri")})
+
+    def _write_derived(self, record: StoredEvent, state: dict[str, Any]) -> None:
+        """transcript.json / perception.json from the winning event (latest by time, then id)."""
+        event, cid = record.event, record.event.conversation_id
+        assert cid is not None
+        if event.event_type == "application.transcription_ready" and state["transcript"] \
+                and state["transcript"]["event_id"] == record.id:
+            doc = {"conversation_id": cid, "event_id": record.id, "time": event.time,
+                   **{k: event.details.get(k) for k in ("replica_id", "messages", "user_turns",
+                                                         "assistant_turns", "system_messages", "transcript")}}
+            self._replace_if_newer(self.layout.transcript_key(cid), doc)
+        elif event.event_type == "application.perception_analysis" and state["perception"] \
+                and state["perception"].get("event_id") == record.id:
+            doc = {"conversation_id": cid, "event_id": record.id, "time": event.time,
+                   "replica_id": event.details.get("replica_id"), "analysis": event.details.get("analysis")}
+            self._replace_if_newer(self.layout.perception_key(cid), doc)
+
+    def _replace_if_newer(self, key: str, doc: dict[str, Any]) -> None:
+        rank = (doc["time"] or "", doc["event_id"])
+        for attempt in range(self.attempts):
+            blob = self.store.read(key)
+            if blob is not None:
+                current = orjson.loads(blob.data)
+                if (current.get("time") or "", current.get("event_id", "")) >= rank:
+                    return
+            try:
+                self.store.replace(key, encode_state(doc), blob.version if blob else None)
+                return
+            except PreconditionFailed:
+                time.sleep(random.uniform(0, 0.005 * (2 ** min(attempt, 6))))
+        raise StoreUnavailable(f"{key} kept changing under {self.attempts} attempts to update it; retry later")
