@@ -1,10 +1,22 @@
-"""Pydantic models of the five callback families and `normalize`, which turns any body into one typed Event."""
+"""Pydantic models of the five callback families and `normalize`, which turns any body into one typed Event.
+
+Families are told apart by shape (SPEC §1). Each known conversation `event_type` has a model of its
+`properties`; the other families have a model of the whole payload. `normalize` validates against the
+model once, builds the `details` every consumer relies on (the keys are a contract, see DETAIL_MODELS),
+and never raises: a payload that fails its schema becomes an Event with `valid=False` and readable errors.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .recording import RecordingLocation, legacy_location, parse_storage_uri
+from .times import TimeParseError, to_utc_iso, to_utc_iso_or_none
 
 Family = Literal["conversation", "guardrail", "objective", "replica_training", "video_generation", "unrecognized"]
 
@@ -38,6 +50,769 @@ class Event(BaseModel):
         return self.conversation_id
 
 
+TYPE_PREFIX = "io.tavus."
+UNRECOGNIZED_TYPE = "io.tavus.unrecognized"
+INVALID_CONVERSATION_TYPE = "io.tavus.conversation.invalid"
+GUARDRAIL_TYPE = "io.tavus.guardrail.triggered"
+OBJECTIVE_TYPE = "io.tavus.objective.completed"
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
+_MAX_EVENT_TYPE = 100
+_NOT_TYPE_CHARS = re.compile(r"[^a-z0-9_]+")
+_MAX_ERRORS = 20
+
+
+# ---------------------------------------------------------------------------------------------------
+# What arrives: the payload models (validated once per callback, built once at import).
+
+
+class _Payload(BaseModel):
+    """Base of the incoming models: unknown fields are ignored (the payload is stored whole anyway)."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class ReplicaJoinedProperties(_Payload):
+    """`system.replica_joined`: the replica is ready for the conversation."""
+
+    replica_id: Any = None  # checked as a plain identifier by normalize
+
+
+class PalJoinedProperties(_Payload):
+    """`system.pal_joined` (observed): arrives beside replica_joined, names the face."""
+
+    face_id: str | None = None
+    replica_id: Any = None  # checked as a plain identifier by normalize
+
+
+class ShutdownProperties(_Payload):
+    """`system.shutdown`: the room shut down, for `shutdown_reason`."""
+
+    replica_id: Any = None  # checked as a plain identifier by normalize
+    shutdown_reason: str | None = None
+
+
+class TranscriptTurn(_Payload):
+    """One turn of a transcript; the per-turn timing fields only come with newer payloads."""
+
+    role: str
+    content: str | None = None
+    timestamp: Any = None
+    seconds_from_start: float | None = None
+    duration: float | None = None
+    inference_id: str | None = None
+
+
+class TranscriptionReadyProperties(_Payload):
+    """`application.transcription_ready`: the conversation's chat history."""
+
+    replica_id: Any = None  # checked as a plain identifier by normalize
+    transcript: list[TranscriptTurn]
+
+
+class RecordingReadyProperties(_Payload):
+    """`application.recording_ready`: `storage_provider` + `storage_uri`, or the legacy `bucket_name` + `s3_key`."""
+
+    replica_id: Any = None  # checked as a plain identifier by normalize
+    storage_provider: str | None = None
+    storage_uri: str | None = None
+    bucket_name: str | None = None
+    s3_key: str | None = None
+    duration: float | None = None
+
+
+class RecordingCopyFailedProperties(_Payload):
+    """`application.recording_copy_failed`: the vendor could not write the recording into the bucket."""
+
+    replica_id: Any = None  # checked as a plain identifier by normalize
+    error_code: str | None = None
+    error_message: str | None = None
+    storage_provider: str | None = None
+
+
+class PerceptionAnalysisProperties(_Payload):
+    """`application.perception_analysis`: the summary of what the replica saw (markdown text)."""
+
+    replica_id: Any = None  # checked as a plain identifier by normalize
+    analysis: str | dict[str, Any] | list[Any]
+
+
+class PerceptionUnavailableProperties(_Payload):
+    """`application.perception_unavailable` (observed): no perception analysis, with a reason."""
+
+    replica_id: Any = None  # checked as a plain identifier by normalize
+    reason: str | None = None
+    perception_unavailable_reason: str | None = None
+    message: str | None = None
+
+
+class PostCallActionProperties(_Payload):
+    """`application.post_call_action_executed` (observed): a tool called after the conversation."""
+
+    replica_id: Any = None  # checked as a plain identifier by normalize
+    tool_id: str | int | None = None
+    tool_name: str | None = None
+    status: str | None = None
+    request: Any = None
+    response: Any = None
+
+
+class GuardrailProperties(_Payload):
+    guardrail: str
+
+
+class GuardrailPayload(_Payload):
+    """A guardrail was triggered during a conversation."""
+
+    properties: GuardrailProperties
+
+
+class ObjectivePayload(_Payload):
+    """An objective was completed during a conversation, with the variables it collected."""
+
+    objective_name: str
+    output_variables: dict[str, Any] | None = None
+
+
+class ReplicaTrainingPayload(_Payload):
+    """Replica training finished: `ready`, or `error` with a message."""
+
+    status: str
+    error_message: str | None = None
+
+
+class VideoData(_Payload):
+    script: str | None = None
+
+
+class VideoGenerationPayload(_Payload):
+    """Video generation finished (`ready`) or failed (`error`)."""
+
+    video_name: str | None = None
+    status: str
+    status_details: str | None = None
+    generation_progress: str | None = None
+    download_url: str | None = None
+    hosted_url: str | None = None
+    stream_url: str | None = None
+    data: VideoData | None = None
+    created_at: Any = None
+    updated_at: Any = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# system.shutdown reasons to stable codes.
+
+SHUTDOWN_CODES: dict[str, str] = {
+    "max_call_duration": "max_call_duration",
+    "participant_left_timeout": "participant_left_timeout",
+    "participant_absent_timeout": "participant_absent_timeout",
+    "bot_could_not_join_meeting_it_was_probably_ended": "bot_could_not_join_meeting",
+    "bot_could_not_join_meeting": "bot_could_not_join_meeting",
+    "daily_room_has_been_deleted": "daily_room_deleted",
+    "daily_room_deleted": "daily_room_deleted",
+    "exception_encountered_during_conversation_startup": "startup_exception",
+    "end_conversation_endpoint_hit": "end_conversation_endpoint_hit",
+}
+_INTERNAL_ERROR = re.compile(r"internal[ _]error[ _]occurred[ _]at[ _]step(?:[ _]+(.*))?", re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(r"\s+")
+
+
+def shutdown_code(reason: str | None) -> tuple[str, str | None]:
+    """A `shutdown_reason` text as (stable code, step); the step only for `internal error occurred at step x`."""
+    if reason is None:
+        return "other", None
+    text = _SPACES.sub(" ", reason).strip()
+    internal = _INTERNAL_ERROR.fullmatch(text)
+    if internal:
+        return "internal_error", (internal.group(1) or "").strip() or None
+    key = text.lower()
+    for suffix in (" reached", "_reached"):
+        key = key.removesuffix(suffix)
+    return SHUTDOWN_CODES.get(key.strip(), "other"), None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-type details of conversation events: validated properties -> the `details` dict.
+
+Details = dict[str, Any]
+
+
+def _replica_joined(m: ReplicaJoinedProperties, raw: dict[str, Any]) -> Details:
+    return {"replica_id": m.replica_id}
+
+
+def _pal_joined(m: PalJoinedProperties, raw: dict[str, Any]) -> Details:
+    return {"face_id": m.face_id, "replica_id": m.replica_id}
+
+
+def _shutdown(m: ShutdownProperties, raw: dict[str, Any]) -> Details:
+    code, step = shutdown_code(m.shutdown_reason)
+    return {"replica_id": m.replica_id, "shutdown_reason": m.shutdown_reason, "shutdown_code": code,
+            "shutdown_step": step}
+
+
+def _transcription_ready(m: TranscriptionReadyProperties, raw: dict[str, Any]) -> Details:
+    turns = []
+    user = assistant = system = 0
+    for t in m.transcript:
+        role = t.role
+        if role == "user":
+            user += 1
+        elif role == "assistant":
+            assistant += 1
+        elif role == "system":
+            system += 1
+        turns.append({"role": role, "content": t.content, "timestamp": to_utc_iso_or_none(t.timestamp),
+                      "seconds_from_start": t.seconds_from_start, "duration": t.duration,
+                      "inference_id": t.inference_id})
+    return {"replica_id": m.replica_id, "transcript": turns, "messages": len(turns), "user_turns": user,
+            "assistant_turns": assistant, "system_messages": system}
+
+
+class _Invalid(Exception):
+    """A field that passed its type check but not its meaning; becomes an entry of Event.errors."""
+
+
+def _recording_ready(m: RecordingReadyProperties, raw: dict[str, Any]) -> Details:
+    location: RecordingLocation | None
+    if m.storage_uri is not None:
+        legacy = False
+        location = parse_storage_uri(m.storage_uri)
+        if location is None:
+            raise _Invalid("properties.storage_uri: not a recording location; expected s3://bucket/key, "
+                           "gs://bucket/key or https://<account>.blob.core.windows.net/<container>/<blob>")
+        uri = m.storage_uri.strip()
+    elif m.bucket_name is not None or m.s3_key is not None:
+        legacy = True
+        location = legacy_location(m.bucket_name or "", m.s3_key or "")
+        if location is None:
+            raise _Invalid("properties: the legacy recording location needs both bucket_name and s3_key")
+        uri = location.uri
+    else:
+        raise _Invalid("properties: no recording location; expected storage_uri, or bucket_name and s3_key")
+    return {"storage_provider": location.provider, "storage_uri": uri, "bucket": location.bucket,
+            "key": location.key, "account": location.account, "duration": m.duration, "legacy": legacy,
+            "replica_id": m.replica_id}
+
+
+def _recording_copy_failed(m: RecordingCopyFailedProperties, raw: dict[str, Any]) -> Details:
+    return {"error_code": m.error_code, "error_message": m.error_message, "storage_provider": m.storage_provider,
+            "replica_id": m.replica_id}
+
+
+def _perception_analysis(m: PerceptionAnalysisProperties, raw: dict[str, Any]) -> Details:
+    return {"replica_id": m.replica_id, "analysis": m.analysis}
+
+
+def _perception_unavailable(m: PerceptionUnavailableProperties, raw: dict[str, Any]) -> Details:
+    reason = m.reason or m.perception_unavailable_reason or m.message
+    if reason is None:
+        reason = next((v for k, v in raw.items() if k != "replica_id" and isinstance(v, str)), None)
+    return {"replica_id": m.replica_id, "reason": reason}
+
+
+def _post_call_action(m: PostCallActionProperties, raw: dict[str, Any]) -> Details:
+    return {"tool_id": m.tool_id, "tool_name": m.tool_name, "status": m.status, "request": m.request,
+            "response": m.response, "replica_id": m.replica_id}
+
+
+_Builder = Callable[[Any, dict[str, Any]], Details]
+
+# event_type -> (model of its properties, builder of its details)
+CONVERSATION_TYPES: dict[str, tuple[type[_Payload], _Builder]] = {
+    "system.replica_joined": (ReplicaJoinedProperties, _replica_joined),
+    "system.pal_joined": (PalJoinedProperties, _pal_joined),
+    "system.shutdown": (ShutdownProperties, _shutdown),
+    "application.transcription_ready": (TranscriptionReadyProperties, _transcription_ready),
+    "application.recording_ready": (RecordingReadyProperties, _recording_ready),
+    "application.recording_copy_failed": (RecordingCopyFailedProperties, _recording_copy_failed),
+    "application.perception_analysis": (PerceptionAnalysisProperties, _perception_analysis),
+    "application.perception_unavailable": (PerceptionUnavailableProperties, _perception_unavailable),
+    "application.post_call_action_executed": (PostCallActionProperties, _post_call_action),
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# normalize
+
+
 def normalize(payload: Any) -> Event:
-    """Turn a decoded body into an Event; never raises."""
-    raise NotImplementedError
+    """Turn a decoded body into an Event; never raises, whatever JSON value it is given."""
+    try:
+        if not isinstance(payload, dict):
+            return _event("unrecognized", UNRECOGNIZED_TYPE,
+                          errors=[f"the payload is a JSON {_kind(payload)}, not an object"])
+        family = family_of(payload)
+        if family == "conversation":
+            return _conversation(payload)
+        if family == "video_generation":
+            return _video(payload)
+        if family == "objective":
+            return _objective(payload)
+        if family == "guardrail":
+            return _guardrail(payload)
+        if family == "replica_training":
+            return _replica_training(payload)
+        return _unrecognized(payload)
+    except Exception as exc:  # never reached by a JSON value; a last guard so a callback is still stored
+        return _event("unrecognized", UNRECOGNIZED_TYPE,
+                      errors=[f"the payload could not be normalized ({type(exc).__name__}); it is stored as received"])
+
+
+def family_of(payload: dict[str, Any]) -> Family:
+    """Which of the five families a payload belongs to, by its shape (SPEC §1)."""
+    if "event_type" in payload:
+        return "conversation"
+    if "video_id" in payload:
+        return "video_generation"
+    if "objective_name" in payload:
+        return "objective"
+    props = payload.get("properties")
+    if "conversation_id" in payload and isinstance(props, dict) and "guardrail" in props:
+        return "guardrail"
+    if "replica_id" in payload and "status" in payload and "conversation_id" not in payload:
+        return "replica_training"
+    return "unrecognized"
+
+
+def _conversation(payload: dict[str, Any]) -> Event:
+    errors: list[str] = []
+    conversation_id = _plain_id(payload, "conversation_id", errors)
+    time = _time(payload, "timestamp", errors)
+    message_type = payload.get("message_type")
+    if message_type is not None and not isinstance(message_type, str):
+        errors.append("message_type: Input should be a valid string")
+        message_type = None
+    props = payload.get("properties")
+    replica_id = _plain_id(props, "replica_id", errors, prefix="properties.", required=False) \
+        if isinstance(props, dict) else None
+    event_type = payload["event_type"]
+    if not (isinstance(event_type, str) and len(event_type) <= _MAX_EVENT_TYPE and _EVENT_TYPE.fullmatch(event_type)):
+        errors.append("event_type: not a well-formed event type; expected dot-separated lower-case words "
+                      "such as system.shutdown, at most 100 characters")
+        return _event("conversation", INVALID_CONVERSATION_TYPE, message_type=message_type,
+                      conversation_id=conversation_id, replica_id=replica_id, time=time, errors=errors,
+                      details={"properties": props})
+    known = CONVERSATION_TYPES.get(event_type)
+    if known is None:
+        details: Details = {"properties": props}
+    elif "properties" not in payload:
+        errors.append("properties: Field required")
+        details = {}
+    else:
+        details = _validate(known[0], known[1], props, "properties.", errors)
+        if "replica_id" in details:
+            details["replica_id"] = replica_id
+    return _event("conversation", f"{TYPE_PREFIX}conversation.{event_type}", event_type=event_type,
+                  message_type=message_type, conversation_id=conversation_id, replica_id=replica_id, time=time,
+                  errors=errors, details=details)
+
+
+def _guardrail(payload: dict[str, Any]) -> Event:
+    errors: list[str] = []
+    conversation_id = _plain_id(payload, "conversation_id", errors)
+    time = _time(payload, "timestamp", errors)
+    details = _validate(GuardrailPayload, _guardrail_details, payload, "", errors)
+    return _event("guardrail", GUARDRAIL_TYPE, conversation_id=conversation_id, time=time, errors=errors,
+                  details=details)
+
+
+def _guardrail_details(m: GuardrailPayload, raw: dict[str, Any]) -> Details:
+    return {"guardrail": m.properties.guardrail}
+
+
+def _objective(payload: dict[str, Any]) -> Event:
+    errors: list[str] = []
+    conversation_id = _plain_id(payload, "conversation_id", errors)
+    time = _time(payload, "timestamp", errors)
+    details = _validate(ObjectivePayload, _objective_details, payload, "", errors)
+    return _event("objective", OBJECTIVE_TYPE, conversation_id=conversation_id, time=time, errors=errors,
+                  details=details)
+
+
+def _objective_details(m: ObjectivePayload, raw: dict[str, Any]) -> Details:
+    return {"objective_name": m.objective_name, "output_variables": m.output_variables}
+
+
+def _replica_training(payload: dict[str, Any]) -> Event:
+    errors: list[str] = []
+    replica_id = _plain_id(payload, "replica_id", errors)
+    time = _time(payload, "timestamp", errors)
+    details = _validate(ReplicaTrainingPayload, _replica_training_details, payload, "", errors)
+    return _event("replica_training", f"{TYPE_PREFIX}replica.{status_part(payload.get('status'))}",
+                  replica_id=replica_id, time=time, errors=errors, details=details)
+
+
+def _replica_training_details(m: ReplicaTrainingPayload, raw: dict[str, Any]) -> Details:
+    return {"status": m.status, "error_message": m.error_message}
+
+
+def _video(payload: dict[str, Any]) -> Event:
+    errors: list[str] = []
+    video_id = _plain_id(payload, "video_id", errors)
+    replica_id = _plain_id(payload, "replica_id", errors, required=False)
+    details = _validate(VideoGenerationPayload, _video_details, payload, "", errors)
+    created_at = _time(payload, "created_at", errors)
+    updated_at = _time(payload, "updated_at", errors)
+    if details:
+        details["created_at"], details["updated_at"] = created_at, updated_at
+    return _event("video_generation", f"{TYPE_PREFIX}video.{status_part(payload.get('status'))}",
+                  replica_id=replica_id, video_id=video_id, time=updated_at or created_at, errors=errors,
+                  details=details)
+
+
+def _video_details(m: VideoGenerationPayload, raw: dict[str, Any]) -> Details:
+    return {"video_name": m.video_name, "status": m.status, "status_details": m.status_details,
+            "generation_progress": m.generation_progress, "download_url": m.download_url,
+            "hosted_url": m.hosted_url, "stream_url": m.stream_url, "script": m.data.script if m.data else None,
+            "created_at": None, "updated_at": None}
+
+
+def _unrecognized(payload: dict[str, Any]) -> Event:
+    errors: list[str] = []
+    time = None
+    if "timestamp" in payload:  # a time of its own keeps the object name independent of arrival
+        time = to_utc_iso_or_none(payload["timestamp"])
+    return _event("unrecognized", UNRECOGNIZED_TYPE, time=time, errors=errors)
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+
+
+def status_part(status: Any) -> str:
+    """A status as the last part of a CloudEvents type: [a-z0-9_] only, `unknown` when there is nothing left."""
+    if not isinstance(status, str):
+        return "unknown"
+    return _NOT_TYPE_CHARS.sub("_", status[:200].lower()).strip("_")[:64] or "unknown"
+
+
+def is_plain_id(value: Any) -> bool:
+    """Letters, digits, '_' and '-', starting with a letter or digit, at most 128 characters: safe in a key."""
+    return isinstance(value, str) and _PLAIN_ID.fullmatch(value) is not None
+
+
+def _plain_id(container: dict[str, Any], name: str, errors: list[str], prefix: str = "",
+              required: bool = True) -> str | None:
+    value = container.get(name)
+    if value is None:
+        if required:
+            errors.append(f"{prefix}{name}: Field required")
+        return None
+    if is_plain_id(value):
+        return str(value)
+    errors.append(f"{prefix}{name} is not a plain identifier "
+                  "(letters, digits, '_' and '-', starting with a letter or digit, at most 128 characters)")
+    return None
+
+
+def _time(container: dict[str, Any], name: str, errors: list[str]) -> str | None:
+    value = container.get(name)
+    if value is None:
+        return None
+    try:
+        return to_utc_iso(value)
+    except TimeParseError as exc:
+        errors.append(f"{name}: {exc}")
+        return None
+
+
+def _validate(model: type[_Payload], build: _Builder, raw: Any, prefix: str, errors: list[str]) -> Details:
+    """Validate `raw` against `model` and build the details; on failure record the errors and salvage."""
+    try:
+        return build(model.model_validate(raw), raw)
+    except ValidationError as exc:
+        failed = _add_errors(exc, prefix, errors)
+        return _salvage(model, raw, failed)
+    except _Invalid as exc:
+        errors.append(str(exc))
+        return _salvage(model, raw, set())
+
+
+def _add_errors(exc: ValidationError, prefix: str, errors: list[str]) -> set[str]:
+    """Readable pydantic errors ('properties.transcript: Input should be a valid list'); the failed fields."""
+    failed: set[str] = set()
+    seen: set[str] = set()
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = err["loc"]
+        if loc:
+            failed.add(str(loc[0]))
+        # A union reports one error per member ('analysis.str', 'analysis.list[any]'); keep the field only.
+        where = prefix + ".".join(str(p) for p in loc if isinstance(p, int) or not _is_member(p))
+        where = where.rstrip(".") or "payload"
+        msg = "Input should be a JSON object" if err["type"] in ("model_type", "dict_type") else err["msg"]
+        line = f"{where}: {msg}"
+        if line not in seen and len(errors) < _MAX_ERRORS:
+            seen.add(line)
+            errors.append(line)
+    return failed
+
+
+def _is_member(part: str | int) -> bool:
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
+
+
+def _salvage(model: type[_Payload], raw: Any, failed: set[str]) -> Details:
+    """The fields of a failed payload that were fine, as received."""
+    if not isinstance(raw, dict) or "" in failed:
+        return {}
+    return {k: raw[k] for k in model.model_fields if k in raw and k not in failed}
+
+
+def _event(family: Family, type_: str, *, errors: list[str], event_type: str | None = None,
+           message_type: str | None = None, conversation_id: str | None = None, replica_id: str | None = None,
+           video_id: str | None = None, time: str | None = None, details: Details | None = None) -> Event:
+    # Every value is built here from checked parts, so skipping a second validation is safe and saves time.
+    return Event.model_construct(family=family, type=type_, event_type=event_type, message_type=message_type,
+                                 conversation_id=conversation_id, replica_id=replica_id, video_id=video_id,
+                                 time=time, valid=not errors, errors=errors, details=details or {})
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    return type(value).__name__
+
+
+# ---------------------------------------------------------------------------------------------------
+# What comes out: the details models, for the JSON Schema (built on first use: they cost import time).
+
+
+@cache
+def detail_models() -> dict[str, type[BaseModel]]:
+    """CloudEvents type -> the model of `details` for a valid event of that type."""
+    return dict(_build_detail_models())
+
+
+def _build_detail_models() -> list[tuple[str, type[BaseModel]]]:
+    deferred = ConfigDict(defer_build=True)
+
+    class ReplicaJoinedDetails(BaseModel):
+        """system.replica_joined"""
+
+        model_config = deferred
+        replica_id: str | None
+
+    class PalJoinedDetails(BaseModel):
+        """system.pal_joined"""
+
+        model_config = deferred
+        face_id: str | None
+        replica_id: str | None
+
+    class ShutdownDetails(BaseModel):
+        """system.shutdown: the original text and its stable code (internal_error keeps the step)."""
+
+        model_config = deferred
+        replica_id: str | None
+        shutdown_reason: str | None
+        shutdown_code: Literal["max_call_duration", "participant_left_timeout", "participant_absent_timeout",
+                               "bot_could_not_join_meeting", "daily_room_deleted", "startup_exception",
+                               "end_conversation_endpoint_hit", "internal_error", "other"]
+        shutdown_step: str | None
+
+    class TranscriptTurnDetails(BaseModel):
+        """One transcript turn; timestamp normalized to UTC."""
+
+        model_config = deferred
+        role: str
+        content: str | None
+        timestamp: str | None
+        seconds_from_start: float | None
+        duration: float | None
+        inference_id: str | None
+
+    class TranscriptionReadyDetails(BaseModel):
+        """application.transcription_ready, with the turns counted."""
+
+        model_config = deferred
+        replica_id: str | None
+        transcript: list[TranscriptTurnDetails]
+        messages: int
+        user_turns: int
+        assistant_turns: int
+        system_messages: int
+
+    class RecordingReadyDetails(BaseModel):
+        """application.recording_ready: where the recording is (legacy = from bucket_name + s3_key)."""
+
+        model_config = deferred
+        storage_provider: Literal["s3", "gcs", "azure_blob"]
+        storage_uri: str
+        bucket: str
+        key: str
+        account: str | None
+        duration: float | None
+        legacy: bool
+        replica_id: str | None
+
+    class RecordingCopyFailedDetails(BaseModel):
+        """application.recording_copy_failed"""
+
+        model_config = deferred
+        error_code: str | None
+        error_message: str | None
+        storage_provider: str | None
+        replica_id: str | None
+
+    class PerceptionAnalysisDetails(BaseModel):
+        """application.perception_analysis"""
+
+        model_config = deferred
+        replica_id: str | None
+        analysis: str | dict[str, Any] | list[Any]
+
+    class PerceptionUnavailableDetails(BaseModel):
+        """application.perception_unavailable"""
+
+        model_config = deferred
+        replica_id: str | None
+        reason: str | None
+
+    class PostCallActionDetails(BaseModel):
+        """application.post_call_action_executed"""
+
+        model_config = deferred
+        tool_id: str | int | None
+        tool_name: str | None
+        status: str | None
+        request: Any
+        response: Any
+        replica_id: str | None
+
+    class UnknownConversationDetails(BaseModel):
+        """A conversation event_type this version does not know yet: its properties as received."""
+
+        model_config = deferred
+        properties: Any
+
+    class GuardrailDetails(BaseModel):
+        """io.tavus.guardrail.triggered"""
+
+        model_config = deferred
+        guardrail: str
+
+    class ObjectiveDetails(BaseModel):
+        """io.tavus.objective.completed"""
+
+        model_config = deferred
+        objective_name: str
+        output_variables: dict[str, Any] | None
+
+    class ReplicaTrainingDetails(BaseModel):
+        """io.tavus.replica.<status>"""
+
+        model_config = deferred
+        status: str
+        error_message: str | None
+
+    class VideoGenerationDetails(BaseModel):
+        """io.tavus.video.<status>; created_at and updated_at normalized to UTC."""
+
+        model_config = deferred
+        video_name: str | None
+        status: str
+        status_details: str | None
+        generation_progress: str | None
+        download_url: str | None
+        hosted_url: str | None
+        stream_url: str | None
+        script: str | None
+        created_at: str | None
+        updated_at: str | None
+
+    conv = f"{TYPE_PREFIX}conversation."
+    return [
+        (f"{conv}system.replica_joined", ReplicaJoinedDetails),
+        (f"{conv}system.pal_joined", PalJoinedDetails),
+        (f"{conv}system.shutdown", ShutdownDetails),
+        (f"{conv}application.transcription_ready", TranscriptionReadyDetails),
+        (f"{conv}application.recording_ready", RecordingReadyDetails),
+        (f"{conv}application.recording_copy_failed", RecordingCopyFailedDetails),
+        (f"{conv}application.perception_analysis", PerceptionAnalysisDetails),
+        (f"{conv}application.perception_unavailable", PerceptionUnavailableDetails),
+        (f"{conv}application.post_call_action_executed", PostCallActionDetails),
+        (f"{conv}*", UnknownConversationDetails),
+        (GUARDRAIL_TYPE, GuardrailDetails),
+        (OBJECTIVE_TYPE, ObjectiveDetails),
+        (f"{TYPE_PREFIX}replica.*", ReplicaTrainingDetails),
+        (f"{TYPE_PREFIX}video.*", VideoGenerationDetails),
+    ]
+
+
+def details_model_for(event: Event) -> type[BaseModel] | None:
+    """The model `event.details` follows, or None for an invalid or unrecognized event (free-form salvage)."""
+    if not event.valid or event.family == "unrecognized":
+        return None
+    models = detail_models()
+    if event.type in models:
+        return models[event.type]
+    family_wildcard = {"conversation": "conversation.*", "replica_training": "replica.*",
+                       "video_generation": "video.*"}.get(event.family)
+    return models.get(f"{TYPE_PREFIX}{family_wildcard}") if family_wildcard else None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a normalized Event, with the model of `details` per type under `$defs`."""
+    from pydantic.json_schema import models_json_schema
+
+    schema = Event.model_json_schema(mode="serialization")
+    models = detail_models()
+    _, defs = models_json_schema([(m, "serialization") for m in models.values()], ref_template="#/$defs/{model}")
+    schema.setdefault("$defs", {}).update(defs.get("$defs", {}))
+    schema["properties"]["details"]["description"] = (
+        "Per-type fields: see x-details-by-type. An invalid event holds what could be salvaged.")
+    schema["x-details-by-type"] = {t: f"#/$defs/{m.__name__}" for t, m in models.items()}
+    conditions: list[dict[str, Any]] = []
+    for type_, model in models.items():
+        match: dict[str, Any] = ({"const": type_} if not type_.endswith("*")
+                                 else {"pattern": f"^{re.escape(type_[:-1])}"})
+        conditions.append({
+            "if": {"properties": {"type": match, "valid": {"const": True}}, "required": ["type", "valid"]},
+            "then": {"properties": {"details": {"$ref": f"#/$defs/{model.__name__}"}}},
+        })
+    # Known conversation types match both their own entry and the wildcard; exclude them from the wildcard.
+    known = [f"{TYPE_PREFIX}conversation.{t}" for t in CONVERSATION_TYPES]
+    for cond in conditions:
+        if cond["if"]["properties"]["type"].get("pattern") == f"^{re.escape(TYPE_PREFIX + 'conversation.')}":
+            cond["if"]["not"] = {"properties": {"type": {"enum": [*known, INVALID_CONVERSATION_TYPE]}}}
+    schema["allOf"] = conditions
+    return schema
+
+
+def payload_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the callbacks as they arrive: one of the five families, or any other JSON object."""
+    from pydantic.json_schema import models_json_schema
+
+    class ConversationCallback(BaseModel):
+        """A conversation callback; `properties` depends on `event_type`, see x-properties-by-event-type."""
+
+        model_config = ConfigDict(extra="allow", defer_build=True)
+        conversation_id: str
+        event_type: str
+        message_type: str | None = None
+        webhook_url: str | None = None
+        timestamp: str | float | None = None
+        properties: dict[str, Any] | None = None
+
+    families: list[type[BaseModel]] = [ConversationCallback, GuardrailPayload, ObjectivePayload,
+                                       ReplicaTrainingPayload, VideoGenerationPayload]
+    props = [model for model, _ in CONVERSATION_TYPES.values()]
+    _, defs = models_json_schema([(m, "validation") for m in [*families, *props]], ref_template="#/$defs/{model}")
+    return {
+        "title": "TavusCallback",
+        "description": "Any JSON object is accepted; these are the families told apart by shape.",
+        "anyOf": [*({"$ref": f"#/$defs/{m.__name__}"} for m in families), {"type": "object"}],
+        "$defs": defs.get("$defs", {}),
+        "x-properties-by-event-type": {t: f"#/$defs/{m.__name__}" for t, (m, _) in CONVERSATION_TYPES.items()},
+    }

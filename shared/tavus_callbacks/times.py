@@ -1,0 +1,91 @@
+"""Callback timestamps in their three forms (ISO-8601, naive `YYYY-MM-DD HH:MM:SS.ffffff`, epoch seconds) to UTC.
+
+Every normalized time is `YYYY-MM-DDTHH:MM:SS.ffffffZ`: fixed width, so it sorts as text and fits in an object key.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+MIN_YEAR = 1970
+MAX_YEAR = 2200
+ACCEPTED_FORMS = "ISO-8601 (2025-07-11T06:45:47.472000Z), 'YYYY-MM-DD HH:MM:SS.ffffff' (read as UTC) or epoch seconds"
+
+_MAX_EPOCH = datetime(MAX_YEAR + 1, 1, 1, tzinfo=UTC).timestamp()
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
+_MAX_TEXT = 64
+
+
+class TimeParseError(ValueError):
+    """A value that is not a time in one of the accepted forms, or lies outside the years 1970..2200."""
+
+
+def to_utc_iso(value: Any) -> str:
+    """The UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` form of a callback timestamp; raises TimeParseError otherwise."""
+    if isinstance(value, bool):
+        raise TimeParseError(f"{value!r} is not a time; send {ACCEPTED_FORMS}")
+    if isinstance(value, int | float):
+        return _from_epoch(value, value)
+    if not isinstance(value, str):
+        raise TimeParseError(f"a JSON {_json_kind(value)} is not a time; send {ACCEPTED_FORMS}")
+    text = value.strip()
+    if len(text) > _MAX_TEXT:
+        raise TimeParseError(f"{_short(value)} is not a time; send {ACCEPTED_FORMS}")
+    if _NUMBER.fullmatch(text):
+        return _from_epoch(float(text), value)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise TimeParseError(f"{_short(value)} is not a time; send {ACCEPTED_FORMS}") from None
+    if not MIN_YEAR - 1 <= when.year <= MAX_YEAR + 1:
+        raise _out_of_range(value)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if not MIN_YEAR <= when.year <= MAX_YEAR:
+        raise _out_of_range(value)
+    return format_utc(when)
+
+
+def to_utc_iso_or_none(value: Any) -> str | None:
+    """Like to_utc_iso, but None for a missing or unreadable value (for optional, secondary times)."""
+    if value is None:
+        return None
+    try:
+        return to_utc_iso(value)
+    except TimeParseError:
+        return None
+
+
+def format_utc(when: datetime) -> str:
+    """An aware UTC datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (faster than strftime, always six digits)."""
+    return (f"{when.year:04d}-{when.month:02d}-{when.day:02d}T"
+            f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}.{when.microsecond:06d}Z")
+
+
+def _from_epoch(seconds: float, original: Any) -> str:
+    # NaN fails both comparisons; ints of any size compare exactly without conversion.
+    if not 0 <= seconds < _MAX_EPOCH:
+        raise _out_of_range(original)
+    return format_utc(datetime.fromtimestamp(seconds, UTC))
+
+
+def _out_of_range(value: Any) -> TimeParseError:
+    return TimeParseError(f"{_short(value)} is outside the years {MIN_YEAR} to {MAX_YEAR}; send {ACCEPTED_FORMS}")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 128:
+        return "a very large number"  # str() of a huge int is slow, and refused past 4300 digits
+    text = repr(value) if isinstance(value, str) else str(value) if isinstance(value, int | float) else "value"
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    return type(value).__name__
