@@ -1,0 +1,97 @@
+"""The `tavus-callbacks` command: a table of subcommands, each loaded only when it is the one being run.
+
+A subcommand is a module with `add_arguments(parser)` and `run(args) -> int`; registering one is a
+line in COMMANDS, so `tavus-callbacks --help` stays fast and no cloud SDK loads unless it is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+from . import __version__
+from .errors import TavusCallbacksError
+
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A subcommand: its name, the module that implements it, and one line of help."""
+
+    name: str
+    module: str
+    help: str
+
+
+COMMANDS: list[Command] = [
+    Command("serve", "tavus_callbacks.server", "run the callback endpoint as a local HTTP server"),
+    Command("send", "tavus_callbacks.samples", "post realistic sample callbacks to an endpoint, as Tavus would"),
+    Command("conversations", "tavus_callbacks.render", "list stored conversations or show one's state and timeline"),
+    Command("schema", "tavus_callbacks.cli", "print the JSON Schema of the normalized events"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`schema` takes no options."""
+
+
+def run(args: argparse.Namespace) -> int:
+    """`schema`: the JSON Schema of the normalized events, on stdout."""
+    from .events import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The top-level parser, with the options of only the subcommand named in `argv` loaded."""
+    parser = argparse.ArgumentParser(
+        prog="tavus-callbacks",
+        description="Receive Tavus callbacks: authenticated, normalized, stored exactly once.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        if command.name == chosen:
+            module = _load(command)
+            module.add_arguments(sub)
+            sub.set_defaults(_run=module.run)
+    return parser
+
+
+def _load(command: Command) -> ModuleType:
+    module = importlib.import_module(command.module)
+    if not (callable(getattr(module, "add_arguments", None)) and callable(getattr(module, "run", None))):
+        raise TypeError(f"{command.module} must define add_arguments(parser) and run(args) for `{command.name}`")
+    return module
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; a TavusCallbacksError prints `error: <message>` and exits 2, without a traceback."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    runner = getattr(args, "_run", None)
+    if runner is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = runner(args)
+    except TavusCallbacksError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

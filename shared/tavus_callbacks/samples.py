@@ -1,0 +1,393 @@
+"""Realistic sample callbacks of every family, and `tavus-callbacks send`, which posts them like Tavus would.
+
+The samples follow the vendor's documented shapes (SPEC §1) with fresh ids and times, so a whole
+conversation can be replayed against any deployment. `send` uses only the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+Payload = dict[str, Any]
+
+TRANSCRIPT = [
+    ("system", "You are Maya, a friendly onboarding assistant for Acme Cloud."),
+    ("assistant", "Hi, I'm Maya. Welcome to Acme Cloud! What would you like to set up today?"),
+    ("user", "Hi. I'd like to connect our storage bucket so recordings land there."),
+    ("assistant", "Sure. Which provider do you use: S3, Google Cloud Storage or Azure?"),
+    ("user", "S3, in eu-west-1."),
+    ("assistant", "Great. I'll send you the role setup. Could I have an email to send it to?"),
+    ("user", "Yes, it's jordan@example.com."),
+    ("assistant", "Thanks Jordan, it's on its way. Anything else?"),
+    ("user", "No, that's all. Thanks!"),
+]
+
+PERCEPTION = """## Visual summary
+- **Participant**: one adult, seated, in a well-lit home office; looked at the camera most of the call.
+- **Engagement**: attentive; nodded while the setup steps were explained.
+- **Objects**: a laptop and a notebook on the desk; a bookshelf behind.
+- **Screen share**: none.
+
+## Notable moments
+1. 00:41 - smiled when the storage options were listed.
+2. 03:12 - wrote something down while the email address was confirmed.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Ids:
+    """The ids one sample conversation shares: conversation, replica, face, video."""
+
+    conversation_id: str
+    replica_id: str
+    face_id: str
+    video_id: str
+
+    @classmethod
+    def fresh(cls, conversation_id: str | None = None) -> Ids:
+        return cls(
+            conversation_id=conversation_id or "c" + secrets.token_hex(6)[:11],
+            replica_id="r" + secrets.token_hex(6)[:11],
+            face_id="f" + secrets.token_hex(6)[:11],
+            video_id=secrets.token_hex(5),
+        )
+
+
+def iso(when: dt.datetime) -> str:
+    """The vendor's timestamp form: '2025-07-11T06:45:47.472000Z'."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _plain(when: dt.datetime) -> str:
+    """The video API's zone-less form: '2024-08-28 15:27:40.824457'."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class SampleConversation:
+    """A conversation's worth of callbacks with shared ids, timed as if it started `minutes_ago` minutes ago."""
+
+    def __init__(self, ids: Ids | None = None, *, start: dt.datetime | None = None,
+                 webhook_url: str = "https://example.com/webhook") -> None:
+        self.ids = ids or Ids.fresh()
+        self.start = start or (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=8))
+        self.webhook_url = webhook_url
+
+    def _at(self, seconds: float) -> str:
+        return iso(self.start + dt.timedelta(seconds=seconds))
+
+    def _conversation(self, event_type: str, seconds: float, properties: Payload) -> Payload:
+        return {
+            "properties": properties,
+            "conversation_id": self.ids.conversation_id,
+            "webhook_url": self.webhook_url,
+            "event_type": event_type,
+            "message_type": event_type.split(".", 1)[0],
+            "timestamp": self._at(seconds),
+        }
+
+    # -- conversation callbacks -----------------------------------------------------------
+    def replica_joined(self) -> Payload:
+        return self._conversation("system.replica_joined", 0.0, {"replica_id": self.ids.replica_id})
+
+    def pal_joined(self) -> Payload:
+        return self._conversation("system.pal_joined", 0.35, {"face_id": self.ids.face_id})
+
+    def shutdown(self) -> Payload:
+        return self._conversation("system.shutdown", 312.8, {
+            "replica_id": self.ids.replica_id, "shutdown_reason": "participant_left_timeout reached"})
+
+    def shutdown_internal_error(self) -> Payload:
+        return self._conversation("system.shutdown", 312.8, {
+            "replica_id": self.ids.replica_id, "shutdown_reason": "internal error occurred at step 3"})
+
+    def transcription_ready(self) -> Payload:
+        turns = []
+        for i, (role, content) in enumerate(TRANSCRIPT):
+            turn: Payload = {"role": role, "content": content}
+            if role != "system":
+                offset = 4.0 + 33.0 * i
+                turn.update({"timestamp": self._at(offset), "seconds_from_start": round(offset, 3),
+                             "duration": round(2.5 + len(content) / 18, 2)})
+            turns.append(turn)
+        return self._conversation("application.transcription_ready", 316.1,
+                                  {"replica_id": self.ids.replica_id, "transcript": turns})
+
+    def recording_ready(self) -> Payload:
+        key = f"{self.ids.conversation_id}/{self.ids.conversation_id}-{int(self.start.timestamp() * 1000)}.mp4"
+        return self._conversation("application.recording_ready", 338.4, {
+            "replica_id": self.ids.replica_id, "storage_provider": "s3",
+            "storage_uri": f"s3://acme-tavus-recordings/{key}", "duration": 309})
+
+    def recording_ready_legacy(self) -> Payload:
+        return self._conversation("application.recording_ready", 338.4, {
+            "replica_id": self.ids.replica_id, "bucket_name": "acme-tavus-recordings",
+            "s3_key": f"{self.ids.conversation_id}/{self.ids.conversation_id}.mp4", "duration": 309})
+
+    def recording_copy_failed(self) -> Payload:
+        return self._conversation("application.recording_copy_failed", 401.0, {
+            "replica_id": self.ids.replica_id, "storage_provider": "gcs", "error_code": "DESTINATION_AUTH_FAILED",
+            "error_message": "Permission 'storage.objects.create' denied on resource (or it may not exist)."})
+
+    def perception_analysis(self) -> Payload:
+        return self._conversation("application.perception_analysis", 351.9,
+                                  {"replica_id": self.ids.replica_id, "analysis": PERCEPTION})
+
+    def perception_unavailable(self) -> Payload:
+        return self._conversation("application.perception_unavailable", 351.9,
+                                  {"replica_id": self.ids.replica_id, "reason": "no_vision_history"})
+
+    def post_call_action_executed(self) -> Payload:
+        return self._conversation("application.post_call_action_executed", 355.2, {
+            "replica_id": self.ids.replica_id, "tool_id": "t" + self.ids.video_id, "tool_name": "send_setup_email",
+            "status": "success", "request": {"email": "jordan@example.com", "provider": "s3"},
+            "response": {"status_code": 202, "body": "queued"}})
+
+    # -- guardrail and objective callbacks (no event_type, no timestamp) ---------------------
+    def guardrail(self) -> Payload:
+        return {"conversation_id": self.ids.conversation_id, "properties": {"guardrail": "no_pricing_commitments"}}
+
+    def objective(self) -> Payload:
+        return {"conversation_id": self.ids.conversation_id, "objective_name": "collect_email",
+                "output_variables": {"email": "jordan@example.com", "storage_provider": "s3"}}
+
+    # -- replica training and video generation -------------------------------------------------
+    def replica_training(self) -> Payload:
+        return {"replica_id": self.ids.replica_id, "status": "ready"}
+
+    def replica_training_error(self) -> Payload:
+        return {"replica_id": self.ids.replica_id, "status": "error",
+                "error_message": "The training video has less than one minute of speech; upload a longer video."}
+
+    def video_generation(self) -> Payload:
+        vid, mux = self.ids.video_id, secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
+        created = self.start - dt.timedelta(hours=2)
+        return {
+            "created_at": _plain(created),
+            "data": {"script": "Hi Jordan, here is how to connect your S3 bucket to Acme Cloud in two minutes."},
+            "download_url": f"https://stream.mux.com/{mux}/high.mp4?download={vid}",
+            "generation_progress": "100/100",
+            "hosted_url": f"https://videos.tavus.io/video/{vid}",
+            "replica_id": self.ids.replica_id,
+            "status": "ready",
+            "status_details": "Your request has processed successfully!",
+            "stream_url": f"https://stream.mux.com/{mux}.m3u8",
+            "updated_at": _plain(created + dt.timedelta(seconds=98.97)),
+            "video_id": vid,
+            "video_name": f"replica_id: {self.ids.replica_id} - {created:%B %d, %Y} - video: {vid}",
+        }
+
+    def video_error(self) -> Payload:
+        created = self.start - dt.timedelta(hours=2)
+        return {"video_id": self.ids.video_id, "video_name": "onboarding", "replica_id": self.ids.replica_id,
+                "status": "error", "status_details": "The script is empty.", "generation_progress": "0/100",
+                "created_at": _plain(created), "updated_at": _plain(created + dt.timedelta(seconds=3))}
+
+    # -- by name ----------------------------------------------------------------------------------
+    def named(self, name: str) -> Payload:
+        """One sample by its name (see SAMPLES); a ConfigError lists the names when it is unknown."""
+        if name not in SAMPLES:
+            raise ConfigError(f"unknown sample event {name!r}: choose one of {', '.join(SAMPLES)}")
+        method: Callable[[], Payload] = getattr(self, name)
+        return method()
+
+    def all(self) -> list[tuple[str, Payload]]:
+        """A whole conversation in the order Tavus sends it, then a replica and a video callback."""
+        return [(name, self.named(name)) for name in CONVERSATION_ORDER]
+
+
+# Every sample by name, with what it shows; CONVERSATION_ORDER is what `send --all` posts.
+SAMPLES: dict[str, str] = {
+    "replica_joined": "system.replica_joined: the replica is ready in the room",
+    "pal_joined": "system.pal_joined: observed beside replica_joined, with a face_id",
+    "objective": "objective completed, with its output variables",
+    "guardrail": "guardrail triggered",
+    "shutdown": "system.shutdown: participant_left_timeout reached",
+    "transcription_ready": "application.transcription_ready: the transcript, with per-turn timing",
+    "recording_ready": "application.recording_ready: storage_provider + storage_uri (s3)",
+    "perception_analysis": "application.perception_analysis: a markdown visual summary",
+    "post_call_action_executed": "application.post_call_action_executed: a tool call after the conversation",
+    "replica_training": "replica training finished (status ready)",
+    "video_generation": "video generation finished (status ready)",
+    "shutdown_internal_error": "system.shutdown: internal error occurred at step 3",
+    "recording_ready_legacy": "application.recording_ready, legacy form: bucket_name + s3_key",
+    "recording_copy_failed": "application.recording_copy_failed: DESTINATION_AUTH_FAILED",
+    "perception_unavailable": "application.perception_unavailable: no_vision_history",
+    "replica_training_error": "replica training failed",
+    "video_error": "video generation failed",
+}
+CONVERSATION_ORDER = (
+    "replica_joined", "pal_joined", "objective", "guardrail", "shutdown", "transcription_ready",
+    "recording_ready", "perception_analysis", "post_call_action_executed", "replica_training", "video_generation",
+)
+
+
+# -- `tavus-callbacks send` ----------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `send`."""
+    parser.add_argument("events", nargs="*", metavar="EVENT", help="sample names to send (see --list)")
+    parser.add_argument("--all", action="store_true",
+                        help="send a whole conversation in order, then a replica and a video callback")
+    parser.add_argument("--file", action="append", default=[], metavar="FILE",
+                        help="send a JSON file as it is (a JSON array: each element); repeatable")
+    parser.add_argument("--url", help="the endpoint (env TAVUS_CALLBACK_URL)")
+    parser.add_argument("--token", help="the token, added as ?token= (env: the first of TAVUS_CALLBACK_TOKENS); "
+                                        "not needed when --url already has one")
+    parser.add_argument("--bearer", action="store_true", help="send the token as Authorization: Bearer instead")
+    parser.add_argument("--conversation-id", metavar="ID", help="the conversation id of the samples (default: new)")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
+    parser.add_argument("--list", action="store_true", help="list the sample events and exit")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the endpoint said to one delivery (status 0 when it could not be reached)."""
+
+    status: int
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def post(url: str, body: bytes, *, bearer: str | None = None, timeout: float = 30.0) -> Answer:
+    """POST a body as JSON; the answer whatever its status, or status 0 with the reason when unreachable."""
+    headers = {"Content-Type": "application/json", "User-Agent": "tavus-callbacks-send"}
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, response.read())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, exc.read())
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Answer(0, f"cannot reach the endpoint: {reason}".encode())
+
+
+def target(url: str | None, token: str | None, bearer: bool) -> tuple[str, str | None, str]:
+    """(URL to post to, Bearer token or None, the URL as it may be shown) for the given options."""
+    if not url:
+        raise ConfigError("no endpoint: pass --url http://HOST:PORT/ (or set TAVUS_CALLBACK_URL)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"--url {url!r} is not an http(s) URL: use e.g. http://127.0.0.1:8080/")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    has_token = any(k == "token" for k, _ in query)
+    shown = urlunsplit(parts._replace(query=urlencode(
+        [(k, "[redacted]" if k == "token" else v) for k, v in query]), fragment=""))
+    if not token and not has_token:
+        raise ConfigError("no token: pass --token, put ?token=... in --url, or set TAVUS_CALLBACK_TOKENS")
+    if token and bearer:
+        return urlunsplit(parts._replace(fragment="")), token, shown
+    if token and not has_token:
+        query.append(("token", token))
+        shown = urlunsplit(parts._replace(query=urlencode(
+            [(k, "[redacted]" if k == "token" else v) for k, v in query]), fragment=""))
+    return urlunsplit(parts._replace(query=urlencode(query), fragment="")), None, shown
+
+
+def deliveries(args: argparse.Namespace, conversation: SampleConversation) -> list[tuple[str, bytes]]:
+    """(label, body) for every delivery asked for, in order."""
+    out: list[tuple[str, bytes]] = []
+    if args.all:
+        out += [(name, json.dumps(payload).encode()) for name, payload in conversation.all()]
+    out += [(name, json.dumps(conversation.named(name)).encode()) for name in args.events]
+    for file in args.file:
+        path = Path(file)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--file {file}: {exc.strerror or exc}") from None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if isinstance(value, list):
+            out += [(f"{path.name}[{i}]", json.dumps(item).encode()) for i, item in enumerate(value)]
+        else:
+            out.append((path.name, raw))
+    return out
+
+
+def describe(answer: Answer) -> str:
+    """The answer on one line: status and body (JSON compacted, long bodies cut)."""
+    if answer.status == 0:
+        return f"unreachable  {answer.body.decode(errors='replace')}"
+    text = answer.body.decode(errors="replace").strip()
+    with contextlib.suppress(ValueError):
+        text = json.dumps(json.loads(text), separators=(", ", ": "))
+    if len(text) > 240:
+        text = text[:237] + "..."
+    return f"{answer.status} {_phrase(answer.status)}  {text}"
+
+
+def _phrase(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def run(args: argparse.Namespace) -> int:
+    """Post each delivery, print each answer; 0 only when every answer is 2xx."""
+    if args.list:
+        width = max(map(len, SAMPLES))
+        for name, what in SAMPLES.items():
+            marker = "*" if name in CONVERSATION_ORDER else " "
+            print(f"{marker} {name:<{width}}  {what}")
+        print("(* sent by --all, in this order)")
+        return 0
+    env_tokens = [t.strip() for t in os.environ.get("TAVUS_CALLBACK_TOKENS", "").split(",") if t.strip()]
+    token = args.token or (env_tokens[0] if env_tokens else None)
+    url, bearer, shown = target(args.url or os.environ.get("TAVUS_CALLBACK_URL"), token, args.bearer)
+    parts = urlsplit(url)
+    webhook = urlunsplit(parts._replace(query="", fragment=""))
+    conversation = SampleConversation(Ids.fresh(args.conversation_id), webhook_url=webhook)
+    todo = deliveries(args, conversation)
+    if not todo:
+        raise ConfigError("nothing to send: name sample events (see --list), or use --all or --file FILE")
+    print(f"POST {shown}  conversation {conversation.ids.conversation_id}")
+    width = max(len(label) for label, _ in todo)
+    failed = 0
+    counts: dict[str, int] = {}
+    for i, (label, body) in enumerate(todo, 1):
+        answer = post(url, body, bearer=bearer, timeout=args.timeout)
+        print(f"[{i:>2}/{len(todo)}] {label:<{width}}  {describe(answer)}", flush=True)
+        failed += not answer.ok
+        status = _status_of(answer)
+        counts[status] = counts.get(status, 0) + 1
+    summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+    print(f"{len(todo)} sent: {summary}")
+    if failed:
+        print(f"{failed} not accepted (answer not 2xx)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _status_of(answer: Answer) -> str:
+    if not answer.ok:
+        return f"HTTP {answer.status}" if answer.status else "unreachable"
+    try:
+        value = json.loads(answer.body)
+    except ValueError:
+        return "accepted"
+    return str(value.get("status", "accepted")) if isinstance(value, dict) else "accepted"
