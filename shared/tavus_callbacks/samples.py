@@ -291,17 +291,14 @@ def target(url: str | None, token: str | None, bearer: bool) -> tuple[str, str |
         raise ConfigError(f"--url {url!r} is not an http(s) URL: use e.g. http://127.0.0.1:8080/")
     query = parse_qsl(parts.query, keep_blank_values=True)
     has_token = any(k == "token" for k, _ in query)
-    shown = urlunsplit(parts._replace(query=urlencode(
-        [(k, "[redacted]" if k == "token" else v) for k, v in query]), fragment=""))
     if not token and not has_token:
         raise ConfigError("no token: pass --token, put ?token=... in --url, or set TAVUS_CALLBACK_TOKENS")
-    if token and bearer:
-        return urlunsplit(parts._replace(fragment="")), token, shown
-    if token and not has_token:
+    header = token if token and bearer else None
+    if token and not bearer and not has_token:
         query.append(("token", token))
-        shown = urlunsplit(parts._replace(query=urlencode(
-            [(k, "[redacted]" if k == "token" else v) for k, v in query]), fragment=""))
-    return urlunsplit(parts._replace(query=urlencode(query), fragment="")), None, shown
+    shown = [(k, "[redacted]" if k == "token" else v) for k, v in query]
+    return (urlunsplit(parts._replace(query=urlencode(query), fragment="")), header,
+            urlunsplit(parts._replace(query=urlencode(shown, safe="[]"), fragment="")))
 
 
 def deliveries(args: argparse.Namespace, conversation: SampleConversation) -> list[tuple[str, bytes]]:

@@ -1,0 +1,284 @@
+"""`tavus-callbacks conversations list|show`: a store's conversations, their state and timeline, readably.
+
+Reads only what the pipeline writes (`<prefix><id>/conversation.json`, see conversation.py), so it
+works on any store URL; `--json` gives the same facts to machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from .errors import ConfigError
+from .record import Layout
+from .settings import DEFAULT_STORE_URL
+from .stores import Store, open_store
+
+STATE_FILE = "conversation.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`conversations list` and `conversations show ID`, each with --store and --json."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    for name, text in (("list", "one line per conversation in the store"),
+                       ("show", "one conversation's state and the timeline of its events")):
+        sub = actions.add_parser(name, help=text, description=text)
+        if name == "show":
+            sub.add_argument("conversation_id", metavar="ID", help="the conversation id, e.g. c123456")
+        sub.add_argument("--store", metavar="URL",
+                         help=f"the store to read (env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
+        sub.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to list or show; without an action, print the usage."""
+    if args.action is None:
+        args._parser.print_help(sys.stderr)
+        return 2
+    store, layout = open_conversations(args.store)
+    if args.action == "list":
+        states = list(iter_states(store, layout))
+        if args.json:
+            print(json.dumps([summary(s) for s in states], indent=2))
+        else:
+            print(render_list(states, store.url))
+        return 0
+    state = read_state(store, layout, args.conversation_id)
+    if state is None:
+        print(f"error: no conversation {args.conversation_id!r} in {store.url} "
+              f"(looked for {layout.conversation_key(args.conversation_id)}); "
+              "`tavus-callbacks conversations list` shows the ones there are", file=sys.stderr)
+        return 1
+    print(json.dumps(state, indent=2, sort_keys=True) if args.json else render_show(state))
+    return 0
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def open_conversations(url: str | None) -> tuple[Store, Layout]:
+    """The store named by --store, else TAVUS_STORE_URL, else the default folder, with its layout."""
+    store_url = url or os.environ.get("TAVUS_STORE_URL", "").strip() or DEFAULT_STORE_URL
+    store, prefix = open_store(store_url)
+    return store, Layout(prefix)
+
+
+def iter_states(store: Store, layout: Layout) -> Iterator[dict[str, Any]]:
+    """Every conversation state in the store (one folder level under the prefix), in key order."""
+    depth = layout.prefix.count("/") + 1
+    for key in store.iter_keys(layout.prefix):
+        if key.endswith("/" + STATE_FILE) and key.count("/") == depth:
+            state = _load(store, key)
+            if state is not None:
+                yield state
+
+
+def read_state(store: Store, layout: Layout, conversation_id: str) -> dict[str, Any] | None:
+    """One conversation's state, or None when the store has none for that id."""
+    if not conversation_id or "/" in conversation_id or conversation_id in (".", ".."):
+        raise ConfigError(f"{conversation_id!r} is not a conversation id (e.g. c123456)")
+    return _load(store, layout.conversation_key(conversation_id))
+
+
+def _load(store: Store, key: str) -> dict[str, Any] | None:
+    blob = store.read(key)
+    if blob is None:
+        return None
+    try:
+        value = orjson.loads(blob.data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# -- what is shown -------------------------------------------------------------------------------
+
+def summary(state: dict[str, Any]) -> dict[str, Any]:
+    """The facts `list` shows for one conversation."""
+    shutdown = state.get("shutdown") or {}
+    transcript = state.get("transcript") or {}
+    recording = state.get("recording") or {}
+    return {
+        "conversation_id": state.get("conversation_id"),
+        "status": state.get("status"),
+        "replica_id": state.get("replica_id"),
+        "joined_at": state.get("joined_at"),
+        "ended_at": state.get("ended_at"),
+        "shutdown_code": shutdown.get("code"),
+        "messages": transcript.get("messages"),
+        "recording": recording.get("status"),
+        "events": len(state.get("events") or []),
+        "invalid_events": state.get("invalid_events", 0),
+    }
+
+
+def _when(iso: str | None) -> str:
+    """'2025-07-11T06:45:47.472000Z' -> '2025-07-11 06:45:47 UTC'."""
+    if not iso:
+        return "-"
+    return f"{iso[:10]} {iso[11:19]} UTC" if len(iso) >= 19 else iso
+
+
+def _clock(iso: str | None) -> str:
+    """The time of day to the millisecond, or a dash for events that carry no time."""
+    if not iso or len(iso) < 19:
+        return "-".center(12)
+    return iso[11:23].ljust(12)
+
+
+def _duration(start: str | None, end: str | None) -> str:
+    if not (start and end):
+        return ""
+    try:
+        seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+    except (TypeError, ValueError):
+        return ""
+    minutes, seconds = divmod(max(seconds, 0), 60)
+    return f"  (after {minutes}m {seconds:02d}s)"
+
+
+def render_list(states: list[dict[str, Any]], store_url: str) -> str:
+    """A table: one row per conversation, oldest first."""
+    if not states:
+        return f"No conversations in {store_url} yet."
+    rows = [summary(s) for s in states]
+    rows.sort(key=lambda r: (r["joined_at"] or r["ended_at"] or "", r["conversation_id"] or ""))
+    header = ("CONVERSATION", "STATUS", "REPLICA", "JOINED", "ENDED", "SHUTDOWN", "MSGS", "RECORDING", "EVENTS")
+    table = [header] + [(
+        str(r["conversation_id"]), str(r["status"]), r["replica_id"] or "-", _when(r["joined_at"]),
+        _when(r["ended_at"]), r["shutdown_code"] or "-", "-" if r["messages"] is None else str(r["messages"]),
+        r["recording"] or "-", str(r["events"]) + (f" ({r['invalid_events']} invalid)" if r["invalid_events"] else ""),
+    ) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
+    lines.append(f"{len(rows)} conversation{'s' if len(rows) != 1 else ''} in {store_url}")
+    return "\n".join(lines)
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, int):
+        return "?"
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} bytes"
+
+
+def _recording_lines(recording: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if recording.get("status") == "ready" or recording.get("uri"):
+        where = f"{recording.get('uri') or '?'}"
+        extras = [x for x in (recording.get("provider"),
+                              f"{recording['duration']} s" if recording.get("duration") is not None else None,
+                              "legacy bucket_name + s3_key" if recording.get("legacy") else None) if x]
+        lines.append(f"ready  {where}" + (f"  ({', '.join(extras)})" if extras else ""))
+        if recording.get("checked"):
+            if recording.get("found"):
+                lines.append(f"found in the bucket: {_size(recording.get('size'))}, "
+                             f"{recording.get('content_type') or 'unknown type'}")
+            else:
+                lines.append("MISSING: the object is not in the bucket")
+        else:
+            lines.append(str(recording.get("note") or "not checked"))
+    failure = recording.get("copy_failure")
+    if failure:
+        lines.append(f"COPY FAILED: {failure.get('error_code')} - {failure.get('error_message')}")
+        if failure.get("hint"):
+            lines.append(f"fix: {failure['hint']}")
+    return lines
+
+
+def render_show(state: dict[str, Any]) -> str:
+    """One conversation: its state, then its events in time order."""
+    out: list[str] = [f"Conversation {state.get('conversation_id')}  ({state.get('status')})"]
+
+    def field(label: str, *values: str) -> None:
+        for i, value in enumerate(values):
+            out.append(f"  {label if i == 0 else '':<12} {value}")
+
+    replica = state.get("replica_id") or "-"
+    field("Replica", replica + (f"  (face {state['face_id']})" if state.get("face_id") else ""))
+    field("Joined", _when(state.get("joined_at")))
+    field("Ended", _when(state.get("ended_at")) + _duration(state.get("joined_at"), state.get("ended_at")))
+    shutdown = state.get("shutdown")
+    if shutdown:
+        step = f" (step {shutdown['step']})" if shutdown.get("step") else ""
+        field("Shutdown", f"{shutdown.get('code')}{step}  \"{shutdown.get('reason')}\"")
+    transcript = state.get("transcript")
+    field("Transcript", (f"{transcript.get('messages')} messages: {transcript.get('user_turns')} user turns, "
+                         f"{transcript.get('assistant_turns')} assistant turns ({transcript.get('object')})")
+          if transcript else "-")
+    recording = state.get("recording")
+    field("Recording", *(_recording_lines(recording) if recording else ["-"]))
+    perception = state.get("perception")
+    if perception and perception.get("status") == "ready":
+        field("Perception", f"ready, {perception.get('chars')} characters ({perception.get('object')})")
+    elif perception:
+        field("Perception", f"unavailable: {perception.get('reason')}")
+    else:
+        field("Perception", "-")
+    guardrails = state.get("guardrails") or []
+    field("Guardrails", ", ".join(f"{g.get('name')} x{g.get('count')}" for g in guardrails) or "none triggered")
+    objectives = state.get("objectives") or {}
+    field("Objectives", *([f"{name}  {_variables(o.get('output_variables'))}" for name, o in objectives.items()]
+                          or ["none completed"]))
+    actions = state.get("post_call_actions") or []
+    if actions:
+        field("Post-call", *[f"{a.get('tool_name')}: {a.get('status')}" for a in actions])
+    if state.get("invalid_events"):
+        field("Invalid", f"{state['invalid_events']} events failed their schema (stored whole, marked invalid)")
+    events = state.get("events") or []
+    out.append("")
+    out.append(f"Timeline ({len(events)} event{'s' if len(events) != 1 else ''}, UTC)")
+    for e in events:
+        kind = str(e.get("type", "")).removeprefix("io.tavus.").removeprefix("conversation.")
+        mark = "" if e.get("valid", True) else "  [invalid]"
+        out.append(f"  {_clock(e.get('time'))}  {kind:<40} {_describe(e)}{mark}".rstrip())
+    return "\n".join(out)
+
+
+def _variables(variables: Any) -> str:
+    if isinstance(variables, dict):
+        return ", ".join(f"{k}={v}" for k, v in variables.items())
+    return "" if variables is None else str(variables)
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    """A few words on one timeline entry, from the facts the fold kept."""
+    facts: dict[str, Any] = entry.get("facts") or {}
+    if not entry.get("valid", True):
+        errors = facts.get("errors") or []
+        return "; ".join(str(x) for x in errors[:2])
+    kind = str(entry.get("type", ""))
+    if kind.endswith("shutdown"):
+        return f"{facts.get('code')}  \"{facts.get('reason')}\""
+    if kind.endswith("transcription_ready"):
+        return (f"{facts.get('messages')} messages, {facts.get('user_turns')} user / "
+                f"{facts.get('assistant_turns')} assistant turns")
+    if kind.endswith("recording_ready"):
+        return str(facts.get("uri") or "")
+    if kind.endswith("recording_copy_failed"):
+        return f"{facts.get('error_code')}: {facts.get('error_message')}"
+    if kind.endswith("perception_analysis"):
+        return f"{facts.get('chars')} characters"
+    if kind.endswith("guardrail.triggered"):
+        return str(facts.get("guardrail"))
+    if kind.endswith("objective.completed"):
+        return f"{facts.get('objective_name')}  {_variables(facts.get('output_variables'))}"
+    if kind.endswith("post_call_action_executed"):
+        return f"{facts.get('tool_name')}: {facts.get('status')}"
+    if facts.get("face_id"):
+        return f"face {facts['face_id']}"
+    if facts.get("replica_id"):
+        return f"replica {facts['replica_id']}"
+    parts = [f"{k}={v}" for k, v in facts.items() if v is not None]
+    return ", ".join(parts)
