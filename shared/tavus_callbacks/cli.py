@@ -34,6 +34,11 @@ COMMANDS: list[Command] = [
     Command("send", "tavus_callbacks.samples", "post realistic sample callbacks to an endpoint, as Tavus would"),
     Command("conversations", "tavus_callbacks.render", "list stored conversations or show one's state and timeline"),
     Command("schema", "tavus_callbacks.cli", "print the JSON Schema of the normalized events"),
+    Command("doctor", "tavus_callbacks.doctor", "check a store and the vendor's S3 writer role, one line per check"),
+    Command("recording-storage", "tavus_callbacks.recording_storage",
+            "print the recording_storage JSON for a create-conversation call"),
+    Command("replay", "tavus_callbacks.replay", "re-send stored events in time order to an endpoint or a bus"),
+    Command("openapi", "tavus_callbacks.openapi", "print the endpoint's OpenAPI 3.1 document (--yaml for YAML)"),
 ]
 
 

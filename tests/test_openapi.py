@@ -1,0 +1,161 @@
+"""openapi.yaml is the code's own contract: generated from it, valid OpenAPI 3.1, and complete.
+
+Complete means every status any answer can carry is documented (found by reading the code's
+`Response(...)` calls), and the pipeline's real answers match the documented schemas.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+from tavus_callbacks.http import Request, Response
+from tavus_callbacks.openapi import STATUSES, build_spec
+from tavus_callbacks.pipeline import Pipeline
+from tavus_callbacks.settings import Settings
+from tavus_callbacks.stores.local import LocalStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_FILE = ROOT / "openapi.yaml"
+EVENTS_DIR = ROOT / "tests" / "events"
+TOKEN = "openapi-token-0123456789abcdef"
+# Statuses the code holds that are not part of the contract, each with the reason.
+NOT_DOCUMENTED = {500: "server.py's last-resort answer to a bug in the endpoint; never expected, and a test failure"}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text())
+    return loaded
+
+
+def validator(spec: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    """A validator for a schema that is a `#/components/...` reference into the spec."""
+    registry: Registry[Any] = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(spec))
+    return Draft202012Validator({"$ref": "urn:openapi" + schema["$ref"]}, registry=registry)
+
+
+def test_openapi_yaml_is_what_the_code_generates(spec: dict[str, Any]) -> None:
+    generated = json.loads(json.dumps(build_spec()))
+    assert spec == generated, "openapi.yaml is stale: run `tavus-callbacks openapi --yaml > openapi.yaml`"
+
+
+def test_openapi_yaml_is_a_valid_openapi_3_1_document(spec: dict[str, Any]) -> None:
+    assert spec["openapi"].startswith("3.1")
+    validate_openapi(spec)
+
+
+def test_the_token_is_two_security_schemes_and_every_callback_needs_one(spec: dict[str, Any]) -> None:
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["token"] == {**schemes["token"], "type": "apiKey", "in": "query", "name": "token"}
+    assert schemes["bearer"]["type"] == "http" and schemes["bearer"]["scheme"] == "bearer"
+    posts = [item["post"] for item in spec["paths"].values() if "post" in item]
+    assert len(posts) == 2
+    for op in posts:
+        assert op["security"] == [{"token": []}, {"bearer": []}]
+    assert spec["paths"]["/healthz"]["get"]["security"] == []
+
+
+def _literal_statuses(path: Path) -> set[int]:
+    """Every integer status passed to `Response(...)` or `Response.json(...)` in a source file."""
+    found: set[int] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+        if not (name == "Response" or (owner == "Response" and name == "json")):
+            continue
+        args = [*node.args[:1], *(k.value for k in node.keywords if k.arg == "status")]
+        found.update(a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, int))
+    return found
+
+
+def code_statuses() -> dict[int, list[str]]:
+    sources = [*(ROOT / "shared" / "tavus_callbacks").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]
+    where: dict[int, list[str]] = {}
+    for path in sorted(sources):
+        if ".tools" in path.parts or "build" in path.parts:
+            continue
+        for status in _literal_statuses(path):
+            where.setdefault(status, []).append(str(path.relative_to(ROOT)))
+    return where
+
+
+def test_the_status_scan_finds_the_pipeline_answers() -> None:
+    found = code_statuses()
+    assert {200, 400, 401, 405, 413, 503} <= set(found), found
+
+
+def test_every_status_the_code_returns_is_documented(spec: dict[str, Any]) -> None:
+    documented = {int(code) for item in spec["paths"].values() for op in item.values()
+                  if isinstance(op, dict) and "responses" in op for code in op["responses"]}
+    undocumented = {s: w for s, w in code_statuses().items() if s not in documented and s not in NOT_DOCUMENTED}
+    assert not undocumented, f"statuses returned by the code but missing from openapi.yaml: {undocumented}"
+    assert documented == set(STATUSES)
+
+
+def test_503_documents_retry_after_and_405_documents_allow(spec: dict[str, Any]) -> None:
+    for path in ("/", "/{path}"):
+        assert "Retry-After" in spec["paths"][path]["post"]["responses"]["503"]["headers"]
+    assert "Allow" in spec["paths"]["/"]["get"]["responses"]["405"]["headers"]
+    assert spec["components"]["headers"]["Retry-After"]["required"] is True
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EVENTS_DIR.glob("*.json")))
+def test_every_recorded_payload_matches_the_request_schema(spec: dict[str, Any], name: str) -> None:
+    body_schema = spec["paths"]["/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    payload = json.loads((EVENTS_DIR / name).read_text())
+    errors = list(validator(spec, body_schema).iter_errors(payload))
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("value", [[], "text", 1, None, [{"conversation_id": "c1"}]])
+def test_a_body_that_is_not_an_object_is_outside_the_request_schema(spec: dict[str, Any], value: Any) -> None:
+    body_schema = spec["paths"]["/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert not validator(spec, body_schema).is_valid(value)
+
+
+def _answers(tmp_path: Path) -> list[tuple[str, Response]]:
+    """One real answer of the pipeline per row of SPEC §3 (the store's outage by a store folder made a file)."""
+    store = LocalStore(tmp_path / "store")
+    pipeline = Pipeline(Settings(tokens=(TOKEN,), max_body_bytes=2048), store=store)
+    event = (EVENTS_DIR / "conversation.system.replica_joined.json").read_bytes()
+    q = {"token": TOKEN}
+    answers = [
+        ("post", pipeline.handle(Request("POST", "/", q, {}, event))),
+        ("post", pipeline.handle(Request("POST", "/", q, {}, event))),
+        ("post", pipeline.handle(Request("POST", "/", q, {}, b"[1, 2]"))),
+        ("post", pipeline.handle(Request("POST", "/", {}, {}, event))),
+        ("post", pipeline.handle(Request("POST", "/", q, {}, b"{" + b" " * 4096 + b"}"))),
+        ("get", pipeline.handle(Request("GET", "/", q))),
+    ]
+    broken_root = tmp_path / "broken"
+    broken_root.mkdir()
+    broken = Pipeline(Settings(tokens=(TOKEN,)), store=LocalStore(broken_root))
+    (broken_root / "unrecognized").write_text("a file where a folder must go")
+    answers.append(("post", broken.handle(Request("POST", "/", q, {}, b'{"hello": "world"}'))))
+    return answers
+
+
+def test_the_pipeline_answers_match_their_documented_responses(spec: dict[str, Any], tmp_path: Path) -> None:
+    answers = _answers(tmp_path)
+    assert [r.status for _, r in answers] == [200, 200, 400, 401, 413, 405, 503]
+    assert answers[0][1].json_body()["status"] == "stored" and answers[1][1].json_body()["status"] == "duplicate"
+    for method, response in answers:
+        documented = spec["paths"]["/"][method]["responses"][str(response.status)]
+        schema = documented["content"]["application/json"]["schema"]
+        assert response.headers["Content-Type"] == "application/json"
+        errors = list(validator(spec, schema).iter_errors(response.json_body()))
+        assert not errors, (response.status, errors)
+        for header in documented.get("headers", {}):
+            assert header in response.headers, (response.status, header)
