@@ -1,0 +1,242 @@
+"""Azure Blob Storage store: create-only upload (`If-None-Match: *`), compare-and-swap by ETag.
+
+azure-storage-blob is imported here only. The account comes from `AZURE_STORAGE_CONNECTION_STRING`,
+or from the URL / `AZURE_STORAGE_ACCOUNT_URL` with DefaultAzureCredential (managed identity,
+workload identity, environment, Azure CLI...).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import requests
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .. import clients
+from ..errors import ConfigError, PreconditionFailed, StoreUnavailable
+from . import normalize_prefix
+from .base import Blob, ObjectInfo
+
+if TYPE_CHECKING:
+    from ..recording import RecordingLocation
+
+CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
+ACCOUNT_URL_ENV = "AZURE_STORAGE_ACCOUNT_URL"
+_BLOB_HOST = ".blob.core.windows.net"
+
+
+@dataclass(frozen=True, slots=True)
+class AzureAccount:
+    """Which storage account to talk to and how: a connection string, or an account URL + Entra ID."""
+
+    name: str
+    url: str
+    connection_string: str | None = None
+
+
+def parse_connection_string(value: str) -> dict[str, str]:
+    """`Key=Value;...` pairs of an Azure Storage connection string (values may hold '=')."""
+    pairs = (part.split("=", 1) for part in value.split(";") if "=" in part)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def account_from_connection_string(value: str) -> AzureAccount:
+    fields = parse_connection_string(value)
+    name = fields.get("AccountName", "")
+    endpoint = fields.get("BlobEndpoint", "").rstrip("/")
+    if not endpoint and name:
+        scheme = fields.get("DefaultEndpointsProtocol", "https")
+        endpoint = f"{scheme}://{name}.blob.{fields.get('EndpointSuffix', 'core.windows.net')}"
+    if not endpoint:
+        raise ConfigError(f"{CONNECTION_STRING_ENV} names no account: copy it from the storage account's "
+                          "'Access keys' page (it holds AccountName=...;AccountKey=...)")
+    if not name:
+        name = (urlsplit(endpoint).hostname or "").split(".", 1)[0]
+    return AzureAccount(name=name, url=endpoint, connection_string=value)
+
+
+def account_from_url(url: str) -> AzureAccount:
+    host = urlsplit(url).hostname or ""
+    if not host:
+        raise ConfigError(f"{ACCOUNT_URL_ENV}={url!r} is not a URL: use https://<account>.blob.core.windows.net")
+    return AzureAccount(name=host.split(".", 1)[0], url=url.rstrip("/"))
+
+
+def blob_service(account: AzureAccount) -> BlobServiceClient:
+    """The process-wide client of one storage account, with bounded timeouts and retries."""
+    def make() -> BlobServiceClient:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=clients.POOL_SIZE,
+                              max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        options: dict[str, Any] = {
+            "transport": RequestsTransport(session=session, session_owner=False,
+                                           connection_timeout=clients.CONNECT_TIMEOUT,
+                                           read_timeout=clients.READ_TIMEOUT),
+            "retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=clients.ATTEMPTS - 1),
+        }
+        if account.connection_string:
+            return BlobServiceClient.from_connection_string(account.connection_string, **options)
+        from azure.identity import DefaultAzureCredential
+
+        return BlobServiceClient(account.url, credential=DefaultAzureCredential(), **options)
+
+    return clients.cached_client(("azure", account), make)
+
+
+class AzureBlobStore:
+    """One blob container: `azure://container/prefix` or `https://<account>.blob.core.windows.net/<container>/<prefix>`."""
+
+    def __init__(self, account: AzureAccount, container: str) -> None:
+        self.account = account.name
+        self.container = container
+        self.url = f"{account.url}/{container}"
+        self._account = account
+
+    @classmethod
+    def from_url(cls, url: str) -> tuple[AzureBlobStore, str]:
+        """The store for an Azure URL and its normalized key prefix; the account as the module doc says."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        connection_string = os.environ.get(CONNECTION_STRING_ENV, "").strip()
+        if scheme == "azure":
+            container, path = parts.netloc, parts.path
+            if connection_string:
+                account = account_from_connection_string(connection_string)
+            elif os.environ.get(ACCOUNT_URL_ENV, "").strip():
+                account = account_from_url(os.environ[ACCOUNT_URL_ENV].strip())
+            else:
+                raise ConfigError(
+                    f"TAVUS_STORE_URL {url!r} names no storage account: set {CONNECTION_STRING_ENV}, or "
+                    f"{ACCOUNT_URL_ENV}=https://<account>{_BLOB_HOST} with a managed identity, or use "
+                    f"https://<account>{_BLOB_HOST}/<container>/<prefix>")
+        elif scheme in ("https", "http") and parts.hostname:
+            container, _, path = unquote(parts.path).lstrip("/").partition("/")
+            account = account_from_url(f"{scheme}://{parts.netloc}")
+            if connection_string:
+                # The connection string wins when it is for the same account (keys instead of Entra ID).
+                from_string = account_from_connection_string(connection_string)
+                if from_string.name == account.name:
+                    account = from_string
+        else:
+            raise ConfigError(f"TAVUS_STORE_URL {url!r} is not an Azure Blob URL")
+        if not container:
+            raise ConfigError(f"TAVUS_STORE_URL {url!r} names no container: use azure://<container>/<prefix> "
+                              f"or https://<account>{_BLOB_HOST}/<container>/<prefix>")
+        return cls(account, container), normalize_prefix(path)
+
+    # -- the four primitives -----------------------------------------------------------
+    def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
+        try:
+            self._container().get_blob_client(key).upload_blob(
+                data, overwrite=False, content_settings=ContentSettings(content_type=content_type))
+        except (ResourceExistsError, ResourceModifiedError):
+            return False
+        except AzureError as exc:
+            raise self._unavailable("create", key, exc) from exc
+        return True
+
+    def read(self, key: str) -> Blob | None:
+        try:
+            downloader = self._container().download_blob(key)
+            data = downloader.readall()
+        except ResourceNotFoundError as exc:
+            if _code(exc) == "ContainerNotFound":
+                raise self._unavailable("read", key, exc) from exc
+            return None
+        except AzureError as exc:
+            raise self._unavailable("read", key, exc) from exc
+        return Blob(data, str(downloader.properties.etag))
+
+    def replace(self, key: str, data: bytes, version: str | None, content_type: str = "application/json") -> str:
+        if version is None:
+            condition: dict[str, Any] = {"match_condition": MatchConditions.IfMissing}
+        else:
+            condition = {"etag": version, "match_condition": MatchConditions.IfNotModified}
+        try:
+            result = self._container().get_blob_client(key).upload_blob(
+                data, overwrite=True, content_settings=ContentSettings(content_type=content_type), **condition)
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            raise PreconditionFailed(f"{self.url}/{key} changed since it was read") from exc
+        except ResourceNotFoundError as exc:
+            if _code(exc) == "ContainerNotFound":
+                raise self._unavailable("replace", key, exc) from exc
+            raise PreconditionFailed(f"{self.url}/{key} was deleted since it was read") from exc
+        except AzureError as exc:
+            raise self._unavailable("replace", key, exc) from exc
+        return str(result["etag"])
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            props = self._container().get_blob_client(key).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise self._unavailable("stat", key, exc) from exc
+        return ObjectInfo(key=key, size=int(props.size), etag=str(props.etag).strip('"') or None,
+                          content_type=props.content_settings.content_type)
+
+    # -- tools -------------------------------------------------------------------------
+    def iter_keys(self, prefix: str) -> Iterator[str]:
+        """Blob Storage lists blob names in lexical order."""
+        try:
+            yield from self._container().list_blob_names(name_starts_with=prefix or None)
+        except AzureError as exc:
+            raise self._unavailable("list", prefix, exc) from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._container().delete_blob(key)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise self._unavailable("delete", key, exc) from exc
+
+    def locate(self, location: RecordingLocation) -> str | None:
+        """The recording's key when it is a blob in this account and container."""
+        if (location.provider == "azure_blob" and location.bucket == self.container
+                and (location.account or "").lower() == self.account.lower()):
+            return location.key
+        return None
+
+    # -- helpers -----------------------------------------------------------------------
+    def _container(self) -> ContainerClient:
+        try:
+            return blob_service(self._account).get_container_client(self.container)
+        except (AzureError, ValueError) as exc:
+            raise StoreUnavailable(f"cannot make an Azure Blob client for {self.url}: {exc}; check "
+                                   f"{CONNECTION_STRING_ENV} or {ACCOUNT_URL_ENV}") from exc
+
+    def _unavailable(self, op: str, key: str, exc: AzureError) -> StoreUnavailable:
+        code = _code(exc)
+        status = getattr(exc, "status_code", None)
+        if code == "ContainerNotFound":
+            hint = f"the container {self.container!r} does not exist: create it or fix TAVUS_STORE_URL"
+        elif code in ("AuthorizationPermissionMismatch", "AuthorizationFailure", "AuthenticationFailed") \
+                or status in (401, 403):
+            hint = ("access denied: give the function's identity the 'Storage Blob Data Contributor' role on "
+                    f"the container {self.container!r}, or check the account key")
+        elif status:
+            hint = f"Azure answered {status} {code or ''}: retry later".replace("  ", " ")
+        else:
+            hint = f"Azure Blob Storage could not be reached ({type(exc).__name__}): retry later"
+        return StoreUnavailable(f"Azure Blob store could not {op} {self.url}/{key}: {hint}")
+
+
+def _code(exc: AzureError) -> str:
+    return str(getattr(exc, "error_code", None) or "")

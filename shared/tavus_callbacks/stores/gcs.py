@@ -1,0 +1,159 @@
+"""Google Cloud Storage store: create-only by `if_generation_match=0`, compare-and-swap by generation.
+
+google-cloud-storage is imported here only. Credentials are Application Default Credentials; with
+`STORAGE_EMULATOR_HOST` set, the client talks to that emulator anonymously.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from google.api_core import exceptions as gexc
+from google.auth.exceptions import GoogleAuthError
+from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+from google.cloud.storage.retry import DEFAULT_RETRY
+from requests.adapters import HTTPAdapter
+from requests.exceptions import RequestException
+
+from .. import clients
+from ..errors import ConfigError, PreconditionFailed, StoreUnavailable
+from . import normalize_prefix
+from .base import Blob, ObjectInfo
+
+if TYPE_CHECKING:
+    from ..recording import RecordingLocation
+
+_CLIENT_ENV = ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS")
+_TIMEOUT = (clients.CONNECT_TIMEOUT, clients.READ_TIMEOUT)
+# Retries stop after about ATTEMPTS tries: the deadline leaves room for one backoff, not more.
+_RETRY = DEFAULT_RETRY.with_delay(initial=clients.BACKOFF, maximum=2 * clients.BACKOFF).with_timeout(
+    clients.BACKOFF * 2 * (clients.ATTEMPTS - 1))
+_FAILURES = (gexc.GoogleAPIError, GoogleAuthError, RequestException, InvalidResponse, DataCorruption, OSError)
+
+
+def gcs_client() -> Any:
+    """The process-wide google-cloud-storage client for the current environment."""
+    def make() -> Any:
+        client = storage.Client()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=clients.POOL_SIZE)
+        session = client._http  # the authorized requests session the client sends through
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return client
+
+    return clients.cached_client(clients.env_key("gcs", _CLIENT_ENV), make)
+
+
+class GCSStore:
+    """One Cloud Storage bucket: `gs://bucket/prefix`."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        self.url = f"gs://{bucket}"
+
+    @classmethod
+    def from_url(cls, url: str) -> tuple[GCSStore, str]:
+        """The store for `gs://bucket/prefix` and its normalized key prefix."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("gs", "gcs") or not parts.netloc:
+            raise ConfigError(f"TAVUS_STORE_URL {url!r} is not a Cloud Storage URL: use gs://bucket or "
+                              "gs://bucket/prefix")
+        return cls(parts.netloc), normalize_prefix(parts.path)
+
+    # -- the four primitives -----------------------------------------------------------
+    def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
+        try:
+            self._upload(key, data, content_type, generation=0)
+        except PreconditionFailed:
+            return False
+        return True
+
+    def read(self, key: str) -> Blob | None:
+        blob = self._bucket().blob(key)
+        try:
+            data = blob.download_as_bytes(timeout=_TIMEOUT, retry=_RETRY)
+        except gexc.NotFound:
+            return None
+        except _FAILURES as exc:
+            raise self._unavailable("read", key, exc) from exc
+        return Blob(data, str(blob.generation))
+
+    def replace(self, key: str, data: bytes, version: str | None, content_type: str = "application/json") -> str:
+        return self._upload(key, data, content_type, generation=0 if version is None else int(version))
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            blob = self._bucket().get_blob(key, timeout=_TIMEOUT, retry=_RETRY)
+        except gexc.NotFound:
+            return None
+        except _FAILURES as exc:
+            raise self._unavailable("stat", key, exc) from exc
+        if blob is None:
+            return None
+        return ObjectInfo(key=key, size=int(blob.size or 0), etag=blob.etag, content_type=blob.content_type)
+
+    # -- tools -------------------------------------------------------------------------
+    def iter_keys(self, prefix: str) -> Iterator[str]:
+        """Cloud Storage lists object names in lexical order."""
+        try:
+            for blob in self._client().list_blobs(self.bucket, prefix=prefix or None, timeout=_TIMEOUT,
+                                                  retry=_RETRY):
+                yield blob.name
+        except _FAILURES as exc:
+            raise self._unavailable("list", prefix, exc) from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._bucket().delete_blob(key, timeout=_TIMEOUT, retry=_RETRY)
+        except gexc.NotFound:
+            pass
+        except _FAILURES as exc:
+            raise self._unavailable("delete", key, exc) from exc
+
+    def locate(self, location: RecordingLocation) -> str | None:
+        """The recording's key when it is a Cloud Storage object in this bucket."""
+        if location.provider == "gcs" and location.bucket == self.bucket:
+            return location.key
+        return None
+
+    # -- helpers -----------------------------------------------------------------------
+    def _upload(self, key: str, data: bytes, content_type: str, generation: int) -> str:
+        """Write `data` if the object is at `generation` (0: absent); the new generation."""
+        blob = self._bucket().blob(key)
+        try:
+            blob.upload_from_string(data, content_type=content_type, if_generation_match=generation,
+                                    timeout=_TIMEOUT, retry=_RETRY)
+        except gexc.PreconditionFailed as exc:
+            raise PreconditionFailed(f"gs://{self.bucket}/{key} changed since it was read") from exc
+        except _FAILURES as exc:
+            raise self._unavailable("write", key, exc) from exc
+        return str(blob.generation)
+
+    def _client(self) -> Any:
+        try:
+            return gcs_client()
+        except _FAILURES as exc:
+            raise StoreUnavailable(
+                f"cannot make a Cloud Storage client: {exc}; run on a service account, set "
+                "GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`") from exc
+
+    def _bucket(self) -> Any:
+        return self._client().bucket(self.bucket)
+
+    def _unavailable(self, op: str, key: str, exc: BaseException) -> StoreUnavailable:
+        where = f"gs://{self.bucket}/{key}"
+        if isinstance(exc, gexc.NotFound):
+            hint = f"the bucket {self.bucket!r} does not exist: create it or fix TAVUS_STORE_URL"
+        elif isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
+            hint = (f"permission denied: grant the function's service account roles/storage.objectUser on "
+                    f"gs://{self.bucket}")
+        elif isinstance(exc, GoogleAuthError):
+            hint = f"credentials failed ({exc}): check Application Default Credentials"
+        elif isinstance(exc, gexc.GoogleAPICallError):
+            hint = f"Cloud Storage answered {exc.code} {exc.message}: retry later"
+        else:
+            hint = f"Cloud Storage could not be reached ({type(exc).__name__}): retry later"
+        return StoreUnavailable(f"Cloud Storage store could not {op} {where}: {hint}")
