@@ -1,0 +1,46 @@
+"""Forwarding stored events to a cloud event bus, chosen by URL; each backend imports its SDK when chosen.
+
+`eventbridge://<bus>`, `pubsub://projects/<project>/topics/<topic>`, `eventgrid://<topic-hostname>`.
+Every publisher sends the stored CloudEvent with its stored `id`, so consumers can deduplicate
+(delivery to a bus is at-least-once: a retried callback publishes again).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from .base import object_url, thin_event
+
+if TYPE_CHECKING:
+    from ..pipeline import Forwarder
+
+__all__ = ["BUS_SCHEMES", "is_bus_url", "object_url", "open_forwarder", "thin_event"]
+
+BUS_SCHEMES = ("eventbridge", "pubsub", "eventgrid")
+
+
+def is_bus_url(url: str) -> bool:
+    """True when `url` names an event bus rather than an HTTP endpoint."""
+    return url.partition("://")[0].lower() in BUS_SCHEMES
+
+
+def open_forwarder(url: str) -> Forwarder:
+    """The publisher a forward URL names; the bus client itself is created on first use and reused."""
+    scheme = url.partition("://")[0].lower()
+    if scheme == "eventbridge":
+        from .eventbridge import EventBridgeForwarder
+
+        return EventBridgeForwarder.from_url(url)
+    if scheme == "pubsub":
+        from .pubsub import PubSubForwarder
+
+        return PubSubForwarder.from_url(url)
+    if scheme == "eventgrid":
+        from .eventgrid import EventGridForwarder
+
+        return EventGridForwarder.from_url(url)
+    raise ConfigError(
+        f"TAVUS_FORWARD_URL {url!r} names no known bus: use eventbridge://<bus-name>, "
+        "pubsub://projects/<project>/topics/<topic> or eventgrid://<topic-hostname>"
+    )

@@ -1,0 +1,97 @@
+"""Amazon EventBridge: `PutEvents` with the CloudEvent as `Detail` and its type as `DetailType`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import clients
+from ..errors import ConfigError, ForwardError
+from ..record import canonical_json
+from .base import object_url, split_bus_url, thin_event
+
+if TYPE_CHECKING:
+    from ..record import StoredEvent
+
+SOURCE = "tavus-callbacks"
+# PutEvents entry limit; the size is counted the way EventBridge counts it (see `entry_size`).
+MAX_ENTRY_BYTES = 256 * 1024
+_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
+               "AWS_ACCESS_KEY_ID")
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    """A PutEvents entry's size as EventBridge counts it: Source, DetailType, Detail, Resources, Time (14)."""
+    size = 14 if "Time" in entry else 0
+    for name in ("Source", "DetailType", "Detail"):
+        size += len(str(entry.get(name, "")).encode("utf-8"))
+    size += sum(len(r.encode("utf-8")) for r in entry.get("Resources", []))
+    return size
+
+
+class EventBridgeForwarder:
+    """Publishes each stored event to one bus with a stable `Source`, so a rule can match on it."""
+
+    def __init__(self, bus: str, region: str | None = None, source: str = SOURCE) -> None:
+        self.bus = bus
+        self.region = region
+        self.source = source
+
+    @classmethod
+    def from_url(cls, url: str) -> EventBridgeForwarder:
+        """`eventbridge://<bus-name or bus ARN>[?region=R&source=S]`."""
+        bus, query = split_bus_url(url, "eventbridge")
+        region = query.get("region")
+        if region is None and bus.startswith("arn:"):
+            region = bus.split(":")[3] or None
+        return cls(bus, region=region, source=query.get("source", SOURCE))
+
+    def _client(self) -> Any:
+        """The process-wide EventBridge client for this region and environment."""
+        return clients.cached_client((*clients.env_key("events", _CLIENT_ENV), self.region), self._make_client)
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import NoRegionError
+
+        config = Config(connect_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT,
+                        retries={"max_attempts": clients.ATTEMPTS, "mode": "standard"})
+        try:
+            return boto3.session.Session().client("events", region_name=self.region, config=config)
+        except NoRegionError:
+            raise ConfigError(
+                f"no AWS region for the EventBridge bus {self.bus!r}: set AWS_REGION (or AWS_DEFAULT_REGION) "
+                "or add ?region=<region> to TAVUS_FORWARD_URL"
+            ) from None
+
+    def entry(self, record: StoredEvent, store_url: str) -> dict[str, Any]:
+        """The PutEvents entry for a record: the whole CloudEvent, or its thin form when over the limit."""
+        entry: dict[str, Any] = {
+            "EventBusName": self.bus,
+            "Source": self.source,
+            "DetailType": record.document["type"],
+            "Detail": record.body.decode("utf-8"),
+        }
+        if entry_size(entry) > MAX_ENTRY_BYTES:
+            thin = thin_event(record.document, object_url(store_url, record.key))
+            entry["Detail"] = canonical_json(thin).decode("utf-8")
+        return entry
+
+    def publish(self, record: StoredEvent, store_url: str) -> None:
+        """One PutEvents call; a failed entry is a failure (PutEvents answers 200 with FailedEntryCount)."""
+        entry = self.entry(record, store_url)
+        try:
+            answer = self._client().put_events(Entries=[entry])
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ForwardError(
+                f"EventBridge PutEvents to bus {self.bus!r} failed ({type(exc).__name__}: {exc}); check that the bus "
+                "exists in this region and that this identity is allowed events:PutEvents on it"
+            ) from exc
+        if answer.get("FailedEntryCount", 0):
+            failed = answer.get("Entries", [{}])[0]
+            raise ForwardError(
+                f"EventBridge rejected event {record.id} on bus {self.bus!r}: "
+                f"{failed.get('ErrorCode', 'unknown error')}: {failed.get('ErrorMessage', '')}".rstrip(": ")
+            )

@@ -1,0 +1,83 @@
+"""Azure Event Grid: the CloudEvents 1.0 schema, sent with azure-eventgrid's EventGridPublisherClient.
+
+`eventgrid://<topic-hostname>` publishes to `https://<topic-hostname>/api/events`; the key comes from
+`TAVUS_EVENTGRID_KEY` (sent as `aeg-sas-key`), otherwise `DefaultAzureCredential` (managed identity).
+`?scheme=http` targets a plain-HTTP endpoint such as a local test sink.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from .. import clients
+from ..errors import ConfigError, ForwardError
+from .base import object_url, split_bus_url, thin_event
+
+if TYPE_CHECKING:
+    from ..record import StoredEvent
+
+MAX_EVENT_BYTES = 1024 * 1024
+KEY_VARIABLE = "TAVUS_EVENTGRID_KEY"
+
+
+class EventGridForwarder:
+    """Publishes each stored event to one Event Grid topic in the CloudEvents schema."""
+
+    def __init__(self, endpoint: str, key: str | None = None) -> None:
+        self.endpoint = endpoint
+        self._key = key
+
+    @classmethod
+    def from_url(cls, url: str, environ: dict[str, str] | None = None) -> EventGridForwarder:
+        """`eventgrid://<topic-hostname>[/path][?scheme=http]`; the path defaults to `/api/events`."""
+        target, query = split_bus_url(url, "eventgrid")
+        scheme = query.get("scheme", "https")
+        if scheme not in ("https", "http"):
+            raise ConfigError(f"TAVUS_FORWARD_URL {url!r}: scheme= must be https (the default) or http")
+        host, slash, path = target.partition("/")
+        endpoint = f"{scheme}://{host}/{path if slash else 'api/events'}"
+        env = os.environ if environ is None else environ
+        return cls(endpoint, key=env.get(KEY_VARIABLE, "").strip() or None)
+
+    def _client(self) -> Any:
+        """The process-wide publisher client for this endpoint and credential."""
+        return clients.cached_client(("eventgrid", self.endpoint, self._key), self._make_client)
+
+    def _make_client(self) -> Any:
+        from azure.eventgrid import EventGridPublisherClient
+
+        credential: Any
+        if self._key:
+            from azure.core.credentials import AzureKeyCredential
+
+            credential = AzureKeyCredential(self._key)
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        return EventGridPublisherClient(self.endpoint, credential, retry_total=clients.ATTEMPTS - 1,
+                                        retry_backoff_factor=clients.BACKOFF,
+                                        connection_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT)
+
+    def event(self, record: StoredEvent, store_url: str) -> dict[str, Any]:
+        """The CloudEvent to send: the stored document, or its thin form when over the 1 MB event limit.
+
+        The size is that of the JSON the client sends (`json.dumps`, ASCII-escaped), not of the stored bytes.
+        """
+        if len(record.body) * 6 > MAX_EVENT_BYTES and len(json.dumps(record.document)) > MAX_EVENT_BYTES:
+            return thin_event(record.document, object_url(store_url, record.key))
+        return record.document
+
+    def publish(self, record: StoredEvent, store_url: str) -> None:
+        event = self.event(record, store_url)
+        try:
+            self._client().send([event])
+        except Exception as exc:
+            raise ForwardError(
+                f"Event Grid publish to {self.endpoint} failed ({type(exc).__name__}: {exc}); check the topic "
+                f"endpoint and its access key in {KEY_VARIABLE}, or give this identity the "
+                "'EventGrid Data Sender' role on the topic"
+            ) from exc
+

@@ -1,0 +1,97 @@
+"""Google Cloud Pub/Sub: the CloudEvents binary mode (`ce-*` attributes, data = the event's data as JSON).
+
+Messages carry `ordering_key` = the event's subject (the conversation id for conversation events),
+so a subscription with message ordering sees a conversation's events in publish order.
+`PUBSUB_EMULATOR_HOST` is honoured by the client library itself.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from .. import clients
+from ..errors import ConfigError, ForwardError
+from ..record import canonical_json
+from .base import object_url, split_bus_url, thin_event
+
+if TYPE_CHECKING:
+    from ..record import StoredEvent
+
+MAX_MESSAGE_BYTES = 10_000_000
+PUBLISH_TIMEOUT_SECONDS = 10.0
+_CLIENT_ENV = ("PUBSUB_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")
+_TOPIC = re.compile(r"^projects/[^/\s]+/topics/[^/\s]+$")
+# CloudEvents context attributes sent as `ce-<name>` message attributes.
+ATTRIBUTES = ("specversion", "id", "type", "source", "subject", "time", "dataref")
+
+
+def message_size(data: bytes, attributes: dict[str, str], ordering_key: str) -> int:
+    """A message's size as Pub/Sub counts it: data, attribute names and values, ordering key."""
+    return (len(data) + sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
+            + len(ordering_key.encode()))
+
+
+def message_for(document: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """(data, attributes) of a CloudEvent in binary content mode."""
+    attributes = {f"ce-{name}": str(document[name]) for name in ATTRIBUTES if name in document}
+    if "data" not in document:
+        return b"", attributes
+    attributes["content-type"] = str(document.get("datacontenttype", "application/json"))
+    return canonical_json(document["data"]), attributes
+
+
+class PubSubForwarder:
+    """Publishes each stored event to one topic and waits for the server's acknowledgement."""
+
+    def __init__(self, topic: str, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> None:
+        if not _TOPIC.match(topic):
+            raise ConfigError(
+                f"TAVUS_FORWARD_URL names the Pub/Sub topic {topic!r}: use pubsub://projects/<project>/topics/<topic>"
+            )
+        self.topic = topic
+        self.timeout = timeout
+
+    @classmethod
+    def from_url(cls, url: str) -> PubSubForwarder:
+        """`pubsub://projects/<project>/topics/<topic>`."""
+        topic, _ = split_bus_url(url, "pubsub")
+        return cls(topic)
+
+    def _client(self) -> Any:
+        """The process-wide publisher for this environment (made after any fork, on first publish)."""
+        return clients.cached_client((*clients.env_key("pubsub", _CLIENT_ENV), self.timeout), self._make_client)
+
+    def _make_client(self) -> Any:
+        from google.api_core.retry import Retry
+        from google.cloud import pubsub_v1
+
+        # Bounded retries so a failed publish surfaces before the caller's own timeout.
+        retry = Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=self.timeout * 0.8)
+        options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True, retry=retry,
+                                                   timeout=self.timeout / 2)
+        batch = pubsub_v1.types.BatchSettings(max_latency=0.005)
+        return pubsub_v1.PublisherClient(batch_settings=batch, publisher_options=options)
+
+    def message(self, record: StoredEvent, store_url: str) -> tuple[bytes, dict[str, str], str]:
+        """(data, attributes, ordering key) for a record, thin when the message would be over the limit."""
+        ordering_key = record.document.get("subject") or ""
+        data, attributes = message_for(record.document)
+        if message_size(data, attributes, ordering_key) > MAX_MESSAGE_BYTES:
+            data, attributes = message_for(thin_event(record.document, object_url(store_url, record.key)))
+        return data, attributes, ordering_key
+
+    def publish(self, record: StoredEvent, store_url: str) -> None:
+        data, attributes, ordering_key = self.message(record, store_url)
+        client = self._client()
+        try:
+            future = client.publish(self.topic, data, ordering_key=ordering_key, **attributes)
+            future.result(timeout=self.timeout)
+        except Exception as exc:
+            if ordering_key:
+                # A failed ordered publish pauses its key; resume so the sender's retry can publish again.
+                client.resume_publish(self.topic, ordering_key)
+            raise ForwardError(
+                f"Pub/Sub publish to {self.topic} failed ({type(exc).__name__}: {exc}); check that the topic exists "
+                "and that this identity has roles/pubsub.publisher on it"
+            ) from exc
