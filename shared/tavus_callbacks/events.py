@@ -8,6 +8,7 @@ and never raises: a payload that fails its schema becomes an Event with `valid=F
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from functools import cache
@@ -534,24 +535,39 @@ def _validate(model: type[_Payload], build: _Builder, raw: Any, prefix: str, err
 def _add_errors(exc: ValidationError, prefix: str, errors: list[str]) -> set[str]:
     """Readable pydantic errors ('properties.transcript: Input should be a valid list'); the failed fields."""
     failed: set[str] = set()
-    seen: set[str] = set()
+    messages: dict[str, list[str]] = {}  # where -> messages, in the order pydantic reports them
     for err in exc.errors(include_url=False, include_context=False, include_input=False):
         loc = err["loc"]
         if loc:
             failed.add(str(loc[0]))
-        # A union reports one error per member ('analysis.str', 'analysis.list[any]'); keep the field only.
-        where = prefix + ".".join(str(p) for p in loc if isinstance(p, int) or not _is_member(p))
-        where = where.rstrip(".") or "payload"
-        msg = "Input should be a JSON object" if err["type"] in ("model_type", "dict_type") else err["msg"]
-        line = f"{where}: {msg}"
-        if line not in seen and len(errors) < _MAX_ERRORS:
-            seen.add(line)
-            errors.append(line)
+        parts: list[str] = []
+        member = None
+        for part in loc:
+            if isinstance(part, str) and part in _UNION_MEMBERS:
+                member = _UNION_MEMBERS[part]
+                break
+            parts.append(str(part))
+        where = (prefix + ".".join(parts)).rstrip(".") or "payload"
+        if member is not None:  # a union reports one error per member: say it once, listing the members
+            messages.setdefault(where, []).append(member)
+        else:
+            messages.setdefault(where, []).append(_OBJECT if err["type"] in ("model_type", "dict_type")
+                                                  else err["msg"])
+    for where, found in messages.items():
+        if len(errors) >= _MAX_ERRORS:
+            break
+        if all(m in _UNION_MEMBERS.values() for m in found):
+            errors.append(f"{where}: Input should be {', or '.join(dict.fromkeys(found))}")
+        else:
+            errors.extend(f"{where}: {m}" for m in dict.fromkeys(found))
+    del errors[_MAX_ERRORS:]
     return failed
 
 
-def _is_member(part: str | int) -> bool:
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
+_OBJECT = "Input should be a JSON object"
+# How pydantic names the members of a union in an error's location, and how to say them.
+_UNION_MEMBERS = {"str": "a valid string", "int": "a valid integer", "float": "a valid number",
+                  "bool": "a boolean", "dict[str,any]": "an object", "list[any]": "an array"}
 
 
 def _salvage(model: type[_Payload], raw: Any, failed: set[str]) -> Details:
@@ -764,6 +780,16 @@ def details_model_for(event: Event) -> type[BaseModel] | None:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a normalized Event, with the model of `details` per type under `$defs`."""
+    return copy.deepcopy(_json_schema())
+
+
+def payload_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the callbacks as they arrive: one of the five families, or any other JSON object."""
+    return copy.deepcopy(_payload_json_schema())
+
+
+@cache
+def _json_schema() -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
     schema = Event.model_json_schema(mode="serialization")
@@ -790,8 +816,8 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def payload_json_schema() -> dict[str, Any]:
-    """The JSON Schema of the callbacks as they arrive: one of the five families, or any other JSON object."""
+@cache
+def _payload_json_schema() -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
     class ConversationCallback(BaseModel):

@@ -16,6 +16,8 @@ ACCEPTED_FORMS = "ISO-8601 (2025-07-11T06:45:47.472000Z), 'YYYY-MM-DD HH:MM:SS.f
 _MAX_EPOCH = datetime(MAX_YEAR + 1, 1, 1, tzinfo=UTC).timestamp()
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
 _MAX_TEXT = 64
+# fromisoformat stops reading at a NUL byte and takes any character as the date/time separator: screen first.
+_ISO_CHARS = re.compile(r"[0-9TWZtwz:.,+ -]+")
 
 
 class TimeParseError(ValueError):
@@ -35,6 +37,8 @@ def to_utc_iso(value: Any) -> str:
         raise TimeParseError(f"{_short(value)} is not a time; send {ACCEPTED_FORMS}")
     if _NUMBER.fullmatch(text):
         return _from_epoch(float(text), value)
+    if not _ISO_CHARS.fullmatch(text):
+        raise TimeParseError(f"{_short(value)} is not a time; send {ACCEPTED_FORMS}")
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
