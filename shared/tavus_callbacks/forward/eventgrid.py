@@ -46,7 +46,12 @@ class EventGridForwarder:
         return clients.cached_client(("eventgrid", self.endpoint, self._key), self._make_client)
 
     def _make_client(self) -> Any:
-        from azure.eventgrid import EventGridPublisherClient
+        # The basic-topic client takes our retry and timeout bounds and sends a CloudEvent dict as it is; the
+        # package's top-level EventGridPublisherClient wraps it but drops those options and re-encodes `time`.
+        try:
+            from azure.eventgrid._legacy import EventGridPublisherClient
+        except ImportError:  # a future azure-eventgrid without it: the public client, with its defaults
+            from azure.eventgrid import EventGridPublisherClient  # type: ignore[assignment]
 
         credential: Any
         if self._key:

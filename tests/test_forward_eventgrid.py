@@ -1,0 +1,82 @@
+"""Forwarding to Azure Event Grid: the real azure-eventgrid client publishing to a local HTTP sink."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bus_servers import EventGridSink, deliver, forwarding_pipeline, large_transcript, sample_payloads
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.forward.eventgrid import KEY_VARIABLE, MAX_EVENT_BYTES, EventGridForwarder
+
+KEY = "eventgrid-test-key-0123456789"
+
+
+def stored_documents(root: Path) -> dict[str, dict[str, Any]]:
+    documents = (json.loads(p.read_text()) for p in root.rglob("*.json")
+                 if "/events/" in p.as_posix() or "/unrecognized/" in p.as_posix())
+    return {d["id"]: d for d in documents}
+
+
+@pytest.fixture
+def sink(eventgrid_sink: EventGridSink, monkeypatch: pytest.MonkeyPatch) -> EventGridSink:
+    monkeypatch.setenv(KEY_VARIABLE, KEY)
+    return eventgrid_sink
+
+
+def test_every_event_reaches_the_topic_in_the_cloudevents_schema_with_the_key(sink: EventGridSink,
+                                                                             tmp_path: Path) -> None:
+    pipeline = forwarding_pipeline(tmp_path.as_uri(), sink.url())
+    sent = [deliver(pipeline, p).json_body()["event_id"] for p in sample_payloads()]
+    assert len(sink.requests) == len(sent)
+    stored = stored_documents(tmp_path)
+    received = []
+    for request in sink.requests:
+        assert request.path.startswith("/api/events?api-version=")
+        assert request.headers["aeg-sas-key"] == KEY
+        assert request.headers["content-type"].split(";")[0] == "application/cloudevents-batch+json"
+        [event] = json.loads(request.body)
+        for attribute in ("specversion", "id", "source", "type", "data"):
+            assert attribute in event, attribute
+        assert event["specversion"] == "1.0"
+        assert event == stored[event["id"]], "the topic gets the stored CloudEvent as is"
+        received.append(event["id"])
+    assert received == sent
+
+
+def test_an_event_over_1_mb_goes_thin_with_a_dataref(sink: EventGridSink, tmp_path: Path) -> None:
+    pipeline = forwarding_pipeline(tmp_path.as_uri(), sink.url())
+    payload = large_transcript(MAX_EVENT_BYTES)
+    answer = deliver(pipeline, payload)
+    assert answer.status == 200
+    [event] = json.loads(sink.requests[0].body)
+    assert "data" not in event
+    assert event["id"] == answer.json_body()["event_id"]
+    assert event["dataref"].startswith(f"{tmp_path.as_uri()}/{payload['conversation_id']}/events/")
+    assert Path(event["dataref"].removeprefix("file://")).exists()
+
+
+def test_a_topic_that_refuses_answers_503_and_the_retry_publishes(sink: EventGridSink, tmp_path: Path) -> None:
+    pipeline = forwarding_pipeline(tmp_path.as_uri(), sink.url())
+    payload = sample_payloads()[0]
+    sink.status = 401
+    answer = deliver(pipeline, payload)
+    assert answer.status == 503
+    assert len(stored_documents(tmp_path)) == 1
+    sink.status = 200
+    sink.requests.clear()
+    retry = deliver(pipeline, payload)
+    assert retry.status == 200 and retry.json_body()["status"] == "duplicate"
+    [event] = json.loads(sink.requests[0].body)
+    assert event["id"] == retry.json_body()["event_id"]
+
+
+def test_the_topic_hostname_becomes_the_https_events_endpoint() -> None:
+    assert EventGridForwarder.from_url("eventgrid://my-topic.westus2-1.eventgrid.azure.net", {}).endpoint == \
+        "https://my-topic.westus2-1.eventgrid.azure.net/api/events"
+    assert EventGridForwarder.from_url("eventgrid://127.0.0.1:9000?scheme=http", {}).endpoint == \
+        "http://127.0.0.1:9000/api/events"
+    with pytest.raises(ConfigError, match="scheme"):
+        EventGridForwarder.from_url("eventgrid://host?scheme=ftp", {})
