@@ -129,6 +129,13 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc]
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(RedactingFilter(self.tokens))
 
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        """A client that went quiet is one warning line, not a traceback."""
+        if isinstance(sys.exc_info()[1], TimeoutError):
+            self.warning("closed a connection: the client sent nothing for %g s", _TimedSocket.timeout_seconds)
+            return
+        super().exception(msg, *args, **kwargs)
+
 
 # -- bounded socket reads -----------------------------------------------------------------------
 
@@ -157,6 +164,36 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         if type(sock) is socket.socket:
             sock.__class__ = _TimedSocket
         super().enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        """Serve a connection; one to close lingers here, on a pool thread, not on the accept loop.
+
+        gunicorn closes gracefully on its main loop, waiting up to 2 s for the peer to hang up;
+        a client that never does would stall every other connection of the worker meanwhile.
+        """
+        result = super().handle(conn)
+        if result is False:
+            _linger_and_shut(conn.sock, _TimedSocket.timeout_seconds)
+        return result
+
+
+def _linger_and_shut(sock: socket.socket, timeout: float) -> None:
+    """Half-close, read what the peer still sends for at most `timeout` s, then shut both ways."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + min(timeout, 2.0)
+        drained = 0
+        while drained < 65536 and (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            data = sock.recv(4096)
+            if not data:
+                break
+            drained += len(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 # -- the WSGI app --------------------------------------------------------------------------------
