@@ -78,7 +78,9 @@ class Pipeline:
         if not isinstance(payload, dict):
             key = self.layout.quarantine_key(body)
             self.store.create(key, body, content_type="application/octet-stream")
-            reason = "the body is not valid JSON" if payload is _INVALID else "the body is JSON but not an object"
+            reason = ("the body is not valid JSON" if payload is _INVALID else
+                      f"the body is nested more than {MAX_JSON_DEPTH} levels deep" if payload is _TOO_DEEP else
+                      "the body is JSON but not an object")
             log.warning("quarantined a body that is not a JSON object", extra={"key": key})
             return Response.json(400, {"error": f"{reason}; send one JSON object per callback"},
                                  outcome=Outcome("invalid_json"))
@@ -105,14 +107,26 @@ class Pipeline:
 
 
 _INVALID: Any = object()
+_TOO_DEEP: Any = object()
+# Far deeper than any real callback, and far enough below the serializers' own limits (about 250
+# levels in pydantic and orjson.dumps) that what we store from a body can always be written.
+MAX_JSON_DEPTH = 128
+_PARSER_DEPTH = 1024  # orjson.loads refuses more nested arrays and objects than this
+_DEPTH_PROBE = b"[" * (_PARSER_DEPTH - MAX_JSON_DEPTH), b"]" * (_PARSER_DEPTH - MAX_JSON_DEPTH)
 
 
 def decode(body: bytes) -> Any:
-    """The JSON value of a body, or a sentinel when it is not valid UTF-8 JSON."""
+    """The JSON value of a body, or a sentinel when it is not valid UTF-8 JSON or nested too deep."""
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
         return _INVALID
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:  # only then can it be too deep: parse once more
+        try:
+            orjson.loads(_DEPTH_PROBE[0] + body + _DEPTH_PROBE[1])
+        except orjson.JSONDecodeError:
+            return _TOO_DEEP
+    return value
 
 
 def too_large(limit: int) -> Response:
