@@ -159,6 +159,9 @@ def handle(request: Request) -> Response:
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return unavailable("the endpoint is not configured; see its logs", "config_error")
+    except StoreUnavailable as exc:  # opening the store at cold start failed: retry later, never a 500
+        log.error("store unavailable, answering 503", extra={"error": str(exc)})
+        return unavailable("the store cannot be written; retry later", "store_unavailable")
     return pipeline.handle(request)
 
 
