@@ -15,6 +15,7 @@ from tavus_callbacks.http import Request, Response
 from tavus_callbacks.pipeline import handle
 
 log = logging.getLogger("tavus_callbacks.azure")
+log.setLevel(logging.INFO)  # one line per request; host.json's logging section filters what is kept
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
