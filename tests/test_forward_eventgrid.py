@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bus_servers import EventGridSink, deliver, forwarding_pipeline, large_transcript, sample_payloads
+from bus_servers import SDK_WARNINGS, EventGridSink, deliver, forwarding_pipeline, large_transcript, sample_payloads
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.forward.eventgrid import KEY_VARIABLE, MAX_EVENT_BYTES, EventGridForwarder
 
 KEY = "eventgrid-test-key-0123456789"
+pytestmark = SDK_WARNINGS
 
 
 def stored_documents(root: Path) -> dict[str, dict[str, Any]]:
