@@ -180,3 +180,33 @@ def test_the_size_rule_counts_the_encoded_entry_as_eventbridge_does() -> None:
     assert len(wide.body.decode()) < MAX_ENTRY_BYTES < len(wide.body)
     thin = json.loads(forwarder.entry(wide, "s3://bucket")["Detail"])
     assert thin["dataref"] == f"s3://bucket/{wide.key}" and "data" not in thin
+
+
+def test_the_template_turns_forwarding_on_with_put_events_on_that_bus_only() -> None:
+    import yaml
+
+    class CloudFormationLoader(yaml.SafeLoader):
+        """Reads CloudFormation's short-form tags (!If, !Sub, ...) as their long form."""
+
+    def long_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+        name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+        if isinstance(node, yaml.ScalarNode):
+            return {name: loader.construct_scalar(node)}
+        if isinstance(node, yaml.SequenceNode):
+            return {name: loader.construct_sequence(node, deep=True)}
+        return {name: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
+
+    CloudFormationLoader.add_multi_constructor("!", long_form)
+    template = yaml.load((Path(__file__).parents[1] / "template.yaml").read_text(), CloudFormationLoader)
+    assert template["Parameters"]["ForwardBusName"]["Default"] == ""
+    assert template["Conditions"]["ForwardEnabled"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ForwardBusName"}, ""]}]}
+    function = template["Resources"]["CallbackFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["TAVUS_FORWARD_URL"] == {
+        "Fn::If": ["ForwardEnabled", {"Fn::Sub": "eventbridge://${ForwardBusName}"}, {"Ref": "AWS::NoValue"}]}
+    statements = [s for policy in function["Policies"] for s in policy["Statement"]]
+    [put_events] = [s["Fn::If"] for s in statements if "Fn::If" in s and s["Fn::If"][0] == "ForwardEnabled"]
+    assert put_events[1]["Action"] == "events:PutEvents"
+    assert put_events[1]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${ForwardBusName}"}
+    assert put_events[2] == {"Ref": "AWS::NoValue"}
+    assert not [s for s in statements if "events:" in json.dumps(s) and s.get("Fn::If", [None])[0] != "ForwardEnabled"]
