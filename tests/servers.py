@@ -65,6 +65,7 @@ class Emulator:
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tavus-emulator-")))
     env: dict[str, str] = field(default_factory=dict)
     after_restart: Callable[[Emulator], None] | None = None
+    outage_signal: signal.Signals = signal.SIGKILL
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -106,8 +107,8 @@ class Emulator:
             return False
 
     def kill(self) -> None:
-        """Kill the process at once (SIGKILL), as an outage would; in-flight requests fail."""
-        self._signal(signal.SIGKILL)
+        """End the process as an outage would: SIGKILL, or SIGTERM where only that keeps its data on disk."""
+        self._signal(self.outage_signal)
 
     def stop(self) -> None:
         """Stop the process by its pid: SIGTERM, then SIGKILL if it lingers."""
@@ -188,7 +189,9 @@ def azurite_emulator() -> Emulator:
     return Emulator("azure", lambda port, data: [
         str(AZURITE_BIN), "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent",
         "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data / "azurite")],
-        ready_path="/")
+        ready_path="/",
+        # Azurite writes its metadata database on a timer and on SIGTERM: SIGKILL would lose the last seconds.
+        outage_signal=signal.SIGTERM)
 
 
 EMULATORS: dict[str, Callable[[], Emulator]] = {
