@@ -14,10 +14,11 @@ MAX_YEAR = 2200
 ACCEPTED_FORMS = "ISO-8601 (2025-07-11T06:45:47.472000Z), 'YYYY-MM-DD HH:MM:SS.ffffff' (read as UTC) or epoch seconds"
 
 _MAX_EPOCH = datetime(MAX_YEAR + 1, 1, 1, tzinfo=UTC).timestamp()
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
 _MAX_TEXT = 64
 # fromisoformat stops reading at a NUL byte and takes any character as the date/time separator: screen first.
 _ISO_CHARS = re.compile(r"[0-9TWZtwz:.,+ -]+")
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
 
 
 class TimeParseError(ValueError):
@@ -26,23 +27,37 @@ class TimeParseError(ValueError):
 
 def to_utc_iso(value: Any) -> str:
     """The UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` form of a callback timestamp; raises TimeParseError otherwise."""
+    if type(value) is str:
+        if len(value) == 27 and _CANONICAL.fullmatch(value):  # already normal: only check it is a real date
+            try:
+                year = datetime.fromisoformat(value).year
+            except ValueError:
+                raise _not_a_time(value) from None
+            if not MIN_YEAR <= year <= MAX_YEAR:
+                raise _out_of_range(value)
+            return value
+        return _from_text(value)
     if isinstance(value, bool):
-        raise TimeParseError(f"{value!r} is not a time; send {ACCEPTED_FORMS}")
+        raise _not_a_time(value)
     if isinstance(value, int | float):
         return _from_epoch(value, value)
-    if not isinstance(value, str):
-        raise TimeParseError(f"a JSON {_json_kind(value)} is not a time; send {ACCEPTED_FORMS}")
+    if isinstance(value, str):
+        return _from_text(str(value))
+    raise TimeParseError(f"a JSON {_json_kind(value)} is not a time; send {ACCEPTED_FORMS}")
+
+
+def _from_text(value: str) -> str:
     text = value.strip()
     if len(text) > _MAX_TEXT:
-        raise TimeParseError(f"{_short(value)} is not a time; send {ACCEPTED_FORMS}")
-    if _NUMBER.fullmatch(text):
+        raise _not_a_time(value)
+    if not (len(text) > 4 and text[4] == "-") and _NUMBER.fullmatch(text):
         return _from_epoch(float(text), value)
     if not _ISO_CHARS.fullmatch(text):
-        raise TimeParseError(f"{_short(value)} is not a time; send {ACCEPTED_FORMS}")
+        raise _not_a_time(value)
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise TimeParseError(f"{_short(value)} is not a time; send {ACCEPTED_FORMS}") from None
+        raise _not_a_time(value) from None
     if not MIN_YEAR - 1 <= when.year <= MAX_YEAR + 1:
         raise _out_of_range(value)
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
@@ -62,9 +77,8 @@ def to_utc_iso_or_none(value: Any) -> str | None:
 
 
 def format_utc(when: datetime) -> str:
-    """An aware UTC datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (faster than strftime, always six digits)."""
-    return (f"{when.year:04d}-{when.month:02d}-{when.day:02d}T"
-            f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}.{when.microsecond:06d}Z")
+    """An aware UTC datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (always six digits of fraction)."""
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def _from_epoch(seconds: float, original: Any) -> str:
@@ -72,6 +86,10 @@ def _from_epoch(seconds: float, original: Any) -> str:
     if not 0 <= seconds < _MAX_EPOCH:
         raise _out_of_range(original)
     return format_utc(datetime.fromtimestamp(seconds, UTC))
+
+
+def _not_a_time(value: Any) -> TimeParseError:
+    return TimeParseError(f"{_short(value)} is not a time; send {ACCEPTED_FORMS}")
 
 
 def _out_of_range(value: Any) -> TimeParseError:
