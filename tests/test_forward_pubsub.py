@@ -93,3 +93,53 @@ def test_a_message_over_10_mb_goes_thin_with_a_dataref(pubsub_topic: PubSubTopic
     forwarder.publish(record, "gs://recordings")
     [message] = pubsub_topic.pull(1)
     assert message.data == b"" and message.attributes["ce-dataref"] == f"gs://recordings/{record.key}"
+
+
+def test_an_emulator_outage_fails_the_publish_and_the_same_publisher_recovers(
+        pubsub_emulator: Any, monkeypatch: Any) -> None:
+    from bus_servers import PUBSUB_EMULATOR, PUBSUB_PROJECT
+    from google.cloud import pubsub_v1
+    from servers import Emulator
+    from tavus_callbacks.clients import clear_clients
+    from tavus_callbacks.errors import ForwardError
+    from tavus_callbacks.events import normalize
+    from tavus_callbacks.record import Layout, build_record
+
+    emulator = Emulator("pubsub", lambda port, _dir: [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"],
+                        ready_path="/")
+    emulator.start(timeout=90)
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{emulator.port}")
+    clear_clients()
+    topic, subscription = f"projects/{PUBSUB_PROJECT}/topics/outage", f"projects/{PUBSUB_PROJECT}/subscriptions/outage"
+
+    def create() -> Any:
+        pubsub_v1.PublisherClient().create_topic(name=topic)
+        subscriber = pubsub_v1.SubscriberClient()
+        subscriber.create_subscription(request={"name": subscription, "topic": topic,
+                                                "enable_message_ordering": True})
+        return subscriber
+
+    try:
+        create()
+        forwarder = PubSubForwarder(topic, timeout=3.0)
+        first, second = sample_payloads()[:2]
+        records = [build_record(p, normalize(p), Layout()) for p in (first, second)]
+        forwarder.publish(records[0], "gs://recordings")
+        emulator.stop()
+        try:
+            forwarder.publish(records[1], "gs://recordings")
+        except ForwardError as exc:
+            assert topic in str(exc) and "roles/pubsub.publisher" in str(exc)
+        else:
+            raise AssertionError("a publish to a stopped emulator must fail")
+        emulator.start(timeout=90)  # same port, empty: the topic comes back as an operator would recreate it
+        subscriber = create()
+        forwarder.publish(records[1], "gs://recordings")
+        answer = subscriber.pull(request={"subscription": subscription, "max_messages": 10}, timeout=10)
+        # At least once: the publish that timed out may still have gone through once the emulator was back.
+        ids = [m.message.attributes["ce-id"] for m in answer.received_messages]
+        assert ids and set(ids) == {records[1].id}
+        assert answer.received_messages[0].message.ordering_key == second["conversation_id"]
+    finally:
+        clear_clients()
+        emulator.close()

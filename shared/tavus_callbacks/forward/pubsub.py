@@ -7,6 +7,7 @@ so a subscription with message ordering sees a conversation's events in publish 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -89,8 +90,10 @@ class PubSubForwarder:
             future.result(timeout=self.timeout)
         except Exception as exc:
             if ordering_key:
-                # A failed ordered publish pauses its key; resume so the sender's retry can publish again.
-                client.resume_publish(self.topic, ordering_key)
+                # A failed ordered publish pauses its key; resume it so the sender's retry can publish again.
+                # Best effort: after a timeout (or a concurrent resume) the key is not paused and resuming raises.
+                with contextlib.suppress(Exception):
+                    client.resume_publish(self.topic, ordering_key)
             raise ForwardError(
                 f"Pub/Sub publish to {self.topic} failed ({type(exc).__name__}: {exc}); check that the topic exists "
                 "and that this identity has roles/pubsub.publisher on it"
