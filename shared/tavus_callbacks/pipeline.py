@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -78,9 +81,7 @@ class Pipeline:
         if not isinstance(payload, dict):
             key = self.layout.quarantine_key(body)
             self.store.create(key, body, content_type="application/octet-stream")
-            reason = ("the body is not valid JSON" if payload is _INVALID else
-                      f"the body is nested more than {MAX_JSON_DEPTH} levels deep" if payload is _TOO_DEEP else
-                      "the body is JSON but not an object")
+            reason = payload.reason if isinstance(payload, Unreadable) else "the body is JSON but not an object"
             log.warning("quarantined a body that is not a JSON object", extra={"key": key})
             return Response.json(400, {"error": f"{reason}; send one JSON object per callback"},
                                  outcome=Outcome("invalid_json"))
@@ -106,17 +107,28 @@ class Pipeline:
                                    "valid": event.valid}, outcome=outcome)
 
 
-_INVALID: Any = object()
-_TOO_DEEP: Any = object()
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Why a body cannot be taken as a callback: it is quarantined as received and answered 400."""
+
+    reason: str
+
+
 # Far deeper than any real callback, and far enough below the serializers' own limits (about 250
 # levels in pydantic and orjson.dumps) that what we store from a body can always be written.
 MAX_JSON_DEPTH = 128
 _PARSER_DEPTH = 1024  # orjson.loads refuses more nested arrays and objects than this
 _DEPTH_PROBE = b"[" * (_PARSER_DEPTH - MAX_JSON_DEPTH), b"]" * (_PARSER_DEPTH - MAX_JSON_DEPTH)
+# An integer literal outside orjson's 64-bit range has at least 19 digits (it becomes a float there).
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+_INVALID = Unreadable("the body is not valid JSON")
+_TOO_DEEP = Unreadable(f"the body is nested more than {MAX_JSON_DEPTH} levels deep")
+_INEXACT = Unreadable("the body has an integer beyond 64 bits, which could not be stored exactly")
 
 
 def decode(body: bytes) -> Any:
-    """The JSON value of a body, or a sentinel when it is not valid UTF-8 JSON or nested too deep."""
+    """The JSON value of a body, or why it is Unreadable: not UTF-8 JSON, nested too deep, or inexact."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -126,6 +138,13 @@ def decode(body: bytes) -> Any:
             orjson.loads(_DEPTH_PROBE[0] + body + _DEPTH_PROBE[1])
         except orjson.JSONDecodeError:
             return _TOO_DEEP
+    if _LONG_DIGITS.search(body):  # only then can an integer have lost digits: compare with an exact parse
+        try:
+            exact = json.loads(body)
+        except ValueError:  # more digits than Python converts
+            return _INEXACT
+        if json.dumps(exact, sort_keys=True) != json.dumps(value, sort_keys=True):  # int vs float counts
+            return _INEXACT
     return value
 
 
