@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import EVENTS_DIR
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry
@@ -25,7 +26,6 @@ from tavus_callbacks.stores.local import LocalStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_FILE = ROOT / "openapi.yaml"
-EVENTS_DIR = ROOT / "tests" / "events"
 TOKEN = "openapi-token-0123456789abcdef"
 # Statuses the code holds that are not part of the contract, each with the reason.
 NOT_DOCUMENTED = {500: "server.py's last-resort answer to a bug in the endpoint; never expected, and a test failure"}

@@ -21,7 +21,8 @@ _SCHEMAS = "#/components/schemas/"
 # Every status an answer can have, and why; the test checks the code returns no other.
 STATUSES: dict[int, str] = {
     200: "Stored (`stored`), or already stored before (`duplicate`): the event is durable either way.",
-    400: "The body is not a JSON object (kept in quarantine), or shorter than its Content-Length.",
+    400: "The body is not a JSON object, is nested more than 128 levels, or has an integer beyond 64 bits "
+         "(kept in quarantine as received); or it is shorter than its Content-Length.",
     401: "No token, or not one of the configured tokens. Says nothing more.",
     405: "Any method but POST (GET and HEAD on a path ending in /healthz excepted).",
     408: "The body did not arrive within the read timeout (local server).",
