@@ -118,11 +118,11 @@ def answer(request: Request) -> Response:
 def record(outcome: Outcome | None, status: int) -> None:
     """One log line and the EMF metrics for a request's outcome."""
     if outcome is None:
-        logger.info("answered", extra={"status": status})
+        logger.info("request answered", extra={"status": status})
         return
     logger.set_correlation_id(outcome.conversation_id)
     fields = {k: v for k, v in asdict(outcome).items() if v is not None}
-    logger.info(f"callback {outcome.result}", extra={"status": status, **fields})
+    logger.info("request answered", extra={"status": status, **fields})
     if outcome.result == "stored":
         metrics.add_metric(name="EventsStored", unit=MetricUnit.Count, value=1)
         if outcome.event_type:

@@ -1,0 +1,211 @@
+"""The Lambda adapter beyond the shared contract: event shapes, Powertools logs and EMF metrics, tokens from
+Secrets Manager (a real moto server), tracing switched on, and events it must refuse loudly."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.logging import logger as powertools_logger
+from aws_lambda_powertools.metrics.provider import cold_start
+from conftest import load_event
+from serve_fixture import TOKENS
+from tavus_callbacks.http import Response
+from tavus_callbacks.record import event_id
+
+from .drivers import FUNCTIONS, AwsDriver, LambdaContext, lambda_event, load_module
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+
+@pytest.fixture
+def aws(aws_app: ModuleType, adapter_env: Path) -> Iterator[AwsDriver]:
+    aws_app._secret_tokens = None
+    yield AwsDriver("aws-url", adapter_env, kind="url", module=aws_app)
+    aws_app._secret_tokens = None
+
+
+def lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects among printed lines (Powertools logs and EMF blobs)."""
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            found.append(json.loads(line))
+    return found
+
+
+def emf(captured: str) -> dict[str, Any]:
+    """Metric name -> {value, dimensions} from the EMF blobs printed during the test."""
+    metrics: dict[str, Any] = {}
+    for blob in lines(captured):
+        for directive in blob.get("_aws", {}).get("CloudWatchMetrics", []):
+            assert directive["Namespace"] == "TavusCallbacks"
+            for metric in directive["Metrics"]:
+                dims = {d: blob[d] for group in directive["Dimensions"] for d in group}
+                value = blob[metric["Name"]]
+                value = sum(value) if isinstance(value, list) else value
+                metrics.setdefault(metric["Name"], []).append({"value": value, "dimensions": dims})
+    return metrics
+
+
+# -- event shapes ----------------------------------------------------------------------------------
+
+def test_a_function_url_event_shaped_like_powertools_sample_answers_health(aws: AwsDriver) -> None:
+    event = lambda_event("url", "GET", "/healthz", {}, {"accept": "text/html"}, b"", False)
+    assert event["requestContext"]["accountId"] == "anonymous" and "cookies" not in event
+    result = aws.module.handler(event, LambdaContext())  # type: ignore[union-attr]
+    assert result == {"statusCode": 200, "headers": {"Content-Type": "application/json"},
+                      "body": '{"status":"ok"}', "isBase64Encoded": False}
+
+
+def test_the_raw_query_string_is_decoded_and_its_first_value_wins(aws: AwsDriver) -> None:
+    payload = load_event("guardrail")
+    encoded = "".join(f"%{b:02X}" for b in TOKENS[0].encode())
+    event = lambda_event("httpapi", "POST", "/cb", {}, {}, json.dumps(payload).encode(), False)
+    event["rawQueryString"] = f"token={encoded}&token=ignored-second-value&x=1"
+    event["queryStringParameters"] = {"token": f"{TOKENS[0]},ignored-second-value", "x": "1"}
+    result = aws.module.handler(event, LambdaContext())  # type: ignore[union-attr]
+    assert result["statusCode"] == 200 and json.loads(result["body"])["event_id"] == event_id(payload)
+
+
+def test_query_parameters_are_used_when_there_is_no_raw_query_string(aws: AwsDriver) -> None:
+    event = lambda_event("httpapi", "POST", "/", {"token": TOKENS[0]}, {}, json.dumps(load_event("objective")).encode(),
+                         False)
+    del event["rawQueryString"]
+    assert aws.module.handler(event, LambdaContext())["statusCode"] == 200  # type: ignore[union-attr]
+
+
+def test_cookies_are_ignored_and_a_base64_body_is_undone(aws: AwsDriver) -> None:
+    payload = load_event("video.ready")
+    event = lambda_event("httpapi", "POST", "/", {"token": TOKENS[0]}, {"cookie": "session=abc; theme=dark"},
+                         json.dumps(payload).encode(), True)
+    assert event["cookies"] == ["session=abc", "theme=dark"] and event["isBase64Encoded"] is True
+    result = aws.module.handler(event, LambdaContext())  # type: ignore[union-attr]
+    assert result["statusCode"] == 200 and json.loads(result["body"])["event_id"] == event_id(payload)
+
+
+@pytest.mark.parametrize("event", [
+    {"resource": "/", "path": "/", "httpMethod": "POST", "headers": {}, "body": "{}", "isBase64Encoded": False},
+    {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]},
+    {"version": "1.0", "requestContext": {"httpMethod": "POST"}},
+], ids=["rest-api-v1", "s3-notification", "payload-1.0"])
+def test_an_event_that_is_not_an_http_request_of_payload_2_is_refused_loudly(aws: AwsDriver,
+                                                                            event: dict[str, Any]) -> None:
+    with pytest.raises(aws.module.UnsupportedEvent, match=r"payload format 2\.0"):  # type: ignore[union-attr]
+        aws.module.handler(event, LambdaContext())  # type: ignore[union-attr]
+
+
+def test_a_body_that_is_not_utf8_goes_back_base64(aws_app: ModuleType) -> None:
+    result = aws_app.from_response(Response(200, {}, b"\xff\x00"))
+    assert result["isBase64Encoded"] is True and base64.b64decode(result["body"]) == b"\xff\x00"
+
+
+# -- logs and metrics ------------------------------------------------------------------------------
+
+def test_logs_are_json_with_the_conversation_as_correlation_id_and_no_token_or_body(
+        aws: AwsDriver, captured_logs: Callable[[], str]) -> None:
+    payload = load_event("conversation.application.transcription_ready")
+    payload["conversation_id"] = conversation = f"c{uuid.uuid4().hex[:12]}"
+    assert aws.post(payload).status == 200
+    assert aws.post(payload, token="wrong-token-0123456789abcdef").status == 401
+    records = lines(captured_logs())
+    answered = [r for r in records if r.get("message") == "request answered"]
+    assert [r["result"] for r in answered] == ["stored", "unauthorized"]
+    line = answered[0]
+    assert line["correlation_id"] == conversation and line["service"] == "tavus-callbacks"
+    assert line["event_id"] == event_id(payload)
+    assert line["event_type"] == "io.tavus.conversation.application.transcription_ready"
+    assert line["function_name"] == LambdaContext.function_name and "function_request_id" in line
+    assert answered[1].get("correlation_id") is None and answered[1]["status"] == 401, "no stale correlation id"
+    text = json.dumps(records)
+    assert TOKENS[0] not in text and "wrong-token" not in text
+    assert payload["properties"]["transcript"][0]["content"] not in text, "the body is never logged"
+
+
+def test_metrics_count_stored_duplicates_rejections_by_reason_copy_failures_and_the_cold_start(
+        aws: AwsDriver, capsys: pytest.CaptureFixture[str]) -> None:
+    cold_start.reset_cold_start_flag()
+    powertools_logger.is_cold_start = True
+    capsys.readouterr()
+    failed = load_event("conversation.application.recording_copy_failed")
+    failed["conversation_id"] = f"c{uuid.uuid4().hex[:12]}"
+    aws.post(failed)
+    aws.post(failed)
+    aws.post(failed, token=None)
+    aws.post(b"[not an object]")
+    metrics = emf(capsys.readouterr().out)
+    assert [m["value"] for m in metrics["EventsStored"]] == [1.0]
+    assert [m["value"] for m in metrics["Duplicates"]] == [1.0]
+    assert [m["value"] for m in metrics["CopyFailures"]] == [1.0]
+    assert sorted(m["dimensions"]["reason"] for m in metrics["Rejected"]) == ["invalid_json", "unauthorized"]
+    (cold,) = metrics["ColdStart"]
+    assert cold["value"] == 1.0 and cold["dimensions"]["function_name"] == LambdaContext.function_name
+    assert all(m["dimensions"]["service"] == "tavus-callbacks" for m in metrics["EventsStored"])
+
+
+# -- tokens from Secrets Manager -------------------------------------------------------------------
+
+@pytest.fixture
+def secret(moto_server: Any, monkeypatch: pytest.MonkeyPatch, aws: AwsDriver) -> Iterator[Callable[[str], None]]:
+    """A secret in the moto server named by TAVUS_CALLBACK_TOKENS_SECRET; call the fixture to change its value."""
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+    from servers import point_at
+
+    point_at(moto_server, monkeypatch)
+    client = boto3.client("secretsmanager")
+    name = f"tavus/callback-tokens-{uuid.uuid4().hex[:8]}"
+    client.create_secret(Name=name, SecretString=f"{TOKENS[0]}, {TOKENS[1]}")
+    monkeypatch.delenv("TAVUS_CALLBACK_TOKENS")
+    monkeypatch.setenv("TAVUS_CALLBACK_TOKENS_SECRET", name)
+    parameters.clear_caches()
+    yield lambda value: client.put_secret_value(SecretId=name, SecretString=value)
+    parameters.clear_caches()
+
+
+def test_tokens_come_from_the_secret_and_are_cached_until_max_age(aws: AwsDriver,
+                                                                   secret: Callable[[str], None]) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    first, second = load_event("replica.training.ready"), load_event("replica.training.error")
+    assert aws.post(first, token=TOKENS[1]).status == 200
+    rotated = "rotated-token-" + uuid.uuid4().hex
+    secret(rotated)
+    assert aws.post(second, token=rotated).status == 401, "the cached value is used until max_age"
+    parameters.clear_caches()  # what max_age expiring does
+    assert aws.post(second, token=TOKENS[0]).status == 401, "a rotated-out token stops working"
+    reply = aws.post(second, token=rotated)
+    assert reply.status == 200 and reply.json()["status"] == "stored"
+
+
+def test_a_missing_secret_answers_503_and_says_why_in_the_logs(aws: AwsDriver, secret: Callable[[str], None],
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               captured_logs: Callable[[], str]) -> None:
+    monkeypatch.setenv("TAVUS_CALLBACK_TOKENS_SECRET", "tavus/no-such-secret")
+    reply = aws.post(load_event("guardrail"))
+    assert reply.status == 503 and reply.headers["retry-after"]
+    assert aws.objects() == []
+    assert "cannot load the callback tokens from Secrets Manager" in captured_logs()
+
+
+def test_a_secret_with_a_short_token_answers_503(aws: AwsDriver, secret: Callable[[str], None]) -> None:
+    secret("short")
+    assert aws.post(load_event("guardrail")).status == 503
+
+
+# -- tracing ---------------------------------------------------------------------------------------
+
+def test_tracing_can_be_switched_on(adapter_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "false")
+    traced = load_module(f"tavus_aws_app_traced_{uuid.uuid4().hex[:6]}", FUNCTIONS / "aws" / "app.py")
+    assert traced.handler is not traced._handler
+    assert "Tracer" in traced.handler.__qualname__ or hasattr(traced.handler, "__wrapped__")
+    driver = AwsDriver("aws-url", adapter_env, kind="url", module=traced)
+    assert driver.post(load_event("video.error")).status == 200
