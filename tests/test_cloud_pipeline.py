@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import socket
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +16,7 @@ import orjson
 import pytest
 from conftest import EVENTS_DIR, load_event
 from servers import CLOUD_BACKENDS, Emulator, create_bucket, new_bucket_name, store_url_for
+from tavus_callbacks.clients import clear_clients
 from tavus_callbacks.events import normalize
 from tavus_callbacks.http import Request, Response
 from tavus_callbacks.pipeline import Pipeline
@@ -272,9 +274,9 @@ def test_legacy_recording_is_verified_on_s3(cloud_bucket: Callable[..., str]) ->
 @pytest.mark.parametrize("kind", CLOUD_BACKENDS)
 def test_serve_writes_to_the_cloud_store(kind: str, cloud_bucket: Callable[..., str],
                                          serve_factory: Callable[..., Any]) -> None:
-    """`tavus-callbacks serve` with TAVUS_STORE_URL on the cloud: the callback lands in the bucket once."""
+    """`tavus-callbacks serve --store <cloud URL>`: the callback lands in the bucket once."""
     url = cloud_bucket(kind, "tavus")
-    server = serve_factory(store_url=url, workers=1, threads=4)
+    server = serve_factory(args=["--store", url], workers=1, threads=4)
     payload = load_event("conversation.system.replica_joined")
     assert server.post(payload)[0] == 200
     status, answer = server.post(payload)
@@ -290,3 +292,30 @@ def test_store_urls_open_the_right_backend(cloud_bucket: Callable[..., str]) -> 
         store, prefix = open_store(cloud_bucket(kind, "p"))
         assert type(store).__name__ == cls and prefix == "p/"
 
+
+
+@pytest.fixture
+def hung_endpoint() -> Iterator[str]:
+    """A loopback port that accepts connections and never answers (a store that hangs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.slow
+def test_a_hung_store_answers_503(cloud_bucket: Callable[..., str], hung_endpoint: str,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connect and read timeouts bound every store call: a store that never answers gets a 503, not a hang
+    (bench/bench_stores.py prints how long it takes)."""
+    urls = [cloud_bucket(kind) for kind in CLOUD_BACKENDS]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", hung_endpoint)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", hung_endpoint)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                       f"AccountKey=a2V5;BlobEndpoint={hung_endpoint}/devstoreaccount1;")
+    clear_clients()
+    payload = load_event("conversation.system.replica_joined")
+    with ThreadPoolExecutor(len(urls)) as pool:
+        responses = list(pool.map(lambda url: deliver(make_pipeline(url), payload), urls))
+    for response in responses:
+        assert response.status == 503 and response.headers["Retry-After"].isdigit()

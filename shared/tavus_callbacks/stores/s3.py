@@ -37,7 +37,7 @@ def s3_client() -> S3Client:
     """The process-wide S3 client for the current environment, with bounded timeouts and retries."""
     def make() -> S3Client:
         config = Config(connect_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT,
-                        retries={"max_attempts": clients.ATTEMPTS, "mode": "standard"},
+                        retries={"total_max_attempts": clients.ATTEMPTS, "mode": "standard"},
                         max_pool_connections=clients.POOL_SIZE)
         return boto3.session.Session().client("s3", config=config)
 
