@@ -52,11 +52,17 @@ def azure_app() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def azure_function(azure_app: ModuleType) -> Callable[..., Any]:
+def azure_functions(azure_app: ModuleType) -> list[Any]:
+    """What the FunctionApp registers, as the worker indexes it (once: indexing twice is refused)."""
+    functions: list[Any] = azure_app.app.get_functions()
+    return functions
+
+
+@pytest.fixture(scope="session")
+def azure_function(azure_functions: list[Any]) -> Callable[..., Any]:
     """The user function behind the one HTTP function the FunctionApp registers."""
-    functions = azure_app.app.get_functions()
-    assert [f.get_function_name() for f in functions] == ["tavus_callback"]
-    return functions[0].get_user_function()  # type: ignore[no-any-return]
+    assert [f.get_function_name() for f in azure_functions] == ["tavus_callback"]
+    return azure_functions[0].get_user_function()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
