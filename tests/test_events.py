@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from conftest import EVENTS_DIR, load_event
 from tavus_callbacks.events import (
     CONVERSATION_TYPES,
+    MAX_DETAIL_DEPTH,
     Event,
     details_model_for,
     family_of,
@@ -23,7 +25,7 @@ from tavus_callbacks.events import (
     shutdown_code,
     status_part,
 )
-from tavus_callbacks.record import Layout
+from tavus_callbacks.record import Layout, build_record
 from tavus_callbacks.times import TimeParseError, to_utc_iso
 
 ALL_FILES = sorted(p.stem for p in EVENTS_DIR.glob("*.json"))
@@ -626,3 +628,40 @@ def payload_validator(ref: str) -> jsonschema.Draft202012Validator:
 def test_the_events_folder_holds_only_payloads() -> None:
     assert {p.suffix for p in Path(EVENTS_DIR).iterdir() if p.is_file()} <= {".json", ".md"}
     assert len(ALL_FILES) >= 29
+
+
+# --- raw values copied into details stay serializable ------------------------------------------------
+
+
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("name", "place", "extra"), [
+    # extra: the levels between the details entry and the nested value
+    ("conversation.unknown_event_type", ("properties",), 0),
+    ("conversation.unknown_event_type", ("properties", "sentiment"), 1),
+    ("objective", ("output_variables", "email"), 1),
+    ("conversation.application.post_call_action_executed", ("properties", "request"), 0),
+    ("conversation.application.post_call_action_executed", ("properties", "response"), 0),
+    ("conversation.application.perception_analysis", ("properties", "analysis"), 0),
+])
+@pytest.mark.parametrize("depth", [100, 101, 1000])
+def test_values_nested_too_deep_for_a_serializer_are_kept_in_the_payload_only(
+        name: str, place: tuple[str, ...], extra: int, depth: int) -> None:
+    payload = load_event(name)
+    target = payload
+    for key in place[:-1]:
+        target = target[key]
+    target[place[-1]] = nested(depth)
+    decoded = orjson.loads(json.dumps(payload))  # what the pipeline decodes: orjson accepts up to 1024 levels
+    event = normalize(decoded)
+    record = build_record(decoded, event, Layout())
+    assert json.loads(record.body)["data"]["payload"] == decoded
+    too_deep = depth + extra > MAX_DETAIL_DEPTH
+    assert event.valid is not too_deep
+    if too_deep:
+        assert len(event.errors) == 1 and "nested deeper than 100 levels" in event.errors[0]

@@ -2,7 +2,7 @@
 
 Families are told apart by shape (SPEC §1). Each known conversation `event_type` has a model of its
 `properties`; the other families have a model of the whole payload. `normalize` validates against the
-model once, builds the `details` every consumer relies on (the keys are a contract, see DETAIL_MODELS),
+model once, builds the `details` every consumer relies on (the keys are a contract, see detail_models()),
 and never raises: a payload that fails its schema becomes an Event with `valid=False` and readable errors.
 """
 
@@ -62,6 +62,7 @@ _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
 _MAX_EVENT_TYPE = 100
 _NOT_TYPE_CHARS = re.compile(r"[^a-z0-9_]+")
 _MAX_ERRORS = 20
+MAX_DETAIL_DEPTH = 100  # raw values copied into details nest at most this deep; the payload keeps the rest
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -583,16 +584,34 @@ def _event(family: Family, type_: str, *, errors: list[str], event_type: str | N
            video_id: str | None = None, time: str | None = None, details: Details | None = None) -> Event:
     # Every value here is already checked, so this is Event.model_construct minus its per-field loop: it sets the
     # same four attributes. Tests hold it to Event.model_validate(event.model_dump()) == event.
+    details = details or {}
+    # Validated fields are shallow by their model; raw ones (and all of a salvage) are checked.
+    for key in (list(details) if errors else _RAW_DETAIL_KEYS.intersection(details)):
+        value = details[key]
+        if isinstance(value, dict | list) and not _shallow(value, MAX_DETAIL_DEPTH):
+            details[key] = None
+            errors.append(f"{key}: nested deeper than {MAX_DETAIL_DEPTH} levels; kept in the stored payload only")
     event = _new(Event)
     _set(event, "__dict__", {"family": family, "type": type_, "event_type": event_type, "message_type": message_type,
                              "conversation_id": conversation_id, "replica_id": replica_id, "video_id": video_id,
-                             "time": time, "valid": not errors, "errors": errors, "details": details or {}})
+                             "time": time, "valid": not errors, "errors": errors, "details": details})
     _set(event, "__pydantic_fields_set__", set(_EVENT_FIELDS))
     _set(event, "__pydantic_extra__", None)
     _set(event, "__pydantic_private__", None)
     return event
 
 
+def _shallow(node: dict[str, Any] | list[Any], levels: int) -> bool:
+    """Whether a JSON value nests arrays/objects at most `levels` deep (serializers stop near 255)."""
+    if levels <= 0:
+        return False
+    for child in node.values() if isinstance(node, dict) else node:
+        if isinstance(child, dict | list) and not _shallow(child, levels - 1):
+            return False
+    return True
+
+
+_RAW_DETAIL_KEYS = frozenset({"properties", "output_variables", "request", "response", "analysis"})
 _new = object.__new__
 _set = object.__setattr__
 _EVENT_FIELDS = frozenset(Event.model_fields)
