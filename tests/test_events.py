@@ -363,8 +363,10 @@ def test_unrecognized_payloads() -> None:
     event = normalize(load_event("unrecognized"))
     assert (event.family, event.type, event.valid, event.subject) == ("unrecognized", "io.tavus.unrecognized",
                                                                       True, None)
-    assert Layout().folder(event).startswith("unrecognized/")
+    assert event.time == "2025-07-11T06:40:02.000000Z"
+    assert Layout().folder(event) == "unrecognized/2025/07/11/"
     assert normalize({}).type == "io.tavus.unrecognized"
+    assert normalize({"created_at": "not a time", "x": 1}).valid
     assert normalize({"replica_id": "r1", "status": "ready", "conversation_id": "c1"}).family == "unrecognized"
     assert normalize({"conversation_id": "c1", "properties": {"other": 1}}).family == "unrecognized"
     assert normalize({"timestamp": "2025-07-11T06:45:47Z", "x": 1}).time == "2025-07-11T06:45:47.000000Z"

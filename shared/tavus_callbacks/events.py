@@ -474,11 +474,14 @@ def _video_details(m: VideoGenerationPayload, raw: dict[str, Any]) -> Details:
 
 
 def _unrecognized(payload: dict[str, Any]) -> Event:
-    errors: list[str] = []
+    # A time of the payload's own (when it has one it can be read from) puts the object in a day folder that
+    # does not depend on the arrival date; nothing here is an error, the family is unknown.
     time = None
-    if "timestamp" in payload:  # a time of its own keeps the object name independent of arrival
-        time = to_utc_iso_or_none(payload["timestamp"])
-    return _event("unrecognized", UNRECOGNIZED_TYPE, time=time, errors=errors)
+    for name in ("timestamp", "updated_at", "created_at"):
+        time = to_utc_iso_or_none(payload.get(name))
+        if time:
+            break
+    return _event("unrecognized", UNRECOGNIZED_TYPE, time=time, errors=[])
 
 
 # ---------------------------------------------------------------------------------------------------
