@@ -59,10 +59,11 @@ class Pipeline:
     def handle(self, request: Request) -> Response:
         """Answer one request per SPEC §3; never raises for anything the sender did."""
         if request.method != "POST":
-            if request.method in ("GET", "HEAD") and request.path.rstrip("/").endswith("/healthz"):
+            health = request.path.rstrip("/").endswith("/healthz")
+            if health and request.method in ("GET", "HEAD"):
                 return Response.json(200, {"status": "ok"}, outcome=Outcome("health"))
             return Response.json(405, {"error": "method not allowed: send callbacks with POST"},
-                                 headers={"Allow": "POST"}, outcome=Outcome("method"))
+                                 headers={"Allow": "GET, HEAD, POST" if health else "POST"}, outcome=Outcome("method"))
         if not is_authorized(request, self.settings.tokens):
             return Response.json(401, {"error": "unauthorized"}, outcome=Outcome("unauthorized"))
         if len(request.body) > self.settings.max_body_bytes:
