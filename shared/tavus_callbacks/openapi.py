@@ -24,7 +24,7 @@ STATUSES: dict[int, str] = {
     400: "The body is not a JSON object, is nested more than 128 levels, or has an integer beyond 64 bits "
          "(kept in quarantine as received); or it is shorter than its Content-Length.",
     401: "No token, or not one of the configured tokens. Says nothing more.",
-    405: "Any method but POST (GET and HEAD on a path ending in /healthz excepted).",
+    405: "Any method but POST (GET and HEAD on a path ending in /healthz excepted), with an Allow header.",
     408: "The body did not arrive within the read timeout (local server).",
     413: "The body is over the size limit (default 5 MiB); nothing is stored.",
     503: "The store could not be written (or the endpoint is not configured): nothing was acknowledged, "
@@ -90,6 +90,13 @@ def _components() -> dict[str, Any]:
         "additionalProperties": False,
     }
     return {
+        "responses": {
+            "MethodNotAllowed": {
+                "description": STATUSES[405] + " Not listed per path: every method not documented there gets it.",
+                "headers": {"Allow": {"$ref": "#/components/headers/Allow"}},
+                "content": _json(_ref("Error")),
+            },
+        },
         "schemas": schemas,
         "securitySchemes": {
             "token": {"type": "apiKey", "in": "query", "name": "token",
@@ -100,8 +107,8 @@ def _components() -> dict[str, Any]:
         "headers": {
             "Retry-After": {"description": "Seconds to wait before retrying.", "required": True,
                             "schema": {"type": "string", "pattern": "^[0-9]+$", "example": RETRY_AFTER_SECONDS}},
-            "Allow": {"description": "The method this endpoint accepts.", "required": True,
-                      "schema": {"const": "POST"}},
+            "Allow": {"description": "The methods the path accepts: POST (and GET, HEAD on /healthz).",
+                      "required": True, "schema": {"type": "string", "enum": ["POST", "GET, HEAD, POST"]}},
         },
     }
 
@@ -129,14 +136,6 @@ def _callback_operation(operation_id: str, summary: str) -> dict[str, Any]:
     }
 
 
-def _refused(method: str) -> dict[str, Any]:
-    return {
-        "operationId": f"refuse_{method}",
-        "summary": f"{method.upper()} is refused: callbacks are POSTed",
-        "responses": {"405": _answer(405, "Error", {"Allow": {"$ref": "#/components/headers/Allow"}})},
-    }
-
-
 def build_spec() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the endpoint, as a JSON value."""
     health = {"description": "Alive; reveals nothing else and needs no token.", "content": _json(_ref("Health"))}
@@ -149,25 +148,25 @@ def build_spec() -> dict[str, Any]:
             "description": (
                 "One endpoint, the same on AWS Lambda, Google Cloud Functions, Azure Functions and "
                 "`tavus-callbacks serve`. Callbacks are accepted on `/` and on any other path; only GET and "
-                "HEAD on a path ending in `/healthz` are not callbacks. Never a 2xx before the event is "
-                "durable, never a 5xx for anything the sender did (503 means: retry later)."
+                "HEAD on a path ending in `/healthz` are not callbacks, and any other method is answered 405 "
+                "(`#/components/responses/MethodNotAllowed`). Never a 2xx before the event is durable, never a "
+                "5xx for anything the sender did (503 means: retry later)."
             ),
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "paths": {
-            "/": {
-                "post": _callback_operation("callback", "Receive one callback"),
-                **{m: _refused(m) for m in ("get", "put", "patch", "delete")},
-            },
+            "/": {"post": _callback_operation("callback", "Receive one callback")},
             "/{path}": {
                 "post": _callback_operation("callback_on_path", "Receive one callback on any other path"),
                 "parameters": [{"name": "path", "in": "path", "required": True,
                                 "description": "Any path segment: the callback is the same wherever it lands.",
-                                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_~-]{1,64}$"}}],
+                                "schema": {"type": "string", "minLength": 1}}],
             },
             "/healthz": {
-                "get": {"operationId": "health", "summary": "Liveness", "security": [],
-                        "responses": {"200": health}},
+                "get": {"operationId": "health", "summary": "Liveness", "security": [], "responses": {"200": health}},
+                "head": {"operationId": "health_head", "summary": "Liveness, headers only", "security": [],
+                         "responses": {"200": {"description": "Alive."}}},
+                "post": _callback_operation("callback_on_healthz", "A POST here is a callback like anywhere else"),
             },
         },
         "components": _components(),
