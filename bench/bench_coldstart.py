@@ -156,7 +156,7 @@ def time_process(code: str, env: dict[str, str], store: Path | None) -> float:
 
 def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAVUS_", "POWERTOOLS_"))}
-    env.update({"TAVUS_CALLBACK_TOKENS": TOKEN, "PYTHONDONTWRITEBYTECODE": "1",
+    env.update({"TAVUS_CALLBACK_TOKENS": TOKEN,
                 "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"})
     return env
 
