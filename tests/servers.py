@@ -149,9 +149,35 @@ def _moto_replay(emulator: Emulator) -> None:
         pass
 
 
+def run_moto(argv: list[str]) -> None:
+    """moto server with its writes made one at a time.
+
+    moto checks `If-Match` / `If-None-Match` and then stores, without a lock, so two racing conditional
+    writes can both succeed; S3 itself decides them atomically. Writes are serialized here so the
+    emulator keeps the guarantee the store relies on (reads stay concurrent).
+    """
+    import threading
+
+    from moto import server
+
+    lock = threading.Lock()
+    dispatcher = server.DomainDispatcherApplication
+
+    class SerializedWrites(dispatcher):  # type: ignore[misc, valid-type]
+        def __call__(self, environ: dict[str, object], start_response: object) -> object:
+            path = str(environ.get("PATH_INFO", ""))
+            if environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE") and not path.startswith("/moto-api/"):
+                with lock:
+                    return super().__call__(environ, start_response)
+            return super().__call__(environ, start_response)
+
+    server.DomainDispatcherApplication = SerializedWrites  # type: ignore[misc]
+    server.main(argv)
+
+
 def moto_emulator(persistent: bool = False) -> Emulator:
     """moto server from the virtualenv; with `persistent`, it records requests and replays them on restart."""
-    emulator = Emulator("s3", lambda port, _dir: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+    emulator = Emulator("s3", lambda port, _dir: [sys.executable, __file__, "moto", "-H", "127.0.0.1",
                                                    "-p", str(port)],
                         ready_path="/moto-api/")
     if persistent:
@@ -336,3 +362,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path, cloud_bucket: Call
     if kind == "file":
         return (tmp_path / "store").as_uri()
     return cloud_bucket(kind)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["moto"]:
+        run_moto(sys.argv[2:])
+    else:
+        raise SystemExit("usage: python tests/servers.py moto -H 127.0.0.1 -p PORT")

@@ -31,6 +31,7 @@ _PRECONDITION = ("PreconditionFailed", "412")
 _CONFLICT = ("ConditionalRequestConflict", "409", "OperationAborted")
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _CONFLICT_RETRIES = 4
+_SMALL_BODY = 1024 * 1024
 
 
 def s3_client() -> S3Client:
@@ -39,9 +40,31 @@ def s3_client() -> S3Client:
         config = Config(connect_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT,
                         retries={"total_max_attempts": clients.ATTEMPTS, "mode": "standard"},
                         max_pool_connections=clients.POOL_SIZE)
-        return boto3.session.Session().client("s3", config=config)
+        client = boto3.session.Session().client("s3", config=config)
+        client.meta.events.register("before-send.s3.PutObject", _no_continue_for_small_bodies)
+        return client
 
     return clients.cached_client(clients.env_key("s3", _CLIENT_ENV), make)
+
+
+def _no_continue_for_small_bodies(request: Any, **_: Any) -> None:
+    """Send small bodies at once: `Expect: 100-continue` costs a round trip per write (and a second
+    of waiting per try when the store hangs) to save re-sending a few kilobytes."""
+    body = request.body
+    size = len(body) if isinstance(body, bytes | bytearray) else _length(body)
+    if size is not None and size <= _SMALL_BODY:
+        request.headers.pop("Expect", None)
+
+
+def _length(body: Any) -> int | None:
+    try:
+        position = int(body.tell())
+        body.seek(0, 2)
+        end = int(body.tell())
+        body.seek(position)
+        return end - position
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _code(exc: ClientError) -> tuple[str, int]:
