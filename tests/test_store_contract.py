@@ -244,6 +244,27 @@ def test_urls_name_bucket_and_prefix(url: str, prefix: str, monkeypatch: pytest.
     assert isinstance(opened, Store)
 
 
+def test_azure_account_from_the_environment_or_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """azure:// takes its account from the connection string, else AZURE_STORAGE_ACCOUNT_URL (Entra ID);
+    the https:// form uses the connection string only when it is for the same account."""
+    from tavus_callbacks.stores.azure_blob import AzureBlobStore
+
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", "https://acmerecordings.blob.core.windows.net/")
+    store, prefix = AzureBlobStore.from_url("azure://tavus/calls")
+    assert (store.account, store.container, store.url, prefix) == (
+        "acmerecordings", "tavus", "https://acmerecordings.blob.core.windows.net/tavus", "calls/")
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "DefaultEndpointsProtocol=https;AccountName=other;"
+                       "AccountKey=a2V5;EndpointSuffix=core.windows.net")
+    store, _ = AzureBlobStore.from_url("azure://tavus")
+    assert (store.account, store.url) == ("other", "https://other.blob.core.windows.net/tavus")
+    store, prefix = AzureBlobStore.from_url("https://acmerecordings.blob.core.windows.net/tavus/a/b")
+    assert (store.account, store.container, prefix) == ("acmerecordings", "tavus", "a/b/")
+    assert store.locate(RecordingLocation("azure_blob", "tavus", "c1/r.mp4", account="acmerecordings")) == "c1/r.mp4"
+    assert store.locate(RecordingLocation("azure_blob", "tavus", "c1/r.mp4", account="other")) is None
+
+
 @pytest.mark.parametrize("url", ["s3://", "s3:///prefix", "gs://", "azure://", "https://acct.blob.core.windows.net/"])
 def test_urls_without_a_bucket_are_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="TAVUS_STORE_URL"):
