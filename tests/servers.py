@@ -235,12 +235,15 @@ def azurite_connection_string(emulator: Emulator) -> str:
 
 
 def emulator_env(emulator: Emulator) -> dict[str, str]:
-    """The environment variables that send the backend's SDK to this emulator."""
+    """The environment variables that send the backend's SDK to this emulator (and keep its credential
+    chain off the cloud metadata addresses)."""
     if emulator.kind == "s3":
         return {"AWS_ENDPOINT_URL": emulator.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true"}
     if emulator.kind == "gcs":
-        return {"STORAGE_EMULATOR_HOST": emulator.endpoint, "GOOGLE_CLOUD_PROJECT": GCS_PROJECT}
+        return {"STORAGE_EMULATOR_HOST": emulator.endpoint, "GOOGLE_CLOUD_PROJECT": GCS_PROJECT,
+                "NO_GCE_CHECK": "True"}
     return {"AZURE_STORAGE_CONNECTION_STRING": azurite_connection_string(emulator)}
 
 

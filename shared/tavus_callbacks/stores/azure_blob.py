@@ -17,6 +17,7 @@ import requests
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
+    ClientAuthenticationError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -227,6 +228,9 @@ class AzureBlobStore:
         status = getattr(exc, "status_code", None)
         if code == "ContainerNotFound":
             hint = f"the container {self.container!r} does not exist: create it or fix TAVUS_STORE_URL"
+        elif isinstance(exc, ClientAuthenticationError) and not status:
+            hint = ("no Azure credential could be had: give the function a managed identity, or set "
+                    f"{CONNECTION_STRING_ENV}")
         elif code in ("AuthorizationPermissionMismatch", "AuthorizationFailure", "AuthenticationFailed") \
                 or status in (401, 403):
             hint = ("access denied: give the function's identity the 'Storage Blob Data Contributor' role on "

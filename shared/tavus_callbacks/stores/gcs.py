@@ -6,6 +6,7 @@ google-cloud-storage is imported here only. Credentials are Application Default 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -37,7 +38,8 @@ _FAILURES = (gexc.GoogleAPIError, GoogleAuthError, RequestException, InvalidResp
 def gcs_client() -> Any:
     """The process-wide google-cloud-storage client for the current environment."""
     def make() -> Any:
-        client = storage.Client()
+        # Object calls need no project: without GOOGLE_CLOUD_PROJECT, skip looking one up.
+        client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=clients.POOL_SIZE)
         session = client._http  # the authorized requests session the client sends through
         session.mount("https://", adapter)
