@@ -371,6 +371,10 @@ class Server(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> CallbackApp:
+        """Runs in each worker after the fork: its own SDK clients, its own Pipeline."""
+        from .clients import clear_clients
+
+        clear_clients()  # the master's checks may have made clients; their pools must not cross a fork
         _TimedSocket.timeout_seconds = self.options.read_timeout
         return CallbackApp(Pipeline(self.settings), read_timeout=self.options.read_timeout)
 
