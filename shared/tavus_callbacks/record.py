@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -33,6 +34,7 @@ def event_id(payload: Any) -> str:
     return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)
 def _key_part(text: str) -> str:
     """A safe piece of an object name: only [A-Za-z0-9_.-], no '..', at most 80 characters."""
     return _KEY_PART.sub("_", text).replace("..", "_")[:80].strip(".") or "_"
@@ -58,7 +60,9 @@ class Layout:
             return f"{self.prefix}videos/{subject}/events/"
         if event.family in ("conversation", "guardrail", "objective") and subject:
             return f"{self.prefix}{subject}/events/"
-        return f"{self.prefix}unrecognized/{_day_path(event.time)}/"
+        # An undated payload has no day of its own: a day of arrival would store a retry twice.
+        day = _day_path(event.time) if event.time else "undated"
+        return f"{self.prefix}unrecognized/{day}/"
 
     def event_key(self, event: Event, eid: str) -> str:
         """The event object's key: from the payload only (its time, type and id), never the arrival time."""
@@ -82,6 +86,7 @@ class Layout:
 
 
 def _day_path(iso: str | None, now: datetime | None = None) -> str:
+    """yyyy/mm/dd of the payload's own time, else of `now` (quarantine only: its name is the body's hash)."""
     if iso and len(iso) >= 10:
         return iso[:10].replace("-", "/")
     when = now or datetime.now(UTC)
@@ -100,7 +105,7 @@ def source_of(event: Event) -> str:
     return "/tavus/unrecognized"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredEvent:
     """A callback ready to store: its id, its object key, the CloudEvent and its encoded bytes."""
 
@@ -112,10 +117,13 @@ class StoredEvent:
 
 
 def build_record(payload: Any, event: Event, layout: Layout) -> StoredEvent:
-    """The CloudEvent for a payload: deterministic id and bytes, `data` = normalized fields + payload."""
-    eid = event_id(payload)
-    data = event.model_dump(mode="json")
-    data["payload"] = payload
+    """The CloudEvent for a payload: deterministic id and bytes, `data` = normalized fields + payload.
+
+    The payload is serialized once: its canonical bytes give the id and are spliced into the document.
+    """
+    canonical = canonical_json(payload)
+    eid = hashlib.sha256(canonical).hexdigest()
+    data = _event_fields(event)
     document: dict[str, Any] = {
         "specversion": SPECVERSION,
         "id": eid,
@@ -127,6 +135,29 @@ def build_record(payload: Any, event: Event, layout: Layout) -> StoredEvent:
         document["subject"] = event.subject
     if event.time:
         document["time"] = event.time
+    document["data"] = {**data, "payload": orjson.Fragment(canonical)}
+    try:
+        body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        body = b""
+    data["payload"] = payload
     document["data"] = data
     return StoredEvent(id=eid, key=layout.event_key(event, eid), event=event, document=document,
-                       body=canonical_json(document))
+                       body=body or canonical_json(document))
+
+
+def _event_fields(event: Event) -> dict[str, Any]:
+    """The Event as a JSON-ready dict (its fields are JSON values already; cheaper than model_dump)."""
+    return {
+        "family": event.family,
+        "type": event.type,
+        "event_type": event.event_type,
+        "message_type": event.message_type,
+        "conversation_id": event.conversation_id,
+        "replica_id": event.replica_id,
+        "video_id": event.video_id,
+        "time": event.time,
+        "valid": event.valid,
+        "errors": list(event.errors),
+        "details": event.details,
+    }
