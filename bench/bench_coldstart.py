@@ -234,10 +234,12 @@ def bundle_sizes(cache: Path) -> list[tuple[str, int, int, int, int]]:
         requirements = (bundle / "requirements.txt").read_text()
         if not (deps / ".requirements").is_file() or (deps / ".requirements").read_text() != requirements:
             shutil.rmtree(deps, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            "--target", str(deps), "--platform", PLATFORM[cloud], "--python-version", "3.13",
-                            "--implementation", "cp", "--only-binary=:all:", "--no-compile",
-                            "-r", str(bundle / "requirements.txt")], check=True)
+            done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                                   "--target", str(deps), "--platform", PLATFORM[cloud], "--python-version", "3.13",
+                                   "--implementation", "cp", "--only-binary=:all:", "--no-compile",
+                                   "-r", str(bundle / "requirements.txt")], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"pip could not install the {cloud} requirements:\n{done.stderr[-3000:]}")
             (deps / ".requirements").write_text(requirements)
         both = cache / "deployable" / cloud
         shutil.rmtree(both, ignore_errors=True)

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.http import Request, Response
 from tavus_callbacks.pipeline import handle, reset_default_pipeline, unavailable
 from tavus_callbacks.settings import parse_tokens
@@ -99,7 +100,10 @@ def load_secret_tokens() -> None:
     value = get_secret(secret_id, max_age=max_age)
     text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
     if text != _secret_tokens:
-        tokens = parse_tokens(text, source=f"the secret {TOKENS_SECRET_VAR}={secret_id}")
+        source = f"the secret {TOKENS_SECRET_VAR}={secret_id}"
+        if text.lstrip().startswith(("{", "[")):
+            raise ConfigError(f"{source} holds JSON: store the token(s) as plain text, comma-separated")
+        tokens = parse_tokens(text, source=source)
         os.environ[TOKENS_VAR] = ",".join(tokens)
         reset_default_pipeline()
         _secret_tokens = text

@@ -195,9 +195,12 @@ def test_a_missing_secret_answers_503_and_says_why_in_the_logs(aws: AwsDriver, s
     assert "cannot load the callback tokens from Secrets Manager" in captured_logs()
 
 
-def test_a_secret_with_a_short_token_answers_503(aws: AwsDriver, secret: Callable[[str], None]) -> None:
-    secret("short")
+@pytest.mark.parametrize("value,why", [("short", "at least 16"), (f'{{"token": "{TOKENS[0]}"}}', "holds JSON")])
+def test_a_secret_that_is_no_token_list_answers_503_and_says_why(
+        aws: AwsDriver, secret: Callable[[str], None], captured_logs: Callable[[], str], value: str, why: str) -> None:
+    secret(value)
     assert aws.post(load_event("guardrail")).status == 503
+    assert why in captured_logs()
 
 
 # -- tracing ---------------------------------------------------------------------------------------
