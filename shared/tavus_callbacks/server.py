@@ -409,11 +409,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate everything, print the callback URL, then serve until stopped."""
     settings, options, generated = resolve(args, os.environ)
-    Pipeline(settings)  # fail now, with a clear message, on a bad store or forward URL
+    where = Pipeline(settings).store.url  # fail now, with a clear message, on a bad store or forward URL
     _check_port_free(options)
     configure_logging(options.log_level, settings.tokens)
     GunicornLogger.tokens = settings.tokens
-    print(banner(settings, options, generated), flush=True)
+    print(banner(settings, options, generated, where), flush=True)
     Server(settings, options).run()
     return 0
 
@@ -447,12 +447,12 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Settings,
     return settings, options, generated
 
 
-def banner(settings: Settings, options: ServeOptions, generated: bool) -> str:
+def banner(settings: Settings, options: ServeOptions, generated: bool, store_url: str | None = None) -> str:
     """What to paste into Tavus; the token is shown only when it was made up for this run."""
     token = settings.tokens[0] if generated else "<your token>"
     lines = [
         f"tavus-callbacks serve: listening on {options.base_url} "
-        f"({options.workers} workers x {options.threads} threads), storing in {settings.store_url}",
+        f"({options.workers} workers x {options.threads} threads), storing in {store_url or settings.store_url}",
         f"Callback URL: {options.base_url}?token={token}",
     ]
     if generated:
