@@ -171,8 +171,10 @@ class Target:
             raise ContractBroken(f"a health answer that says more than ok: {body}")
         if status == 401 and body != {"error": "unauthorized"}:
             raise ContractBroken(f"a 401 that says more than unauthorized: {body}")
-        if status == 405 and response.headers.get("Allow") != "POST":
-            raise ContractBroken("a 405 without Allow: POST")
+        if status == 405:
+            health = request.path.rstrip("/").endswith("/healthz")
+            if response.headers.get("Allow") != ("GET, HEAD, POST" if health else "POST"):
+                raise ContractBroken(f"a 405 on {request.path[:100]!r} with Allow: {response.headers.get('Allow')}")
         outside = set(os.listdir(self.base)) - {"store"}
         if outside:
             raise ContractBroken(f"files written outside the store folder: {sorted(outside)}")
@@ -270,6 +272,8 @@ def main(argv: list[str]) -> int:
         runs, crashes = 0, []
         for line in child.stderr:
             sys.stderr.write(line)
+            if progress := re.match(r"#(\d+)\s", line):
+                runs = int(progress[1])
             if done := re.match(r"Done (\d+) (?:runs )?in (\d+) second", line):
                 runs = int(done[1])
             if written := re.search(r"Test unit written to (\S+)", line):
