@@ -15,6 +15,7 @@ import pytest
 from conftest import EVENTS_DIR
 from serve_fixture import TOKENS, ServeProcess, serve_command
 from servers import free_port
+from tavus_callbacks.cli import COMMANDS, main
 from tavus_callbacks.events import json_schema
 from tavus_callbacks.samples import CONVERSATION_ORDER, SAMPLES
 
@@ -44,6 +45,14 @@ def test_help_lists_the_commands_without_loading_any_of_them() -> None:
     assert loaded == "[]", loaded
     for command in ("serve", "send", "conversations", "schema"):
         assert re.search(rf"^\s+{command}\s", help_text, re.MULTILINE), help_text
+
+
+@pytest.mark.parametrize("command", [c.name for c in COMMANDS])
+def test_every_registered_command_loads_and_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    assert f"usage: tavus-callbacks {command}" in capsys.readouterr().out
 
 
 def test_no_command_prints_the_usage_and_exits_2() -> None:
