@@ -160,8 +160,12 @@ def start_serve(*, store_url: str | None = None, tokens: Sequence[str] = TOKENS,
             return proc
         except RuntimeError as exc:
             last_error = exc
-            if "cannot listen" not in proc.output():
+            retry = "cannot listen" in proc.output()
+            shutil.rmtree(log_dir, ignore_errors=True)
+            if not retry:
                 break
+    if store_dir is not None:
+        shutil.rmtree(store_dir, ignore_errors=True)
     raise RuntimeError(str(last_error))
 
 
