@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import shutil
@@ -31,10 +32,24 @@ from .drivers import (
 )
 
 
+@contextlib.contextmanager
+def core_logger_kept() -> Iterator[logging.Logger]:
+    """The core's logger as it is now, put back afterwards (the Lambda adapter hands it to Powertools)."""
+    core = logging.getLogger("tavus_callbacks")
+    handlers, propagate, level = list(core.handlers), core.propagate, core.level
+    try:
+        yield core
+    finally:
+        core.handlers[:] = handlers
+        core.propagate, core.level = propagate, level
+
+
 @pytest.fixture(scope="session")
 def aws_app() -> ModuleType:
-    """functions/aws/app.py, imported once as the Lambda runtime would."""
-    return load_module("tavus_aws_app", FUNCTIONS / "aws" / "app.py")
+    """functions/aws/app.py, imported once as the Lambda runtime would. Its import gives the core's logger to
+    Powertools; that is undone here so the rest of the test session logs as before."""
+    with core_logger_kept():
+        return load_module("tavus_aws_app", FUNCTIONS / "aws" / "app.py")
 
 
 @pytest.fixture(scope="session")

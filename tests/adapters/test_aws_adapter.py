@@ -19,6 +19,7 @@ from serve_fixture import TOKENS
 from tavus_callbacks.http import Response
 from tavus_callbacks.record import event_id
 
+from .conftest import core_logger_kept
 from .drivers import FUNCTIONS, AwsDriver, LambdaContext, lambda_event, load_module
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -127,6 +128,20 @@ def test_logs_are_json_with_the_conversation_as_correlation_id_and_no_token_or_b
     text = json.dumps(records)
     assert TOKENS[0] not in text and "wrong-token" not in text
     assert payload["properties"]["transcript"][0]["content"] not in text, "the body is never logged"
+
+
+def test_the_cores_own_log_lines_get_the_same_json_shape(aws: AwsDriver, aws_app: ModuleType,
+                                                         captured_logs: Callable[[], str]) -> None:
+    from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+    with core_logger_kept():
+        copy_config_to_registered_loggers(source_logger=aws_app.logger, include={"tavus_callbacks"})
+        aws.post(b"{broken " + uuid.uuid4().hex.encode())
+        records = lines(captured_logs())
+    (quarantined,) = [r for r in records if r.get("message") == "quarantined a body that is not a JSON object"]
+    assert quarantined["level"] == "WARNING" and quarantined["service"] == "tavus-callbacks"
+    assert quarantined["key"].startswith("quarantine/")
+    assert quarantined["function_name"] == LambdaContext.function_name
 
 
 def test_metrics_count_stored_duplicates_rejections_by_reason_copy_failures_and_the_cold_start(
