@@ -139,3 +139,23 @@ def test_missing_configuration_answers_503_and_logs(monkeypatch: pytest.MonkeyPa
     assert response.status == 503
     assert "TAVUS_CALLBACK_TOKENS" in caplog.text
     pipeline_module.reset_default_pipeline()
+
+
+def test_a_payload_echoing_the_token_stores_it_redacted_with_a_stable_id(pipeline: Pipeline, tmp_path: Path) -> None:
+    payload = load_event("conversation.system.replica_joined")
+    payload["webhook_url"] = f"https://example.com/webhook?token={TOKEN}"
+    first = post(pipeline, json.dumps(payload).encode()).json_body()
+    escaped = json.dumps(payload).replace("/", "\\/").encode()  # the same JSON with escaped slashes
+    second = post(pipeline, escaped).json_body()
+    assert (first["status"], second["status"]) == ("stored", "duplicate")
+    assert first["event_id"] == second["event_id"]
+    for path in stored_files(tmp_path / "store"):
+        assert TOKEN.encode() not in path.read_bytes()
+    events = [p for p in stored_files(tmp_path / "store") if "events" in p.parts]
+    stored_payload = orjson.loads(events[0].read_bytes())["data"]["payload"]
+    assert stored_payload["webhook_url"] == "https://example.com/webhook?token=[redacted]"
+    # replaying the stored payload finds the same event
+    assert post(pipeline, json.dumps(stored_payload).encode()).json_body()["event_id"] == first["event_id"]
+    post(pipeline, f"not json {TOKEN}".encode())
+    quarantined = [p for p in stored_files(tmp_path / "store") if "quarantine" in p.parts]
+    assert quarantined and all(TOKEN.encode() not in p.read_bytes() for p in quarantined)

@@ -90,12 +90,15 @@ class LocalStore:
             tmp = self._write_temp(path.parent, data)
             try:
                 os.link(tmp, path)
+                created = True
             except FileExistsError:
-                return False
+                created = False
             finally:
                 os.unlink(tmp)
+            # Also for a duplicate: the first writer may not have synced the folder yet, and the
+            # caller is about to acknowledge the object as durable.
             self._fsync_dir(path.parent)
-            return True
+            return created
         except OSError as exc:
             raise _unavailable("create", key, exc) from exc
 
