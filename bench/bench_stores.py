@@ -34,11 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from servers import (  # noqa: E402 - tests/ is put on the path just above
-    EMULATORS,
     Emulator,
     create_bucket,
     emulator_env,
-    moto_emulator,
+    emulator_for,
     new_bucket_name,
     store_url_for,
 )
@@ -186,7 +185,7 @@ def run_backend(kind: str, events: int, threads: int) -> dict[str, Any]:
             result = measure(Path(folder).as_uri(), events, threads)
         result["hung_s"] = None
         return result
-    emulator: Emulator = moto_emulator() if kind == "s3" else EMULATORS[kind]()
+    emulator: Emulator = emulator_for(kind)
     emulator.start()
     saved = dict(os.environ)
     try:

@@ -198,13 +198,14 @@ def fake_gcs_binary() -> Path:
     return found[0]
 
 
-def gcs_emulator() -> Emulator:
-    """fake-gcs-server over HTTP with its objects on disk, so they survive a restart."""
+def gcs_emulator(persistent: bool = False) -> Emulator:
+    """fake-gcs-server over HTTP, its objects in memory, or on disk with `persistent` to survive a restart."""
     binary = fake_gcs_binary()
+    backend = ["-backend", "filesystem"] if persistent else ["-backend", "memory"]
     return Emulator("gcs", lambda port, data: [
         str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-        "-external-url", f"http://127.0.0.1:{port}", "-backend", "filesystem",
-        "-filesystem-root", str(data / "objects"), "-log-level", "warn"],
+        "-external-url", f"http://127.0.0.1:{port}", *backend, "-filesystem-root", str(data / "objects"),
+        "-log-level", "warn"],
         ready_path="/storage/v1/b")
 
 
@@ -220,9 +221,17 @@ def azurite_emulator() -> Emulator:
         outage_signal=signal.SIGTERM)
 
 
+def emulator_for(kind: str, persistent: bool = False) -> Emulator:
+    """A new (not yet started) emulator of `kind`; with `persistent`, its data survive a restart."""
+    if persistent:
+        return EMULATORS[kind]()
+    return {"s3": moto_emulator, "gcs": gcs_emulator, "azure": azurite_emulator}[kind]()
+
+
+# Emulators whose data survive a restart (what `start_emulator` gives).
 EMULATORS: dict[str, Callable[[], Emulator]] = {
     "s3": lambda: moto_emulator(persistent=True),
-    "gcs": gcs_emulator,
+    "gcs": lambda: gcs_emulator(persistent=True),
     "azure": azurite_emulator,
 }
 
@@ -290,7 +299,7 @@ def store_url_for(kind: str, bucket: str, prefix: str = "") -> str:
 # -- fixtures -------------------------------------------------------------------------------
 
 def _session_emulator(kind: str) -> Iterator[Emulator]:
-    emulator = moto_emulator() if kind == "s3" else EMULATORS[kind]()
+    emulator = emulator_for(kind)
     emulator.start()
     try:
         yield emulator
