@@ -210,6 +210,33 @@ def test_a_content_length_that_lies_times_out_and_stores_nothing(server: ServePr
     assert server.objects() == before
 
 
+def test_a_body_trickling_in_is_timed_out_as_a_whole(server: ServeProcess) -> None:
+    # One byte every 0.3 s keeps every single read under the timeout; the whole body must still arrive in time.
+    body = json.dumps(fresh("guardrail")).encode()
+    head = f"POST /?token={TOKENS[0]} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    before = server.objects()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=READ_TIMEOUT * 10) as sock:
+        sock.sendall(head)
+        answer = b""
+        for byte in body:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # the server closed the connection after answering
+                break
+            sock.settimeout(0.3)
+            with contextlib.suppress(TimeoutError):
+                answer += sock.recv(4096)
+            if answer:
+                break
+        sock.settimeout(READ_TIMEOUT * 10)
+        with contextlib.suppress(OSError):
+            answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert time.monotonic() - started < READ_TIMEOUT * 3
+    assert server.objects() == before
+
+
 def test_slow_clients_do_not_hold_the_workers(server: ServeProcess) -> None:
     # More stalled connections than the server has threads (2 workers x 8), each half-way through its headers.
     stalled = []

@@ -150,8 +150,15 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc]
 
 # -- bounded socket reads -----------------------------------------------------------------------
 
+# Body deadlines by socket: a socket's class can be swapped but it cannot carry new attributes.
+_deadlines: dict[int, float] = {}
+
+
 class _TimedSocket(socket.socket):
-    """A client socket whose 'blocking' mode is a timeout, so no read or write can wait forever."""
+    """A client socket whose 'blocking' mode is a timeout, so no read or write can wait forever.
+
+    While a body is read, every receive also counts against the body's overall deadline.
+    """
 
     __slots__ = ()
     timeout_seconds: float = DEFAULT_READ_TIMEOUT
@@ -161,6 +168,15 @@ class _TimedSocket(socket.socket):
             self.settimeout(self.timeout_seconds)
         else:
             super().setblocking(False)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        deadline = _deadlines.get(id(self))
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the body did not arrive in time")
+            self.settimeout(min(remaining, self.timeout_seconds))
+        return super().recv(bufsize, flags)
 
 
 class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
@@ -278,17 +294,25 @@ class CallbackApp:
         return is_authorized(head, self.pipeline.settings.tokens)
 
     def _read_body(self, environ: dict[str, Any], length: int | None, limit: int) -> bytes | None:
-        """The body (at most `limit` bytes; None when a chunked body runs over), every read bounded."""
+        """The body (at most `limit` bytes; None when a chunked body runs over).
+
+        The whole body must arrive within the read timeout, not each read: a client trickling one
+        byte a second would otherwise hold a thread for as long as it likes.
+        """
         sock = environ.get("gunicorn.socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.settimeout(self.read_timeout)
         stream = environ["wsgi.input"]
-        if length is not None:
-            data: bytes = stream.read(length) if length else b""
-            return data
-        data = stream.read(limit + 1)
-        return None if len(data) > limit else data
+        if sock is not None:
+            _deadlines[id(sock)] = time.monotonic() + self.read_timeout
+        try:
+            if length is not None:
+                data: bytes = stream.read(length) if length else b""
+                return data
+            data = stream.read(limit + 1)
+            return None if len(data) > limit else data
+        finally:
+            if sock is not None and _deadlines.pop(id(sock), None) is not None:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(_TimedSocket.timeout_seconds)
 
     def _log(self, environ: Mapping[str, Any], response: Response, started: float) -> None:
         if not access_log.isEnabledFor(logging.INFO):
@@ -310,6 +334,7 @@ class CallbackApp:
             if outcome.conversation_id:
                 extra["conversation_id"] = outcome.conversation_id
         access_log.info("%s %s %s", extra["method"], extra["path"], response.status, extra=extra)
+
 
 
 def _content_length(environ: Mapping[str, Any]) -> int | None:
