@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
-from functools import cache
-from typing import Any, Literal
+from functools import cache, lru_cache, wraps
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -57,6 +57,7 @@ INVALID_CONVERSATION_TYPE = "io.tavus.conversation.invalid"
 GUARDRAIL_TYPE = "io.tavus.guardrail.triggered"
 OBJECTIVE_TYPE = "io.tavus.objective.completed"
 
+_MAX_ID = 128
 _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
 _MAX_EVENT_TYPE = 100
@@ -204,6 +205,24 @@ class VideoGenerationPayload(_Payload):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Memoized pure functions of short texts that come back in callback after callback.
+
+_T = TypeVar("_T")
+_MAX_MEMO_TEXT = 200  # longer texts are worked out each time: a cache of them would hold whole bodies
+
+
+def _memo_text(fn: Callable[[Any], _T]) -> Callable[[Any], _T]:
+    """Memoize `fn` for short texts (shutdown reasons, statuses: a handful of values in practice)."""
+    memo = lru_cache(maxsize=1024)(fn)
+
+    @wraps(fn)
+    def call(value: Any) -> _T:
+        return memo(value) if type(value) is str and len(value) <= _MAX_MEMO_TEXT else fn(value)
+
+    return call
+
+
+# ---------------------------------------------------------------------------------------------------
 # system.shutdown reasons to stable codes.
 
 SHUTDOWN_CODES: dict[str, str] = {
@@ -221,6 +240,7 @@ _INTERNAL_ERROR = re.compile(r"internal[ _]error[ _]occurred[ _]at[ _]step(?:[ _
 _SPACES = re.compile(r"\s+")
 
 
+@_memo_text
 def shutdown_code(reason: str | None) -> tuple[str, str | None]:
     """A `shutdown_reason` text as (stable code, step); the step only for `internal error occurred at step x`."""
     if reason is None:
@@ -488,6 +508,7 @@ def _unrecognized(payload: dict[str, Any]) -> Event:
 # helpers
 
 
+@_memo_text
 def status_part(status: Any) -> str:
     """A status as the last part of a CloudEvents type: [a-z0-9_] only, `unknown` when there is nothing left."""
     if not isinstance(status, str):
@@ -497,7 +518,13 @@ def status_part(status: Any) -> str:
 
 def is_plain_id(value: Any) -> bool:
     """Letters, digits, '_' and '-', starting with a letter or digit, at most 128 characters: safe in a key."""
-    return isinstance(value, str) and _PLAIN_ID.fullmatch(value) is not None
+    return isinstance(value, str) and len(value) <= _MAX_ID and _plain_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _plain_text(value: str) -> bool:
+    # Memoized: a conversation's id and its replica's come back in each of its ~10 callbacks.
+    return _PLAIN_ID.fullmatch(value) is not None
 
 
 def _plain_id(container: dict[str, Any], name: str, errors: list[str], prefix: str = "",
@@ -528,7 +555,7 @@ def _time(container: dict[str, Any], name: str, errors: list[str]) -> str | None
 def _validate(model: type[_Payload], build: _Builder, raw: Any, prefix: str, errors: list[str]) -> Details:
     """Validate `raw` against `model` and build the details; on failure record the errors and salvage."""
     try:
-        return build(model.model_validate(raw), raw)
+        return build(model.__pydantic_validator__.validate_python(raw), raw)
     except ValidationError as exc:
         failed = _add_errors(exc, prefix, errors)
         return _salvage(model, raw, failed)
@@ -589,18 +616,19 @@ def _event(family: Family, type_: str, *, errors: list[str], event_type: str | N
     # same four attributes. Tests hold it to Event.model_validate(event.model_dump()) == event.
     details = details or {}
     # Validated fields are shallow by their model; raw ones (and all of a salvage) are checked.
-    for key in (list(details) if errors else _RAW_DETAIL_KEYS.intersection(details)):
-        value = details[key]
-        if isinstance(value, dict | list) and not _shallow(value, MAX_DETAIL_DEPTH):
-            details[key] = None
-            errors.append(f"{key}: nested deeper than {MAX_DETAIL_DEPTH} levels; kept in the stored payload only")
+    if errors or not _RAW_DETAIL_KEYS.isdisjoint(details):
+        for key in [k for k in details if errors or k in _RAW_DETAIL_KEYS]:
+            value = details[key]
+            if isinstance(value, dict | list) and not _shallow(value, MAX_DETAIL_DEPTH):
+                details[key] = None
+                errors.append(f"{key}: nested deeper than {MAX_DETAIL_DEPTH} levels; kept in the stored payload only")
     event = _new(Event)
-    _set(event, "__dict__", {"family": family, "type": type_, "event_type": event_type, "message_type": message_type,
-                             "conversation_id": conversation_id, "replica_id": replica_id, "video_id": video_id,
-                             "time": time, "valid": not errors, "errors": errors, "details": details})
-    _set(event, "__pydantic_fields_set__", set(_EVENT_FIELDS))
-    _set(event, "__pydantic_extra__", None)
-    _set(event, "__pydantic_private__", None)
+    _set_dict(event, {"family": family, "type": type_, "event_type": event_type, "message_type": message_type,
+                      "conversation_id": conversation_id, "replica_id": replica_id, "video_id": video_id,
+                      "time": time, "valid": not errors, "errors": errors, "details": details})
+    _set_fields_set(event, set(_EVENT_FIELDS))
+    _set_extra(event, None)
+    _set_private(event, None)
     return event
 
 
@@ -616,7 +644,11 @@ def _shallow(node: dict[str, Any] | list[Any], levels: int) -> bool:
 
 _RAW_DETAIL_KEYS = frozenset({"properties", "output_variables", "request", "response", "analysis"})
 _new = object.__new__
-_set = object.__setattr__
+# The setters of BaseModel's four slots (what object.__setattr__ would look up on every call).
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _EVENT_FIELDS = frozenset(Event.model_fields)
 
 

@@ -35,9 +35,9 @@ def event_id(payload: Any) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _key_part(text: str) -> str:
-    """A safe piece of an object name: only [A-Za-z0-9_.-], no '..', at most 80 characters."""
-    return _KEY_PART.sub("_", text).replace("..", "_")[:80].strip(".") or "_"
+def _type_part(type_: str) -> str:
+    """An event type as a safe piece of an object name: only [A-Za-z0-9_.-], no '..', at most 80 characters."""
+    return _KEY_PART.sub("_", type_.removeprefix("io.tavus.")).replace("..", "_")[:80].strip(".") or "_"
 
 
 def compact_time(iso: str) -> str:
@@ -53,23 +53,25 @@ class Layout:
 
     def folder(self, event: Event) -> str:
         """The folder of an event's objects; events whose subject is not a plain id go to 'unrecognized'."""
-        subject = event.subject
-        if event.family == "replica_training" and subject:
-            return f"{self.prefix}replicas/{subject}/events/"
-        if event.family == "video_generation" and subject:
-            return f"{self.prefix}videos/{subject}/events/"
-        if event.family in ("conversation", "guardrail", "objective") and subject:
-            return f"{self.prefix}{subject}/events/"
-        # An undated payload has no day of its own: a day of arrival would store a retry twice.
-        day = _day_path(event.time) if event.time else "undated"
-        return f"{self.prefix}unrecognized/{day}/"
+        return self._folder(event.family, event.subject, event.time)
 
     def event_key(self, event: Event, eid: str) -> str:
         """The event object's key: from the payload only (its time, type and id), never the arrival time."""
-        name = _key_part(event.type.removeprefix("io.tavus."))
-        if event.time:
-            name = f"{compact_time(event.time)}_{name}"
-        return f"{self.folder(event)}{name}_{eid}.json"
+        return self._event_key(event.family, event.subject, event.time, event.type, eid)
+
+    def _folder(self, family: str, subject: str | None, time: str | None) -> str:
+        # Only the five families have a subject (Event.subject); each has its own tree.
+        if subject:
+            return f"{self.prefix}{_FOLDERS[family]}{subject}/events/"
+        # An undated payload has no day of its own: a day of arrival would store a retry twice.
+        day = _day_path(time) if time else "undated"
+        return f"{self.prefix}unrecognized/{day}/"
+
+    def _event_key(self, family: str, subject: str | None, time: str | None, type_: str, eid: str) -> str:
+        name = _type_part(type_)
+        if time:
+            name = f"{compact_time(time)}_{name}"
+        return f"{self._folder(family, subject, time)}{name}_{eid}.json"
 
     def conversation_key(self, conversation_id: str) -> str:
         return f"{self.prefix}{conversation_id}/conversation.json"
@@ -95,14 +97,18 @@ def _day_path(iso: str | None, now: datetime | None = None) -> str:
 
 def source_of(event: Event) -> str:
     """The CloudEvents `source`: which Tavus resource the event comes from."""
-    subject = event.subject
-    if event.family == "replica_training" and subject:
-        return f"/tavus/replicas/{subject}"
-    if event.family == "video_generation" and subject:
-        return f"/tavus/videos/{subject}"
-    if subject:
-        return f"/tavus/conversations/{subject}"
-    return "/tavus/unrecognized"
+    return _source(event.family, event.subject)
+
+
+def _source(family: str, subject: str | None) -> str:
+    return f"/tavus/{_SOURCES[family]}{subject}" if subject else "/tavus/unrecognized"
+
+
+# The folder and the CloudEvents source of each family that has a subject (see Event.subject).
+_FOLDERS = {"conversation": "", "guardrail": "", "objective": "", "replica_training": "replicas/",
+            "video_generation": "videos/"}
+_SOURCES = {"conversation": "conversations/", "guardrail": "conversations/", "objective": "conversations/",
+            "replica_training": "replicas/", "video_generation": "videos/"}
 
 
 @dataclass(slots=True)
@@ -123,41 +129,24 @@ def build_record(payload: Any, event: Event, layout: Layout) -> StoredEvent:
     """
     canonical = canonical_json(payload)
     eid = hashlib.sha256(canonical).hexdigest()
-    data = _event_fields(event)
+    fields = event.__dict__  # the Event's fields, in order, all JSON values already: cheaper than model_dump
+    family, type_, subject, time = fields["family"], fields["type"], event.subject, fields["time"]
     document: dict[str, Any] = {
         "specversion": SPECVERSION,
         "id": eid,
-        "type": event.type,
-        "source": source_of(event),
+        "type": type_,
+        "source": _source(family, subject),
         "datacontenttype": "application/json",
     }
-    if event.subject:
-        document["subject"] = event.subject
-    if event.time:
-        document["time"] = event.time
-    document["data"] = {**data, "payload": orjson.Fragment(canonical)}
+    if subject:
+        document["subject"] = subject
+    if time:
+        document["time"] = time
+    data = document["data"] = {**fields, "errors": list(fields["errors"]), "payload": orjson.Fragment(canonical)}
     try:
         body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):
         body = b""
     data["payload"] = payload
-    document["data"] = data
-    return StoredEvent(id=eid, key=layout.event_key(event, eid), event=event, document=document,
-                       body=body or canonical_json(document))
-
-
-def _event_fields(event: Event) -> dict[str, Any]:
-    """The Event as a JSON-ready dict (its fields are JSON values already; cheaper than model_dump)."""
-    return {
-        "family": event.family,
-        "type": event.type,
-        "event_type": event.event_type,
-        "message_type": event.message_type,
-        "conversation_id": event.conversation_id,
-        "replica_id": event.replica_id,
-        "video_id": event.video_id,
-        "time": event.time,
-        "valid": event.valid,
-        "errors": list(event.errors),
-        "details": event.details,
-    }
+    return StoredEvent(eid, layout._event_key(family, subject, time, type_, eid), event, document,
+                       body or canonical_json(document))
