@@ -107,8 +107,8 @@ def test_concurrent_redeliveries_store_each_event_once(store_url: str) -> None:
 
 
 def test_concurrent_events_of_one_conversation_lose_no_update(store_url: str) -> None:
-    """50 distinct events of one conversation, all at once: conversation.json lists every event that was
-    acknowledged; those answered 503 (the state kept changing) are re-sent as Tavus would, and then all 50."""
+    """50 distinct events of one conversation, all at once: every one is answered 200 and conversation.json
+    lists all 50 (compare-and-swap retries absorb the contention; none is lost)."""
     pipeline = make_pipeline(store_url)
     payloads = objectives("c-concurrent-50", 50)
     barrier = threading.Barrier(len(payloads))
@@ -120,15 +120,8 @@ def test_concurrent_events_of_one_conversation_lose_no_update(store_url: str) ->
     with ThreadPoolExecutor(len(payloads)) as pool:
         responses = list(pool.map(send, payloads))
 
-    assert {r.status for r in responses} <= {200, 503}
+    assert [r.status for r in responses] == [200] * 50, [r.body for r in responses if r.status != 200][:3]
     ids = [build_record(p, normalize(p), Layout("")).id for p in payloads]
-    acknowledged = {ids[i] for i, r in enumerate(responses) if r.status == 200}
-    assert len(acknowledged) >= 25, "most concurrent deliveries should get through at once"
-    state = state_of(pipeline.store, "c-concurrent-50")
-    assert acknowledged <= {e["id"] for e in state["events"]}, "an acknowledged event is missing from the state"
-
-    retried = [deliver(pipeline, payloads[i]).status for i, r in enumerate(responses) if r.status == 503]
-    assert retried == [200] * len(retried)
     state = state_of(pipeline.store, "c-concurrent-50")
     assert sorted(e["id"] for e in state["events"]) == sorted(ids)
     assert sorted(state["objectives"]) == [f"objective_{i:03d}" for i in range(50)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -166,10 +167,11 @@ def encode_state(state: dict[str, Any]) -> bytes:
 class ConversationFolder:
     """Applies stored events to their conversation's state files by compare-and-swap."""
 
-    def __init__(self, store: Store, layout: Layout, attempts: int = 12) -> None:
+    def __init__(self, store: Store, layout: Layout, attempts: int = 64, budget_seconds: float = 8.0) -> None:
         self.store = store
         self.layout = layout
         self.attempts = attempts
+        self.budget_seconds = budget_seconds
         self.store_provider = _PROVIDER_OF_SCHEME.get(split_store_url(store.url)[0])
 
     def apply(self, record: StoredEvent) -> bool:
@@ -183,7 +185,7 @@ class ConversationFolder:
         key = self.layout.conversation_key(cid)
         entry: dict[str, Any] | None = None
         newly = False
-        for attempt in range(self.attempts):
+        for _ in self._attempts():
             blob = self.store.read(key)
             entries: list[dict[str, Any]] = orjson.loads(blob.data)["events"] if blob else []
             if any(e["id"] == record.id for e in entries):
@@ -197,9 +199,9 @@ class ConversationFolder:
                 newly = True
                 break
             except PreconditionFailed:
-                time.sleep(random.uniform(0, 0.005 * (2 ** min(attempt, 6))))
+                continue
         else:
-            raise StoreUnavailable(f"{key} kept changing under {self.attempts} attempts to update it; retry later")
+            raise self._contended(key)
         self._write_derived(record, state)
         if newly and entry is not None:
             self._log_problems(cid, entry)
@@ -248,7 +250,7 @@ class ConversationFolder:
 
     def _replace_if_newer(self, key: str, doc: dict[str, Any]) -> None:
         rank = (doc["time"] or "", doc["event_id"])
-        for attempt in range(self.attempts):
+        for _ in self._attempts():
             blob = self.store.read(key)
             if blob is not None:
                 current = orjson.loads(blob.data)
@@ -258,5 +260,20 @@ class ConversationFolder:
                 self.store.replace(key, encode_state(doc), blob.version if blob else None)
                 return
             except PreconditionFailed:
-                time.sleep(random.uniform(0, 0.005 * (2 ** min(attempt, 6))))
-        raise StoreUnavailable(f"{key} kept changing under {self.attempts} attempts to update it; retry later")
+                continue
+        raise self._contended(key)
+
+    def _attempts(self) -> Iterator[int]:
+        """Compare-and-swap attempts: jittered, growing backoff between them, bounded in count and time."""
+        deadline = time.monotonic() + self.budget_seconds
+        for attempt in range(self.attempts):
+            if attempt:
+                pause = random.uniform(0, min(0.25, 0.004 * 2 ** attempt))
+                if time.monotonic() + pause > deadline:
+                    return
+                time.sleep(pause)
+            yield attempt
+
+    def _contended(self, key: str) -> StoreUnavailable:
+        return StoreUnavailable(f"{key} kept changing while it was updated ({self.attempts} attempts, "
+                                f"{self.budget_seconds:g} s); retry later")

@@ -21,7 +21,7 @@ class Settings:
     store_url: str = DEFAULT_STORE_URL
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     forward_url: str | None = None
-    fold_attempts: int = 12
+    fold_attempts: int = 64
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
