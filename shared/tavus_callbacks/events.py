@@ -1,8 +1,8 @@
-"""Pydantic models of the five callback families and `normalize`, which turns any body into one typed Event.
+"""The shapes of the five callback families and `normalize`, which turns any body into one typed Event.
 
-Families are told apart by shape (SPEC §1). Each known conversation `event_type` has a model of its
-`properties`; the other families have a model of the whole payload. `normalize` validates against the
-model once, builds the `details` every consumer relies on (the keys are a contract, see detail_models()),
+Families are told apart by shape (SPEC §1). Each known conversation `event_type` has a shape of its
+`properties`; the other families have a shape of the whole payload. `normalize` validates against the
+shape once, builds the `details` every consumer relies on (the keys are a contract, see detail_models()),
 and never raises: a payload that fails its schema becomes an Event with `valid=False` and readable errors.
 """
 
@@ -12,9 +12,9 @@ import copy
 import re
 from collections.abc import Callable
 from functools import cache, lru_cache, wraps
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypedDict, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 
 from .recording import RecordingLocation, legacy_location, parse_storage_uri
 from .times import TimeParseError, to_utc_iso, to_utc_iso_or_none
@@ -67,141 +67,157 @@ MAX_DETAIL_DEPTH = 100  # raw values copied into details nest at most this deep;
 
 
 # ---------------------------------------------------------------------------------------------------
-# What arrives: the payload models (validated once per callback, built once at import).
+# What arrives: the payload shapes, validated once per callback into plain dicts (a model instance per
+# callback would cost more than the checks themselves). Unknown fields are ignored: the payload is
+# stored whole anyway. A field declared Opt[...] may be missing, and is None then.
+
+_V = TypeVar("_V")
+Opt = Annotated[_V, Field(default=None)]
+_PAYLOAD_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
-class _Payload(BaseModel):
-    """Base of the incoming models: unknown fields are ignored (the payload is stored whole anyway)."""
-
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
-
-
-class ReplicaJoinedProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class ReplicaJoinedProperties(TypedDict):
     """`system.replica_joined`: the replica is ready for the conversation."""
 
-    replica_id: Any = None  # checked as a plain identifier by normalize
+    replica_id: Opt[Any]  # checked as a plain identifier by normalize
 
 
-class PalJoinedProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class PalJoinedProperties(TypedDict):
     """`system.pal_joined` (observed): arrives beside replica_joined, names the face."""
 
-    face_id: str | None = None
-    replica_id: Any = None  # checked as a plain identifier by normalize
+    face_id: Opt[str | None]
+    replica_id: Opt[Any]  # checked as a plain identifier by normalize
 
 
-class ShutdownProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class ShutdownProperties(TypedDict):
     """`system.shutdown`: the room shut down, for `shutdown_reason`."""
 
-    replica_id: Any = None  # checked as a plain identifier by normalize
-    shutdown_reason: str | None = None
+    replica_id: Opt[Any]  # checked as a plain identifier by normalize
+    shutdown_reason: Opt[str | None]
 
 
-class TranscriptTurn(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class TranscriptTurn(TypedDict):
     """One turn of a transcript; the per-turn timing fields only come with newer payloads."""
 
     role: str
-    content: str | None = None
-    timestamp: Any = None
-    seconds_from_start: float | None = None
-    duration: float | None = None
-    inference_id: str | None = None
+    content: Opt[str | None]
+    timestamp: Opt[Any]
+    seconds_from_start: Opt[float | None]
+    duration: Opt[float | None]
+    inference_id: Opt[str | None]
 
 
-class TranscriptionReadyProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class TranscriptionReadyProperties(TypedDict):
     """`application.transcription_ready`: the conversation's chat history."""
 
-    replica_id: Any = None  # checked as a plain identifier by normalize
+    replica_id: Opt[Any]  # checked as a plain identifier by normalize
     transcript: list[TranscriptTurn]
 
 
-class RecordingReadyProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class RecordingReadyProperties(TypedDict):
     """`application.recording_ready`: `storage_provider` + `storage_uri`, or the legacy `bucket_name` + `s3_key`."""
 
-    replica_id: Any = None  # checked as a plain identifier by normalize
-    storage_provider: str | None = None
-    storage_uri: str | None = None
-    bucket_name: str | None = None
-    s3_key: str | None = None
-    duration: float | None = None
+    replica_id: Opt[Any]  # checked as a plain identifier by normalize
+    storage_provider: Opt[str | None]
+    storage_uri: Opt[str | None]
+    bucket_name: Opt[str | None]
+    s3_key: Opt[str | None]
+    duration: Opt[float | None]
 
 
-class RecordingCopyFailedProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class RecordingCopyFailedProperties(TypedDict):
     """`application.recording_copy_failed`: the vendor could not write the recording into the bucket."""
 
-    replica_id: Any = None  # checked as a plain identifier by normalize
-    error_code: str | None = None
-    error_message: str | None = None
-    storage_provider: str | None = None
+    replica_id: Opt[Any]  # checked as a plain identifier by normalize
+    error_code: Opt[str | None]
+    error_message: Opt[str | None]
+    storage_provider: Opt[str | None]
 
 
-class PerceptionAnalysisProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class PerceptionAnalysisProperties(TypedDict):
     """`application.perception_analysis`: the summary of what the replica saw (markdown text)."""
 
-    replica_id: Any = None  # checked as a plain identifier by normalize
+    replica_id: Opt[Any]  # checked as a plain identifier by normalize
     analysis: str | dict[str, Any] | list[Any]
 
 
-class PerceptionUnavailableProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class PerceptionUnavailableProperties(TypedDict):
     """`application.perception_unavailable` (observed): no perception analysis, with a reason."""
 
-    replica_id: Any = None  # checked as a plain identifier by normalize
-    reason: str | None = None
-    perception_unavailable_reason: str | None = None
-    message: str | None = None
+    replica_id: Opt[Any]  # checked as a plain identifier by normalize
+    reason: Opt[str | None]
+    perception_unavailable_reason: Opt[str | None]
+    message: Opt[str | None]
 
 
-class PostCallActionProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class PostCallActionProperties(TypedDict):
     """`application.post_call_action_executed` (observed): a tool called after the conversation."""
 
-    replica_id: Any = None  # checked as a plain identifier by normalize
-    tool_id: str | int | None = None
-    tool_name: str | None = None
-    status: str | None = None
-    request: Any = None
-    response: Any = None
+    replica_id: Opt[Any]  # checked as a plain identifier by normalize
+    tool_id: Opt[str | int | None]
+    tool_name: Opt[str | None]
+    status: Opt[str | None]
+    request: Opt[Any]
+    response: Opt[Any]
 
 
-class GuardrailProperties(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class GuardrailProperties(TypedDict):
     guardrail: str
 
 
-class GuardrailPayload(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class GuardrailPayload(TypedDict):
     """A guardrail was triggered during a conversation."""
 
     properties: GuardrailProperties
 
 
-class ObjectivePayload(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class ObjectivePayload(TypedDict):
     """An objective was completed during a conversation, with the variables it collected."""
 
     objective_name: str
-    output_variables: dict[str, Any] | None = None
+    output_variables: Opt[dict[str, Any] | None]
 
 
-class ReplicaTrainingPayload(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class ReplicaTrainingPayload(TypedDict):
     """Replica training finished: `ready`, or `error` with a message."""
 
     status: str
-    error_message: str | None = None
+    error_message: Opt[str | None]
 
 
-class VideoData(_Payload):
-    script: str | None = None
+@with_config(_PAYLOAD_CONFIG)
+class VideoData(TypedDict):
+    script: Opt[str | None]
 
 
-class VideoGenerationPayload(_Payload):
+@with_config(_PAYLOAD_CONFIG)
+class VideoGenerationPayload(TypedDict):
     """Video generation finished (`ready`) or failed (`error`)."""
 
-    video_name: str | None = None
+    video_name: Opt[str | None]
     status: str
-    status_details: str | None = None
-    generation_progress: str | None = None
-    download_url: str | None = None
-    hosted_url: str | None = None
-    stream_url: str | None = None
-    data: VideoData | None = None
-    created_at: Any = None
-    updated_at: Any = None
+    status_details: Opt[str | None]
+    generation_progress: Opt[str | None]
+    download_url: Opt[str | None]
+    hosted_url: Opt[str | None]
+    stream_url: Opt[str | None]
+    data: Opt[VideoData | None]
+    created_at: Opt[Any]
+    updated_at: Opt[Any]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -262,34 +278,34 @@ Details = dict[str, Any]
 
 
 def _replica_joined(m: ReplicaJoinedProperties, raw: dict[str, Any]) -> Details:
-    return {"replica_id": m.replica_id}
+    return {"replica_id": m["replica_id"]}
 
 
 def _pal_joined(m: PalJoinedProperties, raw: dict[str, Any]) -> Details:
-    return {"face_id": m.face_id, "replica_id": m.replica_id}
+    return {"face_id": m["face_id"], "replica_id": m["replica_id"]}
 
 
 def _shutdown(m: ShutdownProperties, raw: dict[str, Any]) -> Details:
-    code, step = shutdown_code(m.shutdown_reason)
-    return {"replica_id": m.replica_id, "shutdown_reason": m.shutdown_reason, "shutdown_code": code,
-            "shutdown_step": step}
+    reason = m["shutdown_reason"]
+    code, step = shutdown_code(reason)
+    return {"replica_id": m["replica_id"], "shutdown_reason": reason, "shutdown_code": code, "shutdown_step": step}
 
 
 def _transcription_ready(m: TranscriptionReadyProperties, raw: dict[str, Any]) -> Details:
     turns = []
     user = assistant = system = 0
-    for t in m.transcript:
-        role = t.role
+    for t in m["transcript"]:
+        role = t["role"]
         if role == "user":
             user += 1
         elif role == "assistant":
             assistant += 1
         elif role == "system":
             system += 1
-        turns.append({"role": role, "content": t.content, "timestamp": to_utc_iso_or_none(t.timestamp),
-                      "seconds_from_start": t.seconds_from_start, "duration": t.duration,
-                      "inference_id": t.inference_id})
-    return {"replica_id": m.replica_id, "transcript": turns, "messages": len(turns), "user_turns": user,
+        turns.append({"role": role, "content": t["content"], "timestamp": to_utc_iso_or_none(t["timestamp"]),
+                      "seconds_from_start": t["seconds_from_start"], "duration": t["duration"],
+                      "inference_id": t["inference_id"]})
+    return {"replica_id": m["replica_id"], "transcript": turns, "messages": len(turns), "user_turns": user,
             "assistant_turns": assistant, "system_messages": system}
 
 
@@ -299,51 +315,53 @@ class _Invalid(Exception):
 
 def _recording_ready(m: RecordingReadyProperties, raw: dict[str, Any]) -> Details:
     location: RecordingLocation | None
-    if m.storage_uri is not None:
+    storage_uri, bucket_name, s3_key = m["storage_uri"], m["bucket_name"], m["s3_key"]
+    if storage_uri is not None:
         legacy = False
-        location = parse_storage_uri(m.storage_uri)
+        location = parse_storage_uri(storage_uri)
         if location is None:
             raise _Invalid("properties.storage_uri: not a recording location; expected s3://bucket/key, "
                            "gs://bucket/key or https://<account>.blob.core.windows.net/<container>/<blob>")
-        uri = m.storage_uri.strip()
-    elif m.bucket_name is not None or m.s3_key is not None:
+        uri = storage_uri.strip()
+    elif bucket_name is not None or s3_key is not None:
         legacy = True
-        location = legacy_location(m.bucket_name or "", m.s3_key or "")
+        location = legacy_location(bucket_name or "", s3_key or "")
         if location is None:
             raise _Invalid("properties: the legacy recording location needs both bucket_name and s3_key")
         uri = location.uri
     else:
         raise _Invalid("properties: no recording location; expected storage_uri, or bucket_name and s3_key")
     return {"storage_provider": location.provider, "storage_uri": uri, "bucket": location.bucket,
-            "key": location.key, "account": location.account, "duration": m.duration, "legacy": legacy,
-            "replica_id": m.replica_id}
+            "key": location.key, "account": location.account, "duration": m["duration"], "legacy": legacy,
+            "replica_id": m["replica_id"]}
 
 
 def _recording_copy_failed(m: RecordingCopyFailedProperties, raw: dict[str, Any]) -> Details:
-    return {"error_code": m.error_code, "error_message": m.error_message, "storage_provider": m.storage_provider,
-            "replica_id": m.replica_id}
+    return {"error_code": m["error_code"], "error_message": m["error_message"],
+            "storage_provider": m["storage_provider"], "replica_id": m["replica_id"]}
 
 
 def _perception_analysis(m: PerceptionAnalysisProperties, raw: dict[str, Any]) -> Details:
-    return {"replica_id": m.replica_id, "analysis": m.analysis}
+    return {"replica_id": m["replica_id"], "analysis": m["analysis"]}
 
 
 def _perception_unavailable(m: PerceptionUnavailableProperties, raw: dict[str, Any]) -> Details:
-    reason = m.reason or m.perception_unavailable_reason or m.message
+    reason = m["reason"] or m["perception_unavailable_reason"] or m["message"]
     if reason is None:
         reason = next((v for k, v in raw.items() if k != "replica_id" and isinstance(v, str)), None)
-    return {"replica_id": m.replica_id, "reason": reason}
+    return {"replica_id": m["replica_id"], "reason": reason}
 
 
 def _post_call_action(m: PostCallActionProperties, raw: dict[str, Any]) -> Details:
-    return {"tool_id": m.tool_id, "tool_name": m.tool_name, "status": m.status, "request": m.request,
-            "response": m.response, "replica_id": m.replica_id}
+    return {"tool_id": m["tool_id"], "tool_name": m["tool_name"], "status": m["status"], "request": m["request"],
+            "response": m["response"], "replica_id": m["replica_id"]}
 
 
 _Builder = Callable[[Any, dict[str, Any]], Details]
+Shape = type  # one of the TypedDicts above
 
-# event_type -> (model of its properties, builder of its details)
-CONVERSATION_TYPES: dict[str, tuple[type[_Payload], _Builder]] = {
+# event_type -> (shape of its properties, builder of its details)
+CONVERSATION_TYPES: dict[str, tuple[Shape, _Builder]] = {
     "system.replica_joined": (ReplicaJoinedProperties, _replica_joined),
     "system.pal_joined": (PalJoinedProperties, _pal_joined),
     "system.shutdown": (ShutdownProperties, _shutdown),
@@ -353,6 +371,12 @@ CONVERSATION_TYPES: dict[str, tuple[type[_Payload], _Builder]] = {
     "application.perception_analysis": (PerceptionAnalysisProperties, _perception_analysis),
     "application.perception_unavailable": (PerceptionUnavailableProperties, _perception_unavailable),
     "application.post_call_action_executed": (PostCallActionProperties, _post_call_action),
+}
+FAMILY_SHAPES: list[Shape] = [GuardrailPayload, ObjectivePayload, ReplicaTrainingPayload, VideoGenerationPayload]
+# shape -> its validator, which returns a plain dict with every field (None for a missing Opt field)
+_CHECK: dict[Shape, Callable[[Any], Any]] = {
+    shape: TypeAdapter(shape).validator.validate_python
+    for shape in [*(shape for shape, _ in CONVERSATION_TYPES.values()), *FAMILY_SHAPES]
 }
 
 
@@ -443,7 +467,7 @@ def _guardrail(payload: dict[str, Any]) -> Event:
 
 
 def _guardrail_details(m: GuardrailPayload, raw: dict[str, Any]) -> Details:
-    return {"guardrail": m.properties.guardrail}
+    return {"guardrail": m["properties"]["guardrail"]}
 
 
 def _objective(payload: dict[str, Any]) -> Event:
@@ -456,7 +480,7 @@ def _objective(payload: dict[str, Any]) -> Event:
 
 
 def _objective_details(m: ObjectivePayload, raw: dict[str, Any]) -> Details:
-    return {"objective_name": m.objective_name, "output_variables": m.output_variables}
+    return {"objective_name": m["objective_name"], "output_variables": m["output_variables"]}
 
 
 def _replica_training(payload: dict[str, Any]) -> Event:
@@ -469,7 +493,7 @@ def _replica_training(payload: dict[str, Any]) -> Event:
 
 
 def _replica_training_details(m: ReplicaTrainingPayload, raw: dict[str, Any]) -> Details:
-    return {"status": m.status, "error_message": m.error_message}
+    return {"status": m["status"], "error_message": m["error_message"]}
 
 
 def _video(payload: dict[str, Any]) -> Event:
@@ -487,10 +511,11 @@ def _video(payload: dict[str, Any]) -> Event:
 
 
 def _video_details(m: VideoGenerationPayload, raw: dict[str, Any]) -> Details:
-    return {"video_name": m.video_name, "status": m.status, "status_details": m.status_details,
-            "generation_progress": m.generation_progress, "download_url": m.download_url,
-            "hosted_url": m.hosted_url, "stream_url": m.stream_url, "script": m.data.script if m.data else None,
-            "created_at": None, "updated_at": None}
+    data = m["data"]
+    return {"video_name": m["video_name"], "status": m["status"], "status_details": m["status_details"],
+            "generation_progress": m["generation_progress"], "download_url": m["download_url"],
+            "hosted_url": m["hosted_url"], "stream_url": m["stream_url"],
+            "script": data["script"] if data is not None else None, "created_at": None, "updated_at": None}
 
 
 def _unrecognized(payload: dict[str, Any]) -> Event:
@@ -552,16 +577,16 @@ def _time(container: dict[str, Any], name: str, errors: list[str]) -> str | None
         return None
 
 
-def _validate(model: type[_Payload], build: _Builder, raw: Any, prefix: str, errors: list[str]) -> Details:
-    """Validate `raw` against `model` and build the details; on failure record the errors and salvage."""
+def _validate(shape: Shape, build: _Builder, raw: Any, prefix: str, errors: list[str]) -> Details:
+    """Validate `raw` against `shape` and build the details; on failure record the errors and salvage."""
     try:
-        return build(model.__pydantic_validator__.validate_python(raw), raw)
+        return build(_CHECK[shape](raw), raw)
     except ValidationError as exc:
         failed = _add_errors(exc, prefix, errors)
-        return _salvage(model, raw, failed)
+        return _salvage(shape, raw, failed)
     except _Invalid as exc:
         errors.append(str(exc))
-        return _salvage(model, raw, set())
+        return _salvage(shape, raw, set())
 
 
 def _add_errors(exc: ValidationError, prefix: str, errors: list[str]) -> set[str]:
@@ -583,8 +608,7 @@ def _add_errors(exc: ValidationError, prefix: str, errors: list[str]) -> set[str
         if member is not None:  # a union reports one error per member: say it once, listing the members
             messages.setdefault(where, []).append(member)
         else:
-            messages.setdefault(where, []).append(_OBJECT if err["type"] in ("model_type", "dict_type")
-                                                  else err["msg"])
+            messages.setdefault(where, []).append(_OBJECT if err["type"] == "dict_type" else err["msg"])
     for where, found in messages.items():
         if len(errors) >= _MAX_ERRORS:
             break
@@ -602,11 +626,11 @@ _UNION_MEMBERS = {"str": "a valid string", "int": "a valid integer", "float": "a
                   "bool": "a boolean", "dict[str,any]": "an object", "list[any]": "an array"}
 
 
-def _salvage(model: type[_Payload], raw: Any, failed: set[str]) -> Details:
+def _salvage(shape: Shape, raw: Any, failed: set[str]) -> Details:
     """The fields of a failed payload that were fine, as received."""
     if not isinstance(raw, dict) or "" in failed:
         return {}
-    return {k: raw[k] for k in model.model_fields if k in raw and k not in failed}
+    return {k: raw[k] for k in shape.__annotations__ if k in raw and k not in failed}
 
 
 def _event(family: Family, type_: str, *, errors: list[str], event_type: str | None = None,
@@ -884,8 +908,6 @@ def _json_schema() -> dict[str, Any]:
 
 @cache
 def _payload_json_schema() -> dict[str, Any]:
-    from pydantic.json_schema import models_json_schema
-
     class ConversationCallback(BaseModel):
         """A conversation callback; `properties` depends on `event_type`, see x-properties-by-event-type."""
 
@@ -897,10 +919,10 @@ def _payload_json_schema() -> dict[str, Any]:
         timestamp: str | float | None = None
         properties: dict[str, Any] | None = None
 
-    families: list[type[BaseModel]] = [ConversationCallback, GuardrailPayload, ObjectivePayload,
-                                       ReplicaTrainingPayload, VideoGenerationPayload]
-    props = [model for model, _ in CONVERSATION_TYPES.values()]
-    _, defs = models_json_schema([(m, "validation") for m in [*families, *props]], ref_template="#/$defs/{model}")
+    families: list[type] = [ConversationCallback, *FAMILY_SHAPES]
+    props = [shape for shape, _ in CONVERSATION_TYPES.values()]
+    _, defs = TypeAdapter.json_schemas([(m, "validation", TypeAdapter(m)) for m in [*families, *props]],
+                                       ref_template="#/$defs/{model}")
     return {
         "title": "TavusCallback",
         "description": "Any JSON object is accepted; these are the families told apart by shape.",
