@@ -68,10 +68,10 @@ class Layout:
         return f"{self.prefix}unrecognized/{day}/"
 
     def _event_key(self, family: str, subject: str | None, time: str | None, type_: str, eid: str) -> str:
-        name = _type_part(type_)
+        folder = self._folder(family, subject, time)
         if time:
-            name = f"{compact_time(time)}_{name}"
-        return f"{self._folder(family, subject, time)}{name}_{eid}.json"
+            return f"{folder}{compact_time(time)}_{_type_part(type_)}_{eid}.json"
+        return f"{folder}{_type_part(type_)}_{eid}.json"
 
     def conversation_key(self, conversation_id: str) -> str:
         return f"{self.prefix}{conversation_id}/conversation.json"
@@ -129,7 +129,9 @@ def build_record(payload: Any, event: Event, layout: Layout) -> StoredEvent:
     """
     canonical = canonical_json(payload)
     eid = hashlib.sha256(canonical).hexdigest()
-    fields = event.__dict__  # the Event's fields, in order, all JSON values already: cheaper than model_dump
+    # The Event's fields, in order, are JSON values already: cheaper than model_dump. `data` shares its
+    # lists and dicts (errors, details), as the stored document is never changed once built.
+    fields = event.__dict__
     family, type_, subject, time = fields["family"], fields["type"], event.subject, fields["time"]
     document: dict[str, Any] = {
         "specversion": SPECVERSION,
@@ -142,7 +144,7 @@ def build_record(payload: Any, event: Event, layout: Layout) -> StoredEvent:
         document["subject"] = subject
     if time:
         document["time"] = time
-    data = document["data"] = {**fields, "errors": list(fields["errors"]), "payload": orjson.Fragment(canonical)}
+    data = document["data"] = {**fields, "payload": orjson.Fragment(canonical)}
     try:
         body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):
