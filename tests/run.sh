@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 pick_python() {
   for candidate in "${PYTHON:-}" python3.13 /root/.pyenv/versions/3.13.0/bin/python python3; do
-    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1; then
+    # Run it: a pyenv shim exists on PATH even when its version is not selected.
+    if [ -n "$candidate" ] && "$candidate" -c "import sys, venv; sys.exit(sys.version_info < (3, 11))" >/dev/null 2>&1; then
       echo "$candidate"; return
     fi
   done
