@@ -25,7 +25,8 @@ Family = Literal["conversation", "guardrail", "objective", "replica_training", "
 class Event(BaseModel):
     """A normalized callback: what it is, whom it is about, when, and its per-type fields in `details`."""
 
-    model_config = ConfigDict(frozen=True)
+    # Built on first validation, not at import: the hot path sets checked fields directly (see _event).
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     family: Family
     type: str = Field(description="CloudEvents type, e.g. io.tavus.conversation.system.shutdown")
@@ -373,11 +374,22 @@ CONVERSATION_TYPES: dict[str, tuple[Shape, _Builder]] = {
     "application.post_call_action_executed": (PostCallActionProperties, _post_call_action),
 }
 FAMILY_SHAPES: list[Shape] = [GuardrailPayload, ObjectivePayload, ReplicaTrainingPayload, VideoGenerationPayload]
-# shape -> its validator, which returns a plain dict with every field (None for a missing Opt field)
-_CHECK: dict[Shape, Callable[[Any], Any]] = {
-    shape: TypeAdapter(shape).validator.validate_python
-    for shape in [*(shape for shape, _ in CONVERSATION_TYPES.values()), *FAMILY_SHAPES]
-}
+
+
+class _Validators(dict[Shape, Callable[[Any], Any]]):
+    """shape -> its validator, which returns a plain dict with every field (None for a missing Opt field).
+
+    Each validator is built the first time its shape is needed, not at import: a cold start pays
+    for the one or two shapes its first callback uses, not for all of them.
+    """
+
+    def __missing__(self, shape: Shape) -> Callable[[Any], Any]:
+        validator: Callable[[Any], Any] = TypeAdapter(shape).validator.validate_python
+        self[shape] = validator  # two threads may both build it: the same validator, harmlessly
+        return validator
+
+
+_CHECK = _Validators()
 
 
 # ---------------------------------------------------------------------------------------------------
