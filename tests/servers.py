@@ -206,7 +206,10 @@ def gcs_emulator(persistent: bool = False) -> Emulator:
         str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
         "-external-url", f"http://127.0.0.1:{port}", *backend, "-filesystem-root", str(data / "objects"),
         "-log-level", "warn"],
-        ready_path="/storage/v1/b")
+        ready_path="/storage/v1/b",
+        # A SIGKILL in the middle of its own file write can leave an object file that later makes the
+        # emulator answer "bucket does not exist" to listings: end it with SIGTERM, as for Azurite.
+        outage_signal=signal.SIGTERM)
 
 
 def azurite_emulator() -> Emulator:
