@@ -1,18 +1,25 @@
-"""The local folder store: create-only by hard link, atomic replace by rename, fsync before success.
+"""The local folder store: create-only by hard link, atomic replace by rename, synced before success.
 
 Compare-and-swap holds across threads and processes: a replace takes an exclusive `flock` on a
 lock file beside the object, checks the version (a hash of the content) and renames a fully
 written temporary file over the object.
+
+Durability is a group commit: every write is followed by a wait for a file-system sync that began
+after it, and concurrent writers share one `syncfs` (Linux) instead of each paying for its own
+`fsync` of the file and of its folder. Elsewhere each file and folder is fsynced on its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import hashlib
 import mimetypes
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,16 +39,88 @@ def _version(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _load_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return getattr(libc, "syncfs", None)
+    except OSError:
+        return None
+
+
+_SYNCFS = _load_syncfs()
+
+
+class _GroupSync:
+    """Many writers, one sync: each waits for a sync that started after its own writes (group commit)."""
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._fd: int | None = None
+        self._cond = threading.Condition()
+        self._started = 0  # syncs begun
+        self._done = 0  # syncs finished
+        self._failed = 0  # the last sync that failed
+        self._running = False
+
+    def wait(self, *paths: str) -> None:
+        """Return once everything written before this call is on disk; `paths` are synced where syncfs is not."""
+        if _SYNCFS is None:
+            for path in paths:
+                _fsync(path)
+            return
+        with self._cond:
+            target = self._started + 1  # a sync already running may have begun before our writes
+            while self._done < target:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._running = True
+                self._started += 1
+                number = self._started
+                self._cond.release()
+                failed = True
+                try:
+                    failed = self._syncfs() != 0
+                except OSError:
+                    pass
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    self._done = number
+                    if failed:
+                        self._failed = number
+                    self._cond.notify_all()
+            if self._failed >= target:
+                raise OSError(errno.EIO, "syncing the store's file system failed")
+
+    def _syncfs(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self._root, os.O_RDONLY)
+        assert _SYNCFS is not None
+        result: int = _SYNCFS(self._fd)
+        return result
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalStore:
     """A folder on disk as a bucket: `file:///abs/path` or `file://./relative/path`."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         self.url = self.root.as_uri()
+        self._root = str(self.root)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            os.makedirs(self._root, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the store folder {self.root}: {exc.strerror}") from exc
+        self._sync = _GroupSync(self._root)
 
     @classmethod
     def from_url(cls, url: str) -> tuple[LocalStore, str]:
@@ -56,29 +135,24 @@ class LocalStore:
         return cls(path), ""
 
     # -- paths -----------------------------------------------------------------------------
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> str:
         parts = key.split("/")
         if (not key or key.startswith("/") or "\\" in key or "\x00" in key
                 or any(p in ("", ".", "..") or p.startswith(_HIDDEN) for p in parts)):
             raise StoreError(f"refusing an unsafe object key {key[:200]!r}")
-        return self.root.joinpath(*parts)
+        return os.path.join(self._root, *parts)
 
-    def _fsync_dir(self, directory: Path) -> None:
-        fd = os.open(directory, os.O_RDONLY)
+    def _write_temp(self, directory: str, data: bytes) -> str:
+        tmp = os.path.join(directory, f"{_HIDDEN}tmp-{uuid.uuid4().hex}")
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def _write_temp(self, directory: Path, data: bytes) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f"{_HIDDEN}tmp-{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
         finally:
             os.close(fd)
         return tmp
@@ -86,18 +160,20 @@ class LocalStore:
     # -- the four primitives -----------------------------------------------------------
     def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
         path = self._path(key)
+        directory = os.path.dirname(path)
         try:
-            tmp = self._write_temp(path.parent, data)
+            tmp = self._write_temp(directory, data)
             try:
+                self._sync.wait(tmp)  # the bytes are on disk before the name points at them
                 os.link(tmp, path)
                 created = True
             except FileExistsError:
                 created = False
             finally:
                 os.unlink(tmp)
-            # Also for a duplicate: the first writer may not have synced the folder yet, and the
-            # caller is about to acknowledge the object as durable.
-            self._fsync_dir(path.parent)
+            # Also for a duplicate: the first writer may not have synced the name yet, and the caller
+            # is about to acknowledge the object as durable.
+            self._sync.wait(directory)
             return created
         except OSError as exc:
             raise _unavailable("create", key, exc) from exc
@@ -105,7 +181,8 @@ class LocalStore:
     def read(self, key: str) -> Blob | None:
         path = self._path(key)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -114,15 +191,16 @@ class LocalStore:
 
     def replace(self, key: str, data: bytes, version: str | None, content_type: str = "application/json") -> str:
         path = self._path(key)
+        directory = os.path.dirname(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._locked(path):
+            with self._locked(directory, os.path.basename(path)):
                 current = self.read(key)
                 if (current is None) != (version is None) or (current and current.version != version):
                     raise PreconditionFailed(f"{key} changed since it was read")
-                tmp = self._write_temp(path.parent, data)
+                tmp = self._write_temp(directory, data)
+                self._sync.wait(tmp)
                 os.replace(tmp, path)
-                self._fsync_dir(path.parent)
+                self._sync.wait(directory)
         except OSError as exc:
             raise _unavailable("replace", key, exc) from exc
         return _version(data)
@@ -130,21 +208,21 @@ class LocalStore:
     def stat(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         try:
-            st = path.stat()
+            st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise _unavailable("stat", key, exc) from exc
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
                           content_type=content_type)
 
     # -- tools -------------------------------------------------------------------------
     def iter_keys(self, prefix: str) -> Iterator[str]:
         keys: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in os.walk(self._root):
             dirnames[:] = [d for d in dirnames if not d.startswith(_HIDDEN)]
-            rel = Path(dirpath).relative_to(self.root).as_posix()
+            rel = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
             base = "" if rel == "." else f"{rel}/"
             if not (base.startswith(prefix) or prefix.startswith(base)):
                 dirnames[:] = []
@@ -155,15 +233,20 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._path(key).unlink()
+            os.unlink(self._path(key))
 
     def locate(self, location: RecordingLocation) -> str | None:
         """A folder holds no cloud bucket, so recordings are never checked here."""
         return None
 
     @contextlib.contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        fd = os.open(path.parent / f"{_HIDDEN}{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    def _locked(self, directory: str, name: str) -> Iterator[None]:
+        lock = os.path.join(directory, f"{_HIDDEN}{name}.lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
