@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
+import functools
 import hashlib
 import mimetypes
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -39,15 +39,14 @@ def _version(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _load_syncfs() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs, looked up on first use (the running program's own symbols hold libc on Linux)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        return getattr(libc, "syncfs", None)
+        function: Callable[[int], int] | None = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
     except OSError:
         return None
-
-
-_SYNCFS = _load_syncfs()
+    return function
 
 
 class _GroupSync:
@@ -64,7 +63,7 @@ class _GroupSync:
 
     def wait(self, *paths: str) -> None:
         """Return once everything written before this call is on disk; `paths` are synced where syncfs is not."""
-        if _SYNCFS is None:
+        if _syncfs() is None:
             for path in paths:
                 _fsync(path)
             return
@@ -96,9 +95,9 @@ class _GroupSync:
     def _syncfs(self) -> int:
         if self._fd is None:
             self._fd = os.open(self._root, os.O_RDONLY)
-        assert _SYNCFS is not None
-        result: int = _SYNCFS(self._fd)
-        return result
+        syncfs = _syncfs()
+        assert syncfs is not None
+        return syncfs(self._fd)
 
 
 def _fsync(path: str) -> None:
