@@ -11,14 +11,13 @@ import argparse
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from .client import post
 from .errors import ConfigError, TavusCallbacksError
 from .events import Event
 from .record import StoredEvent, canonical_json
@@ -146,22 +145,8 @@ class Progress:
             print(f"replay: {done}/{self.total} sent, {summary.failed} failed", file=self.stream, flush=True)
 
 
-def post(url: str, body: bytes, token: str | None, timeout: float = HTTP_TIMEOUT_SECONDS) -> tuple[int, dict[str, str],
-                                                                                                  bytes]:
-    """POST a JSON body with a bearer token; (status, headers, body) for any HTTP answer."""
-    headers = {"Content-Type": "application/json", "User-Agent": "tavus-callbacks-replay"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, dict(answer.headers), answer.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers or {}), exc.read()
-
-
-def _retry_wait(headers: dict[str, str], attempt: int) -> float:
-    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
+def _retry_wait(retry_after: str | None, attempt: int) -> float:
+    raw = retry_after or ""
     try:
         wait = float(raw)
     except ValueError:
@@ -174,13 +159,12 @@ def send_http(event: Stored, url: str, token: str | None, summary: Summary) -> N
     body = canonical_json(event.payload)
     problem = ""
     for attempt in range(HTTP_ATTEMPTS):
-        try:
-            status, headers, answer = post(url, body, token)
-        except OSError as exc:
-            problem, headers = f"{type(exc).__name__}: {exc}", {}
+        answer = post(url, body, bearer=token, timeout=HTTP_TIMEOUT_SECONDS, agent="tavus-callbacks-replay")
+        if answer.status == 0:
+            problem = answer.body.decode("utf-8", "replace")
         else:
-            if status == 200:
-                result = orjson.loads(answer) if answer else {}
+            if answer.status == 200:
+                result = orjson.loads(answer.body) if answer.body else {}
                 if result.get("event_id") != event.id:
                     problem = f"the endpoint answered event_id {result.get('event_id')!r}, expected {event.id}"
                     break
@@ -189,13 +173,13 @@ def send_http(event: Stored, url: str, token: str | None, summary: Summary) -> N
                 else:
                     summary.stored += 1
                 return
-            if status == 401:
+            if answer.status == 401:
                 raise ReplayError(f"{url} answered 401: give the endpoint's token with --token "
                                   "(or TAVUS_CALLBACK_TOKENS)")
-            problem = f"HTTP {status}: {answer[:200].decode('utf-8', 'replace')}"
-            if status != 429 and status < 500:
+            problem = f"HTTP {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}"
+            if answer.status != 429 and answer.status < 500:
                 break
-        time.sleep(_retry_wait(headers, attempt))
+        time.sleep(_retry_wait(answer.header("Retry-After"), attempt))
     summary.failed += 1
     summary.errors.append(f"{event.key}: {problem}")
 

@@ -13,14 +13,13 @@ import json
 import os
 import secrets
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .client import Answer, post
 from .errors import ConfigError
 
 Payload = dict[str, Any]
@@ -254,34 +253,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the sample events and exit")
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What the endpoint said to one delivery (status 0 when it could not be reached)."""
-
-    status: int
-    body: bytes
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-def post(url: str, body: bytes, *, bearer: str | None = None, timeout: float = 30.0) -> Answer:
-    """POST a body as JSON; the answer whatever its status, or status 0 with the reason when unreachable."""
-    headers = {"Content-Type": "application/json", "User-Agent": "tavus-callbacks-send"}
-    if bearer:
-        headers["Authorization"] = f"Bearer {bearer}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(response.status, response.read())
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, exc.read())
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Answer(0, f"cannot reach the endpoint: {reason}".encode())
-
-
 def target(url: str | None, token: str | None, bearer: bool) -> tuple[str, str | None, str]:
     """(URL to post to, Bearer token or None, the URL as it may be shown) for the given options."""
     if not url:
@@ -368,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     counts: dict[str, int] = {}
     for i, (label, body) in enumerate(todo, 1):
-        answer = post(url, body, bearer=bearer, timeout=args.timeout)
+        answer = post(url, body, bearer=bearer, timeout=args.timeout, agent="tavus-callbacks-send")
         print(f"[{i:>2}/{len(todo)}] {label:<{width}}  {describe(answer)}", flush=True)
         failed += not answer.ok
         status = _status_of(answer)
