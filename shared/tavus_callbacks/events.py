@@ -12,9 +12,10 @@ import copy
 import re
 from collections.abc import Callable
 from functools import cache, lru_cache, wraps
-from typing import Annotated, Any, Literal, TypedDict, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict  # pydantic refuses typing.TypedDict before Python 3.12
 
 from .recording import RecordingLocation, legacy_location, parse_storage_uri
 from .times import TimeParseError, to_utc_iso, to_utc_iso_or_none
