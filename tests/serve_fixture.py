@@ -117,20 +117,29 @@ class ServeProcess:
         return self.process.returncode
 
 
-def _wait_ready(proc: ServeProcess, timeout: float) -> None:
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str, output: Callable[[], str],
+                       timeout: float = 60.0) -> None:
+    """Poll `url` until it answers 200; a RuntimeError with the process's output if it exits or never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"serve exited with {proc.process.returncode}:\n{proc.output()[-4000:]}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{output()[-4000:]}")
         try:
-            with urllib.request.urlopen(f"{proc.url}healthz", timeout=2) as resp:
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.1)
-    proc.stop()
-    raise RuntimeError(f"serve did not answer /healthz within {timeout} s:\n{proc.output()[-4000:]}")
+    raise RuntimeError(f"{name} did not answer {url} within {timeout} s:\n{output()[-4000:]}")
+
+
+def _wait_ready(proc: ServeProcess, timeout: float) -> None:
+    try:
+        wait_until_healthy(f"{proc.url}healthz", proc.process, "serve", proc.output, timeout)
+    except RuntimeError:
+        proc.stop()
+        raise
 
 
 def start_serve(*, store_url: str | None = None, tokens: Sequence[str] = TOKENS,

@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
-from serve_fixture import TOKENS
+from serve_fixture import TOKENS, wait_until_healthy
 from servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -296,20 +296,12 @@ class FunctionsFrameworkProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"functions-framework exited with {self.process.returncode}:\n"
-                                   f"{self.log.read_text(errors='replace')[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"functions-framework did not answer within {timeout} s")
+        try:
+            wait_until_healthy(f"{self.url}/healthz", self.process, "functions-framework",
+                               lambda: self.log.read_text(errors="replace"), timeout)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """SIGTERM to the process group it leads (gunicorn and its workers), SIGKILL if it lingers."""
