@@ -85,16 +85,24 @@ class PubSubForwarder:
     def publish(self, record: StoredEvent, store_url: str) -> None:
         data, attributes, ordering_key = self.message(record, store_url)
         client = self._client()
-        try:
-            future = client.publish(self.topic, data, ordering_key=ordering_key, **attributes)
-            future.result(timeout=self.timeout)
-        except Exception as exc:
-            if ordering_key:
-                # A failed ordered publish pauses its key; resume it so the sender's retry can publish again.
-                # Best effort: after a timeout (or a concurrent resume) the key is not paused and resuming raises.
-                with contextlib.suppress(Exception):
-                    client.resume_publish(self.topic, ordering_key)
-            raise ForwardError(
-                f"Pub/Sub publish to {self.topic} failed ({type(exc).__name__}: {exc}); check that the topic exists "
-                "and that this identity has roles/pubsub.publisher on it"
-            ) from exc
+        for attempt in (1, 2):
+            try:
+                future = client.publish(self.topic, data, ordering_key=ordering_key, **attributes)
+                future.result(timeout=self.timeout)
+                return
+            except Exception as exc:
+                if ordering_key:
+                    # A failed ordered publish pauses its key; resume it so the sender's retry can publish again.
+                    # Best effort: after a timeout (or a concurrent resume) the key is not paused and resuming raises.
+                    with contextlib.suppress(Exception):
+                        client.resume_publish(self.topic, ordering_key)
+                # An earlier publish that timed out may have failed since and paused the key: resumed, try again.
+                if attempt == 1 and type(exc).__name__ == "PublishToPausedOrderingKeyException":
+                    continue
+                raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> ForwardError:
+        return ForwardError(
+            f"Pub/Sub publish to {self.topic} failed ({type(exc).__name__}: {exc}); check that the topic exists "
+            "and that this identity has roles/pubsub.publisher on it"
+        )
