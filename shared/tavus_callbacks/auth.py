@@ -53,13 +53,13 @@ class TokenRedactor:
     def found_in(self, body: bytes) -> bool:
         return any(needle in body for needle in self.needles)
 
-    def bytes(self, body: bytes) -> bytes:
+    def redact_bytes(self, body: bytes) -> bytes:
         """A raw body with every token replaced (for quarantined bodies, which are not JSON)."""
         for needle in self.needles:
             body = body.replace(needle, REDACTED.encode())
         return body
 
-    def value(self, value: Any) -> Any:
+    def redact_value(self, value: Any) -> Any:
         """A decoded JSON value with every token replaced in its strings and keys."""
         if isinstance(value, str):
             for form in self.forms:
@@ -67,7 +67,7 @@ class TokenRedactor:
                     value = value.replace(form, REDACTED)
             return value
         if isinstance(value, dict):
-            return {self.value(k): self.value(v) for k, v in value.items()}
+            return {self.redact_value(k): self.redact_value(v) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.value(v) for v in value]
+            return [self.redact_value(v) for v in value]
         return value

@@ -34,7 +34,9 @@ class Request:
 class Outcome:
     """What happened to a request, for an adapter's logs and metrics; never sent to the caller."""
 
-    result: str  # stored | duplicate | invalid_json | unauthorized | too_large | method | store_unavailable | health
+    # stored | duplicate | invalid_json | unauthorized | too_large | method | health | store_unavailable |
+    # forward_failed | config_error | timeout | truncated | error
+    result: str
     event_id: str | None = None
     event_type: str | None = None
     family: str | None = None

@@ -80,8 +80,8 @@ class Pipeline:
     def _accept(self, body: bytes) -> Response:
         payload = decode(body)
         if self.redactor.found_in(body):  # e.g. a webhook_url echoing ?token=: never stored, nor in the id
-            body = self.redactor.bytes(body)
-            payload = self.redactor.value(payload)
+            body = self.redactor.redact_bytes(body)
+            payload = self.redactor.redact_value(payload)
         if not isinstance(payload, dict):
             key = self.layout.quarantine_key(body)
             self.store.create(key, body, content_type="application/octet-stream")
