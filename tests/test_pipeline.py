@@ -159,3 +159,15 @@ def test_a_payload_echoing_the_token_stores_it_redacted_with_a_stable_id(pipelin
     post(pipeline, f"not json {TOKEN}".encode())
     quarantined = [p for p in stored_files(tmp_path / "store") if "quarantine" in p.parts]
     assert quarantined and all(TOKEN.encode() not in p.read_bytes() for p in quarantined)
+
+
+def test_an_undated_unrecognized_payload_has_a_name_that_does_not_depend_on_the_day(pipeline: Pipeline,
+                                                                                    tmp_path: Path) -> None:
+    payload = load_event("unrecognized")
+    for key in ("timestamp", "created_at", "updated_at"):
+        payload.pop(key, None)
+    first = post(pipeline, json.dumps(payload).encode()).json_body()
+    second = post(pipeline, json.dumps(payload).encode()).json_body()
+    assert (first["status"], second["status"]) == ("stored", "duplicate")
+    stored = [p.relative_to(tmp_path / "store").as_posix() for p in stored_files(tmp_path / "store")]
+    assert stored == [f"unrecognized/undated/unrecognized_{first['event_id']}.json"]
