@@ -105,7 +105,7 @@ class ServeProcess:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM (gunicorn's graceful stop), then SIGKILL to the process group it leads if it lingers."""
+        """SIGTERM (a graceful stop), then SIGKILL to the process group it leads if it lingers."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

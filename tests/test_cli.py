@@ -34,7 +34,7 @@ def test_help_lists_the_commands_without_loading_any_of_them() -> None:
         "from tavus_callbacks.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
         "    main(['--help'])\n"
-        "heavy = ('gunicorn', 'boto3', 'botocore', 'google.cloud.storage', 'google.auth', 'google.api_core',"
+        "heavy = ('uvicorn', 'boto3', 'botocore', 'google.cloud.storage', 'google.auth', 'google.api_core',"
         " 'azure.core', 'azure.storage', 'pydantic', 'tavus_callbacks.server', 'tavus_callbacks.events',"
         " 'tavus_callbacks.stores')\n"
         "print(sorted({m for m in sys.modules if m.startswith(heavy)}))\n"

@@ -361,7 +361,7 @@ def test_tokens_never_reach_the_logs_or_the_store(server: ServeProcess) -> None:
     request(server, "POST", f"/?token={WRONG_TOKEN}", body=body)
     request(server, "GET", f"/healthz?token={TOKENS[0]}")
     request(server, "POST", f"/?token={TOKENS[0]}", body=b"not json")
-    # A malformed request line makes gunicorn itself log an error that quotes the request.
+    # A malformed request line makes the HTTP server itself log an error about the request.
     raw_exchange(server, f"POST /?token={TOKENS[0]} HTTP/1.1 trailing junk\r\nHost: x\r\n\r\n".encode())
     time.sleep(0.5)  # let the workers flush their last lines
     output = server.output()

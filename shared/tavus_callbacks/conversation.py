@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,7 +23,7 @@ from .stores import split_store_url
 if TYPE_CHECKING:
     from .events import Event
     from .record import Layout, StoredEvent
-    from .stores import Store
+    from .stores import Blob, Store
 
 log = logging.getLogger("tavus_callbacks")
 
@@ -180,32 +180,72 @@ class ConversationFolder:
         Idempotent: an event already in the state changes nothing, but the derived documents are
         still brought up to date, so a retry repairs a delivery that failed half-way.
         """
-        cid = record.event.conversation_id
-        assert cid is not None
+        return self.apply_all([record])[0]
+
+    def apply_all(self, records: Sequence[StoredEvent]) -> list[bool]:
+        """Fold events of one conversation with one compare-and-swap; per event, what `apply` returns."""
+        cid = records[0].event.conversation_id
+        assert cid is not None and all(r.event.conversation_id == cid for r in records)
         key = self.layout.conversation_key(cid)
-        entry: dict[str, Any] | None = None
-        newly = False
+        built: dict[str, dict[str, Any]] = {}  # id -> entry, made once whatever the retries
+        newly: set[str] = set()
         for _ in self._attempts():
             blob = self.store.read(key)
-            entries: list[dict[str, Any]] = orjson.loads(blob.data)["events"] if blob else []
-            if any(e["id"] == record.id for e in entries):
-                state = fold(cid, entries)
+            entries, readable = self._entries(cid, blob)
+            known = {e["id"] for e in entries}
+            fresh: list[dict[str, Any]] = []
+            for record in records:
+                if record.id in known:
+                    continue
+                known.add(record.id)
+                if record.id not in built:
+                    built[record.id] = entry_for(record, self._check_recording(record.event), self.store_provider)
+                fresh.append(built[record.id])
+            state = fold(cid, [*entries, *fresh])
+            if not fresh and readable:
                 break
-            if entry is None:
-                entry = entry_for(record, self._check_recording(record.event), self.store_provider)
-            state = fold(cid, [*entries, entry])
             try:
                 self.store.replace(key, encode_state(state), blob.version if blob else None)
-                newly = True
+                newly = {e["id"] for e in fresh}
                 break
             except PreconditionFailed:
                 continue
         else:
             raise self._contended(key)
-        self._write_derived(record, state)
-        if newly and entry is not None:
-            self._log_problems(cid, entry)
-        return newly and record.event.event_type == "application.recording_copy_failed"
+        unique = list({r.id: r for r in records}.values())
+        for record in unique:
+            self._write_derived(record, state)
+            if record.id in newly:
+                self._log_problems(cid, built[record.id])
+        copy_failed = {r.id for r in unique if r.id in newly
+                       and r.event.event_type == "application.recording_copy_failed"}
+        flags = []
+        for record in records:  # a repeated event reports only once
+            flags.append(record.id in copy_failed)
+            copy_failed.discard(record.id)
+        return flags
+
+    def _entries(self, cid: str, blob: Blob | None) -> tuple[list[dict[str, Any]], bool]:
+        """The entries of a state document, and False when it could not be read and they were rebuilt.
+
+        A crash before a local folder synced can leave `conversation.json` cut short; every event it
+        held is still stored beside it, so nothing is lost.
+        """
+        if blob is None:
+            return [], True
+        try:
+            entries = orjson.loads(blob.data)["events"]
+            if isinstance(entries, list):
+                return entries, True
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            pass
+        from .replay import load_events
+
+        log.warning("the state of conversation %s could not be read; rebuilding it from its stored events", cid,
+                    extra={"conversation_id": cid})
+        stored, _ = load_events(self.store, self.layout.prefix, conversation=cid)
+        records = [s.record() for s in stored]
+        return [entry_for(r, self._check_recording(r.event), self.store_provider) for r in records], False
 
     def _check_recording(self, event: Event) -> dict[str, Any] | None:
         """Whether a ready recording is really in the bucket: found, size, ETag and content type."""

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -20,10 +21,14 @@ from .events import normalize
 from .http import Outcome, Request, Response
 from .record import Layout, StoredEvent, build_record
 from .settings import Settings
-from .stores import open_store
+from .stores import GroupCommit, open_store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from contextlib import AbstractContextManager
+
     from .stores import Store
+    from .stores.base import Commit
 
 log = logging.getLogger("tavus_callbacks")
 
@@ -51,6 +56,8 @@ class Pipeline:
         self.redactor = TokenRedactor(settings.tokens)
         self.folder = ConversationFolder(store, self.layout, attempts=settings.fold_attempts)
         self.forwarder = forwarder
+        self._deferred: Callable[[], AbstractContextManager[Commit]] = (
+            store.deferred if isinstance(store, GroupCommit) else lambda: contextlib.nullcontext(_NO_COMMIT))
         if forwarder is None and settings.forward_url:
             from .forward import open_forwarder
 
@@ -58,6 +65,31 @@ class Pipeline:
 
     def handle(self, request: Request) -> Response:
         """Answer one request per SPEC §3; never raises for anything the sender did."""
+        return self.handle_many([request])[0]
+
+    def handle_many(self, requests: Sequence[Request]) -> list[Response]:
+        """Answer requests that arrived together, each as `handle` would, in their order.
+
+        Each event is stored on its own and each conversation's state is folded once for all of its
+        events; on a store that commits in groups (a local folder) one sync makes the whole batch
+        durable before any answer exists. Events are forwarded only once durable.
+        """
+        return self.store_many(requests).answers()
+
+    def store_many(self, requests: Sequence[Request]) -> StoredBatch:
+        """The first half of `handle_many`: events stored and folded, not yet known durable nor answered.
+
+        Its `answers()` (callable from another thread) does the rest, so a server can store the next
+        batch while this one is being synced.
+        """
+        answers: list[Response | _Delivery] = []
+        with self._deferred() as pending:
+            answers.extend(self._receive(request) for request in requests)
+            self._fold([a for a in answers if isinstance(a, _Delivery)])
+        return StoredBatch(self, answers, pending)
+
+    def _receive(self, request: Request) -> Response | _Delivery:
+        """A refusal, or the event stored (create-only) and waiting to be folded and answered."""
         if request.method != "POST":
             health = request.path.rstrip("/").endswith("/healthz")
             if health and request.method in ("GET", "HEAD"):
@@ -69,15 +101,11 @@ class Pipeline:
         if len(request.body) > self.settings.max_body_bytes:
             return too_large(self.settings.max_body_bytes)
         try:
-            return self._accept(request.body)
+            return self._store(request.body)
         except StoreUnavailable as exc:
-            log.error("store unavailable, answering 503", extra={"error": str(exc)})
-            return unavailable("the store cannot be written; retry later", "store_unavailable")
-        except ForwardError as exc:
-            log.error("forwarding failed, answering 503", extra={"error": str(exc)})
-            return unavailable("the event is stored but could not be forwarded; retry later", "forward_failed")
+            return self._store_unavailable(exc)
 
-    def _accept(self, body: bytes) -> Response:
+    def _store(self, body: bytes) -> Response | _Delivery:
         payload = decode(body)
         if self.redactor.found_in(body):  # e.g. a webhook_url echoing ?token=: never stored, nor in the id
             body = self.redactor.redact_bytes(body)
@@ -91,24 +119,87 @@ class Pipeline:
                                  outcome=Outcome("invalid_json"))
         event = normalize(payload)
         record = build_record(payload, event, self.layout)
-        created = self.store.create(record.key, record.body)
-        copy_failed = False
-        if event.family in CONVERSATION_FAMILIES and event.conversation_id:
-            copy_failed = self.folder.apply(record)
+        return _Delivery(record, self.store.create(record.key, record.body))
+
+    def _fold(self, deliveries: list[_Delivery]) -> None:
+        """Apply the conversation events to their states, one compare-and-swap per conversation."""
+        conversations: dict[str, list[_Delivery]] = {}
+        for delivery in deliveries:
+            event = delivery.record.event
+            if event.family in CONVERSATION_FAMILIES and event.conversation_id:
+                conversations.setdefault(event.conversation_id, []).append(delivery)
+        for batch in conversations.values():
+            try:
+                flags = self.folder.apply_all([d.record for d in batch])
+            except StoreUnavailable as exc:
+                for delivery in batch:
+                    delivery.failed = self._store_unavailable(exc)
+                continue
+            for delivery, copy_failed in zip(batch, flags, strict=True):
+                delivery.copy_failed = copy_failed
+
+    def _finish(self, delivery: _Delivery) -> Response:
+        """Forward a durably stored event, then answer for it."""
+        if delivery.failed is not None:
+            return delivery.failed
+        record, event = delivery.record, delivery.record.event
         if self.forwarder is not None:
             try:
                 self.forwarder.publish(record, self.store.url)
-            except ForwardError:
-                raise
             except Exception as exc:  # a bus client's own error types vary by SDK
-                raise ForwardError(f"{type(exc).__name__}: {exc}") from exc
-        status = "stored" if created else "duplicate"
+                error = exc if isinstance(exc, ForwardError) else ForwardError(f"{type(exc).__name__}: {exc}")
+                log.error("forwarding failed, answering 503", extra={"error": str(error)})
+                return unavailable("the event is stored but could not be forwarded; retry later", "forward_failed")
+        status = "stored" if delivery.created else "duplicate"
         log.info("callback %s", status, extra={"event_id": record.id, "type": event.type,
                                                 "conversation_id": event.conversation_id, "key": record.key})
         outcome = Outcome(status, event_id=record.id, event_type=event.type, family=event.family,
-                          conversation_id=event.conversation_id, valid=event.valid, copy_failed=copy_failed)
+                          conversation_id=event.conversation_id, valid=event.valid, copy_failed=delivery.copy_failed)
         return Response.json(200, {"status": status, "event_id": record.id, "type": event.type,
                                    "valid": event.valid}, outcome=outcome)
+
+    @staticmethod
+    def _store_unavailable(exc: StoreUnavailable) -> Response:
+        log.error("store unavailable, answering 503", extra={"error": str(exc)})
+        return unavailable("the store cannot be written; retry later", "store_unavailable")
+
+
+class StoredBatch:
+    """Events stored by `Pipeline.store_many`: `answers()` makes them durable, forwards them and answers."""
+
+    def __init__(self, pipeline: Pipeline, answers: list[Response | _Delivery], pending: Commit) -> None:
+        self.pipeline = pipeline
+        self._answers = answers
+        self._pending = pending
+
+    def answers(self) -> list[Response]:
+        answers = self._answers
+        try:
+            self._pending.commit()
+        except StoreUnavailable as exc:  # the batch's sync failed: none of it may be acknowledged
+            failed = self.pipeline._store_unavailable(exc)
+            answers = [failed if isinstance(a, _Delivery) else a for a in answers]
+        return [self.pipeline._finish(a) if isinstance(a, _Delivery) else a for a in answers]
+
+
+class _NoCommit:
+    """For stores whose every write is durable when it returns."""
+
+    def commit(self) -> None:
+        return None
+
+
+_NO_COMMIT = _NoCommit()
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """An event stored by `Pipeline.handle_many`, on its way to its answer."""
+
+    record: StoredEvent
+    created: bool
+    copy_failed: bool = False
+    failed: Response | None = None  # set when folding it failed
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,18 @@
-"""`tavus-callbacks serve`: the pipeline as a WSGI app on gunicorn's threaded workers, one per core.
+"""`tavus-callbacks serve`: the pipeline as an ASGI app on uvicorn, one worker process per core.
 
-The WSGI app only translates (environ -> Request, Response -> start_response) like any adapter; it
-refuses an over-limit body from its Content-Length before reading it, bounds every socket read so a
-slow or lying client cannot hold a thread, and logs JSON lines that never hold the body or the token.
+The app only translates (ASGI scope -> Request, Response -> ASGI messages) like any adapter; it refuses an
+over-limit body from its Content-Length before reading it, gives every body and every request's headers a
+deadline so a slow or lying client cannot hold a connection, and logs JSON lines that never hold the body
+or the token. On a local folder each worker stores the requests that arrive together as one batch, made
+durable by one sync before any of them is answered; on a cloud store each request has a thread of its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -16,21 +20,21 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from gunicorn import glogging
-from gunicorn.app.base import BaseApplication
-from gunicorn.workers import gthread
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import ConfigError
 from .http import Outcome, Request, Response
-from .pipeline import Pipeline, too_large
+from .pipeline import Pipeline, StoredBatch, too_large
 from .settings import Settings, parse_tokens
+from .stores import GroupCommit
 
 log = logging.getLogger("tavus_callbacks.server")
 access_log = logging.getLogger("tavus_callbacks.access")
@@ -39,8 +43,11 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_THREADS = 8
 DEFAULT_READ_TIMEOUT = 10.0
+MAX_BATCH = 64  # requests stored together at most, so one batch never waits long for another
 
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 # -- logging -----------------------------------------------------------------------------------
@@ -49,7 +56,8 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(token=)[^&\s\"'#]+"),
     re.compile(r"(?i)(bearer\s+)[^\s\"',]+"),
 )
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "color_message"}  # uvicorn's lines carry a copy with terminal colours
 
 
 def redact(text: str, tokens: Iterable[str] = ()) -> str:
@@ -86,13 +94,16 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def _utc_stamp(seconds: float) -> str:
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{int(seconds % 1 * 1000):03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, pid, message and the record's extra fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        created = record.created
         line: dict[str, Any] = {
-            "time": f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(created))}.{int(created % 1 * 1000):03d}Z",
+            "time": _utc_stamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,
@@ -109,7 +120,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "info", tokens: Iterable[str] = ()) -> None:
-    """JSON lines on stderr for the package's loggers, every line passed through the token redaction.
+    """JSON lines on stderr for the package's loggers and uvicorn's, every line passed through the token redaction.
 
     At `info` a request is one access line (with its result and event id); the core's own line per
     callback, which says the same, shows only at `debug`.
@@ -117,167 +128,210 @@ def configure_logging(level: str = "info", tokens: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter(tokens))
-    root = logging.getLogger("tavus_callbacks")
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
     numeric = logging.getLevelName(level.upper())
-    root.setLevel(numeric if numeric == logging.DEBUG else max(numeric, logging.WARNING))
+    quiet = numeric if numeric == logging.DEBUG else max(numeric, logging.WARNING)
+    for name, threshold in (("tavus_callbacks", quiet), ("uvicorn", numeric)):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(threshold)
+        logger.propagate = False
     for name in (access_log.name, log.name):
         logging.getLogger(name).setLevel(numeric)
-    root.propagate = False
+    logging.getLogger("uvicorn.access").disabled = True  # its lines quote the query string; ours are above
 
 
-class GunicornLogger(glogging.Logger):  # type: ignore[misc]
-    """gunicorn's own log in the same JSON lines, redacted (its error lines can quote a request URI)."""
+# -- bounded reads --------------------------------------------------------------------------------
 
-    tokens: tuple[str, ...] = ()
+class CallbackProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline on each request's headers.
 
-    def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
-        for handler in self.error_log.handlers:
-            handler.setFormatter(JsonFormatter())
-            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-                handler.addFilter(RedactingFilter(self.tokens))
-
-    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        """A client that went quiet is one warning line, not a traceback."""
-        if isinstance(sys.exc_info()[1], TimeoutError):
-            self.warning("closed a connection: the client sent nothing for %g s", _TimedSocket.timeout_seconds)
-            return
-        super().exception(msg, *args, **kwargs)
-
-
-# -- bounded socket reads -----------------------------------------------------------------------
-
-# Body deadlines by socket: a socket's class can be swapped but it cannot carry new attributes.
-_deadlines: dict[int, float] = {}
-
-
-class _TimedSocket(socket.socket):
-    """A client socket whose 'blocking' mode is a timeout, so no read or write can wait forever.
-
-    While a body is read, every receive also counts against the body's overall deadline.
+    uvicorn waits for the headers of a connection's first request, and for the rest of those of a later
+    one, as long as the client likes; a client that stalls half-way is closed after the read timeout.
     """
 
-    __slots__ = ()
-    timeout_seconds: float = DEFAULT_READ_TIMEOUT
+    headers_timeout: float = DEFAULT_READ_TIMEOUT
+    _headers_deadline: asyncio.TimerHandle | None = None
 
-    def setblocking(self, flag: bool) -> None:
-        if flag:
-            self.settimeout(self.timeout_seconds)
-        else:
-            super().setblocking(False)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_headers_deadline()
 
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        deadline = _deadlines.get(id(self))
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("the body did not arrive in time")
-            self.settimeout(min(remaining, self.timeout_seconds))
-        return super().recv(bufsize, flags)
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_headers_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_headers_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_headers_deadline()
+        super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio allows True: stay open
+        """A client that stops sending mid-body still gets its answer (the body ended short: 400)."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.more_body:
+            return None  # nothing in progress: close
+        cycle.more_body = False
+        cycle.keep_alive = False
+        cycle.message_event.set()
+        return True  # keep the connection open for writing until the answer is sent
+
+    def _arm_headers_deadline(self) -> None:
+        self._disarm_headers_deadline()
+        self._headers_deadline = self.loop.call_later(self.headers_timeout, self._headers_too_slow)
+
+    def _disarm_headers_deadline(self) -> None:
+        handle = self._headers_deadline
+        if handle is not None:
+            handle.cancel()
+            self._headers_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._headers_deadline = None
+        if not self.transport.is_closing():
+            log.warning("closed a connection: no whole request headers within %g s", self.headers_timeout)
+            self.transport.close()
 
 
-class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
-    """gunicorn's gthread worker with every client socket bounded by the read timeout.
+# -- handing requests to the pipeline ---------------------------------------------------------------
 
-    gunicorn reads request headers in blocking mode; a client that sends them slowly would hold a
-    thread forever. The worker switches each accepted socket to `_TimedSocket` instead.
+class Batches:
+    """Requests that arrive while a batch is being stored wait for the next one; one thread stores each.
+
+    For stores that commit in groups (a local folder): one compare-and-swap per conversation per batch
+    instead of one per request, and one sync per batch, which runs while the next batch is stored.
     """
 
-    def enqueue_req(self, conn: Any) -> None:
-        sock = getattr(conn, "sock", None)
-        if type(sock) is socket.socket:
-            sock.__class__ = _TimedSocket
-        super().enqueue_req(conn)
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self._queue: list[tuple[Request, asyncio.Future[Response]]] = []
+        self._running = False
+        self._storing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tavus-callbacks-store")
+        self._syncing: set[asyncio.Task[None]] = set()
 
-    def handle(self, conn: Any) -> Any:
-        """Serve a connection; one to close lingers here, on a pool thread, not on the accept loop.
+    async def answer(self, request: Request) -> Response:
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
 
-        gunicorn closes gracefully on its main loop, waiting up to 2 s for the peer to hang up;
-        a client that never does would stall every other connection of the worker meanwhile.
-        """
-        result = super().handle(conn)
-        if result is False:
-            _linger_and_shut(conn.sock, _TimedSocket.timeout_seconds)
-        return result
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    stored = await loop.run_in_executor(self._storing, self.pipeline.store_many,
+                                                        [r for r, _ in batch])
+                except Exception:
+                    log.exception("unexpected error storing a batch of %d requests", len(batch))
+                    _settle(batch, [_internal_error()] * len(batch))
+                    continue
+                task = loop.create_task(self._answer(batch, stored))
+                self._syncing.add(task)
+                task.add_done_callback(self._syncing.discard)
+        finally:
+            self._running = False
 
-
-def _linger_and_shut(sock: socket.socket, timeout: float) -> None:
-    """Half-close, read what the peer still sends for at most `timeout` s, then shut both ways."""
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + min(timeout, 2.0)
-        drained = 0
-        while drained < 65536 and (remaining := deadline - time.monotonic()) > 0:
-            sock.settimeout(remaining)
-            data = sock.recv(4096)
-            if not data:
-                break
-            drained += len(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-# -- the WSGI app --------------------------------------------------------------------------------
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    async def _answer(self, batch: list[tuple[Request, asyncio.Future[Response]]], stored: StoredBatch) -> None:
+        try:
+            answers = await asyncio.to_thread(stored.answers)
+        except Exception:
+            log.exception("unexpected error answering a batch of %d requests", len(batch))
+            answers = [_internal_error()] * len(batch)
+        _settle(batch, answers)
 
 
-def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-    for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        if environ.get(name):
-            headers[name.replace("_", "-").lower()] = environ[name]
+def _settle(batch: list[tuple[Request, asyncio.Future[Response]]], answers: list[Response]) -> None:
+    for (_, future), answer in zip(batch, answers, strict=True):
+        if not future.done():
+            future.set_result(answer)
+
+
+class Threads:
+    """Each request on a thread of its own pool (stores reached over a network work concurrently)."""
+
+    def __init__(self, pipeline: Pipeline, threads: int) -> None:
+        self.pipeline = pipeline
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tavus-callbacks")
+
+    async def answer(self, request: Request) -> Response:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.pipeline.handle, request)
+
+
+def _internal_error() -> Response:
+    return Response.json(500, {"error": "internal error; see the server's log"}, outcome=Outcome("error"))
+
+
+# -- the ASGI app -------------------------------------------------------------------------------
+
+def _headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return headers
 
 
-class CallbackApp:
-    """WSGI app around a Pipeline: environ -> Request, Response -> start_response, one access line each."""
+class _Gone(Exception):
+    """The client hung up before its body arrived: nobody to answer."""
 
-    def __init__(self, pipeline: Pipeline, read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
+
+class CallbackApp:
+    """ASGI app around a Pipeline: scope -> Request, Response -> ASGI messages, one access line each."""
+
+    def __init__(self, pipeline: Pipeline, read_timeout: float = DEFAULT_READ_TIMEOUT, threads: int = DEFAULT_THREADS,
+                 ) -> None:
         self.pipeline = pipeline
         self.read_timeout = read_timeout
+        self.handler: Batches | Threads = (Batches(pipeline) if isinstance(pipeline.store, GroupCommit)
+                                           else Threads(pipeline, threads))
+        self.access = AccessLog(pipeline.settings.tokens) if access_log.isEnabledFor(logging.INFO) else None
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
         started = time.perf_counter()
         try:
-            response = self.answer(environ)
+            response = await self.answer(scope, receive)
+        except _Gone:
+            return
         except Exception:
             log.exception("unexpected error answering a request")
-            response = Response.json(500, {"error": "internal error; see the server's log"},
-                                     outcome=Outcome("error"))
-        headers = [*response.headers.items(), ("Content-Length", str(len(response.body)))]
-        start_response(f"{response.status} {_reason(response.status)}", headers)
-        self._log(environ, response, started)
-        return [response.body]
+            response = _internal_error()
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+        self._log(scope, response, started)
 
-    def answer(self, environ: dict[str, Any]) -> Response:
+    async def answer(self, scope: Scope, receive: Receive) -> Response:
         """The pipeline's answer; the body is read only when the request may carry one we would accept."""
-        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        method = scope["method"]
         head = Request(
             method=method,
-            path=environ.get("PATH_INFO") or "/",
-            query=dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)),
-            headers=_headers(environ),
+            path=scope["path"] or "/",
+            query=dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)),
+            headers=_headers(scope),
         )
         if method != "POST":
             return self.pipeline.handle(head)
         limit = self.pipeline.settings.max_body_bytes
-        length = _content_length(environ)
+        length = _content_length(head.headers)
         if length is not None and length > limit:
             # Not read: the pipeline answers 401 to a stranger, and 413 to a sender we know.
             return self.pipeline.handle(head) if not self._authorized(head) else too_large(limit)
         try:
-            body = self._read_body(environ, length, limit)
+            async with asyncio.timeout(self.read_timeout):  # the whole body, not each read
+                body = await _read_body(receive, limit)
         except TimeoutError:
             return Response.json(408, {"error": f"the body did not arrive within {self.read_timeout:g} s"},
                                  outcome=Outcome("timeout"))
@@ -286,44 +340,25 @@ class CallbackApp:
         if length is not None and len(body) < length:
             return Response.json(400, {"error": "the body is shorter than its Content-Length"},
                                  outcome=Outcome("truncated"))
-        return self.pipeline.handle(replace(head, body=body))
+        return await self.handler.answer(replace(head, body=body))
 
     def _authorized(self, head: Request) -> bool:
         from .auth import is_authorized
 
         return is_authorized(head, self.pipeline.settings.tokens)
 
-    def _read_body(self, environ: dict[str, Any], length: int | None, limit: int) -> bytes | None:
-        """The body (at most `limit` bytes; None when a chunked body runs over).
-
-        The whole body must arrive within the read timeout, not each read: a client trickling one
-        byte a second would otherwise hold a thread for as long as it likes.
-        """
-        sock = environ.get("gunicorn.socket")
-        stream = environ["wsgi.input"]
-        if sock is not None:
-            _deadlines[id(sock)] = time.monotonic() + self.read_timeout
-        try:
-            if length is not None:
-                data: bytes = stream.read(length) if length else b""
-                return data
-            data = stream.read(limit + 1)
-            return None if len(data) > limit else data
-        finally:
-            if sock is not None and _deadlines.pop(id(sock), None) is not None:
-                with contextlib.suppress(OSError):
-                    sock.settimeout(_TimedSocket.timeout_seconds)
-
-    def _log(self, environ: Mapping[str, Any], response: Response, started: float) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
+    def _log(self, scope: Scope, response: Response, started: float) -> None:
+        if self.access is None:
             return
         outcome = response.outcome
+        client = scope.get("client")
+        path = str(scope["path"] or "/")[:200]
         extra: dict[str, Any] = {
-            "method": environ.get("REQUEST_METHOD"),
-            "path": str(environ.get("PATH_INFO") or "/")[:200],
+            "method": scope["method"],
+            "path": path,
             "status": response.status,
             "ms": round((time.perf_counter() - started) * 1000, 2),
-            "remote": environ.get("REMOTE_ADDR"),
+            "remote": client[0] if client else None,
         }
         if outcome is not None:
             extra["result"] = outcome.result
@@ -333,12 +368,48 @@ class CallbackApp:
                 extra["type"] = outcome.event_type
             if outcome.conversation_id:
                 extra["conversation_id"] = outcome.conversation_id
-        access_log.info("%s %s %s", extra["method"], extra["path"], response.status, extra=extra)
+        self.access.write(f"{scope['method']} {path} {response.status}", extra)
 
 
+class AccessLog:
+    """The access line of each request, in the JSON shape of every other line, written to stderr in one call.
 
-def _content_length(environ: Mapping[str, Any]) -> int | None:
-    raw = environ.get("CONTENT_LENGTH")
+    It skips the logging machinery (a record, the caller's frame, filters): that cost as much per request
+    as storing a small event. The path, the only part a client chose, is redacted like any line.
+    """
+
+    def __init__(self, tokens: Iterable[str] = (), fd: int = 2) -> None:
+        self.tokens = tuple(tokens)
+        self.fd = fd
+        self.pid = os.getpid()
+
+    def write(self, message: str, extra: dict[str, Any]) -> None:
+        now = time.time()
+        line = {"time": _utc_stamp(now), "level": "info", "logger": access_log.name, "pid": self.pid,
+                "message": redact(message, self.tokens), **extra, "path": redact(extra["path"], self.tokens)}
+        with contextlib.suppress(OSError):  # a closed or full stderr must not fail the request
+            os.write(self.fd, orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The body, or None as soon as it runs over `limit` bytes (chunked bodies have no length to check first)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Gone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    raw = headers.get("content-length")
     if raw in (None, ""):
         return None
     try:
@@ -366,42 +437,50 @@ class ServeOptions:
         return f"http://{host}:{self.port}/"
 
 
-class Server(BaseApplication):  # type: ignore[misc]
-    """gunicorn, configured in code: `workers` processes of `threads` threads, each building its Pipeline."""
+# What each worker process needs, handed down in its environment (uvicorn starts workers afresh).
+_WORKER_ENV = "TAVUS_SERVE_WORKER"
 
-    def __init__(self, settings: Settings, options: ServeOptions) -> None:
-        self.settings = settings
-        self.options = options
-        super().__init__()
 
-    def load_config(self) -> None:
-        o = self.options
-        config: dict[str, Any] = {
-            "bind": [f"[{o.host}]:{o.port}" if ":" in o.host else f"{o.host}:{o.port}"],
-            "workers": o.workers,
-            "worker_class": ThreadWorker,
-            "threads": o.threads,
-            "keepalive": 5,
-            "timeout": 30,
-            "graceful_timeout": 10,
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": o.log_level,
-            "logger_class": GunicornLogger,
-            "proc_name": "tavus-callbacks",
-            "control_socket_disable": True,
-        }
-        for key, value in config.items():
-            if key in self.cfg.settings:
-                self.cfg.set(key, value)
+def worker_app() -> CallbackApp:
+    """The app of one worker process: its own Pipeline, built from what `run` put in the environment."""
+    options = orjson.loads(os.environ[_WORKER_ENV])
+    settings = Settings.from_env(os.environ)
+    configure_logging(options["log_level"], settings.tokens)
+    CallbackProtocol.headers_timeout = options["read_timeout"]
+    app = CallbackApp(Pipeline(settings), read_timeout=options["read_timeout"], threads=options["threads"])
+    # What start-up made lives as long as the process: the cyclic collector need not scan it again, and
+    # each request makes few cycles, so it runs less often.
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 50)
+    return app
 
-    def load(self) -> CallbackApp:
-        """Runs in each worker after the fork: its own SDK clients, its own Pipeline."""
-        from .clients import clear_clients
 
-        clear_clients()  # the master's checks may have made clients; their pools must not cross a fork
-        _TimedSocket.timeout_seconds = self.options.read_timeout
-        return CallbackApp(Pipeline(self.settings), read_timeout=self.options.read_timeout)
+def serve(settings: Settings, options: ServeOptions) -> None:
+    """Run uvicorn with `options.workers` processes until stopped (SIGINT / SIGTERM: graceful)."""
+    os.environ.update({
+        "TAVUS_STORE_URL": settings.store_url,
+        "TAVUS_CALLBACK_TOKENS": ",".join(settings.tokens),
+        "TAVUS_MAX_BODY_BYTES": str(settings.max_body_bytes),
+        _WORKER_ENV: orjson.dumps({"read_timeout": options.read_timeout, "threads": options.threads,
+                                   "log_level": options.log_level}).decode(),
+    })
+    if settings.forward_url:
+        os.environ["TAVUS_FORWARD_URL"] = settings.forward_url
+    CallbackProtocol.headers_timeout = options.read_timeout
+    uvicorn.run(
+        f"{__name__}:worker_app", factory=True, host=options.host, port=options.port, workers=options.workers,
+        http=CallbackProtocol, loop="uvloop" if _has_uvloop() else "asyncio", lifespan="off",
+        access_log=False, log_config=None, log_level=options.log_level, server_header=False, proxy_headers=False,
+        timeout_keep_alive=5, timeout_graceful_shutdown=10, backlog=2048,
+    )
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # -- the `serve` subcommand ----------------------------------------------------------------------
@@ -419,7 +498,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, metavar="N",
                         help="worker processes (env TAVUS_WORKERS; default: one per CPU)")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help=f"threads per worker (env TAVUS_THREADS; default {DEFAULT_THREADS})")
+                        help="threads per worker for a cloud store; a local folder is written in batches by one "
+                             f"(env TAVUS_THREADS; default {DEFAULT_THREADS})")
     parser.add_argument("--max-body-bytes", type=int, metavar="N",
                         help="largest body accepted (env TAVUS_MAX_BODY_BYTES; default 5 MiB)")
     parser.add_argument("--read-timeout", type=float, metavar="SECONDS",
@@ -437,9 +517,8 @@ def run(args: argparse.Namespace) -> int:
     where = Pipeline(settings).store.url  # fail now, with a clear message, on a bad store or forward URL
     _check_port_free(options)
     configure_logging(options.log_level, settings.tokens)
-    GunicornLogger.tokens = settings.tokens
     print(banner(settings, options, generated, where), flush=True)
-    Server(settings, options).run()
+    serve(settings, options)
     return 0
 
 
@@ -477,7 +556,7 @@ def banner(settings: Settings, options: ServeOptions, generated: bool, store_url
     token = settings.tokens[0] if generated else "<your token>"
     lines = [
         f"tavus-callbacks serve: listening on {options.base_url} "
-        f"({options.workers} workers x {options.threads} threads), storing in {store_url or settings.store_url}",
+        f"({options.workers} worker processes), storing in {store_url or settings.store_url}",
         f"Callback URL: {options.base_url}?token={token}",
     ]
     if generated:

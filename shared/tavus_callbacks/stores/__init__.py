@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from .base import Blob, ObjectInfo, Store
+from .base import Blob, GroupCommit, ObjectInfo, Store
 
-__all__ = ["Blob", "ObjectInfo", "Store", "open_store", "split_store_url"]
+__all__ = ["Blob", "GroupCommit", "ObjectInfo", "Store", "open_store", "split_store_url"]
 
 
 def split_store_url(url: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ recordings the vendor writes beside our folders.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -66,3 +67,17 @@ class Store(Protocol):
 
     def locate(self, location: RecordingLocation) -> str | None:
         """The key of a recording in this store's own bucket, or None when it lives elsewhere."""
+
+
+class Commit(Protocol):
+    """Writes deferred together; `commit()` makes them durable or raises StoreUnavailable."""
+
+    def commit(self) -> None: ...
+
+
+@runtime_checkable
+class GroupCommit(Protocol):
+    """A store that can make many writes durable at once (the local folder: one sync for a batch)."""
+
+    def deferred(self) -> AbstractContextManager[Commit]:
+        """A block whose writes (in this thread) are durable only once its result's `commit()` returned."""

@@ -7,6 +7,9 @@ written temporary file over the object.
 Durability is a group commit: every write is followed by a wait for a file-system sync that began
 after it, and concurrent writers share one `syncfs` (Linux) instead of each paying for its own
 `fsync` of the file and of its folder. Elsewhere each file and folder is fsynced on its own.
+Inside `deferred()` a thread's writes are not synced one by one: one sync afterwards makes all of them
+durable, before anything they stored may be acknowledged. A crash before that sync can
+leave an object named but cut short; the next create-only write of the same object rewrites it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import errno
 import fcntl
 import functools
 import hashlib
+import logging
 import mimetypes
+import mmap
 import os
+import struct
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,11 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+import orjson
+
 from ..errors import PreconditionFailed, StoreError, StoreUnavailable
 from .base import Blob, ObjectInfo
 
 if TYPE_CHECKING:
     from ..recording import RecordingLocation
+
+log = logging.getLogger("tavus_callbacks")
 
 _HIDDEN = "."  # temporary and lock files start with a dot and are never listed
 
@@ -50,54 +60,73 @@ def _syncfs() -> Callable[[int], int] | None:
 
 
 class _GroupSync:
-    """Many writers, one sync: each waits for a sync that started after its own writes (group commit)."""
+    """Many writers, one sync: each waits for a sync that started after its own writes (group commit).
+
+    The writers may be threads of any process using the same folder: two counters in a small shared file
+    (`.sync`, memory-mapped) say how many syncs have started and finished, and an exclusive `flock` on it
+    lets one sync run at a time. A writer whose writes an already finished sync covered returns at once.
+    """
+
+    _COUNTERS = struct.Struct("<qqq")  # syncs started, syncs done, the last one that failed
 
     def __init__(self, root: str) -> None:
         self._root = root
+        self._lock = threading.Lock()
         self._fd: int | None = None
-        self._cond = threading.Condition()
-        self._started = 0  # syncs begun
-        self._done = 0  # syncs finished
-        self._failed = 0  # the last sync that failed
-        self._running = False
+        self._shared: mmap.mmap | None = None
 
     def wait(self, *paths: str) -> None:
         """Return once everything written before this call is on disk; `paths` are synced where syncfs is not."""
         if _syncfs() is None:
-            for path in paths:
+            for path in dict.fromkeys(paths):
                 _fsync(path)
             return
-        with self._cond:
-            target = self._started + 1  # a sync already running may have begun before our writes
-            while self._done < target:
-                if self._running:
-                    self._cond.wait()
-                    continue
-                self._running = True
-                self._started += 1
-                number = self._started
-                self._cond.release()
-                failed = True
-                try:
-                    failed = self._syncfs() != 0
-                except OSError:
-                    pass
-                finally:
-                    self._cond.acquire()
-                    self._running = False
-                    self._done = number
-                    if failed:
-                        self._failed = number
-                    self._cond.notify_all()
-            if self._failed >= target:
-                raise OSError(errno.EIO, "syncing the store's file system failed")
+        shared = self._open()
+        target = self._COUNTERS.unpack_from(shared)[0] + 1  # a sync running now may have begun before our writes
+        with self._lock:  # a thread of this process at a time, then a process at a time
+            assert self._fd is not None
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                started, done, failed = self._COUNTERS.unpack_from(shared)
+                if done < target:
+                    number = started + 1
+                    self._COUNTERS.pack_into(shared, 0, number, done, failed)
+                    ok = False
+                    with contextlib.suppress(OSError):
+                        ok = _syncfs()(self._fd) == 0  # type: ignore[misc]
+                    done, failed = number, failed if ok else number
+                    self._COUNTERS.pack_into(shared, 0, number, done, failed)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if failed >= target:
+            raise OSError(errno.EIO, "syncing the store's file system failed")
 
-    def _syncfs(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self._root, os.O_RDONLY)
-        syncfs = _syncfs()
-        assert syncfs is not None
-        return syncfs(self._fd)
+    def _open(self) -> mmap.mmap:
+        if self._shared is None:
+            with self._lock:
+                if self._shared is None:
+                    fd = os.open(os.path.join(self._root, f"{_HIDDEN}sync"), os.O_RDWR | os.O_CREAT, 0o644)
+                    if os.fstat(fd).st_size < self._COUNTERS.size:
+                        os.ftruncate(fd, self._COUNTERS.size)
+                    self._shared = mmap.mmap(fd, self._COUNTERS.size)
+                    self._fd = fd
+        return self._shared
+
+
+class PendingSync:
+    """Writes made durable together by one `commit()` (see LocalStore.deferred)."""
+
+    def __init__(self, sync: _GroupSync) -> None:
+        self._sync = sync
+        self.paths: list[str] = []  # what to fsync where the whole file system cannot be synced at once
+
+    def commit(self) -> None:
+        """Return once every write of the block is on disk; StoreUnavailable when that failed."""
+        if self.paths:
+            try:
+                self._sync.wait(*self.paths)
+            except OSError as exc:
+                raise _unavailable("sync", "the objects just written", exc) from exc
 
 
 def _fsync(path: str) -> None:
@@ -120,6 +149,7 @@ class LocalStore:
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the store folder {self.root}: {exc.strerror}") from exc
         self._sync = _GroupSync(self._root)
+        self._group = threading.local()  # .pending: the PendingSync of this thread's deferred() block
 
     @classmethod
     def from_url(cls, url: str) -> tuple[LocalStore, str]:
@@ -160,19 +190,26 @@ class LocalStore:
     def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
         path = self._path(key)
         directory = os.path.dirname(path)
+        group = getattr(self._group, "pending", None)
         try:
             tmp = self._write_temp(directory, data)
             try:
-                self._sync.wait(tmp)  # the bytes are on disk before the name points at them
-                os.link(tmp, path)
-                created = True
-            except FileExistsError:
-                created = False
+                if group is None:
+                    self._sync.wait(tmp)  # the bytes are on disk before the name points at them
+                try:
+                    os.link(tmp, path)
+                    created = True
+                except FileExistsError:
+                    created = _cut_short(path, data, content_type)
+                    if created:  # never acknowledged: this write is the one that stores it
+                        os.replace(tmp, path)
+                        log.warning("rewrote %s: it was cut short, as a crash before its sync leaves it", key)
             finally:
-                os.unlink(tmp)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
             # Also for a duplicate: the first writer may not have synced the name yet, and the caller
             # is about to acknowledge the object as durable.
-            self._sync.wait(directory)
+            self._durable(group, path, directory)
             return created
         except OSError as exc:
             raise _unavailable("create", key, exc) from exc
@@ -197,9 +234,11 @@ class LocalStore:
                 if (current is None) != (version is None) or (current and current.version != version):
                     raise PreconditionFailed(f"{key} changed since it was read")
                 tmp = self._write_temp(directory, data)
-                self._sync.wait(tmp)
+                group = getattr(self._group, "pending", None)
+                if group is None:
+                    self._sync.wait(tmp)
                 os.replace(tmp, path)
-                self._sync.wait(directory)
+            self._durable(group, path, directory)
         except OSError as exc:
             raise _unavailable("replace", key, exc) from exc
         return _version(data)
@@ -215,6 +254,32 @@ class LocalStore:
         content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
                           content_type=content_type)
+
+    # -- durability --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[PendingSync]:
+        """Writes this thread makes inside the block are not synced one by one; the block's result syncs them.
+
+        Call its `commit()` (from any thread) before acknowledging anything written in the block: one
+        sync for all of them. Blocks nest; the inner ones share the outermost one's result.
+        """
+        current = getattr(self._group, "pending", None)
+        if current is not None:
+            yield current
+            return
+        pending = PendingSync(self._sync)
+        self._group.pending = pending
+        try:
+            yield pending
+        finally:
+            self._group.pending = None
+
+    def _durable(self, group: PendingSync | None, path: str, directory: str) -> None:
+        """Sync a write now, or note it for the deferred sync it is part of."""
+        if group is None:
+            self._sync.wait(path, directory)
+        else:
+            group.paths += (path, directory)
 
     # -- tools -------------------------------------------------------------------------
     def iter_keys(self, prefix: str) -> Iterator[str]:
@@ -251,6 +316,25 @@ class LocalStore:
             yield
         finally:
             os.close(fd)
+
+
+def _cut_short(path: str, data: bytes, content_type: str) -> bool:
+    """Whether the object already at `path` is a damaged copy of `data` rather than the object itself.
+
+    Names are derived from content, so an intact object under the same name holds the same bytes, or (for
+    JSON) a document written by another version of this package, which is kept. Anything else, such as an
+    empty or truncated file, is what a crash leaves of an object whose sync never completed.
+    """
+    with open(path, "rb") as f:
+        existing = f.read()
+    if existing == data:
+        return False
+    if content_type != "application/json":
+        return True
+    try:
+        return not isinstance(orjson.loads(existing), dict)
+    except orjson.JSONDecodeError:
+        return True
 
 
 def _unavailable(op: str, key: str, exc: OSError) -> StoreUnavailable:
