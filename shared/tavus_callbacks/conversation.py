@@ -304,11 +304,15 @@ class ConversationFolder:
         raise self._contended(key)
 
     def _attempts(self) -> Iterator[int]:
-        """Compare-and-swap attempts: jittered, growing backoff between them, bounded in count and time."""
+        """Compare-and-swap attempts: jittered, growing backoff between them, bounded in count and time.
+
+        The first retry is immediate: a conflict means another writer has just finished, so the state
+        read again is most likely the one to build on; waiting only helps once writers keep colliding.
+        """
         deadline = time.monotonic() + self.budget_seconds
         for attempt in range(self.attempts):
-            if attempt:
-                pause = random.uniform(0, min(0.25, 0.004 * 2 ** attempt))
+            if attempt > 1:
+                pause = random.uniform(0, min(0.25, 0.004 * 2 ** (attempt - 1)))
                 if time.monotonic() + pause > deadline:
                     return
                 time.sleep(pause)

@@ -170,16 +170,27 @@ class StoredBatch:
     def __init__(self, pipeline: Pipeline, answers: list[Response | _Delivery], pending: Commit) -> None:
         self.pipeline = pipeline
         self._answers = answers
-        self._pending = pending
+        self._pending: Commit | None = pending
 
-    def answers(self) -> list[Response]:
-        answers = self._answers
+    @property
+    def forwards(self) -> bool:
+        """Whether `answers()` publishes to a bus (network calls), beyond building the answers."""
+        return self.pipeline.forwarder is not None and any(isinstance(a, _Delivery) for a in self._answers)
+
+    def commit(self) -> None:
+        """Wait until the batch is durable (the only blocking part without a forwarder); once."""
+        if self._pending is None:
+            return
         try:
             self._pending.commit()
         except StoreUnavailable as exc:  # the batch's sync failed: none of it may be acknowledged
             failed = self.pipeline._store_unavailable(exc)
-            answers = [failed if isinstance(a, _Delivery) else a for a in answers]
-        return [self.pipeline._finish(a) if isinstance(a, _Delivery) else a for a in answers]
+            self._answers = [failed if isinstance(a, _Delivery) else a for a in self._answers]
+        self._pending = None
+
+    def answers(self) -> list[Response]:
+        self.commit()
+        return [self.pipeline._finish(a) if isinstance(a, _Delivery) else a for a in self._answers]
 
 
 class _NoCommit:

@@ -242,7 +242,11 @@ class Batches:
 
     async def _answer(self, batch: list[tuple[Request, asyncio.Future[Response]]], stored: StoredBatch) -> None:
         try:
-            answers = await asyncio.to_thread(stored.answers)
+            if stored.forwards:  # publishing is network I/O: all of it on a thread
+                answers = await asyncio.to_thread(stored.answers)
+            else:
+                await asyncio.to_thread(stored.commit)
+                answers = stored.answers()
         except Exception:
             log.exception("unexpected error answering a batch of %d requests", len(batch))
             answers = [_internal_error()] * len(batch)

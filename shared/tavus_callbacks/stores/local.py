@@ -20,13 +20,14 @@ import errno
 import fcntl
 import functools
 import hashlib
+import itertools
 import logging
 import mimetypes
 import mmap
 import os
+import secrets
 import struct
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,6 +130,28 @@ class PendingSync:
                 raise _unavailable("sync", "the objects just written", exc) from exc
 
 
+@functools.lru_cache(maxsize=4096)  # a conversation's keys come back with each of its events
+def _joined(root: str, key: str) -> str:
+    parts = key.split("/")
+    if (not key or key.startswith("/") or "\\" in key or "\x00" in key
+            or any(p in ("", ".", "..") or p.startswith(_HIDDEN) for p in parts)):
+        raise StoreError(f"refusing an unsafe object key {key[:200]!r}")
+    return os.path.join(root, *parts)
+
+
+_serial = itertools.count()
+_prefix: tuple[int, str] = (0, "")
+
+
+def _temp_prefix() -> str:
+    """Unique to this process (a random part, in case its id was used by one that left files behind)."""
+    global _prefix
+    pid = os.getpid()
+    if _prefix[0] != pid:
+        _prefix = (pid, f"{pid}-{secrets.token_hex(4)}-")
+    return _prefix[1]
+
+
 def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -165,14 +188,10 @@ class LocalStore:
 
     # -- paths -----------------------------------------------------------------------------
     def _path(self, key: str) -> str:
-        parts = key.split("/")
-        if (not key or key.startswith("/") or "\\" in key or "\x00" in key
-                or any(p in ("", ".", "..") or p.startswith(_HIDDEN) for p in parts)):
-            raise StoreError(f"refusing an unsafe object key {key[:200]!r}")
-        return os.path.join(self._root, *parts)
+        return _joined(self._root, key)
 
     def _write_temp(self, directory: str, data: bytes) -> str:
-        tmp = os.path.join(directory, f"{_HIDDEN}tmp-{uuid.uuid4().hex}")
+        tmp = os.path.join(directory, f"{_HIDDEN}tmp-{_temp_prefix()}{next(_serial)}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:
