@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_serve.py [--seconds 10] [--connections 16] [--loader auto|wrk|python]
 
-Starts `serve` on a fresh folder (every event fsynced before its 200) and the vendor's receiver
+Starts `serve` on a fresh folder (every event synced to disk before its 200) and the vendor's receiver
 (bench/vendor_flask_receiver.py, run as the vendor runs it: `python server.py`, Flask's debug server),
 drives each in turn with DISTINCT callbacks (8 kinds, each conversation a new id, times that move on),
 prints requests/s of each and their ratio (target: serve at least 3x), then checks that every event
@@ -342,7 +342,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; store: {store} on {fs}"
           + (" (fsync is a no-op there: not durable)" if fs in ("tmpfs", "ramfs") else ""))
 
-    label = f"serve ({workers}x{args.threads}, {'fsync' if fs not in ('tmpfs', 'ramfs') else 'no fsync'})"
+    label = f"serve ({workers} workers, {'durable' if fs not in ('tmpfs', 'ramfs') else 'on tmpfs: not durable'})"
     ours_runs: list[Result] = []
     vendor_runs: list[Result] = []
     server: ServeProcess = start_serve(store_url=store.as_uri(), tokens=(TOKEN,), workers=workers,

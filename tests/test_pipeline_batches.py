@@ -147,3 +147,21 @@ def test_deferred_writes_are_synced_only_by_their_commit(tmp_path: Path) -> None
     pending.commit()
     started, done = syncs(tmp_path)
     assert started == before[0] + 1 and done == started
+
+
+def _create_many(root: str, worker: int) -> int:
+    store = LocalStore(root)
+    return sum(store.create(f"c/events/{worker}-{n}.json", b"{}") for n in range(40))
+
+
+def test_processes_sharing_a_folder_share_its_syncs(tmp_path: Path) -> None:
+    # Each create waits twice for a sync begun after its writes (the bytes, then the name); a sync begun
+    # by another process may be the one.
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        created = pool.starmap(_create_many, [(str(tmp_path), w) for w in range(3)])
+    assert created == [40, 40, 40]
+    assert len(list((tmp_path / "c" / "events").iterdir())) == 120
+    started, done = syncs(tmp_path)
+    assert 1 <= done == started <= 2 * 120

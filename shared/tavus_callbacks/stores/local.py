@@ -26,7 +26,6 @@ import mimetypes
 import mmap
 import os
 import secrets
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,18 +62,20 @@ def _syncfs() -> Callable[[int], int] | None:
 class _GroupSync:
     """Many writers, one sync: each waits for a sync that started after its own writes (group commit).
 
-    The writers may be threads of any process using the same folder: two counters in a small shared file
-    (`.sync`, memory-mapped) say how many syncs have started and finished, and an exclusive `flock` on it
-    lets one sync run at a time. A writer whose writes an already finished sync covered returns at once.
+    The writers may be threads of any process using the same folder: three counters in a small shared
+    file (`.sync`, memory-mapped) say how many syncs have started and finished and which one last failed,
+    and an exclusive `flock` on it lets one sync run at a time. A writer whose writes a sync begun after
+    them has covered returns at once. The counters are aligned 64-bit integers read and written whole,
+    so a writer may read how many syncs have started without taking the lock.
     """
 
-    _COUNTERS = struct.Struct("<qqq")  # syncs started, syncs done, the last one that failed
+    _STARTED, _DONE, _FAILED = range(3)
 
     def __init__(self, root: str) -> None:
         self._root = root
         self._lock = threading.Lock()
         self._fd: int | None = None
-        self._shared: mmap.mmap | None = None
+        self._counters: ctypes.Array[ctypes.c_int64] | None = None
 
     def wait(self, *paths: str) -> None:
         """Return once everything written before this call is on disk; `paths` are synced where syncfs is not."""
@@ -82,36 +83,37 @@ class _GroupSync:
             for path in dict.fromkeys(paths):
                 _fsync(path)
             return
-        shared = self._open()
-        target = self._COUNTERS.unpack_from(shared)[0] + 1  # a sync running now may have begun before our writes
+        counters = self._open()
+        target = counters[self._STARTED] + 1  # a sync running now may have begun before our writes
         with self._lock:  # a thread of this process at a time, then a process at a time
             assert self._fd is not None
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                started, done, failed = self._COUNTERS.unpack_from(shared)
-                if done < target:
-                    number = started + 1
-                    self._COUNTERS.pack_into(shared, 0, number, done, failed)
+                if counters[self._DONE] < target:
+                    number = counters[self._STARTED] + 1
+                    counters[self._STARTED] = number
                     ok = False
                     with contextlib.suppress(OSError):
                         ok = _syncfs()(self._fd) == 0  # type: ignore[misc]
-                    done, failed = number, failed if ok else number
-                    self._COUNTERS.pack_into(shared, 0, number, done, failed)
+                    if not ok:
+                        counters[self._FAILED] = number
+                    counters[self._DONE] = number
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-        if failed >= target:
+        if counters[self._FAILED] >= target:
             raise OSError(errno.EIO, "syncing the store's file system failed")
 
-    def _open(self) -> mmap.mmap:
-        if self._shared is None:
+    def _open(self) -> ctypes.Array[ctypes.c_int64]:
+        if self._counters is None:
             with self._lock:
-                if self._shared is None:
+                if self._counters is None:
+                    size = ctypes.sizeof(ctypes.c_int64) * 3
                     fd = os.open(os.path.join(self._root, f"{_HIDDEN}sync"), os.O_RDWR | os.O_CREAT, 0o644)
-                    if os.fstat(fd).st_size < self._COUNTERS.size:
-                        os.ftruncate(fd, self._COUNTERS.size)
-                    self._shared = mmap.mmap(fd, self._COUNTERS.size)
+                    if os.fstat(fd).st_size < size:
+                        os.ftruncate(fd, size)
+                    self._counters = (ctypes.c_int64 * 3).from_buffer(mmap.mmap(fd, size))
                     self._fd = fd
-        return self._shared
+        return self._counters
 
 
 class PendingSync:
