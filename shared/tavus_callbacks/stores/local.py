@@ -25,6 +25,7 @@ import logging
 import mimetypes
 import mmap
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -132,13 +133,15 @@ class PendingSync:
                 raise _unavailable("sync", "the objects just written", exc) from exc
 
 
-@functools.lru_cache(maxsize=4096)  # a conversation's keys come back with each of its events
+# An empty key or part ("//", a leading or trailing "/"), a part starting with "." (".", "..", and our
+# hidden files), a backslash or a NUL.
+_UNSAFE_KEY = re.compile(r"(?:^|/)(?:\.|/|$)|\\|\x00")
+
+
 def _joined(root: str, key: str) -> str:
-    parts = key.split("/")
-    if (not key or key.startswith("/") or "\\" in key or "\x00" in key
-            or any(p in ("", ".", "..") or p.startswith(_HIDDEN) for p in parts)):
+    if _UNSAFE_KEY.search(key):
         raise StoreError(f"refusing an unsafe object key {key[:200]!r}")
-    return os.path.join(root, *parts)
+    return f"{root}{os.sep}{key}" if os.sep == "/" else os.path.join(root, *key.split("/"))
 
 
 _serial = itertools.count()
@@ -210,7 +213,7 @@ class LocalStore:
     # -- the four primitives -----------------------------------------------------------
     def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
         path = self._path(key)
-        directory = os.path.dirname(path)
+        directory = path[:path.rindex(os.sep)]
         group = getattr(self._group, "pending", None)
         try:
             tmp = self._write_temp(directory, data)
