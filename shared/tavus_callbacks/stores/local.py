@@ -1,15 +1,16 @@
 """The local folder store: create-only by hard link, atomic replace by rename, synced before success.
 
-Compare-and-swap holds across threads and processes: a replace takes an exclusive `flock` on a
-lock file beside the object, checks the version (a hash of the content) and renames a fully
-written temporary file over the object.
+Compare-and-swap holds across threads and processes: a replace takes an exclusive `flock` on the
+object's folder, checks the version (a hash of the content) and renames a fully written temporary
+file over the object.
 
 Durability is a group commit: every write is followed by a wait for a file-system sync that began
 after it, and concurrent writers share one `syncfs` (Linux) instead of each paying for its own
 `fsync` of the file and of its folder. Elsewhere each file and folder is fsynced on its own.
 Inside `deferred()` a thread's writes are not synced one by one: one sync afterwards makes all of them
-durable, before anything they stored may be acknowledged. A crash before that sync can
-leave an object named but cut short; the next create-only write of the same object rewrites it.
+durable, before anything they stored may be acknowledged. A crash before that sync can leave an object
+named but cut short: the next create-only write of the same object rewrites it, and a state file the
+conversation fold cannot read is rebuilt from the events stored beside it.
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ class LocalStore:
         path = self._path(key)
         directory = os.path.dirname(path)
         try:
-            with self._locked(directory, os.path.basename(path)):
+            with self._locked(directory):
                 current = self.read(key)
                 if (current is None) != (version is None) or (current and current.version != version):
                     raise PreconditionFailed(f"{key} changed since it was read")
@@ -328,13 +329,13 @@ class LocalStore:
         return None
 
     @contextlib.contextmanager
-    def _locked(self, directory: str, name: str) -> Iterator[None]:
-        lock = os.path.join(directory, f"{_HIDDEN}{name}.lock")
+    def _locked(self, directory: str) -> Iterator[None]:
+        """The folder itself, locked: replaces of its objects take turns across threads and processes."""
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             os.makedirs(directory, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
