@@ -104,6 +104,9 @@ class Pipeline:
             return self._store(request.body)
         except StoreUnavailable as exc:
             return self._store_unavailable(exc)
+        except Exception:  # a bug: this request's answer only, not its batch's
+            log.exception("unexpected error storing a callback")
+            return internal_error()
 
     def _store(self, body: bytes) -> Response | _Delivery:
         payload = decode(body)
@@ -134,6 +137,11 @@ class Pipeline:
             except StoreUnavailable as exc:
                 for delivery in batch:
                     delivery.failed = self._store_unavailable(exc)
+                continue
+            except Exception:  # a bug: this conversation's answers only
+                log.exception("unexpected error folding conversation %s", batch[0].record.event.conversation_id)
+                for delivery in batch:
+                    delivery.failed = internal_error()
                 continue
             for delivery, copy_failed in zip(batch, flags, strict=True):
                 delivery.copy_failed = copy_failed
@@ -261,6 +269,11 @@ def decode(body: bytes) -> Any:
 
 def too_large(limit: int) -> Response:
     return Response.json(413, {"error": f"the body is larger than {limit} bytes"}, outcome=Outcome("too_large"))
+
+
+def internal_error() -> Response:
+    """What a bug answers (never what the sender did): 500, details only in the log."""
+    return Response.json(500, {"error": "internal error; see the server's log"}, outcome=Outcome("error"))
 
 
 def unavailable(message: str, result: str) -> Response:

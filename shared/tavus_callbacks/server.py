@@ -32,7 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import ConfigError
 from .http import Outcome, Request, Response
-from .pipeline import Pipeline, StoredBatch, too_large
+from .pipeline import Pipeline, StoredBatch, internal_error, too_large
 from .settings import Settings, parse_tokens
 from .stores import GroupCommit
 
@@ -232,7 +232,7 @@ class Batches:
                                                         [r for r, _ in batch])
                 except Exception:
                     log.exception("unexpected error storing a batch of %d requests", len(batch))
-                    _settle(batch, [_internal_error()] * len(batch))
+                    _settle(batch, [internal_error()] * len(batch))
                     continue
                 task = loop.create_task(self._answer(batch, stored))
                 self._syncing.add(task)
@@ -249,7 +249,7 @@ class Batches:
                 answers = stored.answers()
         except Exception:
             log.exception("unexpected error answering a batch of %d requests", len(batch))
-            answers = [_internal_error()] * len(batch)
+            answers = [internal_error()] * len(batch)
         _settle(batch, answers)
 
 
@@ -268,10 +268,6 @@ class Threads:
 
     async def answer(self, request: Request) -> Response:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.pipeline.handle, request)
-
-
-def _internal_error() -> Response:
-    return Response.json(500, {"error": "internal error; see the server's log"}, outcome=Outcome("error"))
 
 
 # -- the ASGI app -------------------------------------------------------------------------------
@@ -310,7 +306,7 @@ class CallbackApp:
             return
         except Exception:
             log.exception("unexpected error answering a request")
-            response = _internal_error()
+            response = internal_error()
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
         headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
