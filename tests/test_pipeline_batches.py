@@ -165,3 +165,25 @@ def test_processes_sharing_a_folder_share_its_syncs(tmp_path: Path) -> None:
     assert len(list((tmp_path / "c" / "events").iterdir())) == 120
     started, done = syncs(tmp_path)
     assert 1 <= done == started <= 2 * 120
+
+
+class BrokenForOne(LocalStore):
+    """A local folder with a bug on one object: creating it raises something no store should."""
+
+    broken = ""
+
+    def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
+        if self.broken and self.broken in key:
+            raise RuntimeError("a bug")
+        return super().create(key, data, content_type)
+
+
+def test_a_bug_on_one_request_answers_500_for_it_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = BrokenForOne(tmp_path)
+    pipeline = Pipeline(Settings(tokens=(TOKEN,)), store=store)
+    store.broken = "guardrail"
+    answers = pipeline.handle_many([callback(p) for p in PAYLOADS])
+    broken = [i for i, p in enumerate(PAYLOADS) if "guardrail" in str(p.get("properties", {}))]
+    assert broken and [a.status for a in answers] == [500 if i in broken else 200 for i in range(len(PAYLOADS))]
+    assert "unexpected error storing a callback" in caplog.text
+    assert len(conversation_state(tmp_path)["events"]) == len(PAYLOADS) - len(broken)
