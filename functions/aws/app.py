@@ -13,9 +13,6 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-# Cold start: pydantic otherwise scans the metadata of every installed package for plugins.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit, single_metric

@@ -7,12 +7,8 @@ Translation only: `azure.functions.HttpRequest` becomes the core Request, the co
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict
 from urllib.parse import parse_qsl, urlsplit
-
-# Cold start: pydantic otherwise scans the metadata of every installed package for plugins.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import azure.functions as func
 from tavus_callbacks.http import Request, Response

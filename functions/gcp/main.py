@@ -10,9 +10,6 @@ import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-# Cold start: pydantic otherwise scans the metadata of every installed package for plugins.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
 import functions_framework
 import orjson
 from tavus_callbacks.http import Request, Response

@@ -1,45 +1,68 @@
-"""The shapes of the five callback families and `normalize`, which turns any body into one typed Event.
+"""`normalize`, which turns any callback body into one typed Event, and the Event itself.
 
 Families are told apart by shape (SPEC §1). Each known conversation `event_type` has a shape of its
-`properties`; the other families have a shape of the whole payload. `normalize` validates against the
-shape once, builds the `details` every consumer relies on (the keys are a contract, see detail_models()),
+`properties`; the other families have a shape of the whole payload (shapes.py). `normalize` validates against
+the shape once, builds the `details` every consumer relies on (the keys are a contract, see detail_models()),
 and never raises: a payload that fails its schema becomes an Event with `valid=False` and readable errors.
+Nothing here imports pydantic: a cold start pays for the checks it runs, not for pydantic's machinery.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
-from functools import cache, lru_cache, wraps
-from typing import Annotated, Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from functools import lru_cache, wraps
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
-from typing_extensions import TypedDict  # pydantic refuses typing.TypedDict before Python 3.12
-
+from .plain_validator import NOT_PLAIN, compile_plain
 from .recording import RecordingLocation, legacy_location, parse_storage_uri
 from .times import TimeParseError, to_utc_iso, to_utc_iso_or_none
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic_core import ValidationError
+
+    from .shapes import (
+        GuardrailPayload,
+        ObjectivePayload,
+        PalJoinedProperties,
+        PerceptionAnalysisProperties,
+        PerceptionUnavailableProperties,
+        PostCallActionProperties,
+        RecordingCopyFailedProperties,
+        RecordingReadyProperties,
+        ReplicaJoinedProperties,
+        ReplicaTrainingPayload,
+        ShutdownProperties,
+        TranscriptionReadyProperties,
+        VideoGenerationPayload,
+    )
 
 Family = Literal["conversation", "guardrail", "objective", "replica_training", "video_generation", "unrecognized"]
 
 
-class Event(BaseModel):
+@dataclass(frozen=True)
+class Event:
     """A normalized callback: what it is, whom it is about, when, and its per-type fields in `details`."""
 
-    # Built on first validation, not at import: the hot path sets checked fields directly (see _event).
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    # A plain dataclass, so that normalizing needs no pydantic; pydantic still gives its JSON Schema (with
+    # these attribute docstrings as descriptions), and validates and dumps it: see model_validate/model_dump.
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"use_attribute_docstrings": True}
 
     family: Family
-    type: str = Field(description="CloudEvents type, e.g. io.tavus.conversation.system.shutdown")
+    type: str
+    """CloudEvents type, e.g. io.tavus.conversation.system.shutdown"""
     event_type: str | None = None
     message_type: str | None = None
     conversation_id: str | None = None
     replica_id: str | None = None
     video_id: str | None = None
-    time: str | None = Field(default=None, description="UTC ISO-8601, e.g. 2025-07-11T06:45:47.472000Z")
+    time: str | None = None
+    """UTC ISO-8601, e.g. 2025-07-11T06:45:47.472000Z"""
     valid: bool = True
-    errors: list[str] = Field(default_factory=list)
-    details: dict[str, Any] = Field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def subject(self) -> str | None:
@@ -51,6 +74,20 @@ class Event(BaseModel):
         if self.family == "unrecognized":
             return None
         return self.conversation_id
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Event:
+        """An Event from its dumped fields, checked by pydantic (raises pydantic's ValidationError)."""
+        from .schemas import event_adapter
+
+        return event_adapter().validate_python(data)
+
+    def model_dump(self, mode: Literal["python", "json"] = "python") -> dict[str, Any]:
+        """The fields as a new dict, as pydantic dumps them (mode="json": NaN and infinities become null)."""
+        from .schemas import event_adapter
+
+        dumped: dict[str, Any] = event_adapter().dump_python(self, mode=mode)
+        return dumped
 
 
 TYPE_PREFIX = "io.tavus."
@@ -66,160 +103,6 @@ _MAX_EVENT_TYPE = 100
 _NOT_TYPE_CHARS = re.compile(r"[^a-z0-9_]+")
 _MAX_ERRORS = 20
 MAX_DETAIL_DEPTH = 100  # raw values copied into details nest at most this deep; the payload keeps the rest
-
-
-# ---------------------------------------------------------------------------------------------------
-# What arrives: the payload shapes, validated once per callback into plain dicts (a model instance per
-# callback would cost more than the checks themselves). Unknown fields are ignored: the payload is
-# stored whole anyway. A field declared Opt[...] may be missing, and is None then.
-
-_V = TypeVar("_V")
-Opt = Annotated[_V, Field(default=None)]
-_PAYLOAD_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False)
-
-
-@with_config(_PAYLOAD_CONFIG)
-class ReplicaJoinedProperties(TypedDict):
-    """`system.replica_joined`: the replica is ready for the conversation."""
-
-    replica_id: Opt[Any]  # checked as a plain identifier by normalize
-
-
-@with_config(_PAYLOAD_CONFIG)
-class PalJoinedProperties(TypedDict):
-    """`system.pal_joined` (observed): arrives beside replica_joined, names the face."""
-
-    face_id: Opt[str | None]
-    replica_id: Opt[Any]  # checked as a plain identifier by normalize
-
-
-@with_config(_PAYLOAD_CONFIG)
-class ShutdownProperties(TypedDict):
-    """`system.shutdown`: the room shut down, for `shutdown_reason`."""
-
-    replica_id: Opt[Any]  # checked as a plain identifier by normalize
-    shutdown_reason: Opt[str | None]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class TranscriptTurn(TypedDict):
-    """One turn of a transcript; the per-turn timing fields only come with newer payloads."""
-
-    role: str
-    content: Opt[str | None]
-    timestamp: Opt[Any]
-    seconds_from_start: Opt[float | None]
-    duration: Opt[float | None]
-    inference_id: Opt[str | None]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class TranscriptionReadyProperties(TypedDict):
-    """`application.transcription_ready`: the conversation's chat history."""
-
-    replica_id: Opt[Any]  # checked as a plain identifier by normalize
-    transcript: list[TranscriptTurn]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class RecordingReadyProperties(TypedDict):
-    """`application.recording_ready`: `storage_provider` + `storage_uri`, or the legacy `bucket_name` + `s3_key`."""
-
-    replica_id: Opt[Any]  # checked as a plain identifier by normalize
-    storage_provider: Opt[str | None]
-    storage_uri: Opt[str | None]
-    bucket_name: Opt[str | None]
-    s3_key: Opt[str | None]
-    duration: Opt[float | None]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class RecordingCopyFailedProperties(TypedDict):
-    """`application.recording_copy_failed`: the vendor could not write the recording into the bucket."""
-
-    replica_id: Opt[Any]  # checked as a plain identifier by normalize
-    error_code: Opt[str | None]
-    error_message: Opt[str | None]
-    storage_provider: Opt[str | None]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class PerceptionAnalysisProperties(TypedDict):
-    """`application.perception_analysis`: the summary of what the replica saw (markdown text)."""
-
-    replica_id: Opt[Any]  # checked as a plain identifier by normalize
-    analysis: str | dict[str, Any] | list[Any]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class PerceptionUnavailableProperties(TypedDict):
-    """`application.perception_unavailable` (observed): no perception analysis, with a reason."""
-
-    replica_id: Opt[Any]  # checked as a plain identifier by normalize
-    reason: Opt[str | None]
-    perception_unavailable_reason: Opt[str | None]
-    message: Opt[str | None]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class PostCallActionProperties(TypedDict):
-    """`application.post_call_action_executed` (observed): a tool called after the conversation."""
-
-    replica_id: Opt[Any]  # checked as a plain identifier by normalize
-    tool_id: Opt[str | int | None]
-    tool_name: Opt[str | None]
-    status: Opt[str | None]
-    request: Opt[Any]
-    response: Opt[Any]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class GuardrailProperties(TypedDict):
-    guardrail: str
-
-
-@with_config(_PAYLOAD_CONFIG)
-class GuardrailPayload(TypedDict):
-    """A guardrail was triggered during a conversation."""
-
-    properties: GuardrailProperties
-
-
-@with_config(_PAYLOAD_CONFIG)
-class ObjectivePayload(TypedDict):
-    """An objective was completed during a conversation, with the variables it collected."""
-
-    objective_name: str
-    output_variables: Opt[dict[str, Any] | None]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class ReplicaTrainingPayload(TypedDict):
-    """Replica training finished: `ready`, or `error` with a message."""
-
-    status: str
-    error_message: Opt[str | None]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class VideoData(TypedDict):
-    script: Opt[str | None]
-
-
-@with_config(_PAYLOAD_CONFIG)
-class VideoGenerationPayload(TypedDict):
-    """Video generation finished (`ready`) or failed (`error`)."""
-
-    video_name: Opt[str | None]
-    status: str
-    status_details: Opt[str | None]
-    generation_progress: Opt[str | None]
-    download_url: Opt[str | None]
-    hosted_url: Opt[str | None]
-    stream_url: Opt[str | None]
-    data: Opt[VideoData | None]
-    created_at: Opt[Any]
-    updated_at: Opt[Any]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -360,37 +243,68 @@ def _post_call_action(m: PostCallActionProperties, raw: dict[str, Any]) -> Detai
 
 
 _Builder = Callable[[Any, dict[str, Any]], Details]
-Shape = type  # one of the TypedDicts above
+Shape = str  # the name of a payload shape in shapes.py (a TypedDict)
 
 # event_type -> (shape of its properties, builder of its details)
 CONVERSATION_TYPES: dict[str, tuple[Shape, _Builder]] = {
-    "system.replica_joined": (ReplicaJoinedProperties, _replica_joined),
-    "system.pal_joined": (PalJoinedProperties, _pal_joined),
-    "system.shutdown": (ShutdownProperties, _shutdown),
-    "application.transcription_ready": (TranscriptionReadyProperties, _transcription_ready),
-    "application.recording_ready": (RecordingReadyProperties, _recording_ready),
-    "application.recording_copy_failed": (RecordingCopyFailedProperties, _recording_copy_failed),
-    "application.perception_analysis": (PerceptionAnalysisProperties, _perception_analysis),
-    "application.perception_unavailable": (PerceptionUnavailableProperties, _perception_unavailable),
-    "application.post_call_action_executed": (PostCallActionProperties, _post_call_action),
+    "system.replica_joined": ("ReplicaJoinedProperties", _replica_joined),
+    "system.pal_joined": ("PalJoinedProperties", _pal_joined),
+    "system.shutdown": ("ShutdownProperties", _shutdown),
+    "application.transcription_ready": ("TranscriptionReadyProperties", _transcription_ready),
+    "application.recording_ready": ("RecordingReadyProperties", _recording_ready),
+    "application.recording_copy_failed": ("RecordingCopyFailedProperties", _recording_copy_failed),
+    "application.perception_analysis": ("PerceptionAnalysisProperties", _perception_analysis),
+    "application.perception_unavailable": ("PerceptionUnavailableProperties", _perception_unavailable),
+    "application.post_call_action_executed": ("PostCallActionProperties", _post_call_action),
 }
-FAMILY_SHAPES: list[Shape] = [GuardrailPayload, ObjectivePayload, ReplicaTrainingPayload, VideoGenerationPayload]
+FAMILY_SHAPES: tuple[Shape, ...] = ("GuardrailPayload", "ObjectivePayload", "ReplicaTrainingPayload",
+                                    "VideoGenerationPayload")
+
+
+@lru_cache(maxsize=1)
+def _core_schemas() -> dict[str, Any]:
+    """Shape name -> its pydantic-core schema, generated from shapes.py into _core_schemas.json."""
+    import os
+
+    import orjson
+
+    with open(os.path.join(os.path.dirname(__file__), "_core_schemas.json"), "rb") as file:
+        schemas: dict[str, Any] = orjson.loads(file.read())
+    return schemas
 
 
 class _Validators(dict[Shape, Callable[[Any], Any]]):
-    """shape -> its validator, which returns a plain dict with every field (None for a missing Opt field).
+    """shape -> a validator returning a plain dict with every field (None for a missing Opt field) or NOT_PLAIN.
 
-    Each validator is built the first time its shape is needed, not at import: a cold start pays
-    for the one or two shapes its first callback uses, not for all of them.
+    Both are what TypeAdapter(shape) would validate with, without pydantic's import and schema generation:
+    `_CHECK` checks plainly valid input in Python (plain_validator.py: a cold start's first callback usually
+    loads no pydantic-core) and answers NOT_PLAIN for the rest, which `_FULL`, pydantic-core's validator of
+    the same schema, then decides, wording the errors. Each is made the first time its shape is needed.
     """
 
+    def __init__(self, full: bool) -> None:
+        super().__init__()
+        self.full = full
+
     def __missing__(self, shape: Shape) -> Callable[[Any], Any]:
-        validator: Callable[[Any], Any] = TypeAdapter(shape).validator.validate_python
+        schema = _core_schemas()[shape]
+        validator = None if self.full else compile_plain(schema)
+        if validator is None:  # also for a schema the plain check declines
+            from pydantic_core import SchemaValidator
+
+            validator = SchemaValidator(schema).validate_python
         self[shape] = validator  # two threads may both build it: the same validator, harmlessly
         return validator
 
 
-_CHECK = _Validators()
+_CHECK = _Validators(full=False)
+_FULL = _Validators(full=True)
+
+
+def _validation_error() -> type[ValidationError]:
+    from pydantic_core import ValidationError
+
+    return ValidationError
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -474,7 +388,7 @@ def _guardrail(payload: dict[str, Any]) -> Event:
     errors: list[str] = []
     conversation_id = _plain_id(payload, "conversation_id", errors)
     time = _time(payload, "timestamp", errors)
-    details = _validate(GuardrailPayload, _guardrail_details, payload, "", errors)
+    details = _validate("GuardrailPayload", _guardrail_details, payload, "", errors)
     return _event("guardrail", GUARDRAIL_TYPE, conversation_id=conversation_id, time=time, errors=errors,
                   details=details)
 
@@ -487,7 +401,7 @@ def _objective(payload: dict[str, Any]) -> Event:
     errors: list[str] = []
     conversation_id = _plain_id(payload, "conversation_id", errors)
     time = _time(payload, "timestamp", errors)
-    details = _validate(ObjectivePayload, _objective_details, payload, "", errors)
+    details = _validate("ObjectivePayload", _objective_details, payload, "", errors)
     return _event("objective", OBJECTIVE_TYPE, conversation_id=conversation_id, time=time, errors=errors,
                   details=details)
 
@@ -500,7 +414,7 @@ def _replica_training(payload: dict[str, Any]) -> Event:
     errors: list[str] = []
     replica_id = _plain_id(payload, "replica_id", errors)
     time = _time(payload, "timestamp", errors)
-    details = _validate(ReplicaTrainingPayload, _replica_training_details, payload, "", errors)
+    details = _validate("ReplicaTrainingPayload", _replica_training_details, payload, "", errors)
     return _event("replica_training", f"{TYPE_PREFIX}replica.{status_part(payload.get('status'))}",
                   replica_id=replica_id, time=time, errors=errors, details=details)
 
@@ -513,7 +427,7 @@ def _video(payload: dict[str, Any]) -> Event:
     errors: list[str] = []
     video_id = _plain_id(payload, "video_id", errors)
     replica_id = _plain_id(payload, "replica_id", errors, required=False)
-    details = _validate(VideoGenerationPayload, _video_details, payload, "", errors)
+    details = _validate("VideoGenerationPayload", _video_details, payload, "", errors)
     created_at = _time(payload, "created_at", errors)
     updated_at = _time(payload, "updated_at", errors)
     if details:
@@ -593,13 +507,16 @@ def _time(container: dict[str, Any], name: str, errors: list[str]) -> str | None
 def _validate(shape: Shape, build: _Builder, raw: Any, prefix: str, errors: list[str]) -> Details:
     """Validate `raw` against `shape` and build the details; on failure record the errors and salvage."""
     try:
-        return build(_CHECK[shape](raw), raw)
-    except ValidationError as exc:
-        failed = _add_errors(exc, prefix, errors)
-        return _salvage(shape, raw, failed)
+        validated = _CHECK[shape](raw)
+        if validated is NOT_PLAIN:
+            validated = _FULL[shape](raw)
+        return build(validated, raw)
     except _Invalid as exc:
         errors.append(str(exc))
         return _salvage(shape, raw, set())
+    except _validation_error() as exc:  # looked up only when something was raised
+        failed = _add_errors(exc, prefix, errors)
+        return _salvage(shape, raw, failed)
 
 
 def _add_errors(exc: ValidationError, prefix: str, errors: list[str]) -> set[str]:
@@ -643,14 +560,14 @@ def _salvage(shape: Shape, raw: Any, failed: set[str]) -> Details:
     """The fields of a failed payload that were fine, as received."""
     if not isinstance(raw, dict) or "" in failed:
         return {}
-    return {k: raw[k] for k in shape.__annotations__ if k in raw and k not in failed}
+    return {k: raw[k] for k in _core_schemas()[shape]["fields"] if k in raw and k not in failed}
 
 
 def _event(family: Family, type_: str, *, errors: list[str], event_type: str | None = None,
            message_type: str | None = None, conversation_id: str | None = None, replica_id: str | None = None,
            video_id: str | None = None, time: str | None = None, details: Details | None = None) -> Event:
-    # Every value here is already checked, so this is Event.model_construct minus its per-field loop: it sets the
-    # same four attributes. Tests hold it to Event.model_validate(event.model_dump()) == event.
+    # Every value here is already checked, so the fields are set in one go, not through the frozen __setattr__.
+    # Tests hold it to Event.model_validate(event.model_dump()) == event.
     details = details or {}
     # Validated fields are shallow by their model; raw ones (and all of a salvage) are checked.
     if errors or not _RAW_DETAIL_KEYS.isdisjoint(details):
@@ -663,9 +580,6 @@ def _event(family: Family, type_: str, *, errors: list[str], event_type: str | N
     _set_dict(event, {"family": family, "type": type_, "event_type": event_type, "message_type": message_type,
                       "conversation_id": conversation_id, "replica_id": replica_id, "video_id": video_id,
                       "time": time, "valid": not errors, "errors": errors, "details": details})
-    _set_fields_set(event, set(_EVENT_FIELDS))
-    _set_extra(event, None)
-    _set_private(event, None)
     return event
 
 
@@ -681,12 +595,7 @@ def _shallow(node: dict[str, Any] | list[Any], levels: int) -> bool:
 
 _RAW_DETAIL_KEYS = frozenset({"properties", "output_variables", "request", "response", "analysis"})
 _new = object.__new__
-# The setters of BaseModel's four slots (what object.__setattr__ would look up on every call).
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-_EVENT_FIELDS = frozenset(Event.model_fields)
+_set_dict = Event.__dict__["__dict__"].__set__  # an instance's whole __dict__ at once
 
 
 def _kind(value: Any) -> str:
@@ -704,242 +613,32 @@ def _kind(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# What comes out: the details models, for the JSON Schema (built on first use: they cost import time).
+# What comes out, as JSON Schema: built by pydantic in schemas.py, imported only when asked for.
 
 
-@cache
 def detail_models() -> dict[str, type[BaseModel]]:
     """CloudEvents type -> the model of `details` for a valid event of that type."""
-    return dict(_build_detail_models())
+    from .schemas import detail_models
 
-
-def _build_detail_models() -> list[tuple[str, type[BaseModel]]]:
-    deferred = ConfigDict(defer_build=True)
-
-    class ReplicaJoinedDetails(BaseModel):
-        """system.replica_joined"""
-
-        model_config = deferred
-        replica_id: str | None
-
-    class PalJoinedDetails(BaseModel):
-        """system.pal_joined"""
-
-        model_config = deferred
-        face_id: str | None
-        replica_id: str | None
-
-    class ShutdownDetails(BaseModel):
-        """system.shutdown: the original text and its stable code (internal_error keeps the step)."""
-
-        model_config = deferred
-        replica_id: str | None
-        shutdown_reason: str | None
-        shutdown_code: Literal["max_call_duration", "participant_left_timeout", "participant_absent_timeout",
-                               "bot_could_not_join_meeting", "daily_room_deleted", "startup_exception",
-                               "end_conversation_endpoint_hit", "internal_error", "other"]
-        shutdown_step: str | None
-
-    class TranscriptTurnDetails(BaseModel):
-        """One transcript turn; timestamp normalized to UTC."""
-
-        model_config = deferred
-        role: str
-        content: str | None
-        timestamp: str | None
-        seconds_from_start: float | None
-        duration: float | None
-        inference_id: str | None
-
-    class TranscriptionReadyDetails(BaseModel):
-        """application.transcription_ready, with the turns counted."""
-
-        model_config = deferred
-        replica_id: str | None
-        transcript: list[TranscriptTurnDetails]
-        messages: int
-        user_turns: int
-        assistant_turns: int
-        system_messages: int
-
-    class RecordingReadyDetails(BaseModel):
-        """application.recording_ready: where the recording is (legacy = from bucket_name + s3_key)."""
-
-        model_config = deferred
-        storage_provider: Literal["s3", "gcs", "azure_blob"]
-        storage_uri: str
-        bucket: str
-        key: str
-        account: str | None
-        duration: float | None
-        legacy: bool
-        replica_id: str | None
-
-    class RecordingCopyFailedDetails(BaseModel):
-        """application.recording_copy_failed"""
-
-        model_config = deferred
-        error_code: str | None
-        error_message: str | None
-        storage_provider: str | None
-        replica_id: str | None
-
-    class PerceptionAnalysisDetails(BaseModel):
-        """application.perception_analysis"""
-
-        model_config = deferred
-        replica_id: str | None
-        analysis: str | dict[str, Any] | list[Any]
-
-    class PerceptionUnavailableDetails(BaseModel):
-        """application.perception_unavailable"""
-
-        model_config = deferred
-        replica_id: str | None
-        reason: str | None
-
-    class PostCallActionDetails(BaseModel):
-        """application.post_call_action_executed"""
-
-        model_config = deferred
-        tool_id: str | int | None
-        tool_name: str | None
-        status: str | None
-        request: Any
-        response: Any
-        replica_id: str | None
-
-    class UnknownConversationDetails(BaseModel):
-        """A conversation event_type this version does not know yet: its properties as received."""
-
-        model_config = deferred
-        properties: Any
-
-    class GuardrailDetails(BaseModel):
-        """io.tavus.guardrail.triggered"""
-
-        model_config = deferred
-        guardrail: str
-
-    class ObjectiveDetails(BaseModel):
-        """io.tavus.objective.completed"""
-
-        model_config = deferred
-        objective_name: str
-        output_variables: dict[str, Any] | None
-
-    class ReplicaTrainingDetails(BaseModel):
-        """io.tavus.replica.<status>"""
-
-        model_config = deferred
-        status: str
-        error_message: str | None
-
-    class VideoGenerationDetails(BaseModel):
-        """io.tavus.video.<status>; created_at and updated_at normalized to UTC."""
-
-        model_config = deferred
-        video_name: str | None
-        status: str
-        status_details: str | None
-        generation_progress: str | None
-        download_url: str | None
-        hosted_url: str | None
-        stream_url: str | None
-        script: str | None
-        created_at: str | None
-        updated_at: str | None
-
-    conv = f"{TYPE_PREFIX}conversation."
-    return [
-        (f"{conv}system.replica_joined", ReplicaJoinedDetails),
-        (f"{conv}system.pal_joined", PalJoinedDetails),
-        (f"{conv}system.shutdown", ShutdownDetails),
-        (f"{conv}application.transcription_ready", TranscriptionReadyDetails),
-        (f"{conv}application.recording_ready", RecordingReadyDetails),
-        (f"{conv}application.recording_copy_failed", RecordingCopyFailedDetails),
-        (f"{conv}application.perception_analysis", PerceptionAnalysisDetails),
-        (f"{conv}application.perception_unavailable", PerceptionUnavailableDetails),
-        (f"{conv}application.post_call_action_executed", PostCallActionDetails),
-        (f"{conv}*", UnknownConversationDetails),
-        (GUARDRAIL_TYPE, GuardrailDetails),
-        (OBJECTIVE_TYPE, ObjectiveDetails),
-        (f"{TYPE_PREFIX}replica.*", ReplicaTrainingDetails),
-        (f"{TYPE_PREFIX}video.*", VideoGenerationDetails),
-    ]
+    return detail_models()
 
 
 def details_model_for(event: Event) -> type[BaseModel] | None:
     """The model `event.details` follows, or None for an invalid or unrecognized event (free-form salvage)."""
-    if not event.valid or event.family == "unrecognized":
-        return None
-    models = detail_models()
-    if event.type in models:
-        return models[event.type]
-    family_wildcard = {"conversation": "conversation.*", "replica_training": "replica.*",
-                       "video_generation": "video.*"}.get(event.family)
-    return models.get(f"{TYPE_PREFIX}{family_wildcard}") if family_wildcard else None
+    from .schemas import details_model_for
+
+    return details_model_for(event)
 
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a normalized Event, with the model of `details` per type under `$defs`."""
-    return copy.deepcopy(_json_schema())
+    from .schemas import json_schema
+
+    return json_schema()
 
 
 def payload_json_schema() -> dict[str, Any]:
     """The JSON Schema of the callbacks as they arrive: one of the five families, or any other JSON object."""
-    return copy.deepcopy(_payload_json_schema())
+    from .schemas import payload_json_schema
 
-
-@cache
-def _json_schema() -> dict[str, Any]:
-    from pydantic.json_schema import models_json_schema
-
-    schema = Event.model_json_schema(mode="serialization")
-    models = detail_models()
-    _, defs = models_json_schema([(m, "serialization") for m in models.values()], ref_template="#/$defs/{model}")
-    schema.setdefault("$defs", {}).update(defs.get("$defs", {}))
-    schema["properties"]["details"]["description"] = (
-        "Per-type fields: see x-details-by-type. An invalid event holds what could be salvaged.")
-    schema["x-details-by-type"] = {t: f"#/$defs/{m.__name__}" for t, m in models.items()}
-    conditions: list[dict[str, Any]] = []
-    for type_, model in models.items():
-        match: dict[str, Any] = ({"const": type_} if not type_.endswith("*")
-                                 else {"pattern": f"^{re.escape(type_[:-1])}"})
-        conditions.append({
-            "if": {"properties": {"type": match, "valid": {"const": True}}, "required": ["type", "valid"]},
-            "then": {"properties": {"details": {"$ref": f"#/$defs/{model.__name__}"}}},
-        })
-    # Known conversation types match both their own entry and the wildcard; exclude them from the wildcard.
-    known = [f"{TYPE_PREFIX}conversation.{t}" for t in CONVERSATION_TYPES]
-    for cond in conditions:
-        if cond["if"]["properties"]["type"].get("pattern") == f"^{re.escape(TYPE_PREFIX + 'conversation.')}":
-            cond["if"]["not"] = {"properties": {"type": {"enum": [*known, INVALID_CONVERSATION_TYPE]}}}
-    schema["allOf"] = conditions
-    return schema
-
-
-@cache
-def _payload_json_schema() -> dict[str, Any]:
-    class ConversationCallback(BaseModel):
-        """A conversation callback; `properties` depends on `event_type`, see x-properties-by-event-type."""
-
-        model_config = ConfigDict(extra="allow", defer_build=True)
-        conversation_id: str
-        event_type: str
-        message_type: str | None = None
-        webhook_url: str | None = None
-        timestamp: str | float | None = None
-        properties: dict[str, Any] | None = None
-
-    families: list[type] = [ConversationCallback, *FAMILY_SHAPES]
-    props = [shape for shape, _ in CONVERSATION_TYPES.values()]
-    _, defs = TypeAdapter.json_schemas([(m, "validation", TypeAdapter(m)) for m in [*families, *props]],
-                                       ref_template="#/$defs/{model}")
-    return {
-        "title": "TavusCallback",
-        "description": "Any JSON object is accepted; these are the families told apart by shape.",
-        "anyOf": [*({"$ref": f"#/$defs/{m.__name__}"} for m in families), {"type": "object"}],
-        "$defs": defs.get("$defs", {}),
-        "x-properties-by-event-type": {t: f"#/$defs/{m.__name__}" for t, (m, _) in CONVERSATION_TYPES.items()},
-    }
+    return payload_json_schema()
