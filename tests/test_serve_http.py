@@ -256,6 +256,20 @@ def test_slow_clients_do_not_hold_the_workers(server: ServeProcess) -> None:
             sock.close()
 
 
+def test_pipelined_requests_on_one_connection_are_all_answered(server: ServeProcess) -> None:
+    bodies = [json.dumps(fresh("guardrail")).encode() for _ in range(3)]
+    data = b"".join(f"POST /?token={TOKENS[0]} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(b)}\r\n\r\n".encode() + b
+                    for b in bodies)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=READ_TIMEOUT * 10) as sock:
+        sock.sendall(data)
+        received = b""
+        while received.count(b'"status":"stored"') < 3:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert received.count(b"HTTP/1.1 200 ") == 3
+
+
 # -- bodies that are not JSON objects --------------------------------------------------------------
 
 @pytest.mark.parametrize("body", [b"not json", b'{"conversation_id": "c1",', b"[1, 2, 3]", b'"text"', b"42",

@@ -159,8 +159,9 @@ class CallbackProtocol(HttpToolsProtocol):
         self._arm_headers_deadline()
 
     def on_response_complete(self) -> None:
+        waiting = bool(self.pipeline)  # a pipelined request whose headers are already in starts now
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if not waiting and not self.transport.is_closing():
             self._arm_headers_deadline()
 
     def on_headers_complete(self) -> None:
