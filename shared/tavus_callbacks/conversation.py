@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import PreconditionFailed, StoreUnavailable
-from .recording import RecordingLocation, remediation
 from .stores import split_store_url
 
 if TYPE_CHECKING:
@@ -72,6 +71,8 @@ def facts_of(event: Event, recording_check: dict[str, Any] | None = None,
         return facts
     if et == "application.recording_copy_failed":
         provider = d.get("storage_provider") or store_provider
+        from .recording import remediation
+
         return {"error_code": d.get("error_code"), "error_message": d.get("error_message"),
                 "provider": provider, "hint": remediation(provider)}
     if et == "application.perception_analysis":
@@ -251,6 +252,8 @@ class ConversationFolder:
         """Whether a ready recording is really in the bucket: found, size, ETag and content type."""
         if event.event_type != "application.recording_ready" or not event.valid:
             return None
+        from .recording import RecordingLocation
+
         d = event.details
         location = RecordingLocation(d["storage_provider"], d["bucket"], d["key"], d.get("account"))
         key = self.store.locate(location)

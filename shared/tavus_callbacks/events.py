@@ -16,13 +16,13 @@ from functools import lru_cache, wraps
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from .plain_validator import NOT_PLAIN, compile_plain
-from .recording import RecordingLocation, legacy_location, parse_storage_uri
 from .times import TimeParseError, to_utc_iso, to_utc_iso_or_none
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
     from pydantic_core import ValidationError
 
+    from .recording import RecordingLocation
     from .shapes import (
         GuardrailPayload,
         ObjectivePayload,
@@ -199,6 +199,8 @@ class _Invalid(Exception):
 
 
 def _recording_ready(m: RecordingReadyProperties, raw: dict[str, Any]) -> Details:
+    from .recording import legacy_location, parse_storage_uri  # on first use: 1 callback of ~10 per conversation
+
     location: RecordingLocation | None
     storage_uri, bucket_name, s3_key = m["storage_uri"], m["bucket_name"], m["s3_key"]
     if storage_uri is not None:
