@@ -1,8 +1,13 @@
 """The local folder store: create-only by hard link, atomic replace by rename, synced before success.
 
 Compare-and-swap holds across threads and processes: a replace takes an exclusive `flock` on the
-object's folder, checks the version (a hash of the content) and renames a fully written temporary
-file over the object.
+object's folder, checks the version (a hash of the content), writes the new content into a hidden spare
+file beside the object and exchanges the two names in one step (Linux `renameat2(RENAME_EXCHANGE)`;
+elsewhere a rename over the object). The spare then holds the previous content and is overwritten by
+the next replace, so a state file updated a thousand times reuses two files instead of creating and
+deleting a thousand: on ext4 without a journal every allocation skips the inodes deleted in the last
+minutes one by one, which made allocating a new event's file cost more than storing it. Reads take
+a shared `flock` on the folder, so a spare is never rewritten under one.
 
 Durability is a group commit: every write is followed by a wait for a file-system sync that began
 after it, and concurrent writers share one `syncfs` (Linux) instead of each paying for its own
@@ -44,11 +49,39 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tavus_callbacks")
 
-_HIDDEN = "."  # temporary and lock files start with a dot and are never listed
+_HIDDEN = "."  # temporary, spare and sync files start with a dot and are never listed
 
 
 def _version(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@functools.cache
+def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """libc's renameat2 (glibc 2.28 and later), looked up on first use; None where there is none."""
+    try:
+        function: Callable[[int, bytes, int, bytes, int], int] | None = getattr(
+            ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except OSError:
+        return None
+    return function
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap the names `a` and `b` in one step; False where the system or the file system cannot."""
+    function = _renameat2()
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), b)
 
 
 @functools.cache
@@ -242,31 +275,58 @@ class LocalStore:
     def read(self, key: str) -> Blob | None:
         path = self._path(key)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            with self._locked(os.path.dirname(path), fcntl.LOCK_SH, create=False):
+                return self._read(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise _unavailable("read", key, exc) from exc
+
+    @staticmethod
+    def _read(path: str) -> Blob | None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
         return Blob(data, _version(data))
 
     def replace(self, key: str, data: bytes, version: str | None, content_type: str = "application/json") -> str:
         path = self._path(key)
-        directory = os.path.dirname(path)
+        directory, name = path.rsplit(os.sep, 1)
+        group = getattr(self._group, "pending", None)
         try:
-            with self._locked(directory):
-                current = self.read(key)
+            with self._locked(directory, fcntl.LOCK_EX):
+                current = self._read(path)
                 if (current is None) != (version is None) or (current and current.version != version):
                     raise PreconditionFailed(f"{key} changed since it was read")
-                tmp = self._write_temp(directory, data)
-                group = getattr(self._group, "pending", None)
-                if group is None:
-                    self._sync.wait(tmp)
-                os.replace(tmp, path)
+                if current is None:
+                    tmp = self._write_temp(directory, data)
+                    if group is None:
+                        self._sync.wait(tmp)
+                    os.replace(tmp, path)
+                else:
+                    spare = f"{directory}{os.sep}{_HIDDEN}spare-{name}"
+                    self._write_spare(spare, data)
+                    if group is None:
+                        self._sync.wait(spare)
+                    if not _exchange(spare, path):
+                        os.replace(spare, path)
             self._durable(group, path, directory)
         except OSError as exc:
             raise _unavailable("replace", key, exc) from exc
         return _version(data)
+
+    @staticmethod
+    def _write_spare(spare: str, data: bytes) -> None:
+        """Overwrite the spare file (the previous content of the object, or nothing yet) with `data`."""
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
 
     def stat(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
@@ -329,15 +389,18 @@ class LocalStore:
         return None
 
     @contextlib.contextmanager
-    def _locked(self, directory: str) -> Iterator[None]:
-        """The folder itself, locked: replaces of its objects take turns across threads and processes."""
+    def _locked(self, directory: str, mode: int, create: bool = True) -> Iterator[None]:
+        """The folder itself, locked: replaces of its objects take turns (LOCK_EX) across threads and
+        processes, and never overwrite a spare file while a read (LOCK_SH) may be reading it."""
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
+            if not create:
+                raise
             os.makedirs(directory, exist_ok=True)
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
             yield
         finally:
             os.close(fd)

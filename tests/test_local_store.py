@@ -1,0 +1,86 @@
+"""The local folder's replace: two files per state object, reused, and never rewritten under a reader."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+from tavus_callbacks.errors import PreconditionFailed
+from tavus_callbacks.stores import local
+from tavus_callbacks.stores.local import LocalStore
+
+KEY = "c123/conversation.json"
+
+
+def document(n: int, size: int) -> bytes:
+    """A JSON document whose every byte depends on n, so a mix of two of them never parses as one."""
+    return orjson.dumps({"n": n, "pad": f"{n:08d}" * (size // 8), "end": n})
+
+
+def replace_chain(store: LocalStore, contents: list[bytes], version: str | None = None) -> None:
+    for data in contents:
+        version = store.replace(KEY, data, version)
+
+
+@pytest.mark.skipif(local._renameat2() is None, reason="no renameat2 here: a replace renames over the object")
+def test_replaces_reuse_two_files_and_delete_none(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    inodes: set[int] = set()
+    version = None
+    for n in range(20):
+        data = document(n, 100 + 37 * n)
+        version = store.replace(KEY, data, version)
+        inodes.add(os.stat(tmp_path / KEY).st_ino)
+        blob = store.read(KEY)
+        assert blob is not None and blob.data == data and blob.version == version
+    assert len(inodes) == 2  # the object and its spare, exchanged; no file created per replace
+    assert sorted(p.name for p in (tmp_path / "c123").iterdir()) == [".spare-conversation.json", "conversation.json"]
+    assert list(store.iter_keys("")) == [KEY]  # the spare is never listed
+
+
+def test_a_replace_still_works_where_names_cannot_be_exchanged(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "_exchange", lambda a, b: False)
+    store = LocalStore(tmp_path)
+    contents = [document(n, 64 * n) for n in range(5)]
+    replace_chain(store, contents)
+    blob = store.read(KEY)
+    assert blob is not None and blob.data == contents[-1]
+    assert [p.name for p in (tmp_path / "c123").iterdir()] == ["conversation.json"]
+    with pytest.raises(PreconditionFailed):
+        store.replace(KEY, b"{}", "stale")
+
+
+def test_a_reader_never_sees_a_spare_being_rewritten(tmp_path: Path) -> None:
+    """Readers racing many replaces of a large object read whole documents only, each one that was written."""
+    store = LocalStore(tmp_path)
+    contents = [document(n, 250_000 + 4096 * (n % 7)) for n in range(80)]
+    written = set(contents)
+    first = store.replace(KEY, contents[0], None)
+    done = threading.Event()
+    bad: list[bytes] = []
+    reads = [0]
+
+    def reader() -> None:
+        while not done.is_set():
+            blob = store.read(KEY)
+            assert blob is not None
+            reads[0] += 1
+            if blob.data not in written:
+                bad.append(blob.data[:80])
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        replace_chain(store, contents[1:], first)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert reads[0] > 0
+    assert bad == []
+
