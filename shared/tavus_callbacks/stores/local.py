@@ -319,12 +319,17 @@ class LocalStore:
 
     @staticmethod
     def _write_spare(spare: str, data: bytes) -> None:
-        """Overwrite the spare file (the previous content of the object, or nothing yet) with `data`."""
-        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        """Overwrite the spare file (the previous content of the object, or nothing yet) with `data`.
+
+        Written over in place and cut to length afterwards, not truncated first: its blocks are reused
+        instead of freed (a discard, with the `discard` mount option) and allocated again.
+        """
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
+            os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
 
