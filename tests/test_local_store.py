@@ -84,3 +84,22 @@ def test_a_reader_never_sees_a_spare_being_rewritten(tmp_path: Path) -> None:
     assert reads[0] > 0
     assert bad == []
 
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-file", "named-temporary"])
+def test_create_is_create_only_and_leaves_nothing_beside_the_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     unnamed: bool) -> None:
+    if not unnamed:
+        monkeypatch.setattr(local, "_UNNAMED", 0)
+    elif not local._UNNAMED:
+        pytest.skip("no O_TMPFILE here")
+    store = LocalStore(tmp_path)
+    key = "c1/events/2025-07-11T06-00-00_system.replica_joined_ab12.json"
+    assert store.create(key, b'{"a":1}') is True
+    assert store.create(key, b'{"a":1}') is False
+    assert store.create(key, b'{"a":2}') is False  # another intact document under the name is kept
+    assert (tmp_path / key).read_bytes() == b'{"a":1}'
+    (tmp_path / key).write_bytes(b'{"a"')  # what a crash before the sync can leave
+    assert store.create(key, b'{"a":1}') is True
+    assert (tmp_path / key).read_bytes() == b'{"a":1}'
+    assert [p.name for p in (tmp_path / "c1" / "events").iterdir()] == [key.rsplit("/", 1)[1]]

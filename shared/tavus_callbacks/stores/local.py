@@ -1,4 +1,7 @@
-"""The local folder store: create-only by hard link, atomic replace by rename, synced before success.
+"""The local folder store: create-only by hard link, atomic replace by exchange, synced before success.
+
+A new object is written into a file with no name (Linux `O_TMPFILE`; elsewhere a hidden temporary
+file) and linked under its name, which fails if the name exists: readers never see it half written.
 
 Compare-and-swap holds across threads and processes: a replace takes an exclusive `flock` on the
 object's folder, checks the version (a hash of the content), writes the new content into a hidden spare
@@ -56,6 +59,8 @@ def _version(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+# Unnamed files need /proc to be given a name (linkat of /proc/self/fd/N), and durability relies on syncfs.
+_UNNAMED = (os.O_TMPFILE | os.O_WRONLY) if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd") else 0
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -191,6 +196,12 @@ def _temp_prefix() -> str:
     return _prefix[1]
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -237,12 +248,30 @@ class LocalStore:
             os.makedirs(directory, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
         finally:
             os.close(fd)
         return tmp
+
+    def _write_unnamed(self, directory: str, data: bytes) -> int | None:
+        """A file with `data` and no name yet (Linux `O_TMPFILE`), open; None where there is no such file."""
+        if not _UNNAMED or _syncfs() is None:
+            return None
+        try:
+            fd = os.open(directory, _UNNAMED, 0o644)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(directory, _UNNAMED, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                return None  # a file system without unnamed files: named temporary files instead
+            raise
+        try:
+            _write_all(fd, data)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     # -- the four primitives -----------------------------------------------------------
     def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
@@ -250,27 +279,50 @@ class LocalStore:
         directory = path[:path.rindex(os.sep)]
         group = getattr(self._group, "pending", None)
         try:
-            tmp = self._write_temp(directory, data)
-            try:
-                if group is None:
-                    self._sync.wait(tmp)  # the bytes are on disk before the name points at them
+            fd = self._write_unnamed(directory, data)
+            if fd is None:
+                created = self._create_named(key, path, directory, data, content_type, group)
+            else:
                 try:
-                    os.link(tmp, path)
-                    created = True
-                except FileExistsError:
-                    created = _cut_short(path, data, content_type)
-                    if created:  # never acknowledged: this write is the one that stores it
-                        os.replace(tmp, path)
-                        log.warning("rewrote %s: it was cut short, as a crash before its sync leaves it", key)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+                    if group is None:
+                        self._sync.wait()  # the bytes are on disk before the name points at them
+                    try:
+                        # linkat(AT_SYMLINK_FOLLOW): a dir fd makes Python call linkat, not link();
+                        # the source path is absolute, so that fd is not used.
+                        os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+                        created = True
+                    except FileExistsError:
+                        created = False
+                finally:
+                    os.close(fd)
+                if not created and _cut_short(path, data, content_type):
+                    created = self._create_named(key, path, directory, data, content_type, group)
             # Also for a duplicate: the first writer may not have synced the name yet, and the caller
             # is about to acknowledge the object as durable.
             self._durable(group, path, directory)
             return created
         except OSError as exc:
             raise _unavailable("create", key, exc) from exc
+
+    def _create_named(self, key: str, path: str, directory: str, data: bytes, content_type: str,
+                      group: PendingSync | None) -> bool:
+        """Create by a named temporary file and a link; also repairs an object cut short by a crash."""
+        tmp = self._write_temp(directory, data)
+        try:
+            if group is None:
+                self._sync.wait(tmp)  # the bytes are on disk before the name points at them
+            try:
+                os.link(tmp, path)
+                created = True
+            except FileExistsError:
+                created = _cut_short(path, data, content_type)
+                if created:  # never acknowledged: this write is the one that stores it
+                    os.replace(tmp, path)
+                    log.warning("rewrote %s: it was cut short, as a crash before its sync leaves it", key)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return created
 
     def read(self, key: str) -> Blob | None:
         path = self._path(key)
@@ -326,9 +378,7 @@ class LocalStore:
         """
         fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
             os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
