@@ -103,3 +103,11 @@ def test_create_is_create_only_and_leaves_nothing_beside_the_object(tmp_path: Pa
     assert store.create(key, b'{"a":1}') is True
     assert (tmp_path / key).read_bytes() == b'{"a":1}'
     assert [p.name for p in (tmp_path / "c1" / "events").iterdir()] == [key.rsplit("/", 1)[1]]
+
+
+def test_delete_removes_the_object_and_its_spare(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    replace_chain(store, [document(n, 50) for n in range(3)])
+    store.delete(KEY)
+    assert store.read(KEY) is None
+    assert list((tmp_path / "c123").iterdir()) == []

@@ -196,6 +196,11 @@ def _temp_prefix() -> str:
     return _prefix[1]
 
 
+def _spare(directory: str, name: str) -> str:
+    """The hidden file beside an object that its next replace writes into (see LocalStore.replace)."""
+    return f"{directory}{os.sep}{_HIDDEN}spare-{name}"
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -358,7 +363,7 @@ class LocalStore:
                         self._sync.wait(tmp)
                     os.replace(tmp, path)
                 else:
-                    spare = f"{directory}{os.sep}{_HIDDEN}spare-{name}"
+                    spare = _spare(directory, name)
                     self._write_spare(spare, data)
                     if group is None:
                         self._sync.wait(spare)
@@ -436,8 +441,11 @@ class LocalStore:
         yield from sorted(keys)
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(key))
+        path = self._path(key)
+        directory, name = path.rsplit(os.sep, 1)
+        for doomed in (path, _spare(directory, name)):  # the spare holds an earlier version of the object
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(doomed)
 
     def locate(self, location: RecordingLocation) -> str | None:
         """A folder holds no cloud bucket, so recordings are never checked here."""
