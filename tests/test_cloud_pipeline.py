@@ -51,7 +51,8 @@ def listed_event_objects(store: Store, emulator: Emulator, bucket: str) -> list[
     """event_objects(store), or for fake-gcs-server the files of its bucket folder when its own listing fails.
 
     Stopped in the middle of its own file writes, fake-gcs-server sometimes answers "bucket not found" to
-    listings ever after, while every object still reads back; its folder on disk is then the listing.
+    listings ever after, while every object still reads back; its folder on disk is then the listing,
+    without the hidden temporary files (".<name><digits>") a write it did not finish leaves there.
     """
     try:
         return event_objects(store)
@@ -59,7 +60,7 @@ def listed_event_objects(store: Store, emulator: Emulator, bucket: str) -> list[
         if emulator.kind != "gcs":
             raise
     root = emulator.data_dir / "objects" / bucket
-    keys = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    keys = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
     return [k for k in keys if "/events/" in k and not k.endswith(DERIVED)]
 
 
