@@ -86,7 +86,7 @@ class ServeProcess:
         return status, answer
 
     def objects(self, under: str = "") -> list[str]:
-        """Keys of every object in the server's folder store (hidden temp and lock files left out)."""
+        """Keys of every object in the server's folder store (hidden temporary, spare and sync files left out)."""
         assert self.store_dir is not None, "objects() needs a folder store"
         root = self.store_dir / under
         return sorted(p.relative_to(self.store_dir).as_posix() for p in root.rglob("*")

@@ -96,7 +96,7 @@ def post(p: Pipeline, body: bytes, token: str = TOKEN) -> Response:
 
 
 def written(root: Path) -> list[str]:
-    """Every object key in the store folder (hidden temporary and lock files left out)."""
+    """Every object key in the store folder (hidden temporary, spare and sync files left out)."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                   if p.is_file() and not p.name.startswith("."))
 
