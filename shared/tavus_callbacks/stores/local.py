@@ -376,15 +376,16 @@ class LocalStore:
 
     @staticmethod
     def _write_spare(spare: str, data: bytes) -> None:
-        """Overwrite the spare file (the previous content of the object, or nothing yet) with `data`.
+        """Empty the spare file (the previous content of the object, or nothing yet) and write `data` into it.
 
-        Written over in place and cut to length afterwards, not truncated first: its blocks are reused
-        instead of freed (a discard, with the `discard` mount option) and allocated again.
+        Emptied first, not written over in place: the new content then goes to newly allocated blocks
+        (ext4 allocates them when a file emptied this way is closed), which a journaled file system
+        (ext4's default `data=ordered`) writes before it commits the exchange. Written over in place, the exchange could reach the disk before the new content, and
+        after a crash the object would hold the spare's older version, readable and silently stale.
         """
-        fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             _write_all(fd, data)
-            os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
 
