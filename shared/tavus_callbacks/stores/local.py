@@ -6,11 +6,11 @@ file) and linked under its name, which fails if the name exists: readers never s
 Compare-and-swap holds across threads and processes: a replace takes an exclusive `flock` on the
 object's folder, checks the version (a hash of the content), writes the new content into a hidden spare
 file beside the object and exchanges the two names in one step (Linux `renameat2(RENAME_EXCHANGE)`;
-elsewhere a rename over the object). The spare then holds the previous content and is overwritten by
-the next replace, so a state file updated a thousand times reuses two files instead of creating and
-deleting a thousand: on ext4 without a journal every allocation skips the inodes deleted in the last
-minutes one by one, which made allocating a new event's file cost more than storing it. Reads take
-a shared `flock` on the folder, so a spare is never rewritten under one.
+elsewhere a rename over the object). The spare then holds the previous content and is emptied and
+written again by the next replace, so a state file updated a thousand times reuses two files instead of
+creating and deleting a thousand: on ext4 without a journal every allocation skips the inodes deleted
+in the last minutes one by one, which made allocating a new event's file cost more than storing it.
+Reads take a shared `flock` on the folder, so a spare is never rewritten under one.
 
 Durability is a group commit: every write is followed by a wait for a file-system sync that began
 after it, and concurrent writers share one `syncfs` (Linux) instead of each paying for its own
@@ -380,8 +380,9 @@ class LocalStore:
 
         Emptied first, not written over in place: the new content then goes to newly allocated blocks
         (ext4 allocates them when a file emptied this way is closed), which a journaled file system
-        (ext4's default `data=ordered`) writes before it commits the exchange. Written over in place, the exchange could reach the disk before the new content, and
-        after a crash the object would hold the spare's older version, readable and silently stale.
+        (ext4's default `data=ordered`) writes before it commits the exchange. Written over in place,
+        the exchange could reach the disk before the new content, and after a crash the object would
+        hold the spare's older version, readable and silently stale.
         """
         fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
