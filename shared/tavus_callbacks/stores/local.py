@@ -288,18 +288,7 @@ class LocalStore:
             if fd is None:
                 created = self._create_named(key, path, directory, data, content_type, group)
             else:
-                try:
-                    if group is None:
-                        self._sync.wait()  # the bytes are on disk before the name points at them
-                    try:
-                        # linkat(AT_SYMLINK_FOLLOW): a dir fd makes Python call linkat, not link();
-                        # the source path is absolute, so that fd is not used.
-                        os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
-                        created = True
-                    except FileExistsError:
-                        created = False
-                finally:
-                    os.close(fd)
+                created = self._link_unnamed(fd, path, group)
                 if not created and _cut_short(path, data, content_type):
                     created = self._create_named(key, path, directory, data, content_type, group)
             # Also for a duplicate: the first writer may not have synced the name yet, and the caller
@@ -308,6 +297,20 @@ class LocalStore:
             return created
         except OSError as exc:
             raise _unavailable("create", key, exc) from exc
+
+    def _link_unnamed(self, fd: int, path: str, group: PendingSync | None) -> bool:
+        """Give the unnamed file `fd` the name `path` and close it; False when that name exists."""
+        try:
+            if group is None:
+                self._sync.wait()  # the bytes are on disk before the name points at them
+            # linkat(AT_SYMLINK_FOLLOW): a dir fd makes Python call linkat, not link(); the source path
+            # is absolute, so that fd is not used.
+            os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.close(fd)
 
     def _create_named(self, key: str, path: str, directory: str, data: bytes, content_type: str,
                       group: PendingSync | None) -> bool:
