@@ -85,6 +85,32 @@ def test_a_reader_never_sees_a_spare_being_rewritten(tmp_path: Path) -> None:
     assert bad == []
 
 
+@pytest.mark.parametrize("punch", [True, False], ids=["hole-punched", "emptied"])
+def test_a_replace_never_writes_over_the_previous_content_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    punch: bool) -> None:
+    """Every byte a replace writes lands where nothing of an earlier version is left (a crash can then leave
+    zeros, never a stale document), and documents that shrink and grow read back exactly."""
+    if not punch:
+        monkeypatch.setattr(local, "_punch_hole", lambda fd, size: False)
+    leftovers: list[bytes] = []
+    write_all = local._write_all
+
+    def checked_write_all(fd: int, data: bytes) -> None:
+        with open(f"/proc/self/fd/{fd}", "rb") as before:
+            old = before.read()
+        if old.strip(b"\0"):
+            leftovers.append(old[:80])
+        write_all(fd, data)
+
+    monkeypatch.setattr(local, "_write_all", checked_write_all)
+    store = LocalStore(tmp_path)
+    version = None
+    for n, size in enumerate([9000, 300, 20_000, 5000, 5000, 100, 12_000]):
+        data = document(n, size)
+        version = store.replace(KEY, data, version)
+        assert (tmp_path / KEY).read_bytes() == data
+    assert leftovers == []
+
 
 @pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-file", "named-temporary"])
 def test_create_is_create_only_and_leaves_nothing_beside_the_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

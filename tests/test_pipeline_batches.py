@@ -187,3 +187,61 @@ def test_a_bug_on_one_request_answers_500_for_it_alone(tmp_path: Path, caplog: p
     assert broken and [a.status for a in answers] == [500 if i in broken else 200 for i in range(len(PAYLOADS))]
     assert "unexpected error storing a callback" in caplog.text
     assert len(conversation_state(tmp_path)["events"]) == len(PAYLOADS) - len(broken)
+
+
+# -- the ASGI app of `serve`: requests read together are stored together ------------------------------
+
+class RecordingPipeline(Pipeline):
+    """A pipeline that notes the size of each batch it stores, and can be made to fail one."""
+
+    batches: list[int]
+    fail_next = False
+
+    def store_many(self, requests: Any) -> Any:
+        self.batches.append(len(requests))
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("a bug")
+        return super().store_many(requests)
+
+
+async def asgi_post(app: Any, body: bytes) -> tuple[int, Any]:
+    """One POST through the ASGI app, as uvicorn calls it; the status and the JSON answer."""
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": f"token={TOKEN}".encode(),
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 5000)}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], orjson.loads(sent[1]["body"])
+
+
+def test_requests_read_together_are_stored_as_one_batch_and_a_failed_batch_answers_500(tmp_path: Path) -> None:
+    import asyncio
+
+    from tavus_callbacks.server import CallbackApp
+
+    pipeline = RecordingPipeline(Settings(tokens=(TOKEN,)), store=LocalStore(tmp_path))
+    pipeline.batches = []
+    app = CallbackApp(pipeline)
+
+    async def scenario() -> tuple[list[tuple[int, Any]], list[tuple[int, Any]], list[tuple[int, Any]]]:
+        together = await asyncio.gather(*(asgi_post(app, json.dumps(p).encode()) for p in PAYLOADS))
+        pipeline.fail_next = True
+        failed = await asyncio.gather(*(asgi_post(app, json.dumps(p).encode()) for p in PAYLOADS[:3]))
+        again = await asyncio.gather(*(asgi_post(app, json.dumps(p).encode()) for p in PAYLOADS[:3]))
+        return together, failed, again
+
+    together, failed, again = asyncio.run(scenario())
+    assert pipeline.batches == [len(PAYLOADS), 3, 3]
+    assert [status for status, _ in together] == [200] * len(PAYLOADS)
+    assert {answer["status"] for _, answer in together} == {"stored"}
+    assert failed == [(500, {"error": "internal error; see the server's log"})] * 3
+    assert [(status, answer["status"]) for status, answer in again] == [(200, "duplicate")] * 3
+    assert len(conversation_state(tmp_path)["events"]) == len(PAYLOADS)

@@ -202,44 +202,44 @@ class CallbackProtocol(HttpToolsProtocol):
 # -- handing requests to the pipeline ---------------------------------------------------------------
 
 class Batches:
-    """Requests that arrive while a batch is being stored wait for the next one; one thread stores each.
+    """Requests that arrive together are stored together, on the event loop; their sync runs on a thread.
 
     For stores that commit in groups (a local folder): one compare-and-swap per conversation per batch
     instead of one per request, and one sync per batch, which runs while the next batch is stored.
+    Storing is Python work under the one interpreter lock and writes to the page cache only: on a thread
+    of its own it would pass that lock back and forth with the loop at every system call, so it runs on
+    the loop, between reads of the sockets; only the sync, which waits for the disk, leaves it.
     """
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self._queue: list[tuple[Request, asyncio.Future[Response]]] = []
-        self._running = False
-        self._storing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tavus-callbacks-store")
+        self._scheduled = False
         self._syncing: set[asyncio.Task[None]] = set()
 
     async def answer(self, request: Request) -> Response:
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Response] = loop.create_future()
         self._queue.append((request, future))
-        if not self._running:
-            self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
+        if not self._scheduled:  # after the other requests already read in this turn of the loop
+            self._scheduled = True
+            loop.call_soon(self._store_queued, loop)
         return await future
 
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _store_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        self._scheduled = bool(self._queue)
+        if self._scheduled:
+            loop.call_soon(self._store_queued, loop)
         try:
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                try:
-                    stored = await loop.run_in_executor(self._storing, self.pipeline.store_many,
-                                                        [r for r, _ in batch])
-                except Exception:
-                    log.exception("unexpected error storing a batch of %d requests", len(batch))
-                    _settle(batch, [internal_error()] * len(batch))
-                    continue
-                task = loop.create_task(self._answer(batch, stored))
-                self._syncing.add(task)
-                task.add_done_callback(self._syncing.discard)
-        finally:
-            self._running = False
+            stored = self.pipeline.store_many([r for r, _ in batch])
+        except Exception:
+            log.exception("unexpected error storing a batch of %d requests", len(batch))
+            _settle(batch, [internal_error()] * len(batch))
+            return
+        task = loop.create_task(self._answer(batch, stored))
+        self._syncing.add(task)
+        task.add_done_callback(self._syncing.discard)
 
     async def _answer(self, batch: list[tuple[Request, asyncio.Future[Response]]], stored: StoredBatch) -> None:
         try:

@@ -6,10 +6,11 @@ file) and linked under its name, which fails if the name exists: readers never s
 Compare-and-swap holds across threads and processes: a replace takes an exclusive `flock` on the
 object's folder, checks the version (a hash of the content), writes the new content into a hidden spare
 file beside the object and exchanges the two names in one step (Linux `renameat2(RENAME_EXCHANGE)`;
-elsewhere a rename over the object). The spare then holds the previous content and is emptied and
-written again by the next replace, so a state file updated a thousand times reuses two files instead of
-creating and deleting a thousand: on ext4 without a journal every allocation skips the inodes deleted
-in the last minutes one by one, which made allocating a new event's file cost more than storing it.
+elsewhere a rename over the object). The spare then holds the previous content; the next replace
+releases its blocks (punches a hole) and writes into it again, so a state file updated a thousand times
+reuses two files instead of creating and deleting a thousand: on ext4 without a journal every
+allocation skips the inodes deleted in the last minutes one by one, which made allocating a new event's
+file cost more than storing it.
 Reads take a shared `flock` on the folder, so a spare is never rewritten under one.
 
 Durability is a group commit: every write is followed by a wait for a file-system sync that began
@@ -87,6 +88,34 @@ def _exchange(a: str, b: str) -> bool:
     if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
         return False
     raise OSError(code, os.strerror(code), b)
+
+
+_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+
+
+@functools.cache
+def _fallocate() -> Callable[[int, int, int, int], int] | None:
+    """libc's fallocate (Linux), looked up on first use; None where there is none."""
+    try:
+        function = getattr(ctypes.CDLL(None, use_errno=True), "fallocate", None)
+    except OSError:
+        return None
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return function
+
+
+def _punch_hole(fd: int, size: int) -> bool:
+    """Release the blocks of the first `size` bytes of `fd`, keeping its size; False where that is not possible."""
+    function = _fallocate()
+    if function is None:
+        return False
+    if function(fd, _PUNCH_HOLE, 0, size) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code))
 
 
 @functools.cache
@@ -379,17 +408,25 @@ class LocalStore:
 
     @staticmethod
     def _write_spare(spare: str, data: bytes) -> None:
-        """Empty the spare file (the previous content of the object, or nothing yet) and write `data` into it.
+        """Release the spare file's blocks (the previous content of the object, or nothing yet) and write `data`.
 
-        Emptied first, not written over in place: the new content then goes to newly allocated blocks
-        (ext4 allocates them when a file emptied this way is closed), which a journaled file system
-        (ext4's default `data=ordered`) writes before it commits the exchange. Written over in place,
-        the exchange could reach the disk before the new content, and after a crash the object would
-        hold the spare's older version, readable and silently stale.
+        The old content is never written over in place: the new content goes to newly allocated blocks,
+        which a journaled file system (ext4's default `data=ordered`) writes before it commits the
+        exchange. Written over in place, the exchange could reach the disk before the new content, and
+        after a crash the object would hold the spare's older version, readable and silently stale; with
+        its blocks released, what a crash can leave is a hole, which reads as zero bytes (never JSON).
+        The blocks are released by punching a hole rather than by emptying the file: ext4 starts writing
+        a file out as soon as it is closed after being emptied (its `auto_da_alloc`), which made every
+        replace wait for the disk. Where holes cannot be punched the file is emptied instead.
         """
-        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
+            size = os.fstat(fd).st_size
+            if size and not _punch_hole(fd, size):
+                os.ftruncate(fd, 0)
             _write_all(fd, data)
+            if size > len(data):
+                os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
 
