@@ -39,9 +39,12 @@ def summary(response: Response) -> tuple[int, Any]:
     return response.status, response.json_body()
 
 
-def syncs(root: Path) -> tuple[int, int]:
-    """(started, done) of the folder's shared sync counters."""
-    started, done, _ = struct.unpack("<qqq", (root / ".sync").read_bytes()[:24])
+def syncs(root: Path, of: str = "journal") -> tuple[int, int]:
+    """(started, done) of the folder's shared counters of journal syncs (or of file-system syncs: of="fs")."""
+    path = root / (".journal-sync" if of == "journal" else ".sync")
+    if not path.exists():
+        return 0, 0
+    started, done, _ = struct.unpack("<qqq", path.read_bytes()[:24])
     return started, done
 
 
@@ -78,14 +81,15 @@ def test_a_batch_writes_each_conversation_state_once_and_syncs_once(tmp_path: Pa
     store = CountingStore(tmp_path)
     pipeline = Pipeline(Settings(tokens=(TOKEN,)), store=store)
     pipeline.handle(callback(PAYLOADS[0]))
-    before, replaces = syncs(tmp_path), store.replaces
+    before, replaces, fs = syncs(tmp_path), store.replaces, syncs(tmp_path, of="fs")
     answers = pipeline.handle_many([callback(p) for p in PAYLOADS[1:]])
     assert all(a.status == 200 for a in answers)
     derived = sum(1 for p in PAYLOADS[1:] if p.get("event_type") in (
         "application.transcription_ready", "application.perception_analysis"))
     assert store.replaces - replaces == 1 + derived  # conversation.json once, plus transcript / perception
     started, done = syncs(tmp_path)
-    assert started - before[0] == 1 and done == started
+    assert started - before[0] == 1 and done == started  # one sync of the journal
+    assert syncs(tmp_path, of="fs") == fs  # and none of the whole file system
     assert len(conversation_state(tmp_path)["events"]) == len(PAYLOADS)
 
 
@@ -163,7 +167,7 @@ def test_processes_sharing_a_folder_share_its_syncs(tmp_path: Path) -> None:
         created = pool.starmap(_create_many, [(str(tmp_path), w) for w in range(3)])
     assert created == [40, 40, 40]
     assert len(list((tmp_path / "c" / "events").iterdir())) == 120
-    started, done = syncs(tmp_path)
+    started, done = syncs(tmp_path, of="fs")
     assert 1 <= done == started <= 2 * 120
 
 

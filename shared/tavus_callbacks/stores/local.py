@@ -47,6 +47,7 @@ import orjson
 
 from ..errors import PreconditionFailed, StoreError, StoreUnavailable
 from .base import Blob, ObjectInfo
+from .journal import CREATE, DELETE, REPLACE, SYNCED, Journal, Record, spent
 
 if TYPE_CHECKING:
     from ..recording import RecordingLocation
@@ -131,17 +132,22 @@ def _syncfs() -> Callable[[int], int] | None:
 class _GroupSync:
     """Many writers, one sync: each waits for a sync that started after its own writes (group commit).
 
-    The writers may be threads of any process using the same folder: three counters in a small shared
-    file (`.sync`, memory-mapped) say how many syncs have started and finished and which one last failed,
-    and an exclusive `flock` on it lets one sync run at a time. A writer whose writes a sync begun after
-    them has covered returns at once. The counters are aligned 64-bit integers read and written whole,
-    so a writer may read how many syncs have started without taking the lock.
+    The writers may be threads of any process using the same folder: counters in a small shared file
+    (memory-mapped) say how many syncs have started and finished and which one last failed, and an
+    exclusive `flock` on it lets one sync run at a time. A writer whose writes a sync begun after them
+    has covered returns at once. The counters are aligned 64-bit integers read and written whole, so a
+    writer may read how many syncs have started without taking the lock. `sync` is what one sync does
+    (syncfs of the folder's file system, or fdatasync of its journal); `extra` counters after the three
+    are the caller's, shared the same way.
     """
 
     _STARTED, _DONE, _FAILED = range(3)
 
-    def __init__(self, root: str) -> None:
-        self._root = root
+    def __init__(self, root: str, name: str = "sync", sync: Callable[[int], bool] | None = None,
+                 extra: int = 0) -> None:
+        self._path = os.path.join(root, f"{_HIDDEN}{name}")
+        self._do_sync = sync or _syncfs_ok
+        self._slots = 3 + extra
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._counters: ctypes.Array[ctypes.c_int64] | None = None
@@ -152,7 +158,7 @@ class _GroupSync:
             for path in dict.fromkeys(paths):
                 _fsync(path)
             return
-        counters = self._open()
+        counters = self.counters()
         target = counters[self._STARTED] + 1  # a sync running now may have begun before our writes
         with self._lock:  # a thread of this process at a time, then a process at a time
             assert self._fd is not None
@@ -161,10 +167,7 @@ class _GroupSync:
                 if counters[self._DONE] < target:
                     number = counters[self._STARTED] + 1
                     counters[self._STARTED] = number
-                    ok = False
-                    with contextlib.suppress(OSError):
-                        ok = _syncfs()(self._fd) == 0  # type: ignore[misc]
-                    if not ok:
+                    if not self._do_sync(self._fd):
                         counters[self._FAILED] = number
                     counters[self._DONE] = number
             finally:
@@ -172,33 +175,47 @@ class _GroupSync:
         if counters[self._FAILED] >= target:
             raise OSError(errno.EIO, "syncing the store's file system failed")
 
-    def _open(self) -> ctypes.Array[ctypes.c_int64]:
+    def counters(self) -> ctypes.Array[ctypes.c_int64]:
         if self._counters is None:
             with self._lock:
                 if self._counters is None:
-                    size = ctypes.sizeof(ctypes.c_int64) * 3
-                    fd = os.open(os.path.join(self._root, f"{_HIDDEN}sync"), os.O_RDWR | os.O_CREAT, 0o644)
+                    size = ctypes.sizeof(ctypes.c_int64) * self._slots
+                    fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
                     if os.fstat(fd).st_size < size:
                         os.ftruncate(fd, size)
-                    self._counters = (ctypes.c_int64 * 3).from_buffer(mmap.mmap(fd, size))
+                    self._counters = (ctypes.c_int64 * self._slots).from_buffer(mmap.mmap(fd, size))
                     self._fd = fd
         return self._counters
+
+
+def _syncfs_ok(fd: int) -> bool:
+    """Sync the file system `fd` is on; False when that failed."""
+    try:
+        return _syncfs()(fd) == 0  # type: ignore[misc]
+    except OSError:
+        return False
 
 
 class PendingSync:
     """Writes made durable together by one `commit()` (see LocalStore.deferred)."""
 
-    def __init__(self, sync: _GroupSync) -> None:
+    def __init__(self, sync: _GroupSync, journal: Journal | None) -> None:
         self._sync = sync
-        self.paths: list[str] = []  # what to fsync where the whole file system cannot be synced at once
+        self._journal = journal
+        self.journaled = False  # some writes are in the journal: syncing it makes them durable
+        self.paths: list[str] = []  # written, not journaled: synced with the file system (or one by one)
+        self.unjournaled: list[str] = []  # keys of those, marked in the journal once synced
 
     def commit(self) -> None:
         """Return once every write of the block is on disk; StoreUnavailable when that failed."""
-        if self.paths:
-            try:
+        try:
+            if self.journaled and self._journal is not None:
+                self._journal.sync()
+            if self.paths:
                 self._sync.wait(*self.paths)
-            except OSError as exc:
-                raise _unavailable("sync", "the objects just written", exc) from exc
+                _mark_synced(self._journal, self.unjournaled)
+        except OSError as exc:
+            raise _unavailable("sync", "the objects just written", exc) from exc
 
 
 # An empty key or part ("//", a leading or trailing "/"), a part starting with "." (".", "..", and our
@@ -257,6 +274,19 @@ class LocalStore:
             raise StoreUnavailable(f"cannot create the store folder {self.root}: {exc.strerror}") from exc
         self._sync = _GroupSync(self._root)
         self._group = threading.local()  # .pending: the PendingSync of this thread's deferred() block
+        self._journal: Journal | None = None
+        if _syncfs() is not None:
+            try:
+                self._journal = Journal(self._root, _GroupSync, _syncfs_ok, self._replay)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot open the journal of the store folder {self.root}: "
+                                       f"{exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        """Let go of the folder's journal (another process opening the folder alone then replays it)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     @classmethod
     def from_url(cls, url: str) -> tuple[LocalStore, str]:
@@ -322,7 +352,7 @@ class LocalStore:
                     created = self._create_named(key, path, directory, data, content_type, group)
             # Also for a duplicate: the first writer may not have synced the name yet, and the caller
             # is about to acknowledge the object as durable.
-            self._durable(group, path, directory)
+            self._durable(group, path, directory, self._journaled(group, CREATE, key, data), key)
             return created
         except OSError as exc:
             raise _unavailable("create", key, exc) from exc
@@ -401,7 +431,8 @@ class LocalStore:
                         self._sync.wait(spare)
                     if not _exchange(spare, path):
                         os.replace(spare, path)
-            self._durable(group, path, directory)
+                journaled = self._journaled(group, REPLACE, key, data)  # under the lock: in the order of the writes
+            self._durable(group, path, directory, journaled, key)
         except OSError as exc:
             raise _unavailable("replace", key, exc) from exc
         return _version(data)
@@ -438,7 +469,7 @@ class LocalStore:
             return None
         except OSError as exc:
             raise _unavailable("stat", key, exc) from exc
-        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        content_type = _type_of(path)
         return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
                           content_type=content_type)
 
@@ -454,19 +485,49 @@ class LocalStore:
         if current is not None:
             yield current
             return
-        pending = PendingSync(self._sync)
+        pending = PendingSync(self._sync, self._journal)
         self._group.pending = pending
         try:
             yield pending
         finally:
             self._group.pending = None
 
-    def _durable(self, group: PendingSync | None, path: str, directory: str) -> None:
-        """Sync a write now, or note it for the deferred sync it is part of."""
+    def _journaled(self, group: PendingSync | None, kind: bytes, key: str, data: bytes) -> bool:
+        """Record a write in the journal (every write is, so its order is theirs); False if it cannot be."""
+        if self._journal is None:
+            return False
+        if self._journal.append(kind, key, data):
+            return True
+        if group is not None:
+            group.unjournaled.append(key)
+        return False
+
+    def _durable(self, group: PendingSync | None, path: str, directory: str, journaled: bool = False,
+                 key: str = "") -> None:
+        """Sync a write now (the whole file system, the journal with it), or note it for its deferred sync."""
         if group is None:
             self._sync.wait(path, directory)
+            if not journaled:
+                _mark_synced(self._journal, [key])
+        elif journaled:
+            group.journaled = True
         else:
             group.paths += (path, directory)
+
+    def _replay(self, records: list[Record]) -> None:
+        """Redo, in order, the writes a journal holds (the folder's only user, before it is used)."""
+        skip = spent(records)
+        for index, record in enumerate(records):
+            if index in skip or record.kind == SYNCED:
+                continue
+            path = self._path(record.key)
+            directory, name = path.rsplit(os.sep, 1)
+            if record.kind == DELETE:
+                for doomed in (path, _spare(directory, name)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(doomed)
+            elif record.kind == REPLACE or not os.path.exists(path) or _cut_short(path, record.data, _type_of(path)):
+                os.replace(self._write_temp(directory, record.data), path)
 
     # -- tools -------------------------------------------------------------------------
     def iter_keys(self, prefix: str) -> Iterator[str]:
@@ -485,6 +546,8 @@ class LocalStore:
     def delete(self, key: str) -> None:
         path = self._path(key)
         directory, name = path.rsplit(os.sep, 1)
+        if self._journal is not None:  # a replay must not bring the object back
+            self._journal.append(DELETE, key)
         for doomed in (path, _spare(directory, name)):  # the spare holds an earlier version of the object
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(doomed)
@@ -528,6 +591,17 @@ def _cut_short(path: str, data: bytes, content_type: str) -> bool:
         return not isinstance(orjson.loads(existing), dict)
     except orjson.JSONDecodeError:
         return True
+
+
+def _mark_synced(journal: Journal | None, keys: list[str]) -> None:
+    """After a file-system sync, tell the journal that these objects, too large for it, are on disk."""
+    if journal is not None:
+        for key in keys:
+            journal.append(SYNCED, key)
+
+
+def _type_of(path: str) -> str:
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
 def _unavailable(op: str, key: str, exc: OSError) -> StoreUnavailable:
