@@ -13,13 +13,15 @@ allocation skips the inodes deleted in the last minutes one by one, which made a
 file cost more than storing it.
 Reads take a shared `flock` on the folder, so a spare is never rewritten under one.
 
-Durability is a group commit: every write is followed by a wait for a file-system sync that began
-after it, and concurrent writers share one `syncfs` (Linux) instead of each paying for its own
-`fsync` of the file and of its folder. Elsewhere each file and folder is fsynced on its own.
-Inside `deferred()` a thread's writes are not synced one by one: one sync afterwards makes all of them
-durable, before anything they stored may be acknowledged. A crash before that sync can leave an object
-named but cut short: the next create-only write of the same object rewrites it, and a state file the
-conversation fold cannot read is rebuilt from the events stored beside it.
+Durability is a group commit: every write is followed by a wait for a sync that began after it, and
+concurrent writers (threads of any process) share one sync instead of each paying for its own `fsync`
+of the file and of its folder. A write on its own waits for a `syncfs` of the file system (Linux;
+elsewhere each file and folder is fsynced). Inside `deferred()` a thread's writes are not synced one by
+one: every write is also recorded in the folder's journal (see `journal.py`), and one `fdatasync` of
+the journal afterwards makes all of them durable, before anything they stored may be acknowledged; the
+first process to open the folder after a crash redoes what the journal holds. Without a journal, a
+crash before the sync can leave an object named but cut short: the next create-only write of the same
+object rewrites it, and a state file the conversation fold cannot read is rebuilt from the events.
 """
 
 from __future__ import annotations
@@ -279,8 +281,10 @@ class LocalStore:
             try:
                 self._journal = Journal(self._root, _GroupSync, _syncfs_ok, self._replay)
             except OSError as exc:
-                raise StoreUnavailable(f"cannot open the journal of the store folder {self.root}: "
-                                       f"{exc.strerror or exc}") from exc
+                # A folder this process may only read keeps no journal: its writes would be refused anyway.
+                if not isinstance(exc, PermissionError) and exc.errno != errno.EROFS:
+                    raise StoreUnavailable(f"cannot open the journal of the store folder {self.root}: "
+                                           f"{exc.strerror or exc}") from exc
 
     def close(self) -> None:
         """Let go of the folder's journal (another process opening the folder alone then replays it)."""
