@@ -136,14 +136,9 @@ class Journal:
             return False
         return True
 
-    @contextlib.contextmanager
-    def _appending(self) -> Iterator[None]:
-        with self._lock:
-            fcntl.flock(self._fds[0], fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._fds[0], fcntl.LOCK_UN)
+    def _appending(self) -> _Appending:
+        """Appends take turns: threads of this process, then processes (an exclusive `flock`)."""
+        return _Appending(self._lock, self._fds[0])
 
     def _hand_over(self) -> None:
         """The current file is full: sync it, start the other one afresh, checkpoint in the background."""
@@ -232,6 +227,27 @@ class Journal:
                 return
             yield Record(bytes([kind]), key, body[key_length:])
             offset += _RECORD.size + key_length + length
+
+
+class _Appending:
+    __slots__ = ("fd", "lock")
+
+    def __init__(self, lock: threading.Lock, fd: int) -> None:
+        self.lock, self.fd = lock, fd
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.lock.release()
 
 
 def spent(records: list[Record]) -> set[int]:

@@ -255,6 +255,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _read_file(path: str) -> bytes:
+    """The whole file, in as few system calls as the OS allows (no buffered file object)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)  # one more byte: a file that grew since is read to its end
+        if len(data) <= size:
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -398,7 +414,7 @@ class LocalStore:
     def read(self, key: str) -> Blob | None:
         path = self._path(key)
         try:
-            with self._locked(os.path.dirname(path), fcntl.LOCK_SH, create=False):
+            with _FolderLock(os.path.dirname(path), fcntl.LOCK_SH, create=False):
                 return self._read(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
@@ -408,8 +424,7 @@ class LocalStore:
     @staticmethod
     def _read(path: str) -> Blob | None:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = _read_file(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         return Blob(data, _version(data))
@@ -419,7 +434,7 @@ class LocalStore:
         directory, name = path.rsplit(os.sep, 1)
         group = getattr(self._group, "pending", None)
         try:
-            with self._locked(directory, fcntl.LOCK_EX):
+            with _FolderLock(directory, fcntl.LOCK_EX):
                 current = self._read(path)
                 if (current is None) != (version is None) or (current and current.version != version):
                     raise PreconditionFailed(f"{key} changed since it was read")
@@ -560,22 +575,33 @@ class LocalStore:
         """A folder holds no cloud bucket, so recordings are never checked here."""
         return None
 
-    @contextlib.contextmanager
-    def _locked(self, directory: str, mode: int, create: bool = True) -> Iterator[None]:
-        """The folder itself, locked: replaces of its objects take turns (LOCK_EX) across threads and
-        processes, and never overwrite a spare file while a read (LOCK_SH) may be reading it."""
+
+class _FolderLock:
+    """The folder itself, locked: replaces of its objects take turns (LOCK_EX) across threads and
+    processes, and never overwrite a spare file while a read (LOCK_SH) may be reading it.
+    (A class, not a generator: it is entered once or twice per event.)"""
+
+    __slots__ = ("create", "directory", "fd", "mode")
+
+    def __init__(self, directory: str, mode: int, create: bool = True) -> None:
+        self.directory, self.mode, self.create, self.fd = directory, mode, create, -1
+
+    def __enter__(self) -> None:
         try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            self.fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
-            if not create:
+            if not self.create:
                 raise
-            os.makedirs(directory, exist_ok=True)
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            os.makedirs(self.directory, exist_ok=True)
+            self.fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(fd, mode)
-            yield
-        finally:
-            os.close(fd)
+            fcntl.flock(self.fd, self.mode)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing the folder releases its lock
 
 
 def _cut_short(path: str, data: bytes, content_type: str) -> bool:
@@ -585,8 +611,7 @@ def _cut_short(path: str, data: bytes, content_type: str) -> bool:
     JSON) a document written by another version of this package, which is kept. Anything else, such as an
     empty or truncated file, is what a crash leaves of an object whose sync never completed.
     """
-    with open(path, "rb") as f:
-        existing = f.read()
+    existing = _read_file(path)
     if existing == data:
         return False
     if content_type != "application/json":
