@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import textwrap
@@ -40,6 +41,20 @@ def lose(root: Path, keys: list[str]) -> None:
             path.write_bytes(b"")
         else:
             path.write_bytes(bytes(path.stat().st_size))
+
+
+def crash(store: LocalStore) -> None:
+    """What a process killed now leaves behind: its files closed (so its locks released), nothing else."""
+    kept = store._journal
+    assert kept is not None
+    if kept._checkpointing is not None:
+        kept._checkpointing.join()
+    detached = kept._finalizer.detach()
+    assert detached is not None
+    fds, users = detached[2][0], detached[2][1]
+    for fd in (*fds, users):
+        os.close(fd)
+    store._journal = None
 
 
 def test_a_process_that_dies_after_answering_loses_nothing_its_journal_holds(tmp_path: Path,
@@ -82,8 +97,8 @@ def test_a_journal_in_use_is_never_replayed_and_a_deleted_object_stays_deleted(t
     (tmp_path / "c/events/0.json").unlink()  # lost, as far as any reader can tell
     second = LocalStore(tmp_path)  # the folder is in use: nothing is redone under the first one's feet
     assert not (tmp_path / "c/events/0.json").exists()
-    first.close()
-    second.close()
+    second.close()  # not the last user: the journal stays as it is
+    crash(first)
 
     LocalStore(tmp_path)  # alone now: what the journal holds is redone, in order
     assert sorted(objects(tmp_path)) == ["c/events/0.json", "c/events/1.json", "c/events/2.json"]
@@ -120,7 +135,7 @@ def test_records_of_spent_generations_are_never_redone(tmp_path: Path, monkeypat
         new.append(put("new", len(new)))
     for _ in range(3):
         new.append(put("new", len(new)))
-    store.close()  # waits for the last checkpoint
+    crash(store)
     assert (tmp_path / ".journal-0").stat().st_size <= 64 << 10
     whole = objects(tmp_path)
     for key in old + new[-3:]:
@@ -138,7 +153,7 @@ def test_replay_stops_at_a_torn_record_and_keeps_what_precedes_it(tmp_path: Path
         for n in range(3):
             store.create(f"c/events/{n}.json", orjson.dumps({"n": n}))
     pending.commit()
-    store.close()
+    crash(store)
     current = tmp_path / ".journal-0"
     data = current.read_bytes()
     end = data.rindex(b'{"n":2}') + len(b'{"n":2}')
@@ -165,10 +180,23 @@ def test_a_write_too_large_for_the_journal_is_synced_and_its_earlier_records_are
     with store.deferred() as pending:
         store.replace(key, large, version)
     pending.commit()
-    store.close()
+    crash(store)
 
     LocalStore(tmp_path)  # the small version's record must not be redone over the large one
     assert (tmp_path / key).read_bytes() == large
+
+
+def test_the_last_process_to_close_the_folder_leaves_nothing_to_redo(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    store = LocalStore(tmp_path)
+    with store.deferred() as pending:
+        store.create("c/events/0.json", b"{}")
+    pending.commit()
+    store.close()
+    (tmp_path / "c/events/0.json").unlink()  # deleted by hand after a clean stop: stays deleted
+    LocalStore(tmp_path)
+    assert objects(tmp_path) == {}
+    assert "finishing" not in caplog.text
 
 
 def _deferred_creates(root: str, worker: int) -> int:

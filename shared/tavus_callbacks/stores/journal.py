@@ -34,6 +34,7 @@ import logging
 import os
 import struct
 import threading
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ class Journal:
         self._shared = self._sync.counters()
         self._checkpointing: threading.Thread | None = None
         self._users = os.open(os.path.join(root, ".journal-users"), os.O_RDWR | os.O_CREAT, 0o644)
+        # When the store is let go (or the process ends): the last process out leaves a spent journal.
+        self._finalizer = weakref.finalize(self, _retire, list(self._fds), self._users, self._lock, syncfs)
         try:
             fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:  # others have the folder open: the journal is theirs and ours, live
@@ -98,12 +101,10 @@ class Journal:
             fcntl.flock(self._users, fcntl.LOCK_SH)
 
     def close(self) -> None:
+        """Let go of the journal; the last process using the folder checkpoints it first."""
         if self._checkpointing is not None:
             self._checkpointing.join()
-        for fd in (*self._fds, self._users):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._fds = []
+        self._finalizer()
 
     # -- writing ---------------------------------------------------------------------------------
     def append(self, kind: bytes, key: str, data: bytes = b"") -> bool:
@@ -198,8 +199,7 @@ class Journal:
         newest = max(generations)
         self._checkpoint(newest)
         self._shared[_CHECKPOINTED] = newest
-        _pwrite_all(self._fds[1], bytes(_HEADER.size), 0)  # its records, now spent, are never replayed
-        os.fsync(self._fds[1])
+        _forget(self._fds[1])  # its records, now spent, are never replayed
         self._start(0, newest + 1)
 
     def _generation(self, fd: int) -> int:
@@ -250,10 +250,30 @@ class _Appending:
             self.lock.release()
 
 
-def spent(records: list[Record]) -> set[int]:
-    """Indexes of the records a later SYNCED record of the same key makes spent (never to be redone)."""
-    last_synced = {r.key: i for i, r in enumerate(records) if r.kind == SYNCED}
-    return {i for i, r in enumerate(records) if i < last_synced.get(r.key, -1)}
+def _retire(fds: list[int], users: int, lock: threading.Lock, syncfs: Callable[[int], bool]) -> None:
+    """Close the journal's files; the folder's last user first makes everything durable and spends the
+    journal, so that the next process to open the folder has nothing to redo."""
+    try:
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # others still use the folder: the journal is theirs
+        with _Appending(lock, fds[0]):
+            if syncfs(fds[0]):
+                for fd in fds:
+                    _forget(fd)
+    except OSError:  # a journal that is not spent is replayed by the next process: nothing is lost
+        log.warning("could not checkpoint the local folder's journal on close", exc_info=True)
+    finally:
+        for fd in (*fds, users):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _forget(fd: int) -> None:
+    """Make a journal file's records unreadable: its header names no generation."""
+    _pwrite_all(fd, bytes(_HEADER.size), 0)
+    os.fsync(fd)
 
 
 def _crc(generation: int) -> int:

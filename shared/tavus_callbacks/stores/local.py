@@ -40,6 +40,7 @@ import os
 import re
 import secrets
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,7 +50,7 @@ import orjson
 
 from ..errors import PreconditionFailed, StoreError, StoreUnavailable
 from .base import Blob, ObjectInfo
-from .journal import CREATE, DELETE, REPLACE, SYNCED, Journal, Record, spent
+from .journal import CREATE, DELETE, REPLACE, SYNCED, Journal, Record
 
 if TYPE_CHECKING:
     from ..recording import RecordingLocation
@@ -187,6 +188,7 @@ class _GroupSync:
                         os.ftruncate(fd, size)
                     self._counters = (ctypes.c_int64 * self._slots).from_buffer(mmap.mmap(fd, size))
                     self._fd = fd
+                    weakref.finalize(self, os.close, fd)
         return self._counters
 
 
@@ -534,19 +536,27 @@ class LocalStore:
             group.paths += (path, directory)
 
     def _replay(self, records: list[Record]) -> None:
-        """Redo, in order, the writes a journal holds (the folder's only user, before it is used)."""
-        skip = spent(records)
-        for index, record in enumerate(records):
-            if index in skip or record.kind == SYNCED:
+        """Redo what a journal holds (the folder's only user, before it is used): for each object, the
+        outcome of its records in their order, written only where the folder differs from it."""
+        outcome: dict[str, Record | None] = {}
+        for record in records:
+            earlier = outcome.get(record.key)
+            if record.kind == SYNCED:
+                outcome[record.key] = None  # written and synced outside the journal: the folder has it
+            elif record.kind != CREATE or earlier is None or earlier.kind == DELETE:
+                outcome[record.key] = record  # (a create-only write over an existing object changes nothing)
+        for key, last in outcome.items():
+            if last is None:
                 continue
-            path = self._path(record.key)
+            path = self._path(key)
             directory, name = path.rsplit(os.sep, 1)
-            if record.kind == DELETE:
+            if last.kind == DELETE:
                 for doomed in (path, _spare(directory, name)):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(doomed)
-            elif record.kind == REPLACE or not os.path.exists(path) or _cut_short(path, record.data, _type_of(path)):
-                os.replace(self._write_temp(directory, record.data), path)
+            elif not os.path.exists(path) or (_read_file(path) != last.data if last.kind == REPLACE
+                                              else _cut_short(path, last.data, _type_of(path))):
+                os.replace(self._write_temp(directory, last.data), path)
 
     # -- tools -------------------------------------------------------------------------
     def iter_keys(self, prefix: str) -> Iterator[str]:
