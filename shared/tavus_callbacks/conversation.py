@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .stores import Blob, Store
 
 log = logging.getLogger("tavus_callbacks")
+_JITTER = random.Random()  # its own generator: backoff never moves the global `random` state
 
 STATE_SCHEMA = 1
 _PROVIDER_OF_SCHEME = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "azure": "azure_blob"}
@@ -315,7 +316,7 @@ class ConversationFolder:
         deadline = time.monotonic() + self.budget_seconds
         for attempt in range(self.attempts):
             if attempt > 1:
-                pause = random.uniform(0, min(0.25, 0.004 * 2 ** (attempt - 1)))
+                pause = _JITTER.uniform(0, min(0.25, 0.004 * 2 ** (attempt - 1)))
                 if time.monotonic() + pause > deadline:
                     return
                 time.sleep(pause)
