@@ -305,7 +305,7 @@ class LocalStore:
                                            f"{exc.strerror or exc}") from exc
 
     def close(self) -> None:
-        """Let go of the folder's journal (another process opening the folder alone then replays it)."""
+        """Let go of the folder's journal; the last process to let go makes everything durable and spends it."""
         if self._journal is not None:
             self._journal.close()
             self._journal = None
