@@ -43,6 +43,14 @@ def lose(root: Path, keys: list[str]) -> None:
             path.write_bytes(bytes(path.stat().st_size))
 
 
+def create_committed(store: LocalStore, count: int) -> None:
+    """Objects c/events/0.json ... written as one deferred batch and committed (acknowledged, as it were)."""
+    with store.deferred() as pending:
+        for n in range(count):
+            store.create(f"c/events/{n}.json", orjson.dumps({"n": n}))
+    pending.commit()
+
+
 def crash(store: LocalStore) -> None:
     """What a process killed now leaves behind: its files closed (so its locks released), nothing else."""
     kept = store._journal
@@ -89,10 +97,7 @@ def test_a_process_that_dies_after_answering_loses_nothing_its_journal_holds(tmp
 
 def test_a_journal_in_use_is_never_replayed_and_a_deleted_object_stays_deleted(tmp_path: Path) -> None:
     first = LocalStore(tmp_path)
-    with first.deferred() as pending:
-        for n in range(4):
-            first.create(f"c/events/{n}.json", orjson.dumps({"n": n}))
-    pending.commit()
+    create_committed(first, 4)
     first.delete("c/events/3.json")
     (tmp_path / "c/events/0.json").unlink()  # lost, as far as any reader can tell
     second = LocalStore(tmp_path)  # the folder is in use: nothing is redone under the first one's feet
@@ -149,10 +154,7 @@ def test_records_of_spent_generations_are_never_redone(tmp_path: Path, monkeypat
 
 def test_replay_stops_at_a_torn_record_and_keeps_what_precedes_it(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    with store.deferred() as pending:
-        for n in range(3):
-            store.create(f"c/events/{n}.json", orjson.dumps({"n": n}))
-    pending.commit()
+    create_committed(store, 3)
     crash(store)
     current = tmp_path / ".journal-0"
     data = current.read_bytes()
