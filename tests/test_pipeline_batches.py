@@ -249,3 +249,44 @@ def test_requests_read_together_are_stored_as_one_batch_and_a_failed_batch_answe
     assert failed == [(500, {"error": "internal error; see the server's log"})] * 3
     assert [(status, answer["status"]) for status, answer in again] == [(200, "duplicate")] * 3
     assert len(conversation_state(tmp_path)["events"]) == len(PAYLOADS)
+
+
+def test_requests_that_arrive_while_a_batch_is_synced_wait_and_are_stored_as_the_next_batch(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from tavus_callbacks.server import CallbackApp
+
+    release = threading.Event()
+
+    class SlowSync(RecordingPipeline):
+        def store_many(self, requests: Any) -> Any:
+            stored = super().store_many(requests)
+            commit = stored.commit
+
+            def held_commit() -> None:
+                release.wait(10)
+                commit()
+
+            stored.commit = held_commit
+            return stored
+
+    pipeline = SlowSync(Settings(tokens=(TOKEN,)), store=LocalStore(tmp_path))
+    pipeline.batches = []
+    app = CallbackApp(pipeline)
+    bodies = [json.dumps(p).encode() for p in PAYLOADS[:6]]
+
+    async def scenario() -> list[tuple[int, Any]]:
+        first = [asyncio.ensure_future(asgi_post(app, body)) for body in bodies[:2]]
+        await asyncio.sleep(0.05)  # the first batch is stored; its sync is held
+        later = []
+        for body in bodies[2:]:  # arriving one by one, in separate turns of the loop
+            later.append(asyncio.ensure_future(asgi_post(app, body)))
+            await asyncio.sleep(0.02)
+        assert pipeline.batches == [2]  # nothing stored while the sync runs
+        release.set()
+        return await asyncio.gather(*first, *later)
+
+    answers = asyncio.run(scenario())
+    assert pipeline.batches == [2, 4]
+    assert [status for status, _ in answers] == [200] * 6
