@@ -21,7 +21,9 @@ or at the next checkpoint.
 - Replay happens when a process opens the folder and finds no other process using it (a shared
   `flock` on `.journal-users`, held while a store is open): after a crash or a power loss, the first
   process to open the folder again redoes the writes of both files, the older generation first (records
-  stop at the first torn one), syncs the file system and starts a new generation.
+  stop at the first torn one), syncs the file system and starts a new generation. The last process to
+  let go of the folder (`close()`, or when it exits) syncs the file system and spends the journal, so
+  after a clean stop there is nothing to redo.
 """
 
 from __future__ import annotations
