@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -201,7 +202,7 @@ def test_the_last_process_to_close_the_folder_leaves_nothing_to_redo(tmp_path: P
     assert "finishing" not in caplog.text
 
 
-def _deferred_creates(root: str, worker: int) -> int:
+def _deferred_creates(root: str, worker: int, barrier: Any, counts: Any) -> None:
     store = LocalStore(root)
     created = 0
     for batch in range(8):
@@ -209,13 +210,24 @@ def _deferred_creates(root: str, worker: int) -> int:
             created += sum(store.create(f"w{worker}/events/{batch}-{n}.json", orjson.dumps([worker, batch, n]))
                            for n in range(5))
         pending.commit()
-    return created
+    counts.put(created)
+    counts.close()
+    counts.join_thread()  # the count is sent before the process ends without any clean-up
+    barrier.wait(60)  # all three hold the folder open until all have written: none replays the others
+    os._exit(0)  # killed, as it were: no checkpoint on the way out
 
 
 def test_processes_appending_together_leave_a_journal_that_redoes_all_of_them(tmp_path: Path) -> None:
-    with multiprocessing.get_context("spawn").Pool(3) as pool:
-        created = pool.starmap(_deferred_creates, [(str(tmp_path), w) for w in range(3)])
-    assert created == [40, 40, 40]
+    context = multiprocessing.get_context("spawn")
+    barrier, counts = context.Barrier(3), context.Queue()
+    workers = [context.Process(target=_deferred_creates, args=(str(tmp_path), w, barrier, counts))
+               for w in range(3)]
+    for process in workers:
+        process.start()
+    created = [counts.get(timeout=60) for _ in workers]
+    for process in workers:
+        process.join(60)
+    assert created == [40, 40, 40] and [p.exitcode for p in workers] == [0, 0, 0]
     whole = objects(tmp_path)
     assert len(whole) == 120
     lose(tmp_path, sorted(whole))
