@@ -25,7 +25,7 @@ def replace_chain(store: LocalStore, contents: list[bytes], version: str | None 
         version = store.replace(KEY, data, version)
 
 
-@pytest.mark.skipif(local._renameat2() is None, reason="no renameat2 here: a replace renames over the object")
+@pytest.mark.skipif(local._libc("renameat2") is None, reason="no renameat2 here: a replace renames over the object")
 def test_replaces_reuse_two_files_and_delete_none(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     inodes: set[int] = set()

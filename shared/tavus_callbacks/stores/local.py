@@ -43,7 +43,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -71,65 +71,46 @@ _AT_FDCWD = -100
 
 
 @functools.cache
-def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
-    """libc's renameat2 (glibc 2.28 and later), looked up on first use; None where there is none."""
+def _libc(name: str) -> Any | None:
+    """A libc function, looked up on first use (the running program's own symbols hold libc on Linux);
+    None where there is none (glibc before 2.28 has no renameat2, other systems no syncfs or fallocate)."""
     try:
-        function: Callable[[int, bytes, int, bytes, int], int] | None = getattr(
-            ctypes.CDLL(None, use_errno=True), "renameat2", None)
+        return getattr(ctypes.CDLL(None, use_errno=True), name, None)
     except OSError:
         return None
-    return function
+
+
+def _syncfs() -> Any | None:
+    return _libc("syncfs")
+
+
+_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP)
+
+
+def _call(name: str, *args: Any) -> bool:
+    """Call a libc function; False where it does not exist or the file system does not support it."""
+    function = _libc(name)
+    if function is None:
+        return False
+    if function(*args) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED:
+        return False
+    raise OSError(code, os.strerror(code))
 
 
 def _exchange(a: str, b: str) -> bool:
     """Swap the names `a` and `b` in one step; False where the system or the file system cannot."""
-    function = _renameat2()
-    if function is None:
-        return False
-    if function(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), b)
+    return _call("renameat2", _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
 
 
 _PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 
 
-@functools.cache
-def _fallocate() -> Callable[[int, int, int, int], int] | None:
-    """libc's fallocate (Linux), looked up on first use; None where there is none."""
-    try:
-        function = getattr(ctypes.CDLL(None, use_errno=True), "fallocate", None)
-    except OSError:
-        return None
-    if function is not None:
-        function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    return function
-
-
 def _punch_hole(fd: int, size: int) -> bool:
     """Release the blocks of the first `size` bytes of `fd`, keeping its size; False where that is not possible."""
-    function = _fallocate()
-    if function is None:
-        return False
-    if function(fd, _PUNCH_HOLE, 0, size) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(code, os.strerror(code))
-
-
-@functools.cache
-def _syncfs() -> Callable[[int], int] | None:
-    """libc's syncfs, looked up on first use (the running program's own symbols hold libc on Linux)."""
-    try:
-        function: Callable[[int], int] | None = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
-    except OSError:
-        return None
-    return function
+    return _call("fallocate", fd, _PUNCH_HOLE, ctypes.c_int64(0), ctypes.c_int64(size))
 
 
 class _GroupSync:
@@ -193,9 +174,10 @@ class _GroupSync:
 
 
 def _syncfs_ok(fd: int) -> bool:
-    """Sync the file system `fd` is on; False when that failed."""
+    """Sync the file system `fd` is on; False when that failed (or there is no syncfs)."""
+    function = _syncfs()
     try:
-        return _syncfs()(fd) == 0  # type: ignore[misc]
+        return function is not None and function(fd) == 0
     except OSError:
         return False
 
@@ -249,6 +231,14 @@ def _temp_prefix() -> str:
 def _spare(directory: str, name: str) -> str:
     """The hidden file beside an object that its next replace writes into (see LocalStore.replace)."""
     return f"{directory}{os.sep}{_HIDDEN}spare-{name}"
+
+
+def _remove(path: str) -> None:
+    """Remove an object and its spare (which holds an earlier version of it), whichever exist."""
+    directory, name = path.rsplit(os.sep, 1)
+    for doomed in (path, _spare(directory, name)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(doomed)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -549,14 +539,11 @@ class LocalStore:
             if last is None:
                 continue
             path = self._path(key)
-            directory, name = path.rsplit(os.sep, 1)
             if last.kind == DELETE:
-                for doomed in (path, _spare(directory, name)):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(doomed)
+                _remove(path)
             elif not os.path.exists(path) or (_read_file(path) != last.data if last.kind == REPLACE
                                               else _cut_short(path, last.data, _type_of(path))):
-                os.replace(self._write_temp(directory, last.data), path)
+                os.replace(self._write_temp(os.path.dirname(path), last.data), path)
 
     # -- tools -------------------------------------------------------------------------
     def iter_keys(self, prefix: str) -> Iterator[str]:
@@ -573,13 +560,9 @@ class LocalStore:
         yield from sorted(keys)
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
-        directory, name = path.rsplit(os.sep, 1)
         if self._journal is not None:  # a replay must not bring the object back
             self._journal.append(DELETE, key)
-        for doomed in (path, _spare(directory, name)):  # the spare holds an earlier version of the object
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(doomed)
+        _remove(self._path(key))
 
     def locate(self, location: RecordingLocation) -> str | None:
         """A folder holds no cloud bucket, so recordings are never checked here."""
