@@ -46,9 +46,13 @@ def lose(root: Path, keys: list[str]) -> None:
 
 def create_committed(store: LocalStore, count: int) -> None:
     """Objects c/events/0.json ... written as one deferred batch and committed (acknowledged, as it were)."""
+    create_committed_at(store, "c", count)
+
+
+def create_committed_at(store: LocalStore, folder: str, count: int = 3) -> None:
     with store.deferred() as pending:
         for n in range(count):
-            store.create(f"c/events/{n}.json", orjson.dumps({"n": n}))
+            store.create(f"{folder}/events/{n}.json", orjson.dumps({"n": n}))
     pending.commit()
 
 
@@ -202,6 +206,27 @@ def test_the_last_process_to_close_the_folder_leaves_nothing_to_redo(tmp_path: P
     assert "finishing" not in caplog.text
 
 
+def _write_and_leave(root: str, worker: int, barrier: Any) -> None:
+    store = LocalStore(root)
+    create_committed_at(store, f"w{worker}")
+    barrier.wait(60)  # all have the folder open; then all leave at once, the normal way
+
+
+def test_processes_that_leave_together_leave_nothing_to_redo(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)
+    workers = [context.Process(target=_write_and_leave, args=(str(tmp_path), w, barrier)) for w in range(3)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+    assert [p.exitcode for p in workers] == [0, 0, 0]
+    (tmp_path / "w0/events/0.json").unlink()  # deleted by hand after they all stopped: stays deleted
+    LocalStore(tmp_path)
+    assert "w0/events/0.json" not in objects(tmp_path) and len(objects(tmp_path)) == 8
+    assert "finishing" not in caplog.text
+
+
 def _deferred_creates(root: str, worker: int, barrier: Any, counts: Any) -> None:
     store = LocalStore(root)
     created = 0
@@ -234,3 +259,19 @@ def test_processes_appending_together_leave_a_journal_that_redoes_all_of_them(tm
 
     LocalStore(tmp_path)
     assert objects(tmp_path) == whole
+
+
+def test_serve_stopped_cleanly_leaves_nothing_to_redo(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from serve_fixture import running_serve
+
+    root = tmp_path / "store"
+    with running_serve(store_url=root.as_uri()) as server:
+        statuses = [server.post(p)[0] for p in PAYLOADS]
+        assert statuses == [200] * len(PAYLOADS)
+        stored = sorted(objects(root))
+        assert server.stop() == 0  # SIGTERM: a graceful stop
+    assert "finishing" not in server.output()
+    (root / stored[0]).unlink()  # deleted by hand after the stop: stays deleted
+    LocalStore(root)
+    assert stored[0] not in objects(root)
+    assert "finishing" not in caplog.text

@@ -63,6 +63,12 @@ class Pipeline:
 
             self.forwarder = open_forwarder(settings.forward_url)
 
+    def close(self) -> None:
+        """Let go of the store, for a store that holds something open (a local folder: its journal)."""
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
     def handle(self, request: Request) -> Response:
         """Answer one request per SPEC §3; never raises for anything the sender did."""
         return self.handle_many([request])[0]

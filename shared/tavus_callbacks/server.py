@@ -308,6 +308,9 @@ class CallbackApp:
         self.access = AccessLog(pipeline.settings.tokens) if access_log.isEnabledFor(logging.INFO) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         started = time.perf_counter()
@@ -323,6 +326,18 @@ class CallbackApp:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         self._log(scope, response, started)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Start-up has nothing to do; on shutdown, after the last answer, the pipeline lets go of its store
+        (a local folder's last process then checkpoints its journal, so a restart has nothing to redo)."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.to_thread(self.pipeline.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def answer(self, scope: Scope, receive: Receive) -> Response:
         """The pipeline's answer; the body is read only when the request may carry one we would accept."""
@@ -480,7 +495,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     CallbackProtocol.headers_timeout = options.read_timeout
     uvicorn.run(
         f"{__name__}:worker_app", factory=True, host=options.host, port=options.port, workers=options.workers,
-        http=CallbackProtocol, loop="uvloop" if _has_uvloop() else "asyncio", lifespan="off",
+        http=CallbackProtocol, loop="uvloop" if _has_uvloop() else "asyncio", lifespan="on",
         access_log=False, log_config=None, log_level=options.log_level, server_header=False, proxy_headers=False,
         timeout_keep_alive=5, timeout_graceful_shutdown=10, backlog=2048,
     )

@@ -256,6 +256,8 @@ def _retire(fds: list[int], users: int, lock: threading.Lock, syncfs: Callable[[
     """Close the journal's files; the folder's last user first makes everything durable and spends the
     journal, so that the next process to open the folder has nothing to redo."""
     try:
+        # Let go first, then try to be alone: of processes leaving together, one always is.
+        fcntl.flock(users, fcntl.LOCK_UN)
         try:
             fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
