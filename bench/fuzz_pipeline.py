@@ -214,7 +214,7 @@ def quiet_logs() -> None:
     """Format every log record as `serve` would (JSON, redacted) but write it nowhere: the path runs, silently."""
     import logging
 
-    from tavus_callbacks.server import JsonFormatter, RedactingFilter
+    from tavus_callbacks.logs import JsonFormatter, RedactingFilter
 
     handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - open for the life of the process
     handler.setFormatter(JsonFormatter())

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tavus_callbacks.export import export
+from tavus_callbacks.stores import Store
 
 EVENTS_DIR = Path(__file__).parent / "events"
 
@@ -23,3 +26,11 @@ def load_event(name: str) -> dict[str, Any]:
 @pytest.fixture
 def token() -> str:
     return "test-token-0123456789abcdef"
+
+
+def exported(store: Store, to: Path) -> list[Path]:
+    """Every object of `store` written afresh under `to` as plain files (`tavus-callbacks export`), sorted."""
+    shutil.rmtree(to, ignore_errors=True)
+    to.mkdir(parents=True)
+    export(store, to)
+    return sorted(p for p in to.rglob("*") if p.is_file())

@@ -8,7 +8,7 @@ Each runs as a subprocess on a free loopback port and is stopped by its pid. Fix
   replaying its request recording).
 - `cloud_bucket` (function): `cloud_bucket("s3")` makes a fresh empty bucket in the shared emulator,
   points the SDKs at it through the environment (monkeypatch) and returns the store URL.
-- `store_url` (function, parametrized over file / s3 / gcs / azure): a fresh empty store URL, the
+- `store_url` (function, parametrized over sqlite / s3 / gcs / azure): a fresh empty store URL, the
   environment set for it; any test that takes it runs once per backend, e.g. `-k s3` picks one.
 
 Azurite is installed by tests/install/emulators.sh; the other two come with the `dev` extra.
@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 from tavus_callbacks.clients import clear_clients
 
-BACKENDS = ("file", "s3", "gcs", "azure")
+BACKENDS = ("sqlite", "s3", "gcs", "azure")
 CLOUD_BACKENDS = ("s3", "gcs", "azure")
 TOOLS = Path(__file__).parent / ".tools"
 AZURITE_BIN = TOOLS / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -294,6 +294,11 @@ def new_bucket_name() -> str:
     return f"t-{uuid.uuid4().hex[:16]}"
 
 
+def sqlite_url(path: Path) -> str:
+    """The store URL of a SQLite file at an absolute path."""
+    return f"sqlite:///{path.absolute()}"
+
+
 def store_url_for(kind: str, bucket: str, prefix: str = "") -> str:
     scheme = {"s3": "s3", "gcs": "gs", "azure": "azure"}[kind]
     return f"{scheme}://{bucket}/{prefix}"
@@ -372,10 +377,10 @@ def start_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], 
 
 @pytest.fixture(params=BACKENDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path, cloud_bucket: Callable[..., str]) -> str:
-    """A fresh, empty store URL for each backend in turn (file, s3, gcs, azure), the env set for it."""
+    """A fresh, empty store URL for each backend in turn (sqlite, s3, gcs, azure), the env set for it."""
     kind: str = request.param
-    if kind == "file":
-        return (tmp_path / "store").as_uri()
+    if kind == "sqlite":
+        return sqlite_url(tmp_path / "store.db")
     return cloud_bucket(kind)
 
 

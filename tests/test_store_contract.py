@@ -1,9 +1,11 @@
-"""The Store contract, run against every backend: local folder, moto server, fake-gcs-server, Azurite."""
+"""The Store contract, run against every backend: a SQLite file, moto server, fake-gcs-server, Azurite."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -193,7 +195,7 @@ def test_concurrent_create_has_one_winner(store: Store) -> None:
 
 
 def _locations_for(store: Store) -> tuple[RecordingLocation | None, list[RecordingLocation]]:
-    """A recording location inside the store's own bucket (None for a folder) and some that are not."""
+    """A recording location inside the store's own bucket (None for a SQLite file) and some that are not."""
     bucket = getattr(store, "bucket", None) or getattr(store, "container", None) or "bucket"
     account = getattr(store, "account", None)
     key = "c123/recording.mp4"
@@ -224,7 +226,7 @@ def test_locate_only_in_its_own_bucket(store: Store) -> None:
 def test_locate_then_stat_finds_a_recording(store: Store) -> None:
     own, _ = _locations_for(store)
     if own is None:
-        pytest.skip("a local folder holds no cloud recording")
+        pytest.skip("a SQLite file holds no cloud recording")
     key = store.locate(own)
     assert key is not None
     assert store.stat(key) is None
@@ -307,3 +309,52 @@ def test_unreachable_store_is_unavailable(kind: str, cloud_bucket: Callable[...,
                lambda: store.replace("a.json", b"{}", None), lambda: store.stat("a.json")):
         with pytest.raises(StoreUnavailable):
             op()
+
+
+def test_sqlite_urls_relative_and_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative, prefix = open_store("sqlite:///data/tavus.db")
+    absolute, _ = open_store(f"sqlite:///{tmp_path}/other.db")
+    assert prefix == ""
+    assert relative.url == f"sqlite:///{tmp_path}/data/tavus.db" and (tmp_path / "data" / "tavus.db").is_file()
+    assert absolute.url == f"sqlite:///{tmp_path}/other.db"
+    relative.create("c1/events/a.json", b"{}")
+    assert open_store(relative.url)[0].read("c1/events/a.json") is not None  # its url opens the same file
+
+
+def test_the_sqlite_table_reads_with_plain_sql(tmp_path: Path) -> None:
+    """The file is one documented table a user can query with the sqlite3 shell."""
+    store, _ = open_store(f"sqlite:///{tmp_path}/t.db")
+    store.create("c1/events/a.json", b'{"n":1}')
+    with sqlite3.connect(tmp_path / "t.db") as conn:
+        rows = conn.execute("SELECT key, body, content_type, length(body) FROM objects").fetchall()
+    assert rows == [("c1/events/a.json", b'{"n":1}', "application/json", 7)]
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite://host/x.db", "sqlite:///:memory:",
+                                 "sqlite:///x.db?mode=ro"])
+def test_sqlite_urls_that_name_no_file_are_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"sqlite:///tavus\.db"):
+        open_store(url)
+
+
+@pytest.mark.parametrize("url", ["file:///tmp/tavus-data", "file://./tavus-data", "./tavus-data"])
+def test_the_folder_store_is_gone_and_says_what_to_use(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"folder store is gone.*sqlite:///.*tavus-callbacks export"):
+        open_store(url)
+
+
+def test_a_locked_sqlite_file_is_unavailable_not_an_error(tmp_path: Path) -> None:
+    """Another process holding the write lock past the busy timeout: StoreUnavailable (the pipeline's 503)."""
+    from tavus_callbacks.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "t.db", timeout=0.2)
+    holder = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreUnavailable, match="SQLite store could not write"):
+            store.create("c1/events/a.json", b"{}")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.create("c1/events/a.json", b"{}") is True

@@ -39,6 +39,9 @@ COMMANDS: list[Command] = [
             "print the recording_storage JSON for a create-conversation call"),
     Command("replay", "tavus_callbacks.replay", "re-send stored events in time order to an endpoint or a bus"),
     Command("openapi", "tavus_callbacks.openapi", "print the endpoint's OpenAPI 3.1 document (--yaml for YAML)"),
+    Command("repair", "tavus_callbacks.repair",
+            "finish pending work: fold stored events missing from their conversation, publish what is unpublished"),
+    Command("export", "tavus_callbacks.export", "write a store's objects to a folder as plain files (bucket layout)"),
     Command("build", "tavus_callbacks.bundle", "make the self-contained folder a cloud's deploy tool uploads"),
 ]
 

@@ -169,7 +169,7 @@ def encode_state(state: dict[str, Any]) -> bytes:
 class ConversationFolder:
     """Applies stored events to their conversation's state files by compare-and-swap."""
 
-    def __init__(self, store: Store, layout: Layout, attempts: int = 64, budget_seconds: float = 8.0) -> None:
+    def __init__(self, store: Store, layout: Layout, attempts: int = 8, budget_seconds: float = 2.0) -> None:
         self.store = store
         self.layout = layout
         self.attempts = attempts
@@ -230,8 +230,8 @@ class ConversationFolder:
     def _entries(self, cid: str, blob: Blob | None) -> tuple[list[dict[str, Any]], bool]:
         """The entries of a state document, and False when it could not be read and they were rebuilt.
 
-        A crash before a local folder synced can leave `conversation.json` cut short; every event it
-        held is still stored beside it, so nothing is lost.
+        A state that is not a JSON document (edited by hand, or written by something else) is rebuilt:
+        every event it held is still stored beside it, so nothing is lost.
         """
         if blob is None:
             return [], True

@@ -1,14 +1,14 @@
-"""The pipeline every deployment runs: authenticate, limit, decode, normalize, store once, fold, forward.
+"""The pipeline every deployment runs: authenticate, limit, decode, normalize, store once, then fold and forward.
 
 `Pipeline.handle(Request) -> Response` is the whole HTTP contract of SPEC §3; adapters only translate.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,19 +20,17 @@ from .errors import ConfigError, ForwardError, StoreUnavailable
 from .events import normalize
 from .http import Outcome, Request, Response
 from .record import Layout, StoredEvent, build_record
+from .repair import mark_pending, repair
 from .settings import Settings
-from .stores import GroupCommit, open_store
+from .stores import open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from contextlib import AbstractContextManager
-
     from .stores import Store
-    from .stores.base import Commit
 
 log = logging.getLogger("tavus_callbacks")
 
 RETRY_AFTER_SECONDS = "5"
+REPAIR_SECONDS = 2.0  # at most this long finishing a conversation's pending work on the way to an answer
 CONVERSATION_FAMILIES = ("conversation", "guardrail", "objective")
 
 
@@ -56,43 +54,22 @@ class Pipeline:
         self.redactor = TokenRedactor(settings.tokens)
         self.folder = ConversationFolder(store, self.layout, attempts=settings.fold_attempts)
         self.forwarder = forwarder
-        self._deferred: Callable[[], AbstractContextManager[Commit]] = (
-            store.deferred if isinstance(store, GroupCommit) else lambda: contextlib.nullcontext(_NO_COMMIT))
+        self._unfinished: set[str] = set()  # conversations this process left derived work pending in
         if forwarder is None and settings.forward_url:
             from .forward import open_forwarder
 
             self.forwarder = open_forwarder(settings.forward_url)
 
     def close(self) -> None:
-        """Let go of the store, for a store that holds something open (a local folder: its journal)."""
+        """Let go of the store, for a store that holds something open."""
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
 
     def handle(self, request: Request) -> Response:
         """Answer one request per SPEC §3; never raises for anything the sender did."""
-        return self.handle_many([request])[0]
-
-    def handle_many(self, requests: Sequence[Request]) -> list[Response]:
-        """Answer requests that arrived together, each as `handle` would, in their order.
-
-        Each event is stored on its own and each conversation's state is folded once for all of its
-        events; on a store that commits in groups (a local folder) one sync makes the whole batch
-        durable before any answer exists. Events are forwarded only once durable.
-        """
-        return self.store_many(requests).answers()
-
-    def store_many(self, requests: Sequence[Request]) -> StoredBatch:
-        """The first half of `handle_many`: events stored and folded, not yet known durable nor answered.
-
-        Its `answers()` (callable from another thread) does the rest, so a server can store the next
-        batch while this one is being synced.
-        """
-        answers: list[Response | _Delivery] = []
-        with self._deferred() as pending:
-            answers.extend(self._receive(request) for request in requests)
-            self._fold([a for a in answers if isinstance(a, _Delivery)])
-        return StoredBatch(self, answers, pending)
+        received = self._receive(request)
+        return received if isinstance(received, Response) else self._finish(received)
 
     def _receive(self, request: Request) -> Response | _Delivery:
         """A refusal, or the event stored (create-only) and waiting to be folded and answered."""
@@ -110,7 +87,7 @@ class Pipeline:
             return self._store(request.body)
         except StoreUnavailable as exc:
             return self._store_unavailable(exc)
-        except Exception:  # a bug: this request's answer only, not its batch's
+        except Exception:  # a bug: this request's answer only
             log.exception("unexpected error storing a callback")
             return internal_error()
 
@@ -130,47 +107,56 @@ class Pipeline:
         record = build_record(payload, event, self.layout)
         return _Delivery(record, self.store.create(record.key, record.body))
 
-    def _fold(self, deliveries: list[_Delivery]) -> None:
-        """Apply the conversation events to their states, one compare-and-swap per conversation."""
-        conversations: dict[str, list[_Delivery]] = {}
-        for delivery in deliveries:
-            event = delivery.record.event
-            if event.family in CONVERSATION_FAMILIES and event.conversation_id:
-                conversations.setdefault(event.conversation_id, []).append(delivery)
-        for batch in conversations.values():
-            try:
-                flags = self.folder.apply_all([d.record for d in batch])
-            except StoreUnavailable as exc:
-                for delivery in batch:
-                    delivery.failed = self._store_unavailable(exc)
-                continue
-            except Exception:  # a bug: this conversation's answers only
-                log.exception("unexpected error folding conversation %s", batch[0].record.event.conversation_id)
-                for delivery in batch:
-                    delivery.failed = internal_error()
-                continue
-            for delivery, copy_failed in zip(batch, flags, strict=True):
-                delivery.copy_failed = copy_failed
-
     def _finish(self, delivery: _Delivery) -> Response:
-        """Forward a durably stored event, then answer for it."""
-        if delivery.failed is not None:
-            return delivery.failed
+        """Fold and forward a durably stored event, then answer 200 whatever of that failed.
+
+        Derived work that fails after its few quick retries is recorded as pending (`repair.mark_pending`)
+        and finished later: the answer waits for nothing but the event object (SPEC §3).
+        """
         record, event = delivery.record, delivery.record.event
+        unfinished: list[str] = []
+        copy_failed = False
+        cid = event.conversation_id if event.family in CONVERSATION_FAMILIES else None
+        if cid:
+            try:
+                copy_failed = self.folder.apply(record)
+            except StoreUnavailable as exc:
+                log.warning("conversation %s not updated, left pending", cid, extra={"error": str(exc)})
+                unfinished.append("fold")
+            except Exception:  # a bug: the event is stored all the same
+                log.exception("unexpected error folding conversation %s, left pending", cid)
+                unfinished.append("fold")
         if self.forwarder is not None:
             try:
                 self.forwarder.publish(record, self.store.url)
             except Exception as exc:  # a bus client's own error types vary by SDK
                 error = exc if isinstance(exc, ForwardError) else ForwardError(f"{type(exc).__name__}: {exc}")
-                log.error("forwarding failed, answering 503", extra={"error": str(error)})
-                return unavailable("the event is stored but could not be forwarded; retry later", "forward_failed")
+                log.error("forwarding failed, left pending", extra={"error": str(error), "event_id": record.id})
+                unfinished.append("publish")
+        if unfinished:
+            mark_pending(self.store, self.layout, record, unfinished)
+            if cid:
+                self._unfinished.add(cid)
+        elif cid in self._unfinished:  # this process left work pending there: finish it now
+            self._finish_pending(cid)
         status = "stored" if delivery.created else "duplicate"
         log.info("callback %s", status, extra={"event_id": record.id, "type": event.type,
                                                 "conversation_id": event.conversation_id, "key": record.key})
         outcome = Outcome(status, event_id=record.id, event_type=event.type, family=event.family,
-                          conversation_id=event.conversation_id, valid=event.valid, copy_failed=delivery.copy_failed)
+                          conversation_id=event.conversation_id, valid=event.valid, copy_failed=copy_failed)
         return Response.json(200, {"status": status, "event_id": record.id, "type": event.type,
                                    "valid": event.valid}, outcome=outcome)
+
+    def _finish_pending(self, cid: str) -> None:
+        """Finish what this process left pending in a conversation, briefly; what is left stays pending."""
+        self._unfinished.discard(cid)
+        try:
+            unfinished = repair(self, cid, deadline=time.monotonic() + REPAIR_SECONDS).failures
+        except Exception:  # a bug: the answer is 200 all the same, the markers stay for `repair`
+            log.exception("unexpected error finishing pending work of conversation %s", cid)
+            unfinished = 1
+        if unfinished:
+            self._unfinished.add(cid)
 
     @staticmethod
     def _store_unavailable(exc: StoreUnavailable) -> Response:
@@ -178,53 +164,12 @@ class Pipeline:
         return unavailable("the store cannot be written; retry later", "store_unavailable")
 
 
-class StoredBatch:
-    """Events stored by `Pipeline.store_many`: `answers()` makes them durable, forwards them and answers."""
-
-    def __init__(self, pipeline: Pipeline, answers: list[Response | _Delivery], pending: Commit) -> None:
-        self.pipeline = pipeline
-        self._answers = answers
-        self._pending: Commit | None = pending
-
-    @property
-    def forwards(self) -> bool:
-        """Whether `answers()` publishes to a bus (network calls), beyond building the answers."""
-        return self.pipeline.forwarder is not None and any(isinstance(a, _Delivery) for a in self._answers)
-
-    def commit(self) -> None:
-        """Wait until the batch is durable (the only blocking part without a forwarder); once."""
-        if self._pending is None:
-            return
-        try:
-            self._pending.commit()
-        except StoreUnavailable as exc:  # the batch's sync failed: none of it may be acknowledged
-            failed = self.pipeline._store_unavailable(exc)
-            self._answers = [failed if isinstance(a, _Delivery) else a for a in self._answers]
-        self._pending = None
-
-    def answers(self) -> list[Response]:
-        self.commit()
-        return [self.pipeline._finish(a) if isinstance(a, _Delivery) else a for a in self._answers]
-
-
-class _NoCommit:
-    """For stores whose every write is durable when it returns."""
-
-    def commit(self) -> None:
-        return None
-
-
-_NO_COMMIT = _NoCommit()
-
-
 @dataclass(slots=True)
 class _Delivery:
-    """An event stored by `Pipeline.handle_many`, on its way to its answer."""
+    """An event durably stored by `Pipeline._receive`, on its way to its answer."""
 
     record: StoredEvent
     created: bool
-    copy_failed: bool = False
-    failed: Response | None = None  # set when folding it failed
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,11 @@ class Layout:
     def perception_key(self, conversation_id: str) -> str:
         return f"{self.prefix}{conversation_id}/perception.json"
 
+    def pending_key(self, event: Event, eid: str) -> str:
+        """The marker of an event whose derived work (fold, publish) is unfinished, beside its events folder."""
+        folder = f"{_FOLDERS[event.family]}{event.subject}/" if event.subject else "unrecognized/"
+        return f"{self.prefix}{folder}pending/{eid}.json"
+
     def quarantine_key(self, body: bytes, now: datetime | None = None) -> str:
         digest = hashlib.sha256(body).hexdigest()
         return f"{self.prefix}quarantine/{_day_path(None, now)}/{digest}.bin"

@@ -1,7 +1,8 @@
 """`tavus-callbacks conversations list|show`: a store's conversations, their state and timeline, readably.
 
-Reads only what the pipeline writes (`<prefix><id>/conversation.json`, see conversation.py), so it
-works on any store URL; `--json` gives the same facts to machines.
+Reads what the pipeline writes (`<prefix><id>/conversation.json`, see conversation.py), after finishing
+the work left pending there (see repair.py), so it works on any store URL; `--json` gives the same facts
+to machines.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -22,6 +24,7 @@ from .settings import DEFAULT_STORE_URL
 from .stores import Store, open_store
 
 STATE_FILE = "conversation.json"
+REPAIR_SECONDS = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         args._parser.print_help(sys.stderr)
         return 2
     store, layout = open_conversations(args.store)
+    finish_pending(store, layout, None if args.action == "list" else args.conversation_id)
     if args.action == "list":
         states = list(iter_states(store, layout))
         if args.json:
@@ -68,6 +72,18 @@ def open_conversations(url: str | None) -> tuple[Store, Layout]:
     store_url = url or os.environ.get("TAVUS_STORE_URL", "").strip() or DEFAULT_STORE_URL
     store, prefix = open_store(store_url)
     return store, Layout(prefix)
+
+
+def finish_pending(store: Store, layout: Layout, conversation: str | None) -> None:
+    """Before showing a state, fold what it lacks and finish pending work (`repair`), for a few seconds at most."""
+    from .pipeline import Pipeline
+    from .repair import repair
+    from .settings import Settings
+
+    if conversation is not None:
+        read_state(store, layout, conversation)  # refuses an id that is not one
+    pipeline = Pipeline(Settings.from_env(os.environ, store_url=store.url), store=store, prefix=layout.prefix)
+    repair(pipeline, conversation, deadline=time.monotonic() + REPAIR_SECONDS)
 
 
 def iter_states(store: Store, layout: Layout) -> Iterator[dict[str, Any]]:

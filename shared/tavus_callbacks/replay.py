@@ -57,7 +57,8 @@ class Stored:
 
 def is_event_key(relative: str) -> bool:
     """True for the keys of stored events (SPEC §4), not state, transcripts, recordings or quarantine."""
-    return relative.endswith(".json") and ("/events/" in relative or relative.startswith("unrecognized/"))
+    return relative.endswith(".json") and ("/events/" in relative or (
+        relative.startswith("unrecognized/") and not relative.startswith("unrecognized/pending/")))
 
 
 def parse_time(text: str) -> datetime:
@@ -70,6 +71,19 @@ def parse_time(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def read_stored(store: Store, key: str) -> Stored | None:
+    """The stored event at `key`, or None when it is gone or is not a CloudEvent this package wrote."""
+    blob = store.read(key)
+    if blob is None:
+        return None
+    try:
+        document = orjson.loads(blob.data)
+        return Stored(key, str(document["id"]), document.get("time"), document["data"]["payload"], document,
+                      blob.data)
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 def load_events(store: Store, prefix: str = "", conversation: str | None = None,
                 since: datetime | None = None) -> tuple[list[Stored], int]:
     """The stored events to replay, sorted by (time, id) like the conversation fold; and how many were left out."""
@@ -79,14 +93,8 @@ def load_events(store: Store, prefix: str = "", conversation: str | None = None,
     for key in store.iter_keys(search):
         if not is_event_key(key[len(prefix):]):
             continue
-        blob = store.read(key)
-        if blob is None:
-            continue
-        try:
-            document = orjson.loads(blob.data)
-            payload = document["data"]["payload"]
-            stored = Stored(key, str(document["id"]), document.get("time"), payload, document, blob.data)
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        stored = read_stored(store, key)
+        if stored is None:
             left_out += 1
             continue
         if since is not None and (stored.time is None or parse_time(stored.time) < since):

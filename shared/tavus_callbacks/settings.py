@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from .errors import ConfigError
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
-DEFAULT_STORE_URL = "file://./tavus-data"
+DEFAULT_STORE_URL = "sqlite:///tavus.db"
 MIN_TOKEN_LENGTH = 16
 
 
@@ -21,7 +21,7 @@ class Settings:
     store_url: str = DEFAULT_STORE_URL
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     forward_url: str | None = None
-    fold_attempts: int = 64
+    fold_attempts: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

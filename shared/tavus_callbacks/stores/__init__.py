@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from .base import Blob, GroupCommit, ObjectInfo, Store
+from .base import Blob, ObjectInfo, Store
 
-__all__ = ["Blob", "GroupCommit", "ObjectInfo", "Store", "open_store", "split_store_url"]
+__all__ = ["Blob", "ObjectInfo", "Store", "open_store", "split_store_url"]
 
 
 def split_store_url(url: str) -> tuple[str, str]:
@@ -22,10 +22,16 @@ def split_store_url(url: str) -> tuple[str, str]:
 def open_store(url: str) -> tuple[Store, str]:
     """The store a URL names and the key prefix it carries (empty or ending in '/')."""
     scheme, _ = split_store_url(url)
-    if scheme in ("", "file"):
-        from .local import LocalStore
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
 
-        return LocalStore.from_url(url)
+        return SQLiteStore.from_url(url)
+    if scheme in ("", "file"):
+        raise ConfigError(
+            f"TAVUS_STORE_URL {url!r}: the folder store is gone; store in a SQLite file instead "
+            "(sqlite:///tavus.db, or sqlite:////absolute/path/tavus.db) and write its objects out as plain files "
+            "with `tavus-callbacks export --store sqlite:///tavus.db --to DIR`"
+        )
     if scheme == "s3":
         from .s3 import S3Store
 
@@ -39,7 +45,7 @@ def open_store(url: str) -> tuple[Store, str]:
 
         return AzureBlobStore.from_url(url)
     raise ConfigError(
-        f"TAVUS_STORE_URL {url!r} has an unknown scheme {scheme!r}: use file:///path, s3://bucket/prefix, "
+        f"TAVUS_STORE_URL {url!r} has an unknown scheme {scheme!r}: use sqlite:///tavus.db, s3://bucket/prefix, "
         "gs://bucket/prefix, azure://container/prefix or https://<account>.blob.core.windows.net/<container>/<prefix>"
     )
 

@@ -1,6 +1,6 @@
 """The Store protocol: four primitives every backend implements, plus two for tools.
 
-Keys are paths inside the backend's bucket (or folder), '/'-separated, never starting with '/'.
+Keys are paths inside the backend's bucket (or SQLite file), '/'-separated, never starting with '/'.
 The key prefix of SPEC §4 is applied by `layout.Layout`, not here, so a store can also stat the
 recordings the vendor writes beside our folders.
 """
@@ -8,7 +8,6 @@ recordings the vendor writes beside our folders.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -67,17 +66,3 @@ class Store(Protocol):
 
     def locate(self, location: RecordingLocation) -> str | None:
         """The key of a recording in this store's own bucket, or None when it lives elsewhere."""
-
-
-class Commit(Protocol):
-    """Writes deferred together; `commit()` makes them durable or raises StoreUnavailable."""
-
-    def commit(self) -> None: ...
-
-
-@runtime_checkable
-class GroupCommit(Protocol):
-    """A store that can make many writes durable at once (the local folder: one sync for a batch)."""
-
-    def deferred(self) -> AbstractContextManager[Commit]:
-        """A block whose writes (in this thread) are durable only once its result's `commit()` returned."""

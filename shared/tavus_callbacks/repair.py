@@ -1,0 +1,219 @@
+"""Pending derived work and its repair: what an answer did not wait for is finished here.
+
+An event is acknowledged once its object is durable (SPEC §3). When folding it into `conversation.json`
+or publishing it still fails after a few quick tries, the pipeline leaves a marker beside the events
+(`<folder>pending/<event_id>.json`, create-only: no contention); `repair` finishes that work and
+removes the marker. A crash between storing an event and folding it leaves no marker, so `repair` also
+folds every stored event of a conversation that its state does not list yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+from .errors import PreconditionFailed, StoreUnavailable
+from .replay import is_event_key, read_stored
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .record import Layout, StoredEvent
+    from .stores import Store
+
+log = logging.getLogger("tavus_callbacks")
+
+FOLD, PUBLISH = "fold", "publish"
+_EXTRA_TOP = frozenset({"replicas", "videos", "unrecognized", "quarantine"})
+
+
+@dataclass
+class RepairSummary:
+    """What one `repair` run did."""
+
+    conversations: int = 0  # conversations examined
+    folded: int = 0  # events newly folded into a state
+    published: int = 0  # pending publishes completed
+    failures: int = 0  # pending items still unfinished
+
+    def line(self) -> str:
+        return (f"{self.conversations} conversations examined, {self.folded} events folded, "
+                f"{self.published} publishes completed, {self.failures} still pending")
+
+
+def mark_pending(store: Store, layout: Layout, record: StoredEvent, work: Sequence[str]) -> None:
+    """Record that `work` (fold, publish) of a stored event is unfinished; never raises (the event is durable)."""
+    key = layout.pending_key(record.event, record.id)
+    try:
+        for _ in range(4):
+            blob = store.read(key)
+            wanted = sorted(set(work) | set(_work_of(blob.data) if blob else ()))
+            if blob is not None and wanted == _work_of(blob.data):
+                return
+            try:
+                store.replace(key, _marker(record.id, record.key, wanted), blob.version if blob else None)
+                return
+            except PreconditionFailed:
+                continue
+        raise StoreUnavailable(f"{key} kept changing")
+    except StoreUnavailable as exc:  # `repair` still folds what is missing; an unpublished event waits for replay
+        log.error("could not record pending work of event %s: %s", record.id, exc,
+                  extra={"event_id": record.id, "work": list(work)})
+
+
+def repair(pipeline: Pipeline, conversation: str | None = None, deadline: float | None = None) -> RepairSummary:
+    """Finish pending work and fold stored events missing from their state, in one conversation or all.
+
+    Stops once `time.monotonic()` passes `deadline` and leaves the rest for the next run.
+    """
+    summary = RepairSummary()
+    prefix = pipeline.layout.prefix
+    events: dict[str, list[str]] = {}  # conversation id -> its event keys
+    markers: dict[str | None, list[str]] = {}  # conversation id (None: replica, video, unrecognized) -> markers
+    try:
+        for key in pipeline.store.iter_keys(f"{prefix}{conversation}/" if conversation else prefix):
+            parts = key[len(prefix):].split("/")
+            owner = parts[0] if parts[0] not in _EXTRA_TOP else None
+            if len(parts) >= 3 and parts[-2] == "pending" and parts[-1].endswith(".json"):
+                markers.setdefault(owner, []).append(key)
+            elif owner is not None and len(parts) == 3 and parts[1] == "events" and is_event_key("/".join(parts)):
+                events.setdefault(owner, []).append(key)
+    except StoreUnavailable as exc:
+        log.error("repair could not list the store: %s", exc)
+        summary.failures += 1
+        return summary
+    for cid in sorted(events.keys() | {c for c in markers if c is not None}):
+        if deadline is not None and time.monotonic() > deadline:
+            summary.failures += len(markers.get(cid, ())) or 1
+            continue
+        summary.conversations += 1
+        try:
+            _repair_conversation(pipeline, cid, events.get(cid, []), markers.get(cid, []), summary)
+        except StoreUnavailable as exc:
+            log.warning("repair could not finish conversation %s: %s", cid, exc)
+            summary.failures += len(markers.get(cid, ())) or 1
+    for key in markers.get(None, []):
+        if deadline is not None and time.monotonic() > deadline:
+            summary.failures += 1
+            continue
+        _finish_marker(pipeline, key, None, summary)
+    return summary
+
+
+def _repair_conversation(pipeline: Pipeline, cid: str, event_keys: list[str], marker_keys: list[str],
+                         summary: RepairSummary) -> None:
+    """Fold the events the state lacks and those whose fold a marker says is unfinished; then the markers."""
+    store = pipeline.store
+    blob = store.read(pipeline.layout.conversation_key(cid))
+    try:
+        known = {e.get("id") for e in orjson.loads(blob.data).get("events", [])} if blob else set()
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        known = set()  # unreadable: the fold rebuilds it from the stored events
+    missing = [k for k in event_keys if k.rsplit("_", 1)[-1].removesuffix(".json") not in known]
+    to_fold = dict.fromkeys(missing)
+    markers: list[tuple[str, list[str], str]] = []  # (marker key, work, event key)
+    for key in marker_keys:
+        marker = store.read(key)
+        if marker is None:
+            continue
+        work, event_key = _work_of(marker.data), _event_key_of(marker.data)
+        markers.append((key, work, event_key))
+        if FOLD in work:
+            to_fold[event_key] = None
+    folded = False
+    records = [s.record() for s in (read_stored(store, k) for k in to_fold) if s is not None]
+    if records:
+        try:
+            pipeline.folder.apply_all(records)
+            folded = True
+            summary.folded += len(missing)
+        except StoreUnavailable as exc:
+            log.warning("repair could not fold conversation %s: %s", cid, exc)
+            summary.failures += len(set(missing) - {event_key for _, _, event_key in markers})
+    for key, work, _ in markers:
+        _finish_marker(pipeline, key, cid, summary, folded=folded or FOLD not in work)
+
+
+def _finish_marker(pipeline: Pipeline, key: str, cid: str | None, summary: RepairSummary,
+                   folded: bool = True) -> None:
+    """Publish what a marker says is unpublished, then remove it, or rewrite it with what is still to do."""
+    store = pipeline.store
+    try:
+        marker = store.read(key)
+        if marker is None:
+            return
+        work = [w for w in _work_of(marker.data) if w != FOLD or not folded]
+        stored = read_stored(store, _event_key_of(marker.data))
+        if stored is None:  # the event object is gone (deleted by hand): nothing left to finish
+            store.delete(key)
+            return
+        if PUBLISH in work and pipeline.forwarder is not None:
+            try:
+                pipeline.forwarder.publish(stored.record(), store.url)
+                work.remove(PUBLISH)
+                summary.published += 1
+            except Exception as exc:  # a bus client's own error types vary by SDK
+                log.warning("repair could not publish event %s: %s", stored.id, exc)
+        if not work:
+            store.delete(key)
+            return
+        summary.failures += 1
+        if work != _work_of(marker.data):
+            store.replace(key, _marker(stored.id, stored.key, work), marker.version)
+    except (StoreUnavailable, PreconditionFailed) as exc:
+        log.warning("repair could not finish %s: %s", key, exc)
+        summary.failures += 1
+
+
+def _marker(event_id: str, event_key: str, work: Sequence[str]) -> bytes:
+    return orjson.dumps({"event_id": event_id, "key": event_key, "work": sorted(work)})
+
+
+def _work_of(data: bytes) -> list[str]:
+    try:
+        work = orjson.loads(data).get("work", [])
+    except (orjson.JSONDecodeError, AttributeError):
+        return [FOLD, PUBLISH]
+    return sorted(str(w) for w in work) if isinstance(work, list) else [FOLD, PUBLISH]
+
+
+def _event_key_of(data: bytes) -> str:
+    try:
+        return str(orjson.loads(data)["key"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return ""
+
+
+# -- the `repair` subcommand ---------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `repair`."""
+    from .settings import DEFAULT_STORE_URL
+
+    parser.add_argument("--store", metavar="URL",
+                        help=f"the store to repair (env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
+    parser.add_argument("--conversation", metavar="ID", help="only this conversation")
+    parser.add_argument("--forward", metavar="URL",
+                        help="the bus pending publishes go to (env TAVUS_FORWARD_URL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Repair the store; exit 1 when some pending work could not be finished."""
+    from .pipeline import Pipeline
+    from .settings import Settings
+
+    overrides: dict[str, object] = {}
+    if args.store:
+        overrides["store_url"] = args.store
+    if args.forward:
+        overrides["forward_url"] = args.forward
+    pipeline = Pipeline(Settings.from_env(os.environ, **overrides))
+    summary = repair(pipeline, args.conversation)
+    print(summary.line())
+    return 1 if summary.failures else 0

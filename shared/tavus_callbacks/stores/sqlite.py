@@ -1,0 +1,196 @@
+"""The embedded store: one SQLite file (`sqlite:///tavus.db`), one table of objects keyed like the bucket.
+
+Create-only is `INSERT ... ON CONFLICT DO NOTHING`, compare-and-swap is `UPDATE ... WHERE version = ?`.
+The file is in WAL mode with `synchronous=FULL`, so a write has returned only once it is on disk; the
+writes that threads of one process make at the same moment are committed together (one transaction,
+one sync), and processes share the file through SQLite's own locking.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError, PreconditionFailed, StoreUnavailable
+from .base import Blob, ObjectInfo
+
+if TYPE_CHECKING:
+    from ..recording import RecordingLocation
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS objects (
+    key          TEXT PRIMARY KEY NOT NULL,  -- the object's name in the bucket layout, e.g. c123/conversation.json
+    body         BLOB NOT NULL,              -- its bytes
+    content_type TEXT NOT NULL,
+    version      TEXT NOT NULL               -- changes on every write; what a compare-and-swap must match
+)"""
+_CREATE = "INSERT INTO objects (key, body, content_type, version) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+_REPLACE = "UPDATE objects SET body = ?, content_type = ?, version = ? WHERE key = ? AND version = ?"
+_DELETE = "DELETE FROM objects WHERE key = ?"
+_MAX_GROUP = 256  # writes committed together at most
+_PAGE = 1000  # keys listed per query
+
+
+@dataclass(eq=False, slots=True)
+class _Write:
+    """One statement waiting for the transaction that commits it."""
+
+    sql: str
+    params: tuple[Any, ...]
+    ready: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    changed: int = 0
+    error: StoreUnavailable | None = None
+
+
+class SQLiteStore:
+    """A SQLite file holding every object; safe for many threads and many processes at once."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 10.0) -> None:
+        self.path = Path(path).absolute()
+        self.url = f"sqlite:///{self.path}"
+        self.timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._queue: list[_Write] = []
+        self._committing = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unavailable("open", exc) from exc
+
+    @classmethod
+    def from_url(cls, url: str) -> tuple[SQLiteStore, str]:
+        """`sqlite:///relative.db` or `sqlite:////absolute/path.db`; a SQLite store has no key prefix."""
+        parts = urlsplit(url)
+        path = parts.path[1:]
+        if parts.scheme.lower() != "sqlite" or parts.netloc or not path or path == ":memory:" or parts.query:
+            raise ConfigError(f"TAVUS_STORE_URL {url!r} is not a SQLite file URL: use sqlite:///tavus.db "
+                              "(relative to the working directory) or sqlite:////absolute/path/tavus.db")
+        return cls(path), ""
+
+    # -- the four primitives -----------------------------------------------------------
+    def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
+        return self._write(_CREATE, (key, data, content_type, _new_version())) == 1
+
+    def read(self, key: str) -> Blob | None:
+        rows = self._query("SELECT body, version FROM objects WHERE key = ?", (key,))
+        return Blob(bytes(rows[0][0]), rows[0][1]) if rows else None
+
+    def replace(self, key: str, data: bytes, version: str | None, content_type: str = "application/json") -> str:
+        new = _new_version()
+        if version is None:
+            changed = self._write(_CREATE, (key, data, content_type, new))
+        else:
+            changed = self._write(_REPLACE, (data, content_type, new, key, version))
+        if changed != 1:
+            raise PreconditionFailed(f"{key} changed since it was read")
+        return new
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        rows = self._query("SELECT length(body), version, content_type FROM objects WHERE key = ?", (key,))
+        return ObjectInfo(key, rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    # -- tools -------------------------------------------------------------------------
+    def iter_keys(self, prefix: str) -> Iterator[str]:
+        """Keys in the byte order of their UTF-8 text (SQLite's), which is the lexical order of the strings."""
+        last = prefix
+        sql = "SELECT key FROM objects WHERE key >= ? AND key > ? ORDER BY key LIMIT ?"
+        first = True
+        while True:
+            rows = self._query(sql, (prefix, "" if first else last, _PAGE))
+            first = False
+            for (key,) in rows:
+                if not key.startswith(prefix):
+                    return
+                yield key
+            if len(rows) < _PAGE:
+                return
+            last = rows[-1][0]
+
+    def delete(self, key: str) -> None:
+        self._write(_DELETE, (key,))
+
+    def locate(self, location: RecordingLocation) -> str | None:
+        """Recordings live in a cloud bucket, never in this file."""
+        return None
+
+    # -- helpers -----------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (one per thread: a connection is not shared between threads)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._unavailable("read", exc) from exc
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Run one statement in the next transaction; the rows it changed, once that transaction is durable.
+
+        The first writer to arrive commits for everyone queued behind it; those that arrive meanwhile
+        go in the next transaction, which the first of them commits.
+        """
+        write = _Write(sql, params)
+        with self._lock:
+            self._queue.append(write)
+            lead = not self._committing
+            self._committing = True
+        if not lead:
+            write.ready.wait()
+        if not write.done:
+            self._commit_queued()
+        if write.error is not None:
+            raise write.error
+        return write.changed
+
+    def _commit_queued(self) -> None:
+        with self._lock:
+            group, self._queue = self._queue[:_MAX_GROUP], self._queue[_MAX_GROUP:]
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for write in group:
+                    write.changed = conn.execute(write.sql, write.params).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            failure = self._unavailable("write", exc)
+            for write in group:
+                write.error = failure
+        finally:
+            with self._lock:
+                if self._queue:
+                    self._queue[0].ready.set()  # it commits the next group
+                else:
+                    self._committing = False
+            for write in group:
+                write.done = True
+                write.ready.set()
+
+    def _unavailable(self, op: str, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(f"SQLite store could not {op} {self.path}: {exc}; check that the file's folder "
+                                "is writable and has space, then retry")
+
+
+def _new_version() -> str:
+    return secrets.token_hex(8)
