@@ -197,3 +197,12 @@ def deliver(pipeline: Any, payload: dict[str, Any]) -> Any:
     from tavus_callbacks.http import Request
 
     return pipeline.handle(Request("POST", "/", query={"token": FORWARD_TOKEN}, body=json.dumps(payload).encode()))
+
+
+def stored_documents(store_url: str) -> dict[str, dict[str, Any]]:
+    """Every stored CloudEvent in a store, by id."""
+    from tavus_callbacks.replay import load_events
+    from tavus_callbacks.stores import open_store
+
+    store, prefix = open_store(store_url)
+    return {e.id: e.document for e in load_events(store, prefix)[0]}

@@ -3,7 +3,7 @@
 - `running_serve(...)`: a context manager, usable from any fixture scope or from a script.
 - `serve_factory` (function): `serve_factory(store_url=..., env=..., args=[...])` starts one more
   server for the test and stops it afterwards.
-- `serve` (function): one server on a fresh temporary folder with the default test tokens.
+- `serve` (function): one server on a fresh temporary SQLite file with the default test tokens.
 
 The server reads its tokens from TAVUS_CALLBACK_TOKENS (so they are not on its command line);
 its stdout and stderr go to files the test can read (`ServeProcess.output()`).
@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from servers import free_port
+from tavus_callbacks.stores import open_store
 
 TOKENS = ("serve-test-token-primary-0123456789", "serve-test-token-rotated-9876543210")
 
@@ -86,11 +87,15 @@ class ServeProcess:
         return status, answer
 
     def objects(self, under: str = "") -> list[str]:
-        """Keys of every object in the server's folder store (hidden temporary, spare and sync files left out)."""
-        assert self.store_dir is not None, "objects() needs a folder store"
-        root = self.store_dir / under
-        return sorted(p.relative_to(self.store_dir).as_posix() for p in root.rglob("*")
-                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        """Keys of every object in the server's store under `under` (a folder of the bucket layout)."""
+        under = under.rstrip("/") + "/" if under else ""
+        return list(open_store(self.store_url)[0].iter_keys(under))
+
+    def read(self, key: str) -> bytes:
+        """The bytes of one object of the server's store."""
+        blob = open_store(self.store_url)[0].read(key)
+        assert blob is not None, key
+        return blob.data
 
     def output(self) -> str:
         """Everything the server printed so far, stdout then stderr."""
@@ -145,11 +150,12 @@ def _wait_ready(proc: ServeProcess, timeout: float) -> None:
 def start_serve(*, store_url: str | None = None, tokens: Sequence[str] = TOKENS,
                 env: Mapping[str, str] | None = None, args: Sequence[str] = (), workers: int = 2,
                 threads: int = 8, ready_timeout: float = 60.0) -> ServeProcess:
-    """Start a server (on a new temporary folder unless `store_url` is given) and wait until it answers."""
+    """Start a server (on a new SQLite file in a temporary folder unless `store_url` is given) and wait until
+    it answers."""
     store_dir = None
     if store_url is None:
         store_dir = Path(tempfile.mkdtemp(prefix="tavus-serve-store-"))
-        store_url = store_dir.as_uri()
+        store_url = f"sqlite:///{store_dir / 'store.db'}"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TAVUS_")}
     clean.update({"TAVUS_CALLBACK_TOKENS": ",".join(tokens), "TAVUS_STORE_URL": store_url,
                   "PYTHONUNBUFFERED": "1"})
@@ -200,5 +206,5 @@ def serve_factory() -> Iterator[Callable[..., ServeProcess]]:
 
 @pytest.fixture
 def serve(serve_factory: Callable[..., ServeProcess]) -> ServeProcess:
-    """One server on a fresh temporary folder, tokens TOKENS."""
+    """One server on a fresh temporary SQLite file, tokens TOKENS."""
     return serve_factory()

@@ -105,7 +105,7 @@ def test_send_all_then_list_and_show_the_conversation(serve: ServeProcess) -> No
     assert times == sorted(times) and len(timeline) == 9
 
     state = json.loads(cli("conversations", "show", cid, "--store", serve.store_url, "--json").stdout)
-    assert state == json.loads((serve.store_dir / cid / "conversation.json").read_bytes())  # type: ignore[operator]
+    assert state == json.loads(serve.read(f"{cid}/conversation.json"))
 
 
 def test_send_named_samples_files_and_bearer(serve: ServeProcess, tmp_path: Path) -> None:
@@ -191,11 +191,13 @@ def _busy_port() -> tuple[socket.socket, int]:
     (["send", "guardrail", "--url", "http://127.0.0.1:9/"], {}, "no token"),
     (["send", "no_such_event", "--url", "http://127.0.0.1:9/", "--token", TOKENS[0]], {}, "unknown sample event"),
     (["conversations", "list", "--store", "ftp://bucket"], {}, "unknown scheme"),
-    (["conversations", "show", "../etc", "--store", "file:///tmp"], {}, "not a conversation id"),
+    (["conversations", "show", "../etc"], {}, "not a conversation id"),
+    (["conversations", "list", "--store", "file:///tmp/tavus-data"], {}, "folder store is gone"),
+    (["export", "--to", "out", "--conversation", "../x"], {}, "not a conversation id"),
 ])
 def test_bad_options_print_one_clear_error_and_exit_2(args: list[str], env: dict[str, str], says: str,
                                                       tmp_path: Path) -> None:
-    env = {"TAVUS_STORE_URL": tmp_path.as_uri(), **env}
+    env = {"TAVUS_STORE_URL": f"sqlite:///{tmp_path}/store.db", **env}
     result = cli(*args, env=env, timeout=30)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("error: "), result.stderr
@@ -206,18 +208,19 @@ def test_bad_options_print_one_clear_error_and_exit_2(args: list[str], env: dict
 def test_serve_on_a_busy_port_says_so(tmp_path: Path) -> None:
     sock, port = _busy_port()
     with sock:
-        result = cli("serve", "--port", str(port), "--store", tmp_path.as_uri(), "--token", TOKENS[0], timeout=30)
+        result = cli("serve", "--port", str(port), "--store", f"sqlite:///{tmp_path}/store.db", "--token", TOKENS[0],
+                     timeout=30)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
 
 
 def test_show_of_an_unknown_conversation_exits_1(tmp_path: Path) -> None:
-    result = cli("conversations", "show", "cnothere", "--store", tmp_path.as_uri())
+    result = cli("conversations", "show", "cnothere", "--store", f"sqlite:///{tmp_path}/store.db")
     assert result.returncode == 1
     assert "no conversation 'cnothere'" in result.stderr
 
 
 def test_list_of_an_empty_store(tmp_path: Path) -> None:
-    result = cli("conversations", "list", "--store", tmp_path.as_uri())
+    result = cli("conversations", "list", "--store", f"sqlite:///{tmp_path}/store.db")
     assert result.returncode == 0
     assert result.stdout.startswith("No conversations in")

@@ -13,6 +13,7 @@ import pytest
 from tavus_callbacks.cli import main
 from tavus_callbacks.doctor import is_allowed
 from tavus_callbacks.recording_storage import WRITER_ACTIONS
+from tavus_callbacks.stores.sqlite import SQLiteStore
 
 VENDOR = "arn:aws:iam::291871421005:root"
 
@@ -218,18 +219,18 @@ def test_a_bucket_that_does_not_exist_fails(capsys: pytest.CaptureFixture[str], 
     assert any(entry.startswith("FAIL") and "probe" in entry for entry in lines)
 
 
-def test_a_folder_store_passes_the_store_checks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, lines, _ = run_cli(capsys, "doctor", "--store", tmp_path.as_uri())
+def test_a_sqlite_store_passes_the_store_checks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, lines, _ = run_cli(capsys, "doctor", "--store", f"sqlite:///{tmp_path}/store.db")
     assert code == 0, "\n".join(lines)
     assert len([entry for entry in lines if entry.startswith("PASS")]) == 6
-    assert not any(tmp_path.rglob("*.json")), "the probe object is removed"
+    assert list(SQLiteStore(tmp_path / "store.db").iter_keys("")) == [], "the probe object is removed"
 
 
-def test_a_folder_that_cannot_be_made_fails_with_the_fix(capsys: pytest.CaptureFixture[str],
-                                                          tmp_path: Path) -> None:
+def test_a_sqlite_file_that_cannot_be_made_fails_with_the_fix(capsys: pytest.CaptureFixture[str],
+                                                               tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    code, lines, _ = run_cli(capsys, "doctor", "--store", (blocker / "store").as_uri())
+    code, lines, _ = run_cli(capsys, "doctor", "--store", f"sqlite:///{blocker}/store.db")
     assert code == 1
     assert "writable" in line(lines, "FAIL", "answers")
     line(lines, "SKIP", "probe object: the store did not answer")
@@ -247,7 +248,7 @@ def test_gcs_and_azure_check_the_store_and_say_what_cannot_be_checked(
 
 
 def test_role_arn_is_refused_for_a_store_that_is_not_s3(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, err = run_cli(capsys, "doctor", "--store", tmp_path.as_uri(), "--role-arn",
+    code, _, err = run_cli(capsys, "doctor", "--store", f"sqlite:///{tmp_path}/store.db", "--role-arn",
                            "arn:aws:iam::123456789012:role/W")
     assert code == 2 and "s3:// store" in err
 

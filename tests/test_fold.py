@@ -17,7 +17,7 @@ from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.record import Layout, build_record
 from tavus_callbacks.settings import Settings
-from tavus_callbacks.stores.local import LocalStore
+from tavus_callbacks.stores.sqlite import SQLiteStore
 
 TOKEN = "fold-token-0123456789abcdef"
 
@@ -36,15 +36,17 @@ PAYLOADS = conversation_payloads()
 
 
 def deliver(root: Path, payloads: list[dict[str, Any]], prefix: str = "") -> Pipeline:
-    pipeline = Pipeline(Settings(tokens=(TOKEN,)), store=LocalStore(root), prefix=prefix)
+    pipeline = Pipeline(Settings(tokens=(TOKEN,)), store=SQLiteStore(root / "store.db"), prefix=prefix)
     for payload in payloads:
         response = pipeline.handle(Request("POST", "/", {"token": TOKEN}, {}, json.dumps(payload).encode()))
         assert response.status == 200, response.body
     return pipeline
 
 
-def state_bytes(root: Path, name: str = "conversation.json") -> bytes:
-    return (root / "c123456" / name).read_bytes()
+def state_bytes(root: Path, name: str = "conversation.json", key: str = "c123456/") -> bytes:
+    blob = SQLiteStore(root / "store.db").read(key + name)
+    assert blob is not None, key + name
+    return blob.data
 
 
 def test_the_sample_conversation_has_events_of_every_kind() -> None:
@@ -96,7 +98,7 @@ def test_state_shows_the_conversation_at_a_glance(tmp_path: Path) -> None:
     assert state["transcript"]["messages"] == len(transcript["transcript"]) > 0
     assert state["transcript"]["user_turns"] == sum(1 for t in transcript["transcript"] if t["role"] == "user")
     assert state["recording"]["uri"].startswith(("s3://", "gs://", "https://"))
-    assert state["recording"]["checked"] is False  # a local folder holds no bucket
+    assert state["recording"]["checked"] is False  # a SQLite file holds no bucket
     assert [g["name"] for g in state["guardrails"]]
     assert state["objectives"]
     assert len(state["events"]) == len({json.dumps(p, sort_keys=True) for p in PAYLOADS})
@@ -124,7 +126,7 @@ def test_copy_failure_shows_code_message_and_hint(tmp_path: Path, caplog: pytest
                               "storage_provider": "s3"}}
     with caplog.at_level("ERROR", logger="tavus_callbacks"):
         deliver(tmp_path, [payload, payload])
-    state = orjson.loads((tmp_path / "c777" / "conversation.json").read_bytes())
+    state = orjson.loads(state_bytes(tmp_path, key="c777/"))
     failure = state["recording"]["copy_failure"]
     assert state["recording"]["status"] == "copy_failed"
     assert failure["error_code"] == "DESTINATION_AUTH_FAILED"
@@ -135,5 +137,6 @@ def test_copy_failure_shows_code_message_and_hint(tmp_path: Path, caplog: pytest
 
 def test_prefix_puts_every_object_under_it(tmp_path: Path) -> None:
     deliver(tmp_path, PAYLOADS[:3], prefix="tavus/")
-    assert (tmp_path / "tavus" / "c123456" / "conversation.json").exists()
-    assert not (tmp_path / "c123456").exists()
+    keys = list(SQLiteStore(tmp_path / "store.db").iter_keys(""))
+    assert "tavus/c123456/conversation.json" in keys
+    assert all(k.startswith("tavus/") for k in keys)

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from bus_servers import SDK_WARNINGS, EventGridSink, deliver, forwarding_pipeline, large_transcript, sample_payloads
+from bus_servers import (
+    SDK_WARNINGS,
+    EventGridSink,
+    deliver,
+    forwarding_pipeline,
+    large_transcript,
+    sample_payloads,
+    stored_documents,
+)
+from servers import sqlite_url
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.forward.eventgrid import KEY_VARIABLE, MAX_EVENT_BYTES, EventGridForwarder
 
 KEY = "eventgrid-test-key-0123456789"
 pytestmark = SDK_WARNINGS
 
-
-def stored_documents(root: Path) -> dict[str, dict[str, Any]]:
-    documents = (json.loads(p.read_text()) for p in root.rglob("*.json")
-                 if "/events/" in p.as_posix() or "/unrecognized/" in p.as_posix())
-    return {d["id"]: d for d in documents}
 
 
 @pytest.fixture
@@ -29,10 +32,10 @@ def sink(eventgrid_sink: EventGridSink, monkeypatch: pytest.MonkeyPatch) -> Even
 
 def test_every_event_reaches_the_topic_in_the_cloudevents_schema_with_the_key(sink: EventGridSink,
                                                                              tmp_path: Path) -> None:
-    pipeline = forwarding_pipeline(tmp_path.as_uri(), sink.url())
+    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), sink.url())
     sent = [deliver(pipeline, p).json_body()["event_id"] for p in sample_payloads()]
     assert len(sink.requests) == len(sent)
-    stored = stored_documents(tmp_path)
+    stored = stored_documents(sqlite_url(tmp_path / "store.db"))
     received = []
     for request in sink.requests:
         assert request.path.startswith("/api/events?api-version=")
@@ -48,24 +51,25 @@ def test_every_event_reaches_the_topic_in_the_cloudevents_schema_with_the_key(si
 
 
 def test_an_event_over_1_mb_goes_thin_with_a_dataref(sink: EventGridSink, tmp_path: Path) -> None:
-    pipeline = forwarding_pipeline(tmp_path.as_uri(), sink.url())
+    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), sink.url())
     payload = large_transcript(MAX_EVENT_BYTES)
     answer = deliver(pipeline, payload)
     assert answer.status == 200
     [event] = json.loads(sink.requests[0].body)
     assert "data" not in event
     assert event["id"] == answer.json_body()["event_id"]
-    assert event["dataref"].startswith(f"{tmp_path.as_uri()}/{payload['conversation_id']}/events/")
-    assert Path(event["dataref"].removeprefix("file://")).exists()
+    url = sqlite_url(tmp_path / "store.db")
+    assert event["dataref"].startswith(f"{url}/{payload['conversation_id']}/events/")
+    assert pipeline.store.read(event["dataref"].removeprefix(f"{url}/")) is not None
 
 
-def test_a_topic_that_refuses_answers_503_and_the_retry_publishes(sink: EventGridSink, tmp_path: Path) -> None:
-    pipeline = forwarding_pipeline(tmp_path.as_uri(), sink.url())
+def test_a_topic_that_refuses_answers_200_and_the_retry_publishes(sink: EventGridSink, tmp_path: Path) -> None:
+    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), sink.url())
     payload = sample_payloads()[0]
     sink.status = 401
     answer = deliver(pipeline, payload)
-    assert answer.status == 503
-    assert len(stored_documents(tmp_path)) == 1
+    assert answer.status == 200  # durable: the topic can wait (the event is left pending)
+    assert len(stored_documents(sqlite_url(tmp_path / "store.db"))) == 1
     sink.status = 200
     sink.requests.clear()
     retry = deliver(pipeline, payload)

@@ -6,19 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bus_servers import PubSubTopic, deliver, forwarding_pipeline, sample_payloads
+from bus_servers import PubSubTopic, deliver, forwarding_pipeline, sample_payloads, stored_documents
+from servers import sqlite_url
 from tavus_callbacks.forward.pubsub import MAX_MESSAGE_BYTES, PubSubForwarder, message_size
-
-
-def stored_documents(root: Path) -> dict[str, dict[str, Any]]:
-    documents = (json.loads(p.read_text()) for p in root.rglob("*.json")
-                 if "/events/" in p.as_posix() or "/unrecognized/" in p.as_posix())
-    return {d["id"]: d for d in documents}
 
 
 def test_a_subscription_pulls_every_event_with_its_cloudevents_attributes(pubsub_topic: PubSubTopic,
                                                                           tmp_path: Path) -> None:
-    pipeline = forwarding_pipeline(tmp_path.as_uri(), pubsub_topic.url)
+    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), pubsub_topic.url)
     sent = []
     for payload in sample_payloads():
         answer = deliver(pipeline, payload)
@@ -27,7 +22,7 @@ def test_a_subscription_pulls_every_event_with_its_cloudevents_attributes(pubsub
 
     messages = pubsub_topic.pull(len(sent))
     assert sorted(m.attributes["ce-id"] for m in messages) == sorted(sent)
-    stored = stored_documents(tmp_path)
+    stored = stored_documents(sqlite_url(tmp_path / "store.db"))
     for message in messages:
         attributes = dict(message.attributes)
         document = stored[attributes["ce-id"]]
@@ -43,7 +38,7 @@ def test_a_subscription_pulls_every_event_with_its_cloudevents_attributes(pubsub
 
 def test_a_conversation_arrives_in_publish_order_under_its_ordering_key(pubsub_topic: PubSubTopic,
                                                                         tmp_path: Path) -> None:
-    pipeline = forwarding_pipeline(tmp_path.as_uri(), pubsub_topic.url)
+    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), pubsub_topic.url)
     conversation = [p for p in sample_payloads() if p.get("conversation_id") == "c123456"]
     assert len(conversation) > 5
     sent = [deliver(pipeline, p).json_body()["event_id"] for p in conversation]
@@ -52,18 +47,17 @@ def test_a_conversation_arrives_in_publish_order_under_its_ordering_key(pubsub_t
     assert [m.attributes["ce-id"] for m in messages] == sent
 
 
-def test_a_missing_topic_answers_503_and_the_retry_publishes_once_it_exists(pubsub_topic: PubSubTopic,
+def test_a_missing_topic_answers_200_and_the_retry_publishes_once_it_exists(pubsub_topic: PubSubTopic,
                                                                            tmp_path: Path) -> None:
     from google.cloud import pubsub_v1
 
     admin = pubsub_v1.PublisherClient()
     admin.delete_topic(topic=pubsub_topic.topic)
-    pipeline = forwarding_pipeline(tmp_path.as_uri(), pubsub_topic.url)
+    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), pubsub_topic.url)
     payload = sample_payloads()[0]
     answer = deliver(pipeline, payload)
-    assert answer.status == 503
-    assert answer.headers["Retry-After"]
-    assert len(stored_documents(tmp_path)) == 1
+    assert answer.status == 200  # durable: the topic can wait (the event is left pending)
+    assert len(stored_documents(sqlite_url(tmp_path / "store.db"))) == 1
 
     admin.create_topic(name=pubsub_topic.topic)
     pubsub_topic.subscriber.delete_subscription(subscription=pubsub_topic.subscription)

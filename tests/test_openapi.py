@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from tavus_callbacks.http import Request, Response
 from tavus_callbacks.openapi import STATUSES, build_spec
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import Settings
-from tavus_callbacks.stores.local import LocalStore
+from tavus_callbacks.stores.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_FILE = ROOT / "openapi.yaml"
@@ -128,8 +129,8 @@ def test_a_body_that_is_not_an_object_is_outside_the_request_schema(spec: dict[s
 
 
 def _answers(tmp_path: Path) -> list[tuple[str, Response]]:
-    """One real answer of the pipeline per row of SPEC §3 (the store's outage by a store folder made a file)."""
-    store = LocalStore(tmp_path / "store")
+    """One real answer of the pipeline per row of SPEC §3 (the store's outage: its file locked by another)."""
+    store = SQLiteStore(tmp_path / "store.db")
     pipeline = Pipeline(Settings(tokens=(TOKEN,), max_body_bytes=2048), store=store)
     event = (EVENTS_DIR / "conversation.system.replica_joined.json").read_bytes()
     q = {"token": TOKEN}
@@ -141,11 +142,14 @@ def _answers(tmp_path: Path) -> list[tuple[str, Response]]:
         ("post", pipeline.handle(Request("POST", "/", q, {}, b"{" + b" " * 4096 + b"}"))),
         ("get", pipeline.handle(Request("GET", "/", q))),
     ]
-    broken_root = tmp_path / "broken"
-    broken_root.mkdir()
-    broken = Pipeline(Settings(tokens=(TOKEN,)), store=LocalStore(broken_root))
-    (broken_root / "unrecognized").write_text("a file where a folder must go")
-    answers.append(("post", broken.handle(Request("POST", "/", q, {}, b'{"hello": "world"}'))))
+    broken = Pipeline(Settings(tokens=(TOKEN,)), store=SQLiteStore(tmp_path / "broken.db", timeout=0.2))
+    holder = sqlite3.connect(tmp_path / "broken.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        answers.append(("post", broken.handle(Request("POST", "/", q, {}, b'{"hello": "world"}'))))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
     return answers
 
 

@@ -64,7 +64,7 @@ def test_sixteen_threads_of_retries_store_each_event_once(serve: ServeProcess) -
     assert len(events) == 20
     assert {key.rsplit("_", 1)[1].removesuffix(".json") for key in events} == expected_ids
 
-    state = json.loads((serve.store_dir / CONVERSATION_ID / "conversation.json").read_bytes())  # type: ignore[operator]
+    state = json.loads(serve.read(f"{CONVERSATION_ID}/conversation.json"))
     assert {e["id"] for e in state["events"]} == expected_ids
     assert len(state["events"]) == 20
     assert state == fold(CONVERSATION_ID, state["events"])  # the stored state is the fold of its own events

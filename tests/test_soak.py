@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.samples import CONVERSATION_ORDER, Ids, SampleConversation
 from tavus_callbacks.settings import Settings
-from tavus_callbacks.stores.local import LocalStore
+from tavus_callbacks.stores.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SOAK = ROOT / "bench" / "soak.py"
@@ -122,9 +121,9 @@ TOKEN = "audit-token-0123456789abcdef"
 
 
 @pytest.fixture
-def delivered(tmp_path: Path) -> tuple[LocalStore, set[str]]:
-    """Two whole sample conversations delivered into a folder store; the ids sent."""
-    store = LocalStore(tmp_path / "store")
+def delivered(tmp_path: Path) -> tuple[SQLiteStore, set[str]]:
+    """Two whole sample conversations delivered into a SQLite store; the ids sent."""
+    store = SQLiteStore(tmp_path / "store.db")
     pipeline = Pipeline(Settings(tokens=(TOKEN,)), store=store)
     sent = set()
     for n in range(2):
@@ -137,11 +136,24 @@ def delivered(tmp_path: Path) -> tuple[LocalStore, set[str]]:
     return store, sent
 
 
-def event_keys(store: LocalStore, cid: str) -> list[str]:
+def read(store: SQLiteStore, key: str) -> bytes:
+    blob = store.read(key)
+    assert blob is not None, key
+    return blob.data
+
+
+def overwrite(store: SQLiteStore, key: str, data: bytes) -> None:
+    """Change an object behind the pipeline's back (by compare-and-swap on its current version)."""
+    blob = store.read(key)
+    assert blob is not None, key
+    store.replace(key, data, blob.version)
+
+
+def event_keys(store: SQLiteStore, cid: str) -> list[str]:
     return list(store.iter_keys(f"{cid}/events/"))
 
 
-def test_the_audit_of_a_clean_store_is_clean(delivered: tuple[LocalStore, set[str]]) -> None:
+def test_the_audit_of_a_clean_store_is_clean(delivered: tuple[SQLiteStore, set[str]]) -> None:
     store, sent = delivered
     result = soak.audit(store, "", sent, sent)
     assert (result.lost, result.duplicated, result.corrupt, result.fold_mismatches, result.derived_mismatches) == (
@@ -149,42 +161,41 @@ def test_the_audit_of_a_clean_store_is_clean(delivered: tuple[LocalStore, set[st
     assert result.stored_events == len(sent) and result.conversations == 2
 
 
-def test_the_audit_reports_a_lost_event(delivered: tuple[LocalStore, set[str]]) -> None:
+def test_the_audit_reports_a_lost_event(delivered: tuple[SQLiteStore, set[str]]) -> None:
     store, sent = delivered
     store.delete(event_keys(store, "caudit0")[0])
     result = soak.audit(store, "", sent, sent)
     assert result.lost == 1 and result.fold_mismatches == 1  # the state still lists it; the fold of what is stored not
 
 
-def test_the_audit_reports_an_event_stored_twice(delivered: tuple[LocalStore, set[str]]) -> None:
+def test_the_audit_reports_an_event_stored_twice(delivered: tuple[SQLiteStore, set[str]]) -> None:
     store, sent = delivered
     key = event_keys(store, "caudit1")[0]
     folder, name = key.rsplit("/", 1)
-    shutil.copy(store.root / key, store.root / folder / f"20990101T000000.000000Z_{name.split('_', 1)[1]}")
+    store.create(f"{folder}/20990101T000000.000000Z_{name.split('_', 1)[1]}", read(store, key))
     assert soak.audit(store, "", sent, sent).duplicated == 1
 
 
-def test_the_audit_reports_a_tampered_event(delivered: tuple[LocalStore, set[str]]) -> None:
+def test_the_audit_reports_a_tampered_event(delivered: tuple[SQLiteStore, set[str]]) -> None:
     store, sent = delivered
     key = next(k for k in event_keys(store, "caudit0") if "objective" in k)
-    document = orjson.loads((store.root / key).read_bytes())
+    document = orjson.loads(read(store, key))
     document["data"]["payload"]["output_variables"] = {"email": "someone-else@example.com"}
-    (store.root / key).write_bytes(orjson.dumps(document))
+    overwrite(store, key, orjson.dumps(document))
     assert soak.audit(store, "", sent, sent).corrupt == 1
 
 
-def test_the_audit_reports_a_state_that_is_not_the_fold(delivered: tuple[LocalStore, set[str]]) -> None:
+def test_the_audit_reports_a_state_that_is_not_the_fold(delivered: tuple[SQLiteStore, set[str]]) -> None:
     store, sent = delivered
-    path = store.root / "caudit1" / "conversation.json"
-    state = orjson.loads(path.read_bytes())
+    state = orjson.loads(read(store, "caudit1/conversation.json"))
     state["shutdown"] = None
-    path.write_bytes(orjson.dumps(state))
+    overwrite(store, "caudit1/conversation.json", orjson.dumps(state))
     result = soak.audit(store, "", sent, sent)
     assert result.fold_mismatches == 1 and "caudit1" in result.problems[0]
 
 
-def test_the_audit_reports_a_transcript_from_another_event(delivered: tuple[LocalStore, set[str]]) -> None:
+def test_the_audit_reports_a_transcript_from_another_event(delivered: tuple[SQLiteStore, set[str]]) -> None:
     store, sent = delivered
-    path = store.root / "caudit0" / "transcript.json"
-    path.write_bytes(orjson.dumps({**orjson.loads(path.read_bytes()), "event_id": "0" * 64}))
+    key = "caudit0/transcript.json"
+    overwrite(store, key, orjson.dumps({**orjson.loads(read(store, key)), "event_id": "0" * 64}))
     assert soak.audit(store, "", sent, sent).derived_mismatches == 1

@@ -59,7 +59,7 @@ def _store_fix(url: str) -> str:
         "gs": "check the bucket name and Application Default Credentials (STORAGE_EMULATOR_HOST for an emulator)",
         "azure": "check the container, AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL and the "
                  "identity's 'Storage Blob Data Contributor' role",
-    }.get("gs" if scheme == "gcs" else scheme, "check that the folder exists and is writable")
+    }.get("gs" if scheme == "gcs" else scheme, "check that the SQLite file's folder exists and is writable")
 
 
 def check_store(url: str) -> Iterator[Check]:

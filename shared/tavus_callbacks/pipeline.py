@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -55,6 +56,7 @@ class Pipeline:
         self.folder = ConversationFolder(store, self.layout, attempts=settings.fold_attempts)
         self.forwarder = forwarder
         self._unfinished: set[str] = set()  # conversations this process left derived work pending in
+        self._pending: set[str] = set()  # events this process left derived work of pending
         if forwarder is None and settings.forward_url:
             from .forward import open_forwarder
 
@@ -135,10 +137,16 @@ class Pipeline:
                 unfinished.append("publish")
         if unfinished:
             mark_pending(self.store, self.layout, record, unfinished)
+            self._pending.add(record.id)
             if cid:
                 self._unfinished.add(cid)
-        elif cid in self._unfinished:  # this process left work pending there: finish it now
-            self._finish_pending(cid)
+        else:
+            if record.id in self._pending:  # a retry did what an earlier delivery left pending
+                self._pending.discard(record.id)
+                with contextlib.suppress(StoreUnavailable):
+                    self.store.delete(self.layout.pending_key(event, record.id))
+            if cid in self._unfinished:  # this process left work pending there: finish it now
+                self._finish_pending(cid)
         status = "stored" if delivery.created else "duplicate"
         log.info("callback %s", status, extra={"event_id": record.id, "type": event.type,
                                                 "conversation_id": event.conversation_id, "key": record.key})

@@ -64,40 +64,42 @@ class CallbackApp:
             return
         started = time.perf_counter()
         try:
-            response = await self.answer(scope, receive)
+            response, read = await self.answer(scope, receive)
         except _Gone:
             return
         except Exception:
             log.exception("unexpected error answering a request")
-            response = internal_error()
+            response, read = internal_error(), False
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
         headers.append((b"content-length", str(len(response.body)).encode()))
+        if not read:  # the rest of an unread body would be taken for the next request: end the connection
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         if self.access is not None:
             self.access.write(scope, response, started)
 
-    async def answer(self, scope: Scope, receive: Receive) -> Response:
-        """The pipeline's answer; the body is read only when the request may carry one we would accept."""
+    async def answer(self, scope: Scope, receive: Receive) -> tuple[Response, bool]:
+        """The pipeline's answer, and whether the whole body was read (only when it may be one we would accept)."""
         head = Request(method=scope["method"], path=scope["path"] or "/",
                        query=dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)),
                        headers=_headers(scope))
         if head.method != "POST":
-            return self.pipeline.handle(head)
+            return self.pipeline.handle(head), True
         limit = self.pipeline.settings.max_body_bytes
         length = _content_length(head.headers)
         if length is not None and length > limit:  # not read
-            return self._over_limit(head, limit)
+            return self._over_limit(head, limit), False
         try:
             async with asyncio.timeout(self.read_timeout):  # the whole body, not each read
                 body = await _read_body(receive, limit)
         except TimeoutError:
             return Response.json(408, {"error": f"the body did not arrive within {self.read_timeout:g} s"},
-                                 outcome=Outcome("timeout"))
+                                 outcome=Outcome("timeout")), False
         if body is None:
-            return self._over_limit(head, limit)
+            return self._over_limit(head, limit), False
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, self.pipeline.handle, replace(head, body=body))
+        return await loop.run_in_executor(self.pool, self.pipeline.handle, replace(head, body=body)), True
 
     def _over_limit(self, head: Request, limit: int) -> Response:
         """413 to a sender we know; to a stranger, what the pipeline answers (401)."""
