@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/bench_serve.py [--seconds 10] [--connections 16] [--loader auto|wrk|python]
 
-Starts `serve` on a fresh folder (every event synced to disk before its 200) and the vendor's receiver
+Starts `serve` on a fresh SQLite file (every event committed to disk before its 200) and the vendor's receiver
 (bench/vendor_flask_receiver.py, run as the vendor runs it: `python server.py`, Flask's debug server),
 drives each in turn with DISTINCT callbacks (8 kinds, each conversation a new id, times that move on),
 prints requests/s of each and their ratio (target: serve at least 3x), then checks that every event
-`serve` acknowledged is on disk. The load generator is wrk (`apt-get install wrk`) with a Lua script
+`serve` acknowledged is in the store. The load generator is wrk (`apt-get install wrk`) with a Lua script
 written by this file, or, without wrk, a Python one: processes x threads with keep-alive connections.
 """
 
@@ -277,9 +277,12 @@ def vendor_receiver() -> Any:
             process.wait(5)
 
 
-def stored_ids(store: Path) -> list[str]:
-    """Event ids of every event object in a folder store (the id ends each object's name)."""
-    return [p.stem.rsplit("_", 1)[1] for p in store.rglob("*.json") if p.parent.name == "events"]
+def stored_ids(store_url: str) -> list[str]:
+    """Event ids of every event object in a store (the id ends each object's name)."""
+    from tavus_callbacks.stores import open_store
+
+    keys = open_store(store_url)[0].iter_keys("")
+    return [k.rsplit("_", 1)[1].removesuffix(".json") for k in keys if k.split("/")[-2:-1] == ["events"]]
 
 
 def drive(target: str, url: str, args: argparse.Namespace, ack_dir: Path | None, tag: str) -> Result:
@@ -345,7 +348,8 @@ def main() -> int:
     label = f"serve ({workers} workers, {'durable' if fs not in ('tmpfs', 'ramfs') else 'on tmpfs: not durable'})"
     ours_runs: list[Result] = []
     vendor_runs: list[Result] = []
-    server: ServeProcess = start_serve(store_url=store.as_uri(), tokens=(TOKEN,), workers=workers,
+    store_url = f"sqlite:///{store / 'tavus.db'}"
+    server: ServeProcess = start_serve(store_url=store_url, tokens=(TOKEN,), workers=workers,
                                        threads=args.threads)
     try:
         with vendor_receiver() as url:
@@ -360,7 +364,7 @@ def main() -> int:
         shutil.rmtree(server.log_dir, ignore_errors=True)
 
     ours, vendor = merge(ours_runs), merge(vendor_runs)
-    on_disk = stored_ids(store)
+    on_disk = stored_ids(store_url)
     missing = ours.acked - set(on_disk)
     print(describe(ours))
     print(describe(vendor))
