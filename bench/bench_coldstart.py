@@ -12,7 +12,7 @@ its first request through the platform's own entry point:
 
 The baseline does the same with a hello-world function of the same framework (Powertools Logger + Metrics on
 AWS) that imports the store SDK its cloud needs (boto3, google-cloud-storage, azure-storage-blob) and answers
-"hello". The adapter's run imports that SDK too and stores the event on a local folder, so both sides pay for
+"hello". The adapter's run imports that SDK too and stores the event in a SQLite file, so both sides pay for
 the same SDK import and neither talks to a network; `--emulator` adds a third row: the adapter storing on its
 cloud's emulator (client creation and the store round trips to moto / fake-gcs-server / Azurite included).
 The platform's own worker start (Lambda runtime, gunicorn, the Functions host) is the same on both sides and
@@ -173,7 +173,7 @@ def measure(cloud: str, runs: int, emulator_env: dict[str, str] | None) -> dict[
     store = work / "store"
     source, module, target = adapter_module(cloud)
     ours = script(cloud, source, module, target, import_sdk=True)
-    env = {**base_env(), "TAVUS_STORE_URL": store.as_uri()}
+    env = {**base_env(), "TAVUS_STORE_URL": f"sqlite:///{store}/tavus.db"}
     times: dict[str, list[float]] = {"hello": [], "adapter": []}
     try:
         with hello_world(cloud) as (hello_dir, hello_module, hello_target):
@@ -196,7 +196,7 @@ def import_profile(cloud: str, top: int = 15) -> list[tuple[int, str]]:
     """The slowest cumulative imports of the adapter's cold start (microseconds, module)."""
     work = Path(tempfile.mkdtemp(prefix="importtime-"))
     source, module, target = adapter_module(cloud)
-    env = {**base_env(), "TAVUS_STORE_URL": (work / "store").as_uri()}
+    env = {**base_env(), "TAVUS_STORE_URL": f"sqlite:///{work}/store/tavus.db"}
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", script(cloud, source, module, target, True)],
                           env=env, capture_output=True, text=True)
     shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing of the whole pipeline with atheris: bytes in, Response out, on a local folder store.
+"""Coverage-guided fuzzing of the whole pipeline with atheris: bytes in, Response out, on a SQLite store.
 
 An input is one control byte, an optional header block and the body:
 
@@ -128,17 +128,17 @@ class KeyCheckingStore:
 
 
 class Target:
-    """The pipeline on a fresh folder, and the checks every answer must pass."""
+    """The pipeline on a fresh SQLite file in `base/store/`, and the checks every answer must pass."""
 
     def __init__(self, base: Path) -> None:
         from tavus_callbacks.pipeline import Pipeline
         from tavus_callbacks.settings import Settings
-        from tavus_callbacks.stores.local import LocalStore
+        from tavus_callbacks.stores.sqlite import SQLiteStore
 
         self.base = base
         self.root = base / "store"
         self.pipeline = Pipeline(Settings(tokens=(TOKEN, ROTATED_TOKEN), max_body_bytes=MAX_BODY),
-                                 store=KeyCheckingStore(LocalStore(self.root)))  # type: ignore[arg-type]
+                                 store=KeyCheckingStore(SQLiteStore(self.root / "tavus.db", timeout=1.0)))  # type: ignore[arg-type]
         self.runs = 0
 
     def __call__(self, data: bytes) -> Response:
@@ -186,11 +186,9 @@ class Target:
 
     def wipe(self) -> None:
         """Empty the store so a long run does not fill the disk."""
-        for child in self.root.iterdir():
-            if child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
+        store = self.pipeline.store
+        for key in list(store.iter_keys("")):
+            store.delete(key)
 
 
 def seeds() -> list[bytes]:

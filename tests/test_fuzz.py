@@ -8,6 +8,7 @@ shows the checks do fail on an answer outside the contract.
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -65,15 +66,18 @@ def test_there_are_regression_inputs() -> None:
 
 
 def test_the_checks_fail_on_a_5xx(tmp_path: Path) -> None:
-    (tmp_path / "store").mkdir()
     target = fuzzer.Target(tmp_path)
-    (tmp_path / "store" / "unrecognized").write_text("a file where the store needs a folder: writes fail")
-    with pytest.raises(fuzzer.ContractBroken, match="status 503"):
-        target(b'\x00{"hello": "world"}')
+    holder = sqlite3.connect(tmp_path / "store" / "tavus.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the file: writes fail
+    try:
+        with pytest.raises(fuzzer.ContractBroken, match="status 503"):
+            target(b'\x00{"hello": "world"}')
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_the_checks_fail_on_a_file_outside_the_store(tmp_path: Path) -> None:
-    (tmp_path / "store").mkdir()
     target = fuzzer.Target(tmp_path)
     (tmp_path / "escaped.json").write_text("{}")
     with pytest.raises(fuzzer.ContractBroken, match="outside the store"):
