@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,8 +36,10 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
+from conftest import exported
 from serve_fixture import TOKENS, wait_until_healthy
 from servers import free_port
+from tavus_callbacks.stores.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = REPO / "functions"
@@ -70,7 +73,7 @@ def load_module(name: str, path: Path) -> ModuleType:
 
 def driver_env(store_dir: Path) -> dict[str, str]:
     """The configuration every driver runs with."""
-    return {"TAVUS_CALLBACK_TOKENS": ",".join(TOKENS), "TAVUS_STORE_URL": store_dir.as_uri(),
+    return {"TAVUS_CALLBACK_TOKENS": ",".join(TOKENS), "TAVUS_STORE_URL": f"sqlite:///{store_dir / 'store.db'}",
             "TAVUS_MAX_BODY_BYTES": str(LIMIT)}
 
 
@@ -97,30 +100,39 @@ class Driver:
             query["token"] = token
         return self.call("POST", path, query, hdrs, data)
 
+    @property
+    def export_dir(self) -> Path:
+        return self.store_dir.with_name(self.store_dir.name + ".export")
+
     def objects(self, containing: str = "") -> list[Path]:
-        """Files in the store whose key contains `containing` (hidden lock and temp files left out)."""
-        if not self.store_dir.is_dir():
+        """The store's objects whose key contains `containing`, exported afresh as plain files."""
+        if not (self.store_dir / "store.db").exists():
             return []
-        return sorted(p for p in self.store_dir.rglob("*")
-                      if p.is_file() and not p.name.startswith(".") and containing in self.key(p))
+        files = exported(SQLiteStore(self.store_dir / "store.db"), self.export_dir)
+        return [p for p in files if containing in self.key(p)]
 
     def key(self, path: Path) -> str:
-        return path.relative_to(self.store_dir).as_posix()
+        return path.relative_to(self.export_dir).as_posix()
 
     @contextlib.contextmanager
     def broken_store(self) -> Iterator[None]:
-        """The store folder replaced by a plain file (root ignores permissions, not this), then put back."""
-        aside = self.store_dir.with_name(self.store_dir.name + f".aside-{uuid.uuid4().hex[:6]}")
-        existed = self.store_dir.exists()
-        if existed:
-            self.store_dir.rename(aside)
-        self.store_dir.write_text("not a folder")
+        """The store's file locked by another process (SQLite's busy timeout then runs out), or, before the
+        store was ever opened, its folder replaced by a plain file; then put back."""
+        if not self.store_dir.exists():
+            self.store_dir.parent.mkdir(parents=True, exist_ok=True)
+            self.store_dir.write_text("not a folder")
+            try:
+                yield
+            finally:
+                self.store_dir.unlink()
+            return
+        holder = sqlite3.connect(self.store_dir / "store.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
         try:
             yield
         finally:
-            self.store_dir.unlink()
-            if existed:
-                aside.rename(self.store_dir)
+            holder.execute("ROLLBACK")
+            holder.close()
 
     def output(self) -> str:
         """What the deployment logged so far (for the no-token-in-logs check)."""
