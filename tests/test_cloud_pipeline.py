@@ -22,6 +22,7 @@ from tavus_callbacks.events import normalize
 from tavus_callbacks.http import Request, Response
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.record import Layout, build_record
+from tavus_callbacks.repair import repair
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.stores import Store, open_store
 
@@ -125,8 +126,8 @@ def test_concurrent_redeliveries_store_each_event_once(store_url: str) -> None:
 
 
 def test_concurrent_events_of_one_conversation_lose_no_update(store_url: str) -> None:
-    """50 distinct events of one conversation, all at once: every one is answered 200 and conversation.json
-    lists all 50 (compare-and-swap retries absorb the contention; none is lost)."""
+    """50 distinct events of one conversation, all at once: every one is answered 200 (the answer waits for
+    the event object only) and, after the repair path, conversation.json lists all 50 and no marker is left."""
     pipeline = make_pipeline(store_url)
     payloads = objectives("c-concurrent-50", 50)
     barrier = threading.Barrier(len(payloads))
@@ -140,6 +141,8 @@ def test_concurrent_events_of_one_conversation_lose_no_update(store_url: str) ->
 
     assert [r.status for r in responses] == [200] * 50, [r.body for r in responses if r.status != 200][:3]
     ids = [build_record(p, normalize(p), Layout("")).id for p in payloads]
+    assert repair(pipeline).failures == 0
+    assert not [k for k in pipeline.store.iter_keys("") if "/pending/" in k]
     state = state_of(pipeline.store, "c-concurrent-50")
     assert sorted(e["id"] for e in state["events"]) == sorted(ids)
     assert sorted(state["objectives"]) == [f"objective_{i:03d}" for i in range(50)]

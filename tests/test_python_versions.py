@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "tests" / ".tools" / "py311"
 CANDIDATES = ("python3.11", "/root/.pyenv/versions/3.11.7/bin/python")
-TESTS = ["tests/test_events.py", "tests/test_pipeline.py", "tests/test_fold.py", "tests/test_local_journal.py"]
+TESTS = ["tests/test_events.py", "tests/test_pipeline.py", "tests/test_fold.py"]
 
 
 def python311() -> str | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,24 +40,6 @@ def state_ids(pipeline: Pipeline, cid: str) -> set[str]:
 def pending(pipeline: Pipeline, cid: str | None = None) -> list[str]:
     return [k for k in pipeline.store.iter_keys(pipeline.layout.prefix) if "/pending/" in k
             and (cid is None or k.startswith(f"{pipeline.layout.prefix}{cid}/"))]
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "s3", "gcs", "azure"])
-def test_fifty_simultaneous_events_of_one_conversation_are_all_200_and_all_folded(
-        kind: str, tmp_path: Path, cloud_bucket: Callable[..., str]) -> None:
-    url = sqlite_url(tmp_path / "store.db") if kind == "sqlite" else cloud_bucket(kind, "tenant/")
-    pipeline = Pipeline(Settings(tokens=(TOKEN,), store_url=url))
-    cid = "cfifty"
-    payloads = conversation_events(cid, 50)
-    with ThreadPoolExecutor(50) as pool:
-        answers = list(pool.map(lambda p: pipeline.handle(_request(p)), payloads))
-    assert [a.status for a in answers] == [200] * 50, [a.body for a in answers if a.status != 200]
-    ids = {a.json_body()["event_id"] for a in answers}
-    assert len(ids) == 50
-    summary = repair(pipeline)
-    assert summary.failures == 0
-    assert state_ids(pipeline, cid) == ids
-    assert pending(pipeline) == []
 
 
 def test_an_event_stored_but_never_folded_is_folded_by_repair(tmp_path: Path) -> None:
