@@ -116,9 +116,8 @@ class Pipeline:
 
     def _store(self, body: bytes) -> Response | _Delivery:
         payload = decode(body)
-        if self.redactor.found_in(body):  # e.g. a webhook_url echoing ?token=: never stored, nor in the id
-            body = self.redactor.redact_bytes(body)
-            payload = self.redactor.redact_value(payload)
+        # e.g. a webhook_url echoing ?token=, as written or escaped: never stored, nor in a key, the id or a log
+        body, payload = self.redactor.redact(body, payload)
         if not isinstance(payload, dict):
             key = self.layout.quarantine_key(body)
             self.store.create(key, body, content_type="application/octet-stream")
@@ -162,7 +161,7 @@ class Pipeline:
                 self.forwarder.publish(record, self.store.url)
             except Exception as exc:  # a bus client's own error types vary by SDK
                 error = exc if isinstance(exc, ForwardError) else ForwardError(f"{type(exc).__name__}: {exc}")
-                log.error("forwarding failed, answering 503", extra={"error": str(error)})
+                log.error("forwarding failed, answering 503: %s", error, extra={"error": str(error)})
                 return unavailable("the event is stored but could not be forwarded; retry later", "forward_failed")
         status = "stored" if delivery.created else "duplicate"
         log.info("callback %s", status, extra={"event_id": record.id, "type": event.type,
@@ -174,7 +173,7 @@ class Pipeline:
 
     @staticmethod
     def _store_unavailable(exc: StoreUnavailable) -> Response:
-        log.error("store unavailable, answering 503", extra={"error": str(exc)})
+        log.error("store unavailable, answering 503: %s", exc, extra={"error": str(exc)})
         return unavailable("the store cannot be written; retry later", "store_unavailable")
 
 
@@ -309,7 +308,7 @@ def handle(request: Request) -> Response:
         log.error("configuration error: %s", exc)
         return unavailable("the endpoint is not configured; see its logs", "config_error")
     except StoreUnavailable as exc:  # opening the store at cold start failed: retry later, never a 500
-        log.error("store unavailable, answering 503", extra={"error": str(exc)})
+        log.error("store unavailable, answering 503: %s", exc, extra={"error": str(exc)})
         return unavailable("the store cannot be written; retry later", "store_unavailable")
     return pipeline.handle(request)
 
