@@ -29,6 +29,11 @@ def needs_extra(extra: str, purpose: str) -> Iterator[None]:
                                 f"pip install 'tavus-callbacks[{extra}]'") from None
 
 
+class MalformedRequest(TavusCallbacksError):
+    """A platform handed an adapter an HTTP request it cannot read (a field missing or of the wrong type);
+    the adapter answers 400 with this message instead of failing the invocation."""
+
+
 class StoreError(TavusCallbacksError):
     """A store operation failed for a reason that is not the caller's input."""
 

@@ -1,5 +1,5 @@
 """The Lambda adapter beyond the shared contract: event shapes, Powertools logs and EMF metrics, tokens from
-Secrets Manager (a real moto server), tracing switched on, and events it must refuse loudly."""
+Secrets Manager (a real moto server) and tracing switched on. Malformed and non-HTTP events: test_malformed_requests."""
 
 from __future__ import annotations
 
@@ -90,17 +90,6 @@ def test_cookies_are_ignored_and_a_base64_body_is_undone(aws: AwsDriver) -> None
     assert event["cookies"] == ["session=abc", "theme=dark"] and event["isBase64Encoded"] is True
     result = aws.module.handler(event, LambdaContext())  # type: ignore[union-attr]
     assert result["statusCode"] == 200 and json.loads(result["body"])["event_id"] == event_id(payload)
-
-
-@pytest.mark.parametrize("event", [
-    {"resource": "/", "path": "/", "httpMethod": "POST", "headers": {}, "body": "{}", "isBase64Encoded": False},
-    {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]},
-    {"version": "1.0", "requestContext": {"httpMethod": "POST"}},
-], ids=["rest-api-v1", "s3-notification", "payload-1.0"])
-def test_an_event_that_is_not_an_http_request_of_payload_2_is_refused_loudly(aws: AwsDriver,
-                                                                            event: dict[str, Any]) -> None:
-    with pytest.raises(aws.module.UnsupportedEvent, match=r"payload format 2\.0"):  # type: ignore[union-attr]
-        aws.module.handler(event, LambdaContext())  # type: ignore[union-attr]
 
 
 def test_a_body_that_is_not_utf8_goes_back_base64(aws_app: ModuleType) -> None:
