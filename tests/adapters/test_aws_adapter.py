@@ -216,3 +216,19 @@ def test_tracing_can_be_switched_on(adapter_env: Path, monkeypatch: pytest.Monke
     assert "Tracer" in traced.handler.__qualname__ or hasattr(traced.handler, "__wrapped__")
     driver = AwsDriver("aws-url", adapter_env, kind="url", module=traced)
     assert driver.post(load_event("video.error")).status == 200
+
+
+def test_a_conversation_id_holding_an_escaped_token_reaches_no_log_field(
+        aws: AwsDriver, captured_logs: Callable[[], str]) -> None:
+    payload = load_event("conversation.system.replica_joined")
+    payload["conversation_id"] = "PLACEHOLDER"
+    escaped = "".join(f"\\u{ord(c):04x}" for c in TOKENS[0])
+    reply = aws.post(json.dumps(payload).replace("PLACEHOLDER", escaped).encode())
+    assert reply.status == 200 and reply.json()["valid"] is False
+    records = lines(captured_logs())
+    (answered,) = [r for r in records if r.get("message") == "request answered"]
+    assert "conversation_id" not in answered and answered.get("correlation_id") is None
+    text = json.dumps(records)
+    assert TOKENS[0] not in text and escaped not in text
+    keys = [aws.key(k) for k in aws.objects()]
+    assert len(keys) == 1 and keys[0].startswith("unrecognized/") and TOKENS[0] not in keys[0]
