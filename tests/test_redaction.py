@@ -3,6 +3,7 @@ the stored event, the quarantined bytes, every object key and every log line; an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -67,10 +68,8 @@ ENCODINGS = {
 def readable(data: bytes) -> str:
     """Everything a reader of these bytes could recover: JSON escapes and percent-encoding undone."""
     text = data.decode("utf-8", "replace")
-    try:
+    with contextlib.suppress(ValueError):
         text += json.dumps(json.loads(data), ensure_ascii=False)
-    except ValueError:
-        pass
     unescaped = re.sub(r"(\\u[0-9a-fA-F]{4})+", lambda m: m.group(0).encode().decode("unicode_escape")
                        .encode("utf-16", "surrogatepass").decode("utf-16", "replace"), text).replace("\\/", "/")
     return "\n".join((text, unescaped, unquote(text), unquote(unescaped)))

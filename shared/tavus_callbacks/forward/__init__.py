@@ -34,7 +34,7 @@ def open_forwarder(url: str) -> Forwarder:
     scheme = url.partition("://")[0].lower()
     if scheme in _SDKS:  # a missing SDK is a configuration error now, not a failed publish later
         module, extra = _SDKS[scheme]
-        with needs_extra(extra, f"a {scheme}:// forwarder"):
+        with needs_extra(extra, f"forwarding to {scheme}://"):
             importlib.import_module(module)
     if scheme == "eventbridge":
         from .eventbridge import EventBridgeForwarder

@@ -252,4 +252,6 @@ class AzureBlobStore:
 
 
 def _code(exc: AzureError) -> str:
-    return str(getattr(exc, "error_code", None) or "")
+    """The service's error code (e.g. ContainerNotFound), whether the SDK gives it as text or as an enum."""
+    code = getattr(exc, "error_code", None) or ""
+    return str(getattr(code, "value", code))
