@@ -1,4 +1,4 @@
-"""AWS Lambda adapter: Function URL and API Gateway HTTP API (payload 2.0) events in, the core's answer out.
+"""AWS Lambda adapter: Function URL and API Gateway (payload 2.0 and 1.0) events in, the core's answer out.
 
 Translation only, plus the platform's hooks: Powertools Logger (JSON, correlation id = conversation id),
 Metrics (EMF, namespace TavusCallbacks) and, when POWERTOOLS_TRACE_DISABLED is false, Tracer.
@@ -11,13 +11,13 @@ import os
 import warnings
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from tavus_callbacks.errors import ConfigError
-from tavus_callbacks.http import Request, Response
+from tavus_callbacks.errors import ConfigError, MalformedRequest
+from tavus_callbacks.http import Request, Response, malformed_request
 from tavus_callbacks.pipeline import handle, reset_default_pipeline, unavailable
 from tavus_callbacks.settings import parse_tokens
 
@@ -42,33 +42,101 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 class UnsupportedEvent(ValueError):
-    """The Lambda was invoked with an event that is not an HTTP request of payload format 2.0."""
+    """The Lambda was invoked with something that is not an HTTP request (a direct invoke, a bucket or queue
+    notification): a configuration error, raised so the invocation fails loudly."""
+
+
+# Any of these marks an invocation as an HTTP request (well formed or not): Function URL, HTTP API payload
+# 2.0 and 1.0, REST API. Events of other sources (S3, SQS, EventBridge...) have none of them.
+HTTP_EVENT_KEYS = frozenset({"requestContext", "rawPath", "rawQueryString", "routeKey", "httpMethod", "headers",
+                             "multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters",
+                             "body", "isBase64Encoded", "cookies"})
+
+
+def is_http_event(event: Any) -> bool:
+    """Whether an invocation is an HTTP request, to be answered (400 when malformed) rather than refused."""
+    return isinstance(event, dict) and not HTTP_EVENT_KEYS.isdisjoint(event)
 
 
 def to_request(event: dict[str, Any]) -> Request:
-    """The core Request of a Function URL or HTTP API v2 event (base64 body undone, cookies ignored)."""
-    http = (event.get("requestContext") or {}).get("http")
-    if event.get("version") != "2.0" or not isinstance(http, dict):
-        raise UnsupportedEvent(
-            "this handler answers Lambda Function URL and API Gateway HTTP API events of payload format 2.0; "
-            "invoke it through the template's Function URL, or set PayloadFormatVersion: '2.0' on the integration"
-        )
-    raw_query = event.get("rawQueryString")
-    if raw_query is not None:
-        query: dict[str, str] = {}
-        for name, value in parse_qsl(raw_query, keep_blank_values=True):
-            query.setdefault(name, value)
+    """The core Request of an HTTP event: Function URL / HTTP API payload 2.0, or payload 1.0 / REST API.
+
+    The base64 body is undone and cookies ignored; a field missing or of the wrong type raises
+    MalformedRequest (answered 400), never anything else.
+    """
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    if event.get("version") == "2.0" or http is not None:
+        if not isinstance(http, dict):
+            raise MalformedRequest("payload format 2.0 without requestContext.http")
+        method = http.get("method")
+        path = event.get("rawPath") or http.get("path") or "/"
+        raw_query = event.get("rawQueryString")
+        query = _parse_query(raw_query) if raw_query is not None else _strings(event, "queryStringParameters")
+        headers = _strings(event, "headers")
+    elif "httpMethod" in event or event.get("version") == "1.0":
+        method = event.get("httpMethod")
+        path = event.get("path") or "/"
+        query = {**_strings(event, "queryStringParameters"), **_first_values(event, "multiValueQueryStringParameters")}
+        if isinstance(context, dict) and "elb" in context:  # a load balancer passes the query undecoded
+            query = {unquote_plus(k): unquote_plus(v) for k, v in query.items()}
+        headers = {**_first_values(event, "multiValueHeaders"), **_strings(event, "headers")}
     else:
-        query = dict(event.get("queryStringParameters") or {})
-    body = event.get("body") or ""
-    data = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8", "surrogatepass")
-    return Request(
-        method=http.get("method", "GET"),
-        path=event.get("rawPath") or http.get("path") or "/",
-        query=query,
-        headers=dict(event.get("headers") or {}),
-        body=data,
-    )
+        raise MalformedRequest("neither payload format 2.0 (requestContext.http) nor 1.0 (httpMethod)")
+    if not isinstance(method, str) or not method:
+        raise MalformedRequest("the HTTP method is missing or not a string")
+    if not isinstance(path, str):
+        raise MalformedRequest("the path is not a string")
+    return Request(method=method, path=path, query=query, headers=headers, body=_body(event))
+
+
+def _parse_query(raw: Any) -> dict[str, str]:
+    """The first value of each parameter of a raw query string."""
+    if not isinstance(raw, str):
+        raise MalformedRequest("rawQueryString is not a string")
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(raw, keep_blank_values=True):
+        query.setdefault(name, value)
+    return query
+
+
+def _strings(event: dict[str, Any], field: str) -> dict[str, str]:
+    """An event's object of strings (headers, query parameters); absent or null is empty."""
+    value = event.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise MalformedRequest(f"{field} is not an object of strings")
+    return value
+
+
+def _first_values(event: dict[str, Any], field: str) -> dict[str, str]:
+    """The first value of each name of a payload 1.0 multi-value object; absent or null is empty."""
+    value = event.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and v and all(isinstance(x, str) for x in v)
+            for k, v in value.items()):
+        raise MalformedRequest(f"{field} is not an object of lists of strings")
+    return {k: v[0] for k, v in value.items()}
+
+
+def _body(event: dict[str, Any]) -> bytes:
+    """The raw body: text as UTF-8, or base64 undone when isBase64Encoded is true."""
+    body, encoded = event.get("body"), event.get("isBase64Encoded")
+    if body is None:
+        body = ""
+    if not isinstance(body, str):
+        raise MalformedRequest("body is not a string")
+    if encoded is True:
+        try:
+            return base64.b64decode(body, validate=True)
+        except ValueError:  # binascii.Error, or text that is not ASCII
+            raise MalformedRequest("isBase64Encoded is true but the body is not base64") from None
+    if encoded is not None and encoded is not False:
+        raise MalformedRequest("isBase64Encoded is neither true nor false")
+    return body.encode("utf-8", "surrogatepass")
 
 
 def from_response(response: Response) -> dict[str, Any]:
@@ -141,14 +209,26 @@ def record(outcome: Outcome | None, status: int) -> None:
         metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
 
 
-def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _handler(event: Any, context: Any) -> dict[str, Any]:
+    """Every invocation comes here: an HTTP request is answered (a malformed one 400), anything else refused."""
     logger.set_correlation_id(None)
-    response = answer(to_request(event))
+    if not is_http_event(event):
+        raise UnsupportedEvent(
+            "this handler answers HTTP requests: Lambda Function URL, API Gateway HTTP API or REST API events; "
+            "invoke it through the template's Function URL, not directly or from another event source"
+        )
+    try:
+        request = to_request(event)
+    except MalformedRequest as exc:
+        logger.warning("malformed HTTP event, answering 400: %s", exc)
+        response = malformed_request(str(exc))
+    else:
+        response = answer(request)
     record(response.outcome, response.status)
     return from_response(response)
 
 
-def _decorate(fn: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Callable[[dict[str, Any], Any], Any]:
+def _decorate(fn: Callable[[Any, Any], dict[str, Any]]) -> Callable[[Any, Any], Any]:
     wrapped = logger.inject_lambda_context(clear_state=True)(fn)
     wrapped = metrics.log_metrics(capture_cold_start_metric=True)(wrapped)
     if os.environ.get("POWERTOOLS_TRACE_DISABLED", "true").strip().lower() in ("false", "0", "no"):

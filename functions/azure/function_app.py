@@ -11,7 +11,8 @@ from dataclasses import asdict
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
-from tavus_callbacks.http import Request, Response
+from tavus_callbacks.errors import MalformedRequest
+from tavus_callbacks.http import Request, Response, malformed_request
 from tavus_callbacks.pipeline import handle
 
 log = logging.getLogger("tavus_callbacks.azure")
@@ -21,8 +22,12 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
 def to_request(req: func.HttpRequest) -> Request:
-    """The core Request of an Azure HttpRequest: path and query from the URL, the raw body bytes."""
-    parts = urlsplit(req.url)
+    """The core Request of an Azure HttpRequest: path and query from the URL, the raw body bytes; a URL that
+    cannot be parsed raises MalformedRequest (answered 400)."""
+    try:
+        parts = urlsplit(req.url)
+    except ValueError:
+        raise MalformedRequest("the request URL cannot be parsed") from None
     query = dict(req.params)
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         query.setdefault(name, value)
@@ -45,7 +50,10 @@ def from_response(response: Response) -> func.HttpResponse:
 @app.route(route="{*path}")
 def tavus_callback(req: func.HttpRequest) -> func.HttpResponse:
     """Answer one Tavus callback per the core's contract."""
-    response = handle(to_request(req))
+    try:
+        response = handle(to_request(req))
+    except MalformedRequest as exc:
+        response = malformed_request(str(exc))
     outcome = response.outcome
     fields = {k: v for k, v in asdict(outcome).items() if v is not None} if outcome else {}
     level = logging.INFO if response.status < 400 else (logging.ERROR if response.status >= 500 else logging.WARNING)

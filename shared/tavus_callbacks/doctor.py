@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from .errors import ConfigError, PreconditionFailed
+from .errors import ConfigError, PreconditionFailed, needs_extra
 from .recording_storage import (
     EXTERNAL_ID,
     MIN_SESSION_SECONDS,
@@ -348,7 +348,8 @@ def _brief(exc: Exception) -> str:
 
 
 def _aws_client(service: str) -> Any:
-    import boto3
+    with needs_extra("aws", "checking the S3 writer role"):
+        import boto3
 
     session: Any = boto3.session.Session()
     return session.client(service, region_name=session.region_name or "us-east-1")

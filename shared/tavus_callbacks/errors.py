@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class TavusCallbacksError(Exception):
     """Base of every error this package raises on purpose."""
@@ -9,6 +12,26 @@ class TavusCallbacksError(Exception):
 
 class ConfigError(TavusCallbacksError):
     """A setting is missing or malformed; the message names the variable or option."""
+
+
+class MissingDependency(ConfigError):
+    """A cloud SDK the configuration needs is not installed; the message names the extra that installs it."""
+
+
+@contextlib.contextmanager
+def needs_extra(extra: str, purpose: str) -> Iterator[None]:
+    """Turn an ImportError inside the block into a MissingDependency naming `pip install 'tavus-callbacks[extra]'`."""
+    try:
+        yield
+    except ImportError as exc:
+        missing = exc.name or "a package"
+        raise MissingDependency(f"{purpose} needs {missing}, which is not installed: "
+                                f"pip install 'tavus-callbacks[{extra}]'") from None
+
+
+class MalformedRequest(TavusCallbacksError):
+    """A platform handed an adapter an HTTP request it cannot read (a field missing or of the wrong type);
+    the adapter answers 400 with this message instead of failing the invocation."""
 
 
 class StoreError(TavusCallbacksError):

@@ -35,7 +35,7 @@ class Outcome:
     """What happened to a request, for an adapter's logs and metrics; never sent to the caller."""
 
     # stored | duplicate | invalid_json | unauthorized | too_large | method | health | store_unavailable |
-    # forward_failed | config_error | timeout | truncated | error
+    # forward_failed | config_error | timeout | truncated | malformed_request | error
     result: str
     event_id: str | None = None
     event_type: str | None = None
@@ -70,3 +70,8 @@ class Response:
 
     def json_body(self) -> Any:
         return orjson.loads(self.body) if self.body else None
+
+
+def malformed_request(reason: str) -> Response:
+    """The answer to an HTTP request a platform handed over in a shape the adapter cannot read: 400, JSON."""
+    return Response.json(400, {"error": f"malformed HTTP request: {reason}"}, outcome=Outcome("malformed_request"))

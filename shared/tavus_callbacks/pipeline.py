@@ -95,9 +95,8 @@ class Pipeline:
 
     def _store(self, body: bytes) -> Response | _Delivery:
         payload = decode(body)
-        if self.redactor.found_in(body):  # e.g. a webhook_url echoing ?token=: never stored, nor in the id
-            body = self.redactor.redact_bytes(body)
-            payload = self.redactor.redact_value(payload)
+        # e.g. a webhook_url echoing ?token=, as written or escaped: never stored, nor in a key, the id or a log
+        body, payload = self.redactor.redact(body, payload)
         if not isinstance(payload, dict):
             key = self.layout.quarantine_key(body)
             self.store.create(key, body, content_type="application/octet-stream")
@@ -133,7 +132,8 @@ class Pipeline:
                 self.forwarder.publish(record, self.store.url)
             except Exception as exc:  # a bus client's own error types vary by SDK
                 error = exc if isinstance(exc, ForwardError) else ForwardError(f"{type(exc).__name__}: {exc}")
-                log.error("forwarding failed, left pending", extra={"error": str(error), "event_id": record.id})
+                log.error("forwarding failed, left pending: %s", error,
+                          extra={"error": str(error), "event_id": record.id})
                 unfinished.append("publish")
         if unfinished:
             mark_pending(self.store, self.layout, record, unfinished)
@@ -168,7 +168,7 @@ class Pipeline:
 
     @staticmethod
     def _store_unavailable(exc: StoreUnavailable) -> Response:
-        log.error("store unavailable, answering 503", extra={"error": str(exc)})
+        log.error("store unavailable, answering 503: %s", exc, extra={"error": str(exc)})
         return unavailable("the store cannot be written; retry later", "store_unavailable")
 
 
@@ -262,7 +262,7 @@ def handle(request: Request) -> Response:
         log.error("configuration error: %s", exc)
         return unavailable("the endpoint is not configured; see its logs", "config_error")
     except StoreUnavailable as exc:  # opening the store at cold start failed: retry later, never a 500
-        log.error("store unavailable, answering 503", extra={"error": str(exc)})
+        log.error("store unavailable, answering 503: %s", exc, extra={"error": str(exc)})
         return unavailable("the store cannot be written; retry later", "store_unavailable")
     return pipeline.handle(request)
 

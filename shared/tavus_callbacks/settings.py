@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -11,6 +12,7 @@ from .errors import ConfigError
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_STORE_URL = "sqlite:///tavus.db"
 MIN_TOKEN_LENGTH = 16
+MAKE_TOKEN = "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,24 +42,77 @@ class Settings:
         if not self.tokens:
             raise ConfigError(
                 "TAVUS_CALLBACK_TOKENS is not set: set it to one or more comma-separated secret tokens "
-                f"of at least {MIN_TOKEN_LENGTH} characters "
-                "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                f"of at least {MIN_TOKEN_LENGTH} characters ({MAKE_TOKEN})"
             )
         return self
 
 
 def parse_tokens(value: str, *, required: bool = True, source: str = "TAVUS_CALLBACK_TOKENS") -> tuple[str, ...]:
-    """Comma-separated tokens, stripped; each at least MIN_TOKEN_LENGTH characters."""
+    """Comma-separated tokens, stripped; each a real secret (see `not_a_secret`) of MIN_TOKEN_LENGTH or more."""
     tokens = tuple(t.strip() for t in value.split(",") if t.strip())
     if required and not tokens:
         raise ConfigError(f"{source} is empty: give at least one token")
     for i, token in enumerate(tokens, 1):
+        why = not_a_secret(token)
+        if why is not None:
+            raise ConfigError(f"{source}: token #{i} {why}")
         if len(token) < MIN_TOKEN_LENGTH:
             raise ConfigError(
                 f"{source}: token #{i} is {len(token)} characters long; use at least {MIN_TOKEN_LENGTH} "
-                "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                f"({MAKE_TOKEN})"
             )
     return tokens
+
+
+# Text a platform leaves in a setting when it could not put the secret there, each with what to check.
+_REFERENCES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"@Microsoft\.KeyVault\(", re.IGNORECASE),
+     "is an Azure Key Vault reference the platform could not resolve: give the function app's managed identity "
+     "the 'Key Vault Secrets User' role on the vault (or a Get access policy on secrets), let the vault's "
+     "firewall admit the app, check the syntax @Microsoft.KeyVault(VaultName=<vault>;SecretName=<name>) or "
+     "@Microsoft.KeyVault(SecretUri=https://<vault>.vault.azure.net/secrets/<name>/), then restart the app; "
+     "the app setting's 'Source' column in the portal shows why the reference failed"),
+    (re.compile(r"@Microsoft\.AppConfiguration\(", re.IGNORECASE),
+     "is an Azure App Configuration reference the platform could not resolve: give the function app's managed "
+     "identity the 'App Configuration Data Reader' role on the store and check the reference's syntax"),
+    (re.compile(r"\{\{\s*resolve\s*:", re.IGNORECASE),
+     "is a CloudFormation dynamic reference ({{resolve:...}}) left unresolved: CloudFormation resolves it only in "
+     "a template property at deploy time; put the secret's name or ARN in TAVUS_CALLBACK_TOKENS_SECRET instead"),
+    (re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):", re.IGNORECASE),
+     "is the ARN of a secret, not its value: set TAVUS_CALLBACK_TOKENS_SECRET to it (the function reads the "
+     "secret and needs secretsmanager:GetSecretValue on it) and leave TAVUS_CALLBACK_TOKENS unset"),
+    (re.compile(r"^projects/[^/]+/secrets/", re.IGNORECASE),
+     "is the name of a Secret Manager secret, not its value: expose the secret as the variable with "
+     "`--set-secrets=TAVUS_CALLBACK_TOKENS=<secret>:<version>` and give the function's service account "
+     "roles/secretmanager.secretAccessor on it"),
+    (re.compile(r"\$\{|\$\(|^\$[A-Za-z_][A-Za-z0-9_]*$|^%[A-Za-z_][A-Za-z0-9_]*%$"),
+     "is a variable reference (${...}, $(...), $NAME or %NAME%) that was never expanded: the shell or deploy "
+     "tool passed it through literally; set the token itself, or check how the variable is quoted"),
+)
+# A placeholder is text a person meant to replace: wrapped in <>, [] or {}, nearly one repeated character,
+# or nothing but words such as "your", "token", "here", "changeme" (at least 5 letters), then digits.
+_WRAPPED = re.compile(r"^(<.*>|\[.*\]|\{.*\})$", re.DOTALL)
+_PLACEHOLDER_WORDS = re.compile(
+    r"(?=[a-z]{5})(?:a|an|and|api|auth|bearer|callback|callbacks|change|changeme|default|dummy|example|fake|"
+    r"fixme|for|generate|generated|goes|here|insert|it|key|long|me|my|new|our|password|paste|placeholder|"
+    r"put|random|real|replace|sample|secret|secrets|set|string|tavus|test|testing|the|this|to|todo|token|"
+    r"tokens|value|webhook|with|your|xxx)+[0-9]*")
+MIN_DISTINCT_CHARACTERS = 5
+
+
+def not_a_secret(token: str) -> str | None:
+    """Why `token` cannot be a real secret (an unresolved platform reference or a placeholder), or None.
+
+    A configured token that is not a secret must fail closed: accepted, it would let anyone who can read
+    the reference or guess the placeholder store callbacks. The reason never repeats the value.
+    """
+    for pattern, why in _REFERENCES:
+        if pattern.search(token):
+            return why
+    letters = re.sub(r"[^a-z0-9]", "", token.lower())
+    if _WRAPPED.match(token) or len(set(token)) < MIN_DISTINCT_CHARACTERS or _PLACEHOLDER_WORDS.fullmatch(letters):
+        return f"is a placeholder, not a secret: replace it with a random token ({MAKE_TOKEN})"
+    return None
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

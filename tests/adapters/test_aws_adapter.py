@@ -1,5 +1,5 @@
 """The Lambda adapter beyond the shared contract: event shapes, Powertools logs and EMF metrics, tokens from
-Secrets Manager (a real moto server), tracing switched on, and events it must refuse loudly."""
+Secrets Manager (a real moto server) and tracing switched on. Malformed and non-HTTP events: test_malformed_requests."""
 
 from __future__ import annotations
 
@@ -90,17 +90,6 @@ def test_cookies_are_ignored_and_a_base64_body_is_undone(aws: AwsDriver) -> None
     assert event["cookies"] == ["session=abc", "theme=dark"] and event["isBase64Encoded"] is True
     result = aws.module.handler(event, LambdaContext())  # type: ignore[union-attr]
     assert result["statusCode"] == 200 and json.loads(result["body"])["event_id"] == event_id(payload)
-
-
-@pytest.mark.parametrize("event", [
-    {"resource": "/", "path": "/", "httpMethod": "POST", "headers": {}, "body": "{}", "isBase64Encoded": False},
-    {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]},
-    {"version": "1.0", "requestContext": {"httpMethod": "POST"}},
-], ids=["rest-api-v1", "s3-notification", "payload-1.0"])
-def test_an_event_that_is_not_an_http_request_of_payload_2_is_refused_loudly(aws: AwsDriver,
-                                                                            event: dict[str, Any]) -> None:
-    with pytest.raises(aws.module.UnsupportedEvent, match=r"payload format 2\.0"):  # type: ignore[union-attr]
-        aws.module.handler(event, LambdaContext())  # type: ignore[union-attr]
 
 
 def test_a_body_that_is_not_utf8_goes_back_base64(aws_app: ModuleType) -> None:
@@ -227,3 +216,19 @@ def test_tracing_can_be_switched_on(adapter_env: Path, monkeypatch: pytest.Monke
     assert "Tracer" in traced.handler.__qualname__ or hasattr(traced.handler, "__wrapped__")
     driver = AwsDriver("aws-url", adapter_env, kind="url", module=traced)
     assert driver.post(load_event("video.error")).status == 200
+
+
+def test_a_conversation_id_holding_an_escaped_token_reaches_no_log_field(
+        aws: AwsDriver, captured_logs: Callable[[], str]) -> None:
+    payload = load_event("conversation.system.replica_joined")
+    payload["conversation_id"] = "PLACEHOLDER"
+    escaped = "".join(f"\\u{ord(c):04x}" for c in TOKENS[0])
+    reply = aws.post(json.dumps(payload).replace("PLACEHOLDER", escaped).encode())
+    assert reply.status == 200 and reply.json()["valid"] is False
+    records = lines(captured_logs())
+    (answered,) = [r for r in records if r.get("message") == "request answered"]
+    assert "conversation_id" not in answered and answered.get("correlation_id") is None
+    text = json.dumps(records)
+    assert TOKENS[0] not in text and escaped not in text
+    keys = [aws.key(k) for k in aws.objects()]
+    assert len(keys) == 1 and keys[0].startswith("unrecognized/") and TOKENS[0] not in keys[0]

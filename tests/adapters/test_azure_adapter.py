@@ -70,3 +70,20 @@ def test_each_request_logs_one_line_with_its_outcome(azure: AzureDriver, caplog:
     assert records[0].conversation_id == conversation  # type: ignore[attr-defined]
     assert f"conversation_id={conversation}" in records[0].getMessage()
     assert TOKENS[0] not in caplog.text
+
+
+def test_an_unresolved_key_vault_reference_is_not_a_token(azure: AzureDriver, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The platform leaves the reference's text in the setting when it cannot resolve it: 503, never 200."""
+    from tavus_callbacks.pipeline import reset_default_pipeline
+
+    reference = "@Microsoft.KeyVault(VaultName=tavus-kv;SecretName=tavus-callback-tokens)"
+    monkeypatch.setenv("TAVUS_CALLBACK_TOKENS", reference)
+    reset_default_pipeline()
+    with caplog.at_level(logging.INFO):
+        reply = azure.post(load_event("guardrail"), token=reference)
+    assert reply.status == 503 and reply.json() == {"error": "the endpoint is not configured; see its logs"}
+    assert azure.objects() == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("Key Vault reference" in m and "Key Vault Secrets User" in m for m in messages), messages
+    assert any("callback config_error status=503" in m for m in messages), messages

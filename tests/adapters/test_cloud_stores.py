@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -68,3 +69,25 @@ def test_an_adapter_stores_a_whole_conversation_in_its_clouds_bucket(
     assert state["status"] == "ended" and state["recording"]["found"] is True
     assert state["recording"]["size"] == 4096
     assert store.read("tavus/c123456/transcript.json") is not None
+
+
+@pytest.mark.parametrize("adapter,kind,code", [("aws", "s3", "NoSuchBucket"), ("gcp", "gcs", "404 NotFound"),
+                                               ("azure", "azure", "ContainerNotFound")])
+def test_an_adapter_on_a_missing_bucket_answers_503_and_its_log_says_why(
+        adapter: str, kind: str, code: str, request: pytest.FixtureRequest, adapter_env: Path, aws_app: ModuleType,
+        cloud_bucket: Callable[..., str], monkeypatch: pytest.MonkeyPatch, captured_logs: Callable[[], str]) -> None:
+    """(aws_app is loaded before captured_logs, which points its Powertools handler at the test's buffer.)"""
+    cloud_bucket(kind)  # points the SDK at the emulator
+    missing = f"missing-{kind}-bucket-0123"
+    monkeypatch.setenv("TAVUS_STORE_URL", f"{ {'s3': 's3', 'gcs': 'gs', 'azure': 'azure'}[kind]}://{missing}/")
+    driver: Driver
+    if adapter == "aws":
+        driver = AwsDriver("aws-url", adapter_env, module=aws_app)
+    elif adapter == "gcp":
+        driver = GcpDriver("gcp", adapter_env, client=request.getfixturevalue("gcp_app").test_client())
+    else:
+        driver = AzureDriver("azure", adapter_env, function=request.getfixturevalue("azure_function"))
+    assert driver.post(load_event("guardrail")).status == 503
+    logged = captured_logs()
+    assert "store unavailable, answering 503: " in logged
+    assert code in logged and f"the {'container' if kind == 'azure' else 'bucket'} '{missing}' does not exist" in logged

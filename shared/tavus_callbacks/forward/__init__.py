@@ -7,9 +7,10 @@ Every publisher sends the stored CloudEvent with its stored `id`, so consumers c
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..errors import ConfigError, needs_extra
 from .base import object_url, thin_event
 
 if TYPE_CHECKING:
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["BUS_SCHEMES", "is_bus_url", "object_url", "open_forwarder", "thin_event"]
 
 BUS_SCHEMES = ("eventbridge", "pubsub", "eventgrid")
+# The SDK each bus client is made with (on first publish) and the extra that installs it.
+_SDKS = {"eventbridge": ("boto3", "aws"), "pubsub": ("google.cloud.pubsub_v1", "gcp"),
+         "eventgrid": ("azure.eventgrid", "azure")}
 
 
 def is_bus_url(url: str) -> bool:
@@ -28,6 +32,10 @@ def is_bus_url(url: str) -> bool:
 def open_forwarder(url: str) -> Forwarder:
     """The publisher a forward URL names; the bus client itself is created on first use and reused."""
     scheme = url.partition("://")[0].lower()
+    if scheme in _SDKS:  # a missing SDK is a configuration error now, not a failed publish later
+        module, extra = _SDKS[scheme]
+        with needs_extra(extra, f"forwarding to {scheme}://"):
+            importlib.import_module(module)
     if scheme == "eventbridge":
         from .eventbridge import EventBridgeForwarder
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, needs_extra
 from .base import Blob, ObjectInfo, Store
 
 __all__ = ["Blob", "ObjectInfo", "Store", "open_store", "split_store_url"]
@@ -33,15 +33,18 @@ def open_store(url: str) -> tuple[Store, str]:
             "with `tavus-callbacks export --store sqlite:///tavus.db --to DIR`"
         )
     if scheme == "s3":
-        from .s3 import S3Store
+        with needs_extra("aws", "an s3:// store"):
+            from .s3 import S3Store
 
         return S3Store.from_url(url)
     if scheme in ("gs", "gcs"):
-        from .gcs import GCSStore
+        with needs_extra("gcp", "a gs:// store"):
+            from .gcs import GCSStore
 
         return GCSStore.from_url(url)
     if scheme == "azure":
-        from .azure_blob import AzureBlobStore
+        with needs_extra("azure", "an Azure Blob store"):
+            from .azure_blob import AzureBlobStore
 
         return AzureBlobStore.from_url(url)
     raise ConfigError(

@@ -21,6 +21,8 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
+    ServiceRequestTimeoutError,
+    ServiceResponseTimeoutError,
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
@@ -224,8 +226,11 @@ class AzureBlobStore:
                                    f"{CONNECTION_STRING_ENV} or {ACCOUNT_URL_ENV}") from exc
 
     def _unavailable(self, op: str, key: str, exc: AzureError) -> StoreUnavailable:
+        """The error to raise for a failed call: Azure's error code and HTTP status (or the client's error) and
+        what to do about it."""
         code = _code(exc)
         status = getattr(exc, "status_code", None)
+        cause = f"{code or type(exc).__name__} (HTTP {status})" if status else type(exc).__name__
         if code == "ContainerNotFound":
             hint = f"the container {self.container!r} does not exist: create it or fix TAVUS_STORE_URL"
         elif isinstance(exc, ClientAuthenticationError) and not status:
@@ -234,13 +239,19 @@ class AzureBlobStore:
         elif code in ("AuthorizationPermissionMismatch", "AuthorizationFailure", "AuthenticationFailed") \
                 or status in (401, 403):
             hint = ("access denied: give the function's identity the 'Storage Blob Data Contributor' role on "
-                    f"the container {self.container!r}, or check the account key")
+                    f"the container {self.container!r} (a new role takes a few minutes to apply), or check the "
+                    "account key")
         elif status:
-            hint = f"Azure answered {status} {code or ''}: retry later".replace("  ", " ")
+            hint = "retry later; if it persists, check the storage account's network rules"
+        elif isinstance(exc, ServiceRequestTimeoutError | ServiceResponseTimeoutError):
+            cause = f"timed out ({type(exc).__name__})"
+            hint = "Azure Blob Storage did not answer in time: check the network and the account URL; retry later"
         else:
-            hint = f"Azure Blob Storage could not be reached ({type(exc).__name__}): retry later"
-        return StoreUnavailable(f"Azure Blob store could not {op} {self.url}/{key}: {hint}")
+            hint = "Azure Blob Storage could not be reached: check the network and the account URL; retry later"
+        return StoreUnavailable(f"Azure Blob store could not {op} {self.url}/{key}: {cause}: {hint}")
 
 
 def _code(exc: AzureError) -> str:
-    return str(getattr(exc, "error_code", None) or "")
+    """The service's error code (e.g. ContainerNotFound), whether the SDK gives it as text or as an enum."""
+    code = getattr(exc, "error_code", None) or ""
+    return str(getattr(code, "value", code))

@@ -17,7 +17,7 @@ from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 from requests.adapters import HTTPAdapter
-from requests.exceptions import RequestException
+from requests.exceptions import RequestException, Timeout
 
 from .. import clients
 from ..errors import ConfigError, PreconditionFailed, StoreUnavailable
@@ -146,7 +146,9 @@ class GCSStore:
         return self._client().bucket(self.bucket)
 
     def _unavailable(self, op: str, key: str, exc: BaseException) -> StoreUnavailable:
+        """The error to raise for a failed call: Cloud Storage's HTTP status (or the client's error) and the fix."""
         where = f"gs://{self.bucket}/{key}"
+        cause = f"{exc.code} {type(exc).__name__}" if isinstance(exc, gexc.GoogleAPICallError) else type(exc).__name__
         if isinstance(exc, gexc.NotFound):
             hint = f"the bucket {self.bucket!r} does not exist: create it or fix TAVUS_STORE_URL"
         elif isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
@@ -155,7 +157,10 @@ class GCSStore:
         elif isinstance(exc, GoogleAuthError):
             hint = f"credentials failed ({exc}): check Application Default Credentials"
         elif isinstance(exc, gexc.GoogleAPICallError):
-            hint = f"Cloud Storage answered {exc.code} {exc.message}: retry later"
+            hint = f"Cloud Storage answered {exc.message}: retry later"
+        elif isinstance(exc, Timeout | gexc.RetryError | TimeoutError):
+            cause = f"timed out ({type(exc).__name__})"
+            hint = "Cloud Storage did not answer in time: check the network (or STORAGE_EMULATOR_HOST); retry later"
         else:
-            hint = f"Cloud Storage could not be reached ({type(exc).__name__}): retry later"
-        return StoreUnavailable(f"Cloud Storage store could not {op} {where}: {hint}")
+            hint = "Cloud Storage could not be reached: check the network (or STORAGE_EMULATOR_HOST); retry later"
+        return StoreUnavailable(f"Cloud Storage store could not {op} {where}: {cause}: {hint}")

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, NoCredentialsError, ReadTimeoutError
 
 from .. import clients
 from ..errors import ConfigError, PreconditionFailed, StoreUnavailable
@@ -184,18 +184,27 @@ class S3Store:
             raise StoreUnavailable(f"cannot make an S3 client: {exc}; check AWS_REGION and AWS_ENDPOINT_URL") from exc
 
     def _unavailable(self, op: str, key: str, exc: Exception) -> StoreUnavailable:
+        """The error to raise for a failed call: S3's error code (or the client's) and what to do about it."""
         where = f"s3://{self.bucket}/{key}"
         if isinstance(exc, NoCredentialsError):
-            hint = "no AWS credentials found: give the function a role, or set AWS_PROFILE or AWS_ACCESS_KEY_ID"
+            cause = "NoCredentialsError: no AWS credentials found"
+            hint = "give the function a role, or set AWS_PROFILE or AWS_ACCESS_KEY_ID"
         elif isinstance(exc, ClientError):
             code, status = _code(exc)
+            cause = f"{code or 'error'} (HTTP {status or '?'})"
             hint = {
                 "NoSuchBucket": f"the bucket {self.bucket!r} does not exist: create it or fix TAVUS_STORE_URL",
                 "AccessDenied": f"access denied: allow s3:PutObject, s3:GetObject and s3:ListBucket on "
-                                f"arn:aws:s3:::{self.bucket} and arn:aws:s3:::{self.bucket}/*",
+                                f"arn:aws:s3:::{self.bucket} and arn:aws:s3:::{self.bucket}/* to the function's "
+                                "role (and kms:GenerateDataKey/kms:Decrypt for a bucket under a customer KMS key)",
                 "InvalidAccessKeyId": "the AWS access key is not valid: check the credentials",
                 "SignatureDoesNotMatch": "the AWS secret key does not match: check the credentials",
-            }.get(code, f"S3 answered {status or '?'} {code}: retry later")
+                "ExpiredToken": "the AWS credentials have expired: renew them",
+            }.get(code, "retry later; if it persists, check the bucket's policy and region")
+        elif isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
+            cause = f"timed out ({type(exc).__name__})"
+            hint = "S3 did not answer in time: check the endpoint (AWS_ENDPOINT_URL, region) and network; retry later"
         else:
-            hint = f"S3 could not be reached ({type(exc).__name__}: {exc}); retry later"
-        return StoreUnavailable(f"S3 store could not {op} {where}: {hint}")
+            cause = f"{type(exc).__name__}: {exc}"
+            hint = "S3 could not be reached: check the endpoint (AWS_ENDPOINT_URL, region) and the network; retry later"
+        return StoreUnavailable(f"S3 store could not {op} {where}: {cause}: {hint}")
