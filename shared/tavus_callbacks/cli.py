@@ -40,6 +40,8 @@ COMMANDS: list[Command] = [
     Command("replay", "tavus_callbacks.replay", "re-send stored events in time order to an endpoint or a bus"),
     Command("openapi", "tavus_callbacks.openapi", "print the endpoint's OpenAPI 3.1 document (--yaml for YAML)"),
     Command("build", "tavus_callbacks.bundle", "make the self-contained folder a cloud's deploy tool uploads"),
+    Command("deploy", "tavus_callbacks.deploy",
+            "create or update a deployment on Google Cloud or Azure and print its callback URL"),
     Command("outputs", "tavus_callbacks.outputs",
             "print a deployed AWS stack's callback URL (token included) and recording_storage JSON"),
 ]
