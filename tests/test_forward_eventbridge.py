@@ -195,7 +195,8 @@ def test_the_template_turns_forwarding_on_with_put_events_on_that_bus_only() -> 
     function = template["Resources"]["CallbackFunction"]["Properties"]
     assert function["Environment"]["Variables"]["TAVUS_FORWARD_URL"] == {
         "Fn::If": ["ForwardEnabled", {"Fn::Sub": "eventbridge://${ForwardBusName}"}, {"Ref": "AWS::NoValue"}]}
-    statements = [s for policy in function["Policies"] for s in policy["Statement"]]
+    role = template["Resources"]["CallbackFunctionRole"]["Properties"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
     [put_events] = [s["Fn::If"] for s in statements if "Fn::If" in s and s["Fn::If"][0] == "ForwardEnabled"]
     assert put_events[1]["Action"] == "events:PutEvents"
     assert put_events[1]["Resource"] == {

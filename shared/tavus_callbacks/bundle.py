@@ -20,12 +20,14 @@ PACKAGE = "tavus_callbacks"
 MARKER = ".tavus-callbacks-bundle"
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
-# How each cloud's tool deploys the folder, printed after a build.
+# How each bundle is deployed, printed after a build. `deploy` makes the bucket, identity, secret and roles the
+# function needs before uploading (a bare `gcloud functions deploy` gives a function that answers 503).
 DEPLOY_HINTS = {
     "aws": "sam build && sam deploy --guided   (from the repository root; this folder also works as a zip)",
-    "gcp": "gcloud functions deploy tavus-callback --gen2 --runtime python313 --trigger-http "
-           "--allow-unauthenticated --entry-point tavus_callback --source {out}",
-    "azure": "cd {out} && func azure functionapp publish <app-name> --python",
+    "gcp": "tavus-callbacks deploy gcp --project PROJECT --region REGION   (bucket, service account, secret, "
+           "roles, then gcloud functions deploy --gen2 --source {out}; the README lists each command)",
+    "azure": "tavus-callbacks deploy azure --resource-group GROUP --location LOCATION   (storage, app, identity, "
+             "Key Vault, roles, then func azure functionapp publish from {out}; the README lists each command)",
 }
 
 

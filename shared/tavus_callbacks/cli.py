@@ -43,6 +43,10 @@ COMMANDS: list[Command] = [
             "finish pending work: fold stored events missing from their conversation, publish what is unpublished"),
     Command("export", "tavus_callbacks.export", "write a store's objects to a folder as plain files (bucket layout)"),
     Command("build", "tavus_callbacks.bundle", "make the self-contained folder a cloud's deploy tool uploads"),
+    Command("deploy", "tavus_callbacks.deploy",
+            "create or update a deployment on Google Cloud or Azure and print its callback URL"),
+    Command("outputs", "tavus_callbacks.outputs",
+            "print a deployed AWS stack's callback URL (token included) and recording_storage JSON"),
 ]
 
 

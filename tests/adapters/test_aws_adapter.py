@@ -232,3 +232,76 @@ def test_a_conversation_id_holding_an_escaped_token_reaches_no_log_field(
     assert TOKENS[0] not in text and escaped not in text
     keys = [aws.key(k) for k in aws.objects()]
     assert len(keys) == 1 and keys[0].startswith("unrecognized/") and TOKENS[0] not in keys[0]
+
+
+# -- what the template's alarms and lifecycle rule rely on -----------------------------------------------------
+
+def template_alarm_dimensions() -> dict[tuple[str, str], dict[str, str]]:
+    """(metric, reason or '') -> dimensions, of the template's alarms on the TavusCallbacks namespace."""
+    import yaml
+
+    text = (FUNCTIONS.parent / "template.yaml").read_text()
+    loader = type("Loader", (yaml.SafeLoader,), {})
+    loader.add_multi_constructor("!", lambda _loader, _suffix, _node: None)
+    resources = yaml.load(text, Loader=loader)["Resources"]
+    found = {}
+    for resource in resources.values():
+        props = resource.get("Properties") or {}
+        if resource["Type"] == "AWS::CloudWatch::Alarm" and props["Namespace"] == "TavusCallbacks":
+            dims = {d["Name"]: d["Value"] for d in props["Dimensions"]}
+            found[(props["MetricName"], dims.get("reason", ""))] = dims
+    return found
+
+
+def test_the_metrics_the_alarms_watch_are_emitted_with_exactly_their_dimensions(
+        aws: AwsDriver, moto_server: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from servers import point_at
+    from tavus_callbacks.pipeline import reset_default_pipeline
+
+    alarms = template_alarm_dimensions()
+    assert {("CopyFailures", ""), ("Rejected", "store_unavailable"), ("Rejected", "config_error")} <= set(alarms)
+    capsys.readouterr()
+    failed = load_event("conversation.application.recording_copy_failed")
+    failed["conversation_id"] = f"c{uuid.uuid4().hex[:12]}"
+    aws.post(failed)
+    point_at(moto_server, monkeypatch)
+    monkeypatch.setenv("TAVUS_STORE_URL", f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/")
+    reset_default_pipeline()
+    assert aws.post(load_event("guardrail")).status == 503
+    monkeypatch.setenv("TAVUS_CALLBACK_TOKENS_SECRET", "tavus/no-such-secret")
+    assert aws.post(load_event("guardrail")).status == 503
+    metrics = emf(capsys.readouterr().out)
+    (copy_failure,) = metrics["CopyFailures"]
+    assert copy_failure["dimensions"] == alarms[("CopyFailures", "")]
+    rejected = {m["dimensions"]["reason"]: m["dimensions"] for m in metrics["Rejected"]}
+    assert rejected["store_unavailable"] == alarms[("Rejected", "store_unavailable")]
+    assert rejected["config_error"] == alarms[("Rejected", "config_error")]
+
+
+def test_every_object_written_to_s3_carries_the_lifecycle_tag_and_a_recording_does_not(
+        aws: AwsDriver, moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from servers import create_bucket, point_at
+    from tavus_callbacks.pipeline import reset_default_pipeline
+
+    bucket = f"tagged-{uuid.uuid4().hex[:8]}"
+    point_at(moto_server, monkeypatch)
+    create_bucket(moto_server, bucket)
+    monkeypatch.setenv("TAVUS_STORE_URL", f"s3://{bucket}/")
+    monkeypatch.setenv("TAVUS_S3_OBJECT_TAGGING", "tavus-callbacks=callback")
+    reset_default_pipeline()
+    s3 = boto3.client("s3")
+    conversation = f"c{uuid.uuid4().hex[:12]}"
+    s3.put_object(Bucket=bucket, Key=f"{conversation}/recording.mp4", Body=b"\x00\x00\x00\x18ftypmp42")  # the vendor
+    for name in ("conversation.system.replica_joined", "conversation.application.transcription_ready"):
+        payload = load_event(name)
+        payload["conversation_id"] = conversation
+        assert aws.post(payload).status == 200
+    assert aws.post(b"[not an object]").status == 400
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert any(k.startswith("quarantine/") for k in keys) and f"{conversation}/conversation.json" in keys
+    for key in keys:
+        tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+        expected = {} if key.endswith(".mp4") else {"tavus-callbacks": "callback"}
+        assert tags == expected, key

@@ -1,0 +1,161 @@
+"""`tavus-callbacks deploy azure`: resource group, storage, container, Flex Consumption app, managed identity,
+Key Vault secret, role assignments and the code, created or reused; then a check and the callback URL.
+
+The token lives in Key Vault (RBAC mode); the app setting is a Key Vault reference the platform resolves with
+the app's identity. Globally unique names (storage account, app, vault) are derived from the subscription and
+the resource group, so any machine finds the same ones again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..bundle import build_bundle
+from .base import Cli, DeployError, SettingsFile, check_endpoint, new_token, private_file
+
+BLOB_ROLE = "Storage Blob Data Contributor"
+SECRET_READER = "Key Vault Secrets User"
+SECRET_WRITER = "Key Vault Secrets Officer"
+SETTINGS = ".tavus-deploy-azure.env"
+TOKENS_SETTING = "TAVUS_CALLBACK_TOKENS"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resource-group", help="resource group, created if missing (default: saved)")
+    parser.add_argument("--location", help="Azure region, e.g. eastus (needed on the first run)")
+    parser.add_argument("--storage-account", help="storage account (default: tavus + a hash of subscription and group)")
+    parser.add_argument("--container", help="blob container of the recordings (default: recordings)")
+    parser.add_argument("--prefix", help="key prefix of the callback folders inside the container (default: none)")
+    parser.add_argument("--app", help="function app name (default: tavus-callbacks- + the same hash)")
+    parser.add_argument("--key-vault", help="Key Vault holding the token (default: tavus-kv- + the same hash)")
+    parser.add_argument("--no-key-vault", action="store_true",
+                        help="keep the token in an app setting instead of Key Vault")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = SettingsFile(Path(args.settings or SETTINGS))
+    az = Cli("az", "install the Azure CLI (learn.microsoft.com/cli/azure) and run `az login`")
+    func = Cli("func", "install Azure Functions Core Tools v4 (npm i -g azure-functions-core-tools@4)")
+    account = az.maybe_json("account", "show", "-o", "json", missing=("az login",))
+    if not account:
+        raise DeployError("the Azure CLI is not logged in: run `az login`")
+    group = settings.pick("RESOURCE_GROUP", args.resource_group)
+    if not group:
+        raise DeployError("give --resource-group NAME (it is created when missing)")
+    suffix = hashlib.sha256(f"{account['id']}/{group}".encode()).hexdigest()[:10]
+    storage = str(settings.pick("STORAGE_ACCOUNT", args.storage_account, lambda: f"tavus{suffix}"))
+    container = str(settings.pick("CONTAINER", args.container, lambda: "recordings"))
+    prefix = settings.values.get("PREFIX", "") if args.prefix is None else args.prefix
+    settings.values["PREFIX"] = prefix
+    app = str(settings.pick("APP", args.app, lambda: f"tavus-callbacks-{suffix}"))
+    use_vault = not (args.no_key_vault or settings.values.get("KEY_VAULT") == "none")
+    vault = str(settings.pick("KEY_VAULT", "none" if args.no_key_vault else args.key_vault,
+                              lambda: f"tavus-kv-{suffix}"))
+    g = ("--resource-group", group)
+
+    existing = az.maybe_json("group", "show", "--name", group, "-o", "json")
+    location = settings.pick("LOCATION", args.location, lambda: existing["location"] if existing else None)
+    if not location:
+        raise DeployError(f"the resource group {group} does not exist yet: give --location (e.g. eastus)")
+    settings.save("names used by `tavus-callbacks deploy azure`; the next run reuses them")
+    if existing is None:
+        az.run("group", "create", "--name", group, "--location", location, "-o", "none")
+
+    account_json = az.maybe_json("storage", "account", "show", "--name", storage, *g, "-o", "json")
+    if account_json is None:
+        account_json = az.json("storage", "account", "create", "--name", storage, *g, "--location", location,
+                               "--sku", "Standard_LRS", "--kind", "StorageV2", "--allow-blob-public-access", "false",
+                               "--min-tls-version", "TLS1_2", "-o", "json")
+    if az.maybe_json("storage", "container-rm", "show", "--storage-account", storage, *g, "--name", container,
+                     "-o", "json") is None:
+        az.run("storage", "container-rm", "create", "--storage-account", storage, *g, "--name", container,
+               "-o", "none")
+    if az.maybe_json("functionapp", "show", "--name", app, *g, "-o", "json") is None:
+        az.run("functionapp", "create", "--name", app, *g, "--storage-account", storage,
+               "--flexconsumption-location", location, "--runtime", "python", "--runtime-version", "3.13",
+               "-o", "none")
+    identity = az.maybe_json("functionapp", "identity", "show", "--name", app, *g, "-o", "json")
+    if not identity or not identity.get("principalId"):
+        identity = az.json("functionapp", "identity", "assign", "--name", app, *g, "-o", "json")
+    principal = str(identity["principalId"])
+    grant(az, principal, "ServicePrincipal", BLOB_ROLE,
+          f"{account_json['id']}/blobServices/default/containers/{container}")
+
+    current = {s["name"]: s.get("value") for s in
+               az.json("functionapp", "config", "appsettings", "list", "--name", app, *g, "-o", "json") or []}
+    if use_vault:
+        token, reference = vault_secret(az, account, vault, group, location, principal, wait=args.wait)
+    else:
+        kept = current.get(TOKENS_SETTING) or ""
+        token = kept.split(",")[0].strip() if kept and not kept.startswith("@Microsoft.KeyVault(") else new_token()
+        reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else token
+    wanted = {TOKENS_SETTING: reference, "AzureWebJobsDisableHomepage": "true",
+              "TAVUS_STORE_URL": f"https://{storage}.blob.core.windows.net/{container}/{prefix}"}
+    if any(current.get(k) != v for k, v in wanted.items()):
+        listed = [{"name": k, "value": v, "slotSetting": False} for k, v in wanted.items()]
+        with private_file(json.dumps(listed), ".json") as path:  # a token may be in it: never on the command line
+            az.run("functionapp", "config", "appsettings", "set", "--name", app, *g, "--settings", f"@{path}",
+                   "-o", "none")
+
+    bundle = build_bundle("azure", Path(args.out) / "azure")
+    func.run("azure", "functionapp", "publish", app, "--build", "remote", cwd=bundle.path)
+    shown = az.json("functionapp", "show", "--name", app, *g, "-o", "json")
+    url = f"https://{shown['defaultHostName']}/"
+    check_endpoint(url, token, wait=args.wait, log=lambda line: print(line, file=sys.stderr))
+    print(f"callback_url: {url}?token={token}")
+    print(f"store_url:    azure://{container}/{prefix}  (account {storage})")
+    return 0
+
+
+def grant(az: Cli, principal: str, kind: str, role: str, scope: str) -> None:
+    """Assign `role` on `scope` to the principal unless it already has it."""
+    found = az.json("role", "assignment", "list", "--assignee", principal, "--role", role, "--scope", scope,
+                    "-o", "json")
+    if not found:
+        az.run("role", "assignment", "create", "--assignee-object-id", principal, "--assignee-principal-type", kind,
+               "--role", role, "--scope", scope, "-o", "none")
+
+
+def signed_in_object(az: Cli, account: dict[str, Any]) -> tuple[str, str]:
+    """The object id and principal type of whoever is logged in to the Azure CLI."""
+    user = account.get("user") or {}
+    if user.get("type") == "servicePrincipal":
+        return str(az.json("ad", "sp", "show", "--id", user["name"], "-o", "json")["id"]), "ServicePrincipal"
+    return str(az.json("ad", "signed-in-user", "show", "-o", "json")["id"]), "User"
+
+
+def vault_secret(az: Cli, account: dict[str, Any], vault: str, group: str, location: str, principal: str, *,
+                 wait: float) -> tuple[str, str]:
+    """The token from the vault (made and stored on the first run) and the app setting's Key Vault reference."""
+    import time
+
+    name = "tavus-callback-tokens"
+    shown = az.maybe_json("keyvault", "show", "--name", vault, "--resource-group", group, "-o", "json")
+    if shown is None:
+        shown = az.json("keyvault", "create", "--name", vault, "--resource-group", group, "--location", location,
+                        "--enable-rbac-authorization", "true", "-o", "json")
+    me, kind = signed_in_object(az, account)
+    grant(az, me, kind, SECRET_WRITER, str(shown["id"]))
+    grant(az, principal, "ServicePrincipal", SECRET_READER, f"{shown['id']}/secrets/{name}")
+    deadline = time.monotonic() + wait
+    while True:  # a role just granted to the deployer takes a while to apply to the vault's data plane
+        try:
+            secret = az.maybe_json("keyvault", "secret", "show", "--vault-name", vault, "--name", name, "-o", "json",
+                                   missing=("SecretNotFound",))
+            if secret is None:
+                with private_file(new_token()) as path:
+                    secret = az.json("keyvault", "secret", "set", "--vault-name", vault, "--name", name,
+                                     "--file", str(path), "--encoding", "utf-8", "-o", "json")
+            break
+        except DeployError as exc:
+            if "Forbidden" not in str(exc) or time.monotonic() > deadline:
+                raise
+            print("  the vault does not accept this login's new role yet; waiting", file=sys.stderr)
+            time.sleep(max(0.2, min(10.0, wait / 30)))
+    token = str(secret["value"]).split(",")[0].strip()
+    return token, f"@Microsoft.KeyVault(VaultName={vault};SecretName={name})"

@@ -1,0 +1,96 @@
+"""`tavus-callbacks outputs`: what a deployed AWS stack gives you to paste into Tavus.
+
+Reads the stack's outputs (CloudFormation) and the token from its secret (Secrets Manager), and prints the
+callback URL with the token and the `recording_storage` JSON; nothing is evaluated in a shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from .errors import ConfigError
+from .settings import parse_tokens
+
+EXTRA_HINT = "the AWS SDK is not installed: pip install 'tavus-callbacks[aws]'"
+
+
+@dataclass(frozen=True, slots=True)
+class StackOutputs:
+    """The values a deployment of template.yaml hands to the user."""
+
+    callback_url: str
+    recording_storage: dict[str, Any]
+    store_url: str | None
+    alarm_topic_arn: str | None
+
+
+def _clients(region: str | None) -> tuple[Any, Any]:
+    try:
+        import boto3
+    except ImportError as exc:
+        raise ConfigError(EXTRA_HINT) from exc
+    session = boto3.session.Session(region_name=region)
+    return session.client("cloudformation"), session.client("secretsmanager")
+
+
+def read_outputs(stack: str, region: str | None = None) -> StackOutputs:
+    """The stack's callback URL (first token of its secret appended) and its recording_storage object."""
+    cloudformation, secrets = _clients(region)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    where = f"stack {stack!r}" + (f" in {region}" if region else "")
+    try:
+        (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as exc:
+        raise ConfigError(f"cannot read {where}: {exc}; check the stack name and --region "
+                          "(sam deploy prints both)") from exc
+    except BotoCoreError as exc:
+        raise ConfigError(f"cannot reach CloudFormation for {where}: {exc}; check --region and credentials") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    missing = [k for k in ("CallbackUrl", "TokenSecretArn", "RecordingStorage") if k not in outputs]
+    if missing:
+        raise ConfigError(f"{where} has no output {', '.join(missing)}: is it a tavus-callbacks stack, and is its "
+                          f"deployment complete (status {described.get('StackStatus', '?')})?")
+    try:
+        secret = secrets.get_secret_value(SecretId=outputs["TokenSecretArn"])["SecretString"]
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigError(f"cannot read the token secret {outputs['TokenSecretArn']}: {exc}; this identity needs "
+                          "secretsmanager:GetSecretValue on it") from exc
+    token = parse_tokens(secret, source=f"the secret {outputs['TokenSecretArn']}")[0]
+    try:
+        recording_storage = json.loads(outputs["RecordingStorage"])
+    except ValueError as exc:
+        raise ConfigError(f"the RecordingStorage output of {where} is not JSON: {exc}") from exc
+    return StackOutputs(callback_url=with_token(outputs["CallbackUrl"], token), recording_storage=recording_storage,
+                        store_url=outputs.get("StoreUrl"), alarm_topic_arn=outputs.get("AlarmTopicArn"))
+
+
+def with_token(url: str, token: str) -> str:
+    """The URL with `token` as its query parameter (encoded, appended to any query already there)."""
+    return f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", required=True, help="the stack name given to sam deploy (e.g. tavus-callbacks)")
+    parser.add_argument("--region", help="the stack's region (default: the AWS CLI's configured region)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of labelled lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the callback URL to paste into Tavus, the recording_storage JSON and the store URL."""
+    found = read_outputs(args.stack, args.region)
+    if args.json:
+        print(json.dumps({"callback_url": found.callback_url, "recording_storage": found.recording_storage,
+                          "store_url": found.store_url, "alarm_topic_arn": found.alarm_topic_arn}, indent=2))
+        return 0
+    print(f"callback_url:      {found.callback_url}")
+    print(f"recording_storage: {json.dumps(found.recording_storage, separators=(',', ':'))}")
+    if found.store_url:
+        print(f"store_url:         {found.store_url}")
+    if found.alarm_topic_arn:
+        print(f"alarm_topic_arn:   {found.alarm_topic_arn}")
+    return 0
