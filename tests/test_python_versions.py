@@ -48,3 +48,28 @@ def test_the_core_passes_its_tests_on_python_311() -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+def declared_pythons() -> list[str]:
+    """Interpreters on this machine of each minor version the package declares besides the suite's own."""
+    found = []
+    for minor in (11, 12, 13):
+        if sys.version_info[:2] == (3, minor):
+            continue
+        pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+        for candidate in (f"python3.{minor}", *(str(p) for p in sorted(pyenv.glob(f"3.{minor}.*/bin/python")))):
+            path = shutil.which(candidate)
+            if path and subprocess.run([path, "-c", f"import sys; sys.exit(sys.version_info[:2] != (3, {minor}))"],
+                                       capture_output=True).returncode == 0:
+                found.append(path)
+                break
+    return found
+
+
+@pytest.mark.parametrize("interpreter", declared_pythons() or [pytest.param(None, marks=pytest.mark.skip("none here"))])
+def test_every_extra_installs_on_every_declared_python(interpreter: str) -> None:
+    """`pip install -e '.[aws,gcp,azure,dev]'` resolves to wheels that exist for that Python (a dry run)."""
+    result = subprocess.run([interpreter, "-m", "pip", "install", "--dry-run", "-q", "--disable-pip-version-check",
+                             "--ignore-installed", "-e", f"{ROOT}[aws,gcp,azure,dev]"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
