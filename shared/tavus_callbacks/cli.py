@@ -40,6 +40,8 @@ COMMANDS: list[Command] = [
     Command("replay", "tavus_callbacks.replay", "re-send stored events in time order to an endpoint or a bus"),
     Command("openapi", "tavus_callbacks.openapi", "print the endpoint's OpenAPI 3.1 document (--yaml for YAML)"),
     Command("build", "tavus_callbacks.bundle", "make the self-contained folder a cloud's deploy tool uploads"),
+    Command("reconcile", "tavus_callbacks.reconcile.command",
+            "recover callbacks the store missed from the vendor's API (key from TAVUS_API_KEY)"),
 ]
 
 
