@@ -224,3 +224,22 @@ def test_the_outputs_give_the_url_the_role_and_a_ready_recording_storage(templat
                                   "assume_role_arn": "arn:aws:iam::1:role/w"}
     command = outputs["CallbackUrlWithTokenCommand"]["Value"]["Fn::Sub"][0]
     assert "secretsmanager get-secret-value" in command and "?token=" in command
+
+
+def test_the_reconcile_schedule_defaults_to_every_15_minutes_and_is_off_without_an_api_key(
+        template: dict[str, Any]) -> None:
+    params, conditions = template["Parameters"], template["Conditions"]
+    assert params["ReconcileSchedule"]["Default"] == "rate(15 minutes)"
+    assert params["TavusApiKeySecret"]["Default"] == "" and params["TavusApiKey"]["NoEcho"] is True
+    props = template["Resources"]["CallbackFunction"]["Properties"]
+    schedule = props["Events"]["Reconcile"]
+    assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == {"Ref": "ReconcileSchedule"}
+    assert schedule["Properties"]["Enabled"] == {"Fn::If": ["ReconcileEnabled", True, False]}
+    assert conditions["ReconcileEnabled"]["Fn::Or"][1] == {"Condition": "CreateApiKeySecret"}
+    env = props["Environment"]["Variables"]
+    assert env["TAVUS_API_KEY_SECRET"]["Fn::If"][0] == "ReconcileEnabled" and "TAVUS_API_KEY" not in env
+    (policy,) = props["Policies"]
+    read = next(s["Fn::If"] for s in policy["Statement"] if "Fn::If" in s and s["Fn::If"][1].get("Sid") ==
+                "ReadTavusApiKey")
+    assert read[0] == "ReconcileEnabled" and read[1]["Action"] == "secretsmanager:GetSecretValue"
+    assert template["Resources"]["TavusApiKeyStoredSecret"]["Condition"] == "CreateApiKeySecret"
