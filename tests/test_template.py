@@ -235,7 +235,7 @@ def test_the_reconcile_schedule_defaults_to_every_15_minutes_and_is_off_without_
     schedule = props["Events"]["Reconcile"]
     assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == {"Ref": "ReconcileSchedule"}
     assert schedule["Properties"]["Enabled"] == {"Fn::If": ["ReconcileEnabled", True, False]}
-    assert conditions["ReconcileEnabled"]["Fn::Or"][1] == {"Condition": "CreateApiKeySecret"}
+    assert conditions["ReconcileEnabled"]["Fn::Or"][1] == {"Fn::Condition": "CreateApiKeySecret"}
     env = props["Environment"]["Variables"]
     assert env["TAVUS_API_KEY_SECRET"]["Fn::If"][0] == "ReconcileEnabled" and "TAVUS_API_KEY" not in env
     (policy,) = props["Policies"]
