@@ -52,12 +52,13 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     match = _DURATION.fullmatch(text.strip().lower())
     if match:
         return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    from ..replay import parse_time
+
     try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return parse_time(text)
+    except ConfigError:
         raise ConfigError(f"--since {text!r} is neither a duration such as 72h, 30m or 7d nor an ISO-8601 time "
                           "such as 2025-07-11T06:00:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def run_scheduled(seconds_left: float | None = None, environ: Mapping[str, str] | None = None) -> Summary | None:
