@@ -13,10 +13,13 @@ from typing import Any
 
 import orjson
 import pytest
+from bus_servers import SDK_WARNINGS, EventGridSink, forwarding_pipeline
+from bus_servers import deliver as bus_deliver
 from fake_tavus import API_KEY, FakeTavus, conversation_callbacks
 from servers import sqlite_url
 from tavus_callbacks.cli import main
 from tavus_callbacks.clients import clear_clients
+from tavus_callbacks.forward.eventgrid import KEY_VARIABLE
 from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.client import DeadlineReached, TavusAPIError, TavusClient
@@ -216,6 +219,36 @@ def test_a_callback_and_its_api_copy_racing_are_one_event(fake_tavus: FakeTavus,
     assert stored == len(callbacks), results
     documents = event_documents(any_store, "crace")
     assert len(documents) == len(callbacks) and len(state(any_store, "crace")["events"]) == len(callbacks)
+
+
+@SDK_WARNINGS
+def test_a_recovered_event_whose_publish_fails_is_left_pending_and_published_once_by_the_next_run(
+        fake_tavus: FakeTavus, eventgrid_sink: EventGridSink, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_VARIABLE, "eventgrid-test-key-0123456789")
+    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "tavus.db"), eventgrid_sink.url())
+    callbacks = conversation_callbacks("cbus", recent())
+    fake_tavus.add("cbus", callbacks)
+    for callback in callbacks[1:]:  # the first one never arrived
+        assert bus_deliver(pipeline, callback).status == 200
+    eventgrid_sink.status = 503  # the bus is down while the sweep recovers the missed event
+    first = Sweep(pipeline, client(fake_tavus)).run()
+    assert (first.recovered, first.published, first.pending) == (1, 0, 1)
+    assert len(first.failures) == 1 and "pending" in first.failures[0]
+    (recovered,) = [d for d in event_documents(pipeline, "cbus") if d.get("tavusorigin") == "api"]
+    assert recovered["id"] in {e["id"] for e in state(pipeline, "cbus")["events"]}, "folded all the same"
+    marker = f"cbus/pending/{recovered['id']}.json"
+    assert [k for k in pipeline.store.iter_keys("cbus/pending/")] == [marker]
+    assert orjson.loads(pipeline.store.read(marker).data)["work"] == ["publish"]  # type: ignore[union-attr]
+    eventgrid_sink.status = 200
+    eventgrid_sink.requests.clear()
+    second = Sweep(pipeline, client(fake_tavus)).run()
+    assert (second.complete, second.fetched, second.published, second.pending, second.failures) == (1, 0, 1, 0, [])
+    assert [orjson.loads(r.body)[0]["id"] for r in eventgrid_sink.requests] == [recovered["id"]]
+    assert list(pipeline.store.iter_keys("cbus/pending/")) == []
+    third = Sweep(pipeline, client(fake_tavus)).run()
+    assert (third.published, third.pending) == (0, 0) and len(eventgrid_sink.requests) == 1, "published once"
+    pipeline.close()
 
 
 def test_a_dry_run_counts_what_is_missing_and_stores_nothing(fake_tavus: FakeTavus, local: Pipeline,

@@ -7,8 +7,10 @@ A conversation is *complete*, and costs no verbose fetch, when its `conversation
   transcript, a perception outcome and a recording outcome): what a fully received conversation has.
 Every other conversation of the window is fetched once (`?verbose=true`); each of its events the state
 lacks (same id, or same type and time) goes through `Pipeline.ingest`, as a callback would, marked
-`tavusorigin: api`; then the conversation gets its `reconciled` mark. A window sweep resumes at the
-listing page where the last run stopped (`<prefix>reconcile/cursor.json`).
+`tavusorigin: api`; then the derived work left pending in it is finished (`repair`) and the conversation
+gets its `reconciled` mark. A window sweep resumes at the listing page where the last run stopped
+(`<prefix>reconcile/cursor.json`); with the budget that is left it then finishes the derived work (folds,
+publishes) left pending anywhere else in the store.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..conversation import RECONCILED
 from ..errors import PreconditionFailed, TavusCallbacksError
 from ..events import is_plain_id, normalize
 from ..record import identity
+from ..repair import repair
 from ..times import format_utc, to_utc_iso_or_none
 from .client import DeadlineReached, TavusAPIError, TavusClient
 
@@ -63,6 +66,9 @@ class Summary:
     outside_window: int = 0
     pages: int = 0
     finished: bool = False  # the whole window was swept (False: stopped at the deadline, resumes next run)
+    folded: int = 0  # stored events folded into their state by `repair`, the sweep's own and those left pending
+    published: int = 0  # pending publishes completed
+    pending: int = 0  # pending folds or publishes the last repair pass left unfinished
     failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -72,6 +78,9 @@ class Summary:
             parts.append(f"{self.missing} missing")
         if self.new_conversations:
             parts.append(f"{self.new_conversations} new to the store")
+        if self.folded or self.published or self.pending:
+            parts.append(f"{self.folded} unfolded events folded, {self.published} pending publishes done, "
+                         f"{self.pending} still pending")
         parts.append(f"{len(self.failures)} failures")
         if not self.finished:
             parts.append("stopped at the time budget; the next run resumes")
@@ -80,7 +89,8 @@ class Summary:
     def as_dict(self) -> dict[str, Any]:
         return {"checked": self.checked, "complete": self.complete, "fetched": self.fetched,
                 "recovered": self.recovered, "missing": self.missing, "new_conversations": self.new_conversations,
-                "pages": self.pages, "finished": self.finished, "failures": self.failures}
+                "pages": self.pages, "finished": self.finished, "folded": self.folded, "published": self.published,
+                "pending": self.pending, "failures": self.failures}
 
 
 class Sweep:
@@ -100,7 +110,8 @@ class Sweep:
         self.cursor_key = f"{pipeline.layout.prefix}reconcile/cursor.json"
 
     def run(self, conversation: str | None = None) -> Summary:
-        """Sweep one conversation, or every conversation of the window; never raises for one conversation."""
+        """Sweep one conversation, or every conversation of the window, then finish the derived work left
+        pending in it, or in the whole store, within the budget; never raises for one conversation."""
         try:
             if conversation is not None:
                 self._conversation({"conversation_id": conversation}, listed=False)
@@ -113,8 +124,32 @@ class Sweep:
             self.summary.failures.append(str(exc))
         finally:
             self.client.close()
+        if not self.dry_run:
+            self.summary.pending = self._repair(conversation)
+            if self.summary.pending and not self._spent():  # not the budget: a store or bus that still fails
+                self.summary.failures.append(
+                    f"{self.summary.pending} pending folds or publishes could not be finished (the log says why); "
+                    "the next run, or `tavus-callbacks repair`, tries again")
         self.progress(self.summary)
         return self.summary
+
+    def _repair(self, conversation: str | None) -> int:
+        """Finish the derived work left pending in one conversation, or the whole store, until the deadline;
+        how many pending items are left (0 when the budget was already spent: the next run does it)."""
+        if self._spent():
+            return 0
+        try:
+            done = repair(self.pipeline, conversation, deadline=self.deadline)
+        except Exception as exc:  # a bug: the events are stored all the same, the markers stay for the next run
+            log.exception("reconcile: repair failed")
+            self.summary.failures.append(f"repair: {type(exc).__name__}: {exc}")
+            return 0
+        self.summary.folded += done.folded
+        self.summary.published += done.published
+        return done.failures
+
+    def _spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     # -- the window -------------------------------------------------------------------------------
     def _window(self) -> None:
@@ -152,7 +187,7 @@ class Sweep:
         return when is None or when >= format_utc(self.since)
 
     def _time_left(self) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self._spent():
             raise DeadlineReached("the run's time budget is spent")
 
     # -- one conversation -------------------------------------------------------------------------
@@ -170,7 +205,7 @@ class Sweep:
                 return
             conversation = self.client.conversation(cid, deadline=self.deadline)
             self.summary.fetched += 1
-            self._recover(cid, state, conversation)
+            self._recover(cid, state, conversation, listed=listed)
         except DeadlineReached:
             raise
         except (TavusCallbacksError, OSError) as exc:
@@ -203,8 +238,11 @@ class Sweep:
         types = {e.get("type") for e in state.get("events") or () if isinstance(e, dict)}
         return all(not group.isdisjoint(types) for group in TERMINAL)
 
-    def _recover(self, cid: str, state: dict[str, Any] | None, conversation: dict[str, Any]) -> None:
-        """Store the events of the verbose conversation that the state lacks; then mark it reconciled."""
+    def _recover(self, cid: str, state: dict[str, Any] | None, conversation: dict[str, Any], *,
+                 listed: bool) -> None:
+        """Store the events of the verbose conversation that the state lacks, finish the derived work left
+        pending in it (a listed one; a single conversation's is finished at the end of the run), then mark it
+        reconciled."""
         entries = [e for e in (state or {}).get("events") or () if isinstance(e, dict)]
         have_ids = {e.get("id") for e in entries}
         have_times = {(e.get("type"), e.get("time")) for e in entries if e.get("time")}
@@ -232,6 +270,8 @@ class Sweep:
                 self.summary.recovered += 1
         if failed or self.dry_run:
             return
+        if listed:  # what ingest left pending here, now (the run ends with a pass over the whole store)
+            self._repair(cid)
         mark = {"updated_at": conversation.get("updated_at"), "status": conversation.get("status"),
                 "events": len(events), "at": format_utc(datetime.now(UTC))}
         self.pipeline.folder.mark_reconciled(cid, mark)
