@@ -13,7 +13,7 @@ from tavus_callbacks.stores import Store
 
 EVENTS_DIR = Path(__file__).parent / "events"
 
-pytest_plugins: list[str] = ["servers", "serve_fixture", "bus_servers"]
+pytest_plugins: list[str] = ["servers", "serve_fixture", "bus_servers", "fake_tavus"]
 
 
 def load_event(name: str) -> dict[str, Any]:

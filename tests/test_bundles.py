@@ -56,7 +56,7 @@ RUNNER = textwrap.dedent('''
     else:
         import azure.functions as func
         import function_app
-        (function,) = function_app.app.get_functions()
+        function = next(f for f in function_app.app.get_functions() if f.get_function_name() == "tavus_callback")
         resp = function.get_user_function()(func.HttpRequest(
             method="POST", url="https://app.azurewebsites.net/?token=" + token, params={"token": token}, body=body))
         status, answer = resp.status_code, json.loads(resp.get_body())
@@ -118,7 +118,7 @@ def test_each_bundle_pins_exactly_what_its_cloud_needs() -> None:
     root = Path(__file__).resolve().parents[1] / "functions"
     wanted = {
         "aws": {"pydantic", "orjson", "boto3", "aws-lambda-powertools[tracer]"},
-        "gcp": {"pydantic", "orjson", "google-cloud-storage", "functions-framework"},
+        "gcp": {"pydantic", "orjson", "google-cloud-storage", "functions-framework", "google-auth"},  # OIDC check
         "azure": {"pydantic", "orjson", "azure-storage-blob", "azure-identity", "azure-functions"},
     }
     for cloud in CLOUDS:

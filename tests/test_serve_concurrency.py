@@ -27,6 +27,8 @@ def conversation_payloads() -> list[bytes]:
     for name in names[:20]:
         payload = load_event(name)
         payload["conversation_id"] = CONVERSATION_ID
+        if "event_type" in payload:  # variants of one type share a time in the recordings: one event each here
+            payload["timestamp"] = f"2025-07-11T06:{len(payloads):02d}:00.000000Z"
         payloads.append(json.dumps(payload).encode())
     assert len(payloads) == 20 and len({event_id(json.loads(p)) for p in payloads}) == 20
     return payloads

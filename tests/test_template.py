@@ -530,3 +530,44 @@ def test_reserved_concurrency_is_set_only_when_given(render: Callable[..., Rende
     assert "ReservedConcurrentExecutions" not in render().resources["CallbackFunction"]["Properties"]
     assert render(ReservedConcurrency="5").resources["CallbackFunction"]["Properties"][
         "ReservedConcurrentExecutions"] == "5"
+
+
+def test_the_reconcile_schedule_is_off_without_an_api_key(render: Callable[..., Rendered]) -> None:
+    rendered = render()
+    assert rendered.parameters["ReconcileSchedule"] == "rate(15 minutes)"
+    (rule,) = rendered.of_type("AWS::Events::Rule").values()
+    assert rule["Properties"]["State"] == "DISABLED"
+    assert "TavusApiKeyStoredSecret" not in rendered.resources
+    env = rendered.resources["CallbackFunction"]["Properties"]["Environment"]["Variables"]
+    assert "TAVUS_API_KEY_SECRET" not in env and "TAVUS_API_KEY" not in env
+    statements = rendered.function_statements()
+    assert "ReadTavusApiKey" not in statements and "WriteReconcileCursor" not in statements
+
+
+@pytest.mark.parametrize("parameters", [{"TavusApiKey": "tvs-0123456789abcdef"}, {"TavusApiKeySecret": "tavus/api"},
+                                        {"TavusApiKeySecret": "tavus/api", "KeyPrefix": "callbacks/"}],
+                         ids=["key", "secret-name", "secret-name-prefix"])
+def test_with_an_api_key_the_schedule_invokes_the_live_alias_which_may_read_the_key_and_keep_its_cursor(
+        render: Callable[..., Rendered], parameters: dict[str, str]) -> None:
+    rendered = render(**parameters)
+    (rule,) = rendered.of_type("AWS::Events::Rule").values()
+    assert rule["Properties"]["State"] == "ENABLED"
+    assert rule["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
+    (alias_name,) = rendered.of_type("AWS::Lambda::Alias")
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == f"<{alias_name}>"
+    env = rendered.resources["CallbackFunction"]["Properties"]["Environment"]["Variables"]
+    statements = rendered.function_statements()
+    read = statements["ReadTavusApiKey"]
+    assert read["Action"] == "secretsmanager:GetSecretValue"
+    if "TavusApiKey" in parameters:
+        assert env["TAVUS_API_KEY_SECRET"] == read["Resource"] == "<TavusApiKeyStoredSecret>"
+        assert rendered.resources["TavusApiKeyStoredSecret"]["Properties"]["SecretString"] == parameters["TavusApiKey"]
+        assert "TAVUS_API_KEY" not in env, "the key itself never sits in the function's environment"
+    else:
+        assert env["TAVUS_API_KEY_SECRET"] == "tavus/api"
+        assert iam_matches(read["Resource"], "arn:aws:secretsmanager:us-east-1:123456789012:secret:tavus/api-AbCdEf")
+    assert env["TAVUS_RECONCILE_SINCE"] == "72h"
+    prefix = rendered.parameters["KeyPrefix"]
+    cursor = f"arn:aws:s3:::{rendered.bucket()}/{prefix}reconcile/cursor.json"
+    assert iam_matches(statements["WriteReconcileCursor"]["Resource"], cursor)

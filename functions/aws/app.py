@@ -234,13 +234,50 @@ def record(outcome: Outcome | None, status: int) -> None:
         metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
 
 
+API_KEY_SECRET_VAR = "TAVUS_API_KEY_SECRET"
+SAFETY_SECONDS = 3.0  # of the invocation's time, kept for writing the cursor and the metrics
+
+
+def is_scheduled(event: Any) -> bool:
+    """Whether the invocation is the EventBridge schedule of template.yaml (reconcile mode), not an HTTP request."""
+    return isinstance(event, dict) and event.get("source") == "aws.events" and \
+        event.get("detail-type") == "Scheduled Event"
+
+
+def reconcile(context: Any) -> dict[str, Any]:
+    """The scheduled sweep: the API key from TAVUS_API_KEY_SECRET, bounded by the invocation's remaining time."""
+    from tavus_callbacks.reconcile.command import API_KEY_VAR, run_scheduled
+
+    load_secret_tokens()
+    tag_object_writes()
+    secret_id = os.environ.get(API_KEY_SECRET_VAR, "").strip()
+    if secret_id:
+        from aws_lambda_powertools.utilities.parameters import get_secret
+
+        value = get_secret(secret_id, max_age=int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE",
+                                                                  DEFAULT_SECRET_MAX_AGE)))
+        os.environ[API_KEY_VAR] = (value.decode("utf-8") if isinstance(value, bytes) else str(value)).strip()
+    summary = run_scheduled(context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS)
+    if summary is None:
+        logger.info("reconcile is off: no API key (TAVUS_API_KEY_SECRET)")
+        return {"status": "off"}
+    metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=summary.recovered)
+    metrics.add_metric(name="ReconcileFailures", unit=MetricUnit.Count, value=len(summary.failures))
+    (logger.error if summary.failures else logger.info)(summary.line(), extra=summary.as_dict())
+    return {"status": "failed" if summary.failures else "ok", **summary.as_dict()}
+
+
 def _handler(event: Any, context: Any) -> dict[str, Any]:
-    """Every invocation comes here: an HTTP request is answered (a malformed one 400), anything else refused."""
+    """Every invocation comes here: an HTTP request is answered (a malformed one 400), the template's schedule
+    runs the reconcile sweep, anything else is refused."""
     logger.set_correlation_id(None)
     if not is_http_event(event):
+        if is_scheduled(event):
+            return reconcile(context)
         raise UnsupportedEvent(
-            "this handler answers HTTP requests: Lambda Function URL, API Gateway HTTP API or REST API events; "
-            "invoke it through the template's Function URL, not directly or from another event source"
+            "this handler answers HTTP requests: Lambda Function URL, API Gateway HTTP API or REST API events, "
+            "and the template's reconcile schedule; invoke it through the template's Function URL, not directly "
+            "or from another event source"
         )
     try:
         request = to_request(event)

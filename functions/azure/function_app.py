@@ -61,3 +61,18 @@ def tavus_callback(req: func.HttpRequest) -> func.HttpResponse:
     log.log(level, "callback %s status=%s %s", outcome.result if outcome else "answered", response.status, summary,
             extra={"status": response.status, **fields})
     return from_response(response)
+
+
+# Every 15 minutes (NCRONTAB with seconds); off while TAVUS_API_KEY is not set.
+@app.function_name(name="tavus_reconcile")
+@app.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
+def tavus_reconcile(timer: func.TimerRequest) -> None:
+    """Recover the callbacks the store missed from the vendor's API (the reconcile sweep), on a timer."""
+    from tavus_callbacks.reconcile.command import run_scheduled
+
+    summary = run_scheduled()
+    if summary is None:
+        log.info("reconcile is off: TAVUS_API_KEY is not set")
+        return
+    log.log(logging.ERROR if summary.failures else logging.INFO, "%s%s", summary.line(),
+            "".join(f"; {f}" for f in summary.failures[:5]), extra=summary.as_dict())

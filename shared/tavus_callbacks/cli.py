@@ -47,6 +47,8 @@ COMMANDS: list[Command] = [
             "create or update a deployment on Google Cloud or Azure and print its callback URL"),
     Command("outputs", "tavus_callbacks.outputs",
             "print a deployed AWS stack's callback URL (token included) and recording_storage JSON"),
+    Command("reconcile", "tavus_callbacks.reconcile.command",
+            "recover callbacks the store missed from the vendor's API (key from TAVUS_API_KEY)"),
 ]
 
 

@@ -28,6 +28,8 @@ log = logging.getLogger("tavus_callbacks")
 _JITTER = random.Random()  # its own generator: backoff never moves the global `random` state
 
 STATE_SCHEMA = 1
+RECONCILED = "reconciled"  # what the vendor's API said when `reconcile` last found every event stored
+KEPT_FIELDS = (RECONCILED,)  # state fields that are not folded from the events: a fold keeps them
 _PROVIDER_OF_SCHEME = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "azure": "azure_blob"}
 
 
@@ -193,7 +195,7 @@ class ConversationFolder:
         newly: set[str] = set()
         for _ in self._attempts():
             blob = self.store.read(key)
-            entries, readable = self._entries(cid, blob)
+            entries, readable, kept = self._entries(cid, blob)
             known = {e["id"] for e in entries}
             fresh: list[dict[str, Any]] = []
             for record in records:
@@ -204,6 +206,7 @@ class ConversationFolder:
                     built[record.id] = entry_for(record, self._check_recording(record.event), self.store_provider)
                 fresh.append(built[record.id])
             state = fold(cid, [*entries, *fresh])
+            state.update(kept)
             if not fresh and readable:
                 break
             try:
@@ -227,18 +230,37 @@ class ConversationFolder:
             copy_failed.discard(record.id)
         return flags
 
-    def _entries(self, cid: str, blob: Blob | None) -> tuple[list[dict[str, Any]], bool]:
-        """The entries of a state document, and False when it could not be read and they were rebuilt.
+    def mark_reconciled(self, cid: str, mark: dict[str, Any]) -> None:
+        """Record in the state what the vendor's API said when its events were last all stored (`reconciled`).
+
+        The state is folded from the stored events when the conversation has none yet.
+        """
+        key = self.layout.conversation_key(cid)
+        for _ in self._attempts():
+            blob = self.store.read(key)
+            entries, _, _ = self._entries(cid, blob)
+            state = {**fold(cid, entries), RECONCILED: mark}
+            try:
+                self.store.replace(key, encode_state(state), blob.version if blob else None)
+                return
+            except PreconditionFailed:
+                continue
+        raise self._contended(key)
+
+    def _entries(self, cid: str, blob: Blob | None) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
+        """The entries of a state document, and False when it could not be read and they were rebuilt;
+        and the fields a fold keeps as they are (`reconciled`).
 
         A state that is not a JSON document (edited by hand, or written by something else) is rebuilt:
         every event it held is still stored beside it, so nothing is lost.
         """
         if blob is None:
-            return [], True
+            return [], True, {}
         try:
-            entries = orjson.loads(blob.data)["events"]
+            document = orjson.loads(blob.data)
+            entries = document["events"]
             if isinstance(entries, list):
-                return entries, True
+                return entries, True, {k: document[k] for k in KEPT_FIELDS if k in document}
         except (orjson.JSONDecodeError, KeyError, TypeError):
             pass
         from .replay import load_events
@@ -247,7 +269,7 @@ class ConversationFolder:
                     extra={"conversation_id": cid})
         stored, _ = load_events(self.store, self.layout.prefix, conversation=cid)
         records = [s.record() for s in stored]
-        return [entry_for(r, self._check_recording(r.event), self.store_provider) for r in records], False
+        return [entry_for(r, self._check_recording(r.event), self.store_provider) for r in records], False, {}
 
     def _check_recording(self, event: Event) -> dict[str, Any] | None:
         """Whether a ready recording is really in the bucket: found, size, ETag and content type."""

@@ -73,6 +73,23 @@ class Pipeline:
         received = self._receive(request)
         return received if isinstance(received, Response) else self._finish(received)
 
+    def ingest(self, payload: dict[str, Any], *, origin: str = "api", fields: dict[str, Any] | None = None) -> bool:
+        """Store one event that did not come as a callback (e.g. recovered from the vendor's API), as a callback is.
+
+        `fields` is what to normalize when it differs from the payload kept verbatim (an API item completed
+        from its conversation). Normalize, record (with the `tavusorigin` attribute), create, then the fold and
+        forward of a callback (`_finish`: what fails is left pending for `repair`). True when stored, False
+        when the event was already there. Raises StoreUnavailable when the event could not be stored.
+        """
+        if self.settings.tokens:  # the API's copy holds no token as a rule; it is never stored if it does
+            payload = self.redactor.redact_value(payload)
+            fields = None if fields is None else self.redactor.redact_value(fields)
+        source = payload if fields is None else fields
+        record = build_record(source, normalize(source), self.layout, original=payload, origin=origin)
+        delivery = _Delivery(record, self.store.create(record.key, record.body))
+        self._finish(delivery)
+        return delivery.created
+
     def _receive(self, request: Request) -> Response | _Delivery:
         """A refusal, or the event stored (create-only) and waiting to be folded and answered."""
         if request.method != "POST":

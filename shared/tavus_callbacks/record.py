@@ -12,9 +12,10 @@ from typing import Any
 
 import orjson
 
-from .events import Event
+from .events import Event, normalize
 
 SPECVERSION = "1.0"
+ORIGIN_ATTRIBUTE = "tavusorigin"  # CloudEvents extension: where a stored event came from, when not a callback
 _KEY_PART = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -29,9 +30,30 @@ def canonical_json(value: Any) -> bytes:
         )
 
 
+# Fields that describe one delivery, not the event: the vendor's API copy of an event leaves them out.
+DELIVERY_FIELDS = frozenset({"webhook_url"})
+
+
+def identity(payload: Any, event: Event) -> bytes:
+    """The canonical JSON an event's id is the SHA-256 of: what makes two deliveries one event.
+
+    A conversation event with a plain conversation id, a well-formed `event_type` and a readable
+    `timestamp` is (conversation_id, event_type, normalized timestamp), so a callback and the vendor
+    API's copy of it (no `webhook_url`, other formatting) are one event. Any other conversation payload
+    is its canonical JSON without the delivery-only fields; the other families, their whole payload.
+    """
+    if event.family == "conversation":
+        if event.event_type and event.conversation_id and event.time:
+            return canonical_json({"conversation_id": event.conversation_id, "event_type": event.event_type,
+                                   "timestamp": event.time})
+        if isinstance(payload, dict) and not DELIVERY_FIELDS.isdisjoint(payload):
+            return canonical_json({k: v for k, v in payload.items() if k not in DELIVERY_FIELDS})
+    return canonical_json(payload)
+
+
 def event_id(payload: Any) -> str:
-    """SHA-256 of the payload's canonical JSON: a retry of the same callback has the same id."""
-    return hashlib.sha256(canonical_json(payload)).hexdigest()
+    """The id of the event a payload carries: SHA-256 of its `identity`, the same for every delivery of it."""
+    return hashlib.sha256(identity(payload, normalize(payload))).hexdigest()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -127,13 +149,18 @@ class StoredEvent:
     body: bytes
 
 
-def build_record(payload: Any, event: Event, layout: Layout) -> StoredEvent:
+def build_record(payload: Any, event: Event, layout: Layout, *, original: Any = None,
+                 origin: str | None = None) -> StoredEvent:
     """The CloudEvent for a payload: deterministic id and bytes, `data` = normalized fields + payload.
 
-    The payload is serialized once: its canonical bytes give the id and are spliced into the document.
+    `payload` is what `event` was normalized from and gives the id (`identity`); `data.payload` keeps
+    `original` when given (an API item kept verbatim, normalized from a completed copy). `origin`
+    becomes the `tavusorigin` extension attribute (e.g. "api" for an event recovered by reconcile).
     """
-    canonical = canonical_json(payload)
-    eid = hashlib.sha256(canonical).hexdigest()
+    kept = payload if original is None else original
+    canonical = canonical_json(kept)
+    ident = identity(payload, event) if original is not None or event.family == "conversation" else canonical
+    eid = hashlib.sha256(ident).hexdigest()
     # The Event's fields, in order, are JSON values already: cheaper than model_dump. `data` shares its
     # lists and dicts (errors, details), as the stored document is never changed once built.
     fields = event.__dict__
@@ -149,11 +176,13 @@ def build_record(payload: Any, event: Event, layout: Layout) -> StoredEvent:
         document["subject"] = subject
     if time:
         document["time"] = time
+    if origin:
+        document[ORIGIN_ATTRIBUTE] = origin
     data = document["data"] = {**fields, "payload": orjson.Fragment(canonical)}
     try:
         body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):
         body = b""
-    data["payload"] = payload
+    data["payload"] = kept
     return StoredEvent(eid, layout._event_key(family, subject, time, type_, eid), event, document,
                        body or canonical_json(document))

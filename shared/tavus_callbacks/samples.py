@@ -110,8 +110,8 @@ class SampleConversation:
         return self._conversation("system.shutdown", 312.8, {
             "replica_id": self.ids.replica_id, "shutdown_reason": "participant_left_timeout reached"})
 
-    def shutdown_internal_error(self) -> Payload:
-        return self._conversation("system.shutdown", 312.8, {
+    def shutdown_internal_error(self) -> Payload:  # its own instant: one shutdown per time (see record.identity)
+        return self._conversation("system.shutdown", 312.9, {
             "replica_id": self.ids.replica_id, "shutdown_reason": "internal error occurred at step 3"})
 
     def transcription_ready(self) -> Payload:
@@ -133,7 +133,7 @@ class SampleConversation:
             "storage_uri": f"s3://acme-tavus-recordings/{key}", "duration": 309})
 
     def recording_ready_legacy(self) -> Payload:
-        return self._conversation("application.recording_ready", 338.4, {
+        return self._conversation("application.recording_ready", 338.5, {
             "replica_id": self.ids.replica_id, "bucket_name": "acme-tavus-recordings",
             "s3_key": f"{self.ids.conversation_id}/{self.ids.conversation_id}.mp4", "duration": 309})
 
@@ -147,7 +147,7 @@ class SampleConversation:
                                   {"replica_id": self.ids.replica_id, "analysis": PERCEPTION})
 
     def perception_unavailable(self) -> Payload:
-        return self._conversation("application.perception_unavailable", 351.9,
+        return self._conversation("application.perception_unavailable", 352.0,
                                   {"replica_id": self.ids.replica_id, "reason": "no_vision_history"})
 
     def post_call_action_executed(self) -> Payload:

@@ -76,8 +76,9 @@ def azure_functions(azure_app: ModuleType) -> list[Any]:
 @pytest.fixture(scope="session")
 def azure_function(azure_functions: list[Any]) -> Callable[..., Any]:
     """The user function behind the one HTTP function the FunctionApp registers."""
-    assert [f.get_function_name() for f in azure_functions] == ["tavus_callback"]
-    return azure_functions[0].get_user_function()  # type: ignore[no-any-return]
+    assert sorted(f.get_function_name() for f in azure_functions) == ["tavus_callback", "tavus_reconcile"]
+    http = next(f for f in azure_functions if f.get_function_name() == "tavus_callback")
+    return http.get_user_function()  # type: ignore[no-any-return]
 
 
 @pytest.fixture

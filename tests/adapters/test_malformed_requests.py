@@ -144,9 +144,10 @@ def test_edge_case_http_events_get_the_cores_answer(aws_app: ModuleType, adapter
 
 @pytest.mark.parametrize("event", [
     {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]},
-    {"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}},
+    # EventBridge, but not the template's schedule (which runs reconcile: test_reconcile_adapters.py)
+    {"version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3", "detail": {}},
     {}, [], "a string", 42, None,
-], ids=["s3-notification", "scheduled", "empty-object", "list", "string", "number", "null"])
+], ids=["s3-notification", "eventbridge-other", "empty-object", "list", "string", "number", "null"])
 def test_an_invocation_that_is_not_an_http_request_is_refused_loudly(aws_app: ModuleType, adapter_env: Path,
                                                                     event: Any) -> None:
     with pytest.raises(aws_app.UnsupportedEvent, match="answers HTTP requests"):

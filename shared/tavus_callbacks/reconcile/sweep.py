@@ -1,0 +1,327 @@
+"""The sweep: compare each conversation of the window with the vendor's event log and store what is missing.
+
+A conversation is *complete*, and costs no verbose fetch, when its `conversation.json` either
+- carries a `reconciled` mark whose `updated_at` and `status` equal the listing's (the API's copy has not
+  changed since a sweep last found all of its events stored), or
+- is of an ended conversation and already holds its terminal events (TERMINAL: a join, the shutdown, the
+  transcript, a perception outcome and a recording outcome): what a fully received conversation has.
+Every other conversation of the window is fetched once (`?verbose=true`); each of its events the state
+lacks (same id, or same type and time) goes through `Pipeline.ingest`, as a callback would, marked
+`tavusorigin: api`; then the derived work left pending in it is finished (`repair`) and the conversation
+gets its `reconciled` mark. A window sweep resumes at the listing page where the last run stopped
+(`<prefix>reconcile/cursor.json`); with the budget that is left it then finishes the derived work (folds,
+publishes) left pending anywhere else in the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..conversation import RECONCILED
+from ..errors import PreconditionFailed, TavusCallbacksError
+from ..events import is_plain_id, normalize
+from ..record import identity
+from ..repair import repair
+from ..times import format_utc, to_utc_iso_or_none
+from .client import DeadlineReached, TavusAPIError, TavusClient
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+
+log = logging.getLogger("tavus_callbacks")
+
+ORIGIN = "api"
+DEFAULT_PAGE_SIZE = 100
+CURSOR_SCHEMA = 1
+_CONVERSATION = "io.tavus.conversation."
+# An ended conversation whose state holds one type of each group has nothing more to come from the vendor.
+TERMINAL: tuple[frozenset[str], ...] = tuple(frozenset(_CONVERSATION + t for t in group) for group in (
+    ("system.replica_joined", "system.pal_joined"),
+    ("system.shutdown",),
+    ("application.transcription_ready",),
+    ("application.perception_analysis", "application.perception_unavailable"),
+    ("application.recording_ready", "application.recording_copy_failed"),
+))
+
+
+@dataclass
+class Summary:
+    """What one sweep did; `failures` lists what went wrong, one line each."""
+
+    checked: int = 0
+    complete: int = 0
+    fetched: int = 0
+    recovered: int = 0
+    missing: int = 0  # events the store lacked (a dry run counts them without storing them)
+    new_conversations: int = 0
+    outside_window: int = 0
+    pages: int = 0
+    finished: bool = False  # the whole window was swept (False: stopped at the deadline, resumes next run)
+    folded: int = 0  # stored events folded into their state by `repair`, the sweep's own and those left pending
+    published: int = 0  # pending publishes completed
+    pending: int = 0  # pending folds or publishes the last repair pass left unfinished
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"{self.checked} conversations checked", f"{self.complete} already complete",
+                 f"{self.fetched} fetched", f"{self.recovered} events recovered"]
+        if self.missing != self.recovered:
+            parts.append(f"{self.missing} missing")
+        if self.new_conversations:
+            parts.append(f"{self.new_conversations} new to the store")
+        if self.folded or self.published or self.pending:
+            parts.append(f"{self.folded} unfolded events folded, {self.published} pending publishes done, "
+                         f"{self.pending} still pending")
+        parts.append(f"{len(self.failures)} failures")
+        if not self.finished:
+            parts.append("stopped at the time budget; the next run resumes")
+        return "reconcile: " + ", ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "complete": self.complete, "fetched": self.fetched,
+                "recovered": self.recovered, "missing": self.missing, "new_conversations": self.new_conversations,
+                "pages": self.pages, "finished": self.finished, "folded": self.folded, "published": self.published,
+                "pending": self.pending, "failures": self.failures}
+
+
+class Sweep:
+    """One reconcile run over a pipeline's store, against the vendor's API."""
+
+    def __init__(self, pipeline: Pipeline, client: TavusClient, *, since: datetime | None = None,
+                 deadline: float | None = None, dry_run: bool = False, thorough: bool = False,
+                 page_size: int = DEFAULT_PAGE_SIZE, resume: bool = True,
+                 progress: Callable[[Summary], None] | None = None) -> None:
+        self.pipeline, self.client = pipeline, client
+        self.since = since.astimezone(UTC) if since else None
+        self.deadline, self.dry_run, self.thorough = deadline, dry_run, thorough
+        self.page_size = page_size
+        self.resume = resume and not dry_run
+        self.progress = progress or (lambda summary: None)
+        self.summary = Summary()
+        self.cursor_key = f"{pipeline.layout.prefix}reconcile/cursor.json"
+
+    def run(self, conversation: str | None = None) -> Summary:
+        """Sweep one conversation, or every conversation of the window, then finish the derived work left
+        pending in it, or in the whole store, within the budget; never raises for one conversation."""
+        try:
+            if conversation is not None:
+                self._conversation({"conversation_id": conversation}, listed=False)
+                self.summary.finished = True
+            else:
+                self._window()
+        except DeadlineReached as exc:
+            log.info("reconcile stopped: %s", exc)
+        except TavusAPIError as exc:
+            self.summary.failures.append(str(exc))
+        finally:
+            self.client.close()
+        if not self.dry_run:
+            self.summary.pending = self._repair(conversation)
+            if self.summary.pending and not self._spent():  # not the budget: a store or bus that still fails
+                self.summary.failures.append(
+                    f"{self.summary.pending} pending folds or publishes could not be finished (the log says why); "
+                    "the next run, or `tavus-callbacks repair`, tries again")
+        self.progress(self.summary)
+        return self.summary
+
+    def _repair(self, conversation: str | None) -> int:
+        """Finish the derived work left pending in one conversation, or the whole store, until the deadline;
+        how many pending items are left (0 when the budget was already spent: the next run does it)."""
+        if self._spent():
+            return 0
+        try:
+            done = repair(self.pipeline, conversation, deadline=self.deadline)
+        except Exception as exc:  # a bug: the events are stored all the same, the markers stay for the next run
+            log.exception("reconcile: repair failed")
+            self.summary.failures.append(f"repair: {type(exc).__name__}: {exc}")
+            return 0
+        self.summary.folded += done.folded
+        self.summary.published += done.published
+        return done.failures
+
+    def _spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    # -- the window -------------------------------------------------------------------------------
+    def _window(self) -> None:
+        page = self._cursor_page() if self.resume else 1
+        newest_first = True
+        previous: str | None = None
+        while True:
+            self._save_cursor(page)
+            listing = self.client.list_conversations(page, self.page_size, deadline=self.deadline)
+            self.summary.pages += 1
+            in_window = 0
+            for item in listing.conversations:
+                when = to_utc_iso_or_none(item.get("created_at"))
+                if when and previous and when > previous:
+                    newest_first = False
+                previous = when or previous
+                if not self._in_window(item):
+                    self.summary.outside_window += 1
+                    continue
+                in_window += 1
+                self._time_left()
+                self._conversation(item, listed=True)
+            done = not listing.conversations or page * self.page_size >= listing.total_count
+            # A listing that is newest first and whose whole page is older than the window has no more to give.
+            if done or (newest_first and in_window == 0 and self.since is not None):
+                break
+            page += 1
+        self.summary.finished = True
+        self._save_cursor(None)
+
+    def _in_window(self, item: dict[str, Any]) -> bool:
+        if self.since is None:
+            return True
+        when = to_utc_iso_or_none(item.get("updated_at")) or to_utc_iso_or_none(item.get("created_at"))
+        return when is None or when >= format_utc(self.since)
+
+    def _time_left(self) -> None:
+        if self._spent():
+            raise DeadlineReached("the run's time budget is spent")
+
+    # -- one conversation -------------------------------------------------------------------------
+    def _conversation(self, item: dict[str, Any], *, listed: bool) -> None:
+        cid = item.get("conversation_id")
+        self.summary.checked += 1
+        if not is_plain_id(cid):
+            self.summary.failures.append(f"the API listed a conversation whose id is not plain: {cid!r}")
+            return
+        assert isinstance(cid, str)
+        try:
+            state = self._state(cid)
+            if listed and self._complete(state, item):
+                self.summary.complete += 1
+                return
+            conversation = self.client.conversation(cid, deadline=self.deadline)
+            self.summary.fetched += 1
+            self._recover(cid, state, conversation, listed=listed)
+        except DeadlineReached:
+            raise
+        except (TavusCallbacksError, OSError) as exc:
+            self.summary.failures.append(f"conversation {cid}: {exc}")
+            log.error("reconcile: conversation %s: %s", cid, exc, extra={"conversation_id": cid})
+        finally:
+            if self.summary.checked % 10 == 0:
+                self.progress(self.summary)
+
+    def _state(self, cid: str) -> dict[str, Any] | None:
+        blob = self.pipeline.store.read(self.pipeline.layout.conversation_key(cid))
+        if blob is None:
+            return None
+        try:
+            state = orjson.loads(blob.data)
+        except orjson.JSONDecodeError:
+            return None  # unreadable: the fold rebuilds it; compare with the API meanwhile
+        return state if isinstance(state, dict) else None
+
+    def _complete(self, state: dict[str, Any] | None, item: dict[str, Any]) -> bool:
+        """The definition in this module's docstring."""
+        if state is None:
+            return False
+        mark = state.get(RECONCILED)
+        if isinstance(mark, dict) and item.get("updated_at") and mark.get("updated_at") == item.get("updated_at") \
+                and mark.get("status") == item.get("status"):
+            return True
+        if self.thorough or item.get("status") != "ended":
+            return False
+        types = {e.get("type") for e in state.get("events") or () if isinstance(e, dict)}
+        return all(not group.isdisjoint(types) for group in TERMINAL)
+
+    def _recover(self, cid: str, state: dict[str, Any] | None, conversation: dict[str, Any], *,
+                 listed: bool) -> None:
+        """Store the events of the verbose conversation that the state lacks, finish the derived work left
+        pending in it (a listed one; a single conversation's is finished at the end of the run), then mark it
+        reconciled."""
+        entries = [e for e in (state or {}).get("events") or () if isinstance(e, dict)]
+        have_ids = {e.get("id") for e in entries}
+        have_times = {(e.get("type"), e.get("time")) for e in entries if e.get("time")}
+        if state is None:
+            self.summary.new_conversations += 1
+        events = conversation.get("events") or []
+        if not isinstance(events, list):
+            raise TavusAPIError(f"GET /v2/conversations/{cid} answered `events` that is not a list")
+        failed = 0
+        for item in events:
+            if not isinstance(item, dict):
+                failed += 1
+                self.summary.failures.append(f"conversation {cid}: an item of `events` is not an object")
+                continue
+            fields = completed(item, conversation, cid)
+            event = normalize(fields)
+            eid = hashlib.sha256(identity(fields, event)).hexdigest()
+            if eid in have_ids or (event.time and (event.type, event.time) in have_times):
+                continue
+            have_ids.add(eid)
+            self.summary.missing += 1
+            if self.dry_run:
+                continue
+            if self.pipeline.ingest(item, origin=ORIGIN, fields=fields):
+                self.summary.recovered += 1
+        if failed or self.dry_run:
+            return
+        if listed:  # what ingest left pending here, now (the run ends with a pass over the whole store)
+            self._repair(cid)
+        mark = {"updated_at": conversation.get("updated_at"), "status": conversation.get("status"),
+                "events": len(events), "at": format_utc(datetime.now(UTC))}
+        self.pipeline.folder.mark_reconciled(cid, mark)
+
+    # -- the cursor -------------------------------------------------------------------------------
+    def _cursor_page(self) -> int:
+        blob = self.pipeline.store.read(self.cursor_key)
+        if blob is None:
+            return 1
+        try:
+            cursor = orjson.loads(blob.data)
+            page = cursor.get("page")
+            if cursor.get("page_size") == self.page_size and isinstance(page, int) and page >= 1:
+                log.info("reconcile resumes at page %d", page)
+                return page
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+        return 1
+
+    def _save_cursor(self, page: int | None) -> None:
+        """Where the next run starts: the page being swept, or None when the window was swept to its end."""
+        if not self.resume:
+            return
+        store = self.pipeline.store
+        cursor = {"schema": CURSOR_SCHEMA, "page": page or 1, "page_size": self.page_size,
+                  "finished": page is None, "at": format_utc(datetime.now(UTC))}
+        blob = store.read(self.cursor_key)
+        with contextlib.suppress(PreconditionFailed):  # another sweep moved it: it knows better where it is
+            store.replace(self.cursor_key, orjson.dumps(cursor, option=orjson.OPT_INDENT_2),
+                          blob.version if blob else None)
+
+
+def completed(item: dict[str, Any], conversation: dict[str, Any], cid: str) -> dict[str, Any]:
+    """An API event item as a callback would carry it, for normalizing (the item itself is stored verbatim).
+
+    Adds what the item leaves to its conversation: `conversation_id`, `message_type`, and for
+    `system.shutdown` the conversation's top-level `shutdown_reason` (at times its only source).
+    """
+    fields = dict(item)
+    fields.setdefault("conversation_id", cid)
+    event_type = fields.get("event_type")
+    if isinstance(event_type, str) and "message_type" not in fields:
+        kind = event_type.split(".", 1)[0]
+        if kind in ("system", "application"):
+            fields["message_type"] = kind
+    reason = conversation.get("shutdown_reason")
+    if event_type == "system.shutdown" and isinstance(reason, str):
+        properties = fields.get("properties")
+        properties = dict(properties) if isinstance(properties, dict) else {}
+        if not properties.get("shutdown_reason"):
+            properties["shutdown_reason"] = reason
+            fields["properties"] = properties
+    return fields
