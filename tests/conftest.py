@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from tavus_callbacks.export import export
 from tavus_callbacks.stores import Store
 
 EVENTS_DIR = Path(__file__).parent / "events"
+
+# The suite draws the same examples on every run, so a result never depends on luck;
+# HYPOTHESIS_PROFILE=explore draws new ones (and keeps what fails in .hypothesis/ for the next run).
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 pytest_plugins: list[str] = ["servers", "serve_fixture", "bus_servers", "fake_tavus"]
 
