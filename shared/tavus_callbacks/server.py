@@ -195,7 +195,8 @@ def worker_app() -> CallbackApp:
     options = orjson.loads(os.environ[_WORKER_ENV])
     settings = Settings.from_env(os.environ)
     configure_logging(options["log_level"], settings.tokens)
-    return CallbackApp(Pipeline(settings), read_timeout=options["read_timeout"], threads=options["threads"])
+    pipeline = Pipeline(settings, fold_later=True)  # answers wait for the event object only
+    return CallbackApp(pipeline, read_timeout=options["read_timeout"], threads=options["threads"])
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
