@@ -210,6 +210,8 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     })
     if settings.forward_url:
         os.environ["TAVUS_FORWARD_URL"] = settings.forward_url
+    # uvloop's libuv otherwise accepts every waiting connection in the worker that wakes first: spread them
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     uvicorn.run(
         f"{__name__}:worker_app", factory=True, host=options.host, port=options.port, workers=options.workers,
         lifespan="off", access_log=False, log_config=None, log_level=options.log_level, server_header=False,
