@@ -34,6 +34,23 @@ from tavus_callbacks.stores import open_store
 TOKENS = ("serve-test-token-primary-0123456789", "serve-test-token-rotated-9876543210")
 
 
+def unfolded(store_url: str) -> list[str]:
+    """Keys of stored conversation events that their conversation.json does not list (yet)."""
+    store = open_store(store_url)[0]
+    states: dict[str, set[str]] = {}
+    missing = []
+    for key in store.iter_keys(""):
+        folder, events, name = key.rpartition("/events/")
+        if not events or "/" in folder or "/" in name or folder in ("replicas", "videos", "unrecognized", "quarantine"):
+            continue
+        if folder not in states:
+            blob = store.read(f"{folder}/conversation.json")
+            states[folder] = {e["id"] for e in json.loads(blob.data)["events"]} if blob else set()
+        if name.rsplit("_", 1)[-1].removesuffix(".json") not in states[folder]:
+            missing.append(key)
+    return missing
+
+
 def serve_command() -> list[str]:
     """The installed `tavus-callbacks` console script beside this interpreter, else `python -m`."""
     script = Path(sys.executable).with_name("tavus-callbacks")
@@ -87,15 +104,26 @@ class ServeProcess:
         return status, answer
 
     def objects(self, under: str = "") -> list[str]:
-        """Keys of every object in the server's store under `under` (a folder of the bucket layout)."""
+        """Keys of every object in the server's store under `under` (a folder of the bucket layout), settled."""
         under = under.rstrip("/") + "/" if under else ""
+        self.settle()
         return list(open_store(self.store_url)[0].iter_keys(under))
 
     def read(self, key: str) -> bytes:
-        """The bytes of one object of the server's store."""
+        """The bytes of one object of the server's store, settled."""
+        self.settle()
         blob = open_store(self.store_url)[0].read(key)
         assert blob is not None, key
         return blob.data
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait (at most `timeout`) until every stored event of a conversation is in its conversation.json.
+
+        `serve` answers once the event object is durable and folds it in the background just after.
+        """
+        deadline = time.monotonic() + timeout
+        while unfolded(self.store_url) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def output(self) -> str:
         """Everything the server printed so far, stdout then stderr."""

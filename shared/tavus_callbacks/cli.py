@@ -30,7 +30,7 @@ class Command:
 
 
 COMMANDS: list[Command] = [
-    Command("serve", "tavus_callbacks.server", "run the callback endpoint as a local HTTP server"),
+    Command("serve", "tavus_callbacks.serve_cli", "run the callback endpoint as a local HTTP server"),
     Command("send", "tavus_callbacks.samples", "post realistic sample callbacks to an endpoint, as Tavus would"),
     Command("conversations", "tavus_callbacks.render", "list stored conversations or show one's state and timeline"),
     Command("schema", "tavus_callbacks.cli", "print the JSON Schema of the normalized events"),

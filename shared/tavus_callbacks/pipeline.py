@@ -17,6 +17,7 @@ import orjson
 
 from .auth import TokenRedactor, is_authorized
 from .conversation import ConversationFolder
+from .drain import Drain
 from .errors import ConfigError, ForwardError, StoreUnavailable
 from .events import normalize
 from .http import Outcome, Request, Response
@@ -42,10 +43,14 @@ class Forwarder(Protocol):
 
 
 class Pipeline:
-    """One configured endpoint: settings, the store it writes to, and an optional forwarder."""
+    """One configured endpoint: settings, the store it writes to, and an optional forwarder.
+
+    With `fold_later` (a long-running server), events are folded and forwarded by a `Drain` after their
+    answers; otherwise (a function, which cannot work after answering) before.
+    """
 
     def __init__(self, settings: Settings, store: Store | None = None, forwarder: Forwarder | None = None,
-                 prefix: str | None = None) -> None:
+                 prefix: str | None = None, fold_later: bool = False) -> None:
         self.settings = settings
         if store is None:
             store, url_prefix = open_store(settings.store_url)
@@ -61,9 +66,12 @@ class Pipeline:
             from .forward import open_forwarder
 
             self.forwarder = open_forwarder(settings.forward_url)
+        self.drain: Drain[StoredEvent] | None = Drain(self._derive) if fold_later else None
 
     def close(self) -> None:
-        """Let go of the store, for a store that holds something open."""
+        """Finish the derived work queued, then let go of the store, for a store that holds something open."""
+        if self.drain is not None:
+            self.drain.close()
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
@@ -126,44 +134,16 @@ class Pipeline:
         return _Delivery(record, self.store.create(record.key, record.body))
 
     def _finish(self, delivery: _Delivery) -> Response:
-        """Fold and forward a durably stored event, then answer 200 whatever of that failed.
+        """Answer 200 for a durably stored event, after folding and forwarding it, or before with a drain.
 
-        Derived work that fails after its few quick retries is recorded as pending (`repair.mark_pending`)
-        and finished later: the answer waits for nothing but the event object (SPEC §3).
+        The answer waits for nothing but the event object (SPEC §3): derived work that fails is left pending.
         """
         record, event = delivery.record, delivery.record.event
-        unfinished: list[str] = []
         copy_failed = False
-        cid = event.conversation_id if event.family in CONVERSATION_FAMILIES else None
-        if cid:
-            try:
-                copy_failed = self.folder.apply(record)
-            except StoreUnavailable as exc:
-                log.warning("conversation %s not updated, left pending", cid, extra={"error": str(exc)})
-                unfinished.append("fold")
-            except Exception:  # a bug: the event is stored all the same
-                log.exception("unexpected error folding conversation %s, left pending", cid)
-                unfinished.append("fold")
-        if self.forwarder is not None:
-            try:
-                self.forwarder.publish(record, self.store.url)
-            except Exception as exc:  # a bus client's own error types vary by SDK
-                error = exc if isinstance(exc, ForwardError) else ForwardError(f"{type(exc).__name__}: {exc}")
-                log.error("forwarding failed, left pending: %s", error,
-                          extra={"error": str(error), "event_id": record.id})
-                unfinished.append("publish")
-        if unfinished:
-            mark_pending(self.store, self.layout, record, unfinished)
-            self._pending.add(record.id)
-            if cid:
-                self._unfinished.add(cid)
+        if self.drain is not None:
+            self.drain.add(self._conversation_of(record) or record.id, record)
         else:
-            if record.id in self._pending:  # a retry did what an earlier delivery left pending
-                self._pending.discard(record.id)
-                with contextlib.suppress(StoreUnavailable):
-                    self.store.delete(self.layout.pending_key(event, record.id))
-            if cid in self._unfinished:  # this process left work pending there: finish it now
-                self._finish_pending(cid)
+            copy_failed = self._derive([record])
         status = "stored" if delivery.created else "duplicate"
         log.info("callback %s", status, extra={"event_id": record.id, "type": event.type,
                                                 "conversation_id": event.conversation_id, "key": record.key})
@@ -171,6 +151,53 @@ class Pipeline:
                           conversation_id=event.conversation_id, valid=event.valid, copy_failed=copy_failed)
         return Response.json(200, {"status": status, "event_id": record.id, "type": event.type,
                                    "valid": event.valid}, outcome=outcome)
+
+    def _derive(self, records: list[StoredEvent]) -> bool:
+        """Fold stored events of one conversation (one compare-and-swap) and forward each of them.
+
+        What still fails after its few quick retries is recorded as pending (`repair.mark_pending`) and
+        finished later. True when a recording copy newly failed.
+        """
+        cid = self._conversation_of(records[0])
+        unfinished: dict[str, list[str]] = {}  # event id -> its work left pending
+        copy_failed = False
+        if cid:
+            try:
+                copy_failed = any(self.folder.apply_all(records))
+            except Exception as exc:
+                if isinstance(exc, StoreUnavailable):
+                    log.warning("conversation %s not updated, left pending", cid, extra={"error": str(exc)})
+                else:  # a bug: the events are stored all the same
+                    log.exception("unexpected error folding conversation %s, left pending", cid)
+                unfinished = {r.id: ["fold"] for r in records}
+        if self.forwarder is not None:
+            for record in records:
+                try:
+                    self.forwarder.publish(record, self.store.url)
+                except Exception as exc:  # a bus client's own error types vary by SDK
+                    error = exc if isinstance(exc, ForwardError) else ForwardError(f"{type(exc).__name__}: {exc}")
+                    log.error("forwarding failed, left pending: %s", error,
+                              extra={"error": str(error), "event_id": record.id})
+                    unfinished.setdefault(record.id, []).append("publish")
+        for record in records:
+            if record.id in unfinished:
+                mark_pending(self.store, self.layout, record, unfinished[record.id])
+                self._pending.add(record.id)
+            elif record.id in self._pending:  # a retry did what an earlier delivery left pending
+                self._pending.discard(record.id)
+                with contextlib.suppress(StoreUnavailable):
+                    self.store.delete(self.layout.pending_key(record.event, record.id))
+        if cid and unfinished:
+            self._unfinished.add(cid)
+        elif cid in self._unfinished:  # this process left work pending there: finish it now
+            self._finish_pending(cid)
+        return copy_failed
+
+    @staticmethod
+    def _conversation_of(record: StoredEvent) -> str | None:
+        """The conversation whose state an event is folded into, if any."""
+        event = record.event
+        return event.conversation_id if event.family in CONVERSATION_FAMILIES else None
 
     def _finish_pending(self, cid: str) -> None:
         """Finish what this process left pending in a conversation, briefly; what is left stays pending."""

@@ -12,6 +12,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ _REPLACE = "UPDATE objects SET body = ?, content_type = ?, version = ? WHERE key
 _DELETE = "DELETE FROM objects WHERE key = ?"
 _MAX_GROUP = 256  # writes committed together at most
 _PAGE = 1000  # keys listed per query
+_LOCK_WAIT = 0.0005  # seconds between tries for the write lock that another process holds
 
 
 @dataclass(eq=False, slots=True)
@@ -60,6 +62,8 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._queue: list[_Write] = []
         self._committing = False
+        self._write_conn: sqlite3.Connection | None = None
+        self._write_pid = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
@@ -126,12 +130,22 @@ class SQLiteStore:
 
     # -- helpers -----------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (one per thread: a connection is not shared between threads)."""
+        """This thread's connection for reads (one per thread: a connection is not shared between threads)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA synchronous=FULL")
+            conn = self._connect(self.timeout)
             self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _writer(self) -> sqlite3.Connection:
+        """The process's connection for writes, used by one committing thread at a time; `_begin` waits."""
+        if self._write_conn is None or self._write_pid != os.getpid():
+            self._write_conn, self._write_pid = self._connect(0), os.getpid()
+        return self._write_conn
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=FULL")
         return conn
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -162,9 +176,9 @@ class SQLiteStore:
     def _commit_queued(self) -> None:
         with self._lock:
             group, self._queue = self._queue[:_MAX_GROUP], self._queue[_MAX_GROUP:]
-        conn = self._conn()
+        conn = self._writer()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 for write in group:
                     write.changed = conn.execute(write.sql, write.params).rowcount
@@ -186,6 +200,22 @@ class SQLiteStore:
             for write in group:
                 write.done = True
                 write.ready.set()
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock, waiting for another process's transaction in short steps.
+
+        A transaction holds the lock for well under a millisecond; SQLite's own busy wait sleeps up to
+        100 ms at a time, so two processes writing at once would mostly sleep.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(_LOCK_WAIT)
 
     def _unavailable(self, op: str, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"SQLite store could not {op} {self.path}: {exc}; check that the file's folder "

@@ -1,0 +1,68 @@
+"""Derived work after the answer: a long-running server folds and forwards stored events in the background.
+
+A serverless function cannot work after it has answered, so there the pipeline folds in the request;
+`serve` runs for good, so its answer waits only for the event object and a `Drain` does the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+log = logging.getLogger("tavus_callbacks")
+
+MAX_WAITING = 10_000  # events queued at most: beyond it, adding waits (memory stays bounded under overload)
+
+
+T = TypeVar("T")
+
+
+class Drain(Generic[T]):
+    """Runs `work` on batches of stored events, one batch per group (a conversation) at a time.
+
+    Events of a group that arrive while its batch is being worked on wait and go together into the next
+    batch (for a conversation: one read and one compare-and-swap for all of them). Different groups are
+    worked on by `threads` threads at once, so a store that commits concurrent writes together syncs once
+    for them. Stopping gracefully (`close`, or the interpreter's exit) finishes what is queued; a killed
+    process leaves no trace of it, and `repair` folds the stored events a state lacks.
+    """
+
+    def __init__(self, work: Callable[[list[T]], object], threads: int = 8,
+                 max_waiting: int = MAX_WAITING) -> None:
+        self.work = work
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tavus-callbacks-drain")
+        self._lock = threading.Lock()
+        self._room = threading.Semaphore(max_waiting)
+        self._waiting: dict[str, list[T]] = {}  # group -> its events not yet worked on
+        self._running: set[str] = set()  # groups with a batch being worked on
+
+    def add(self, group: str, item: T) -> None:
+        """Queue an event; its group's next batch takes it."""
+        self._room.acquire()
+        with self._lock:
+            self._waiting.setdefault(group, []).append(item)
+            if group in self._running:
+                return
+            self._running.add(group)
+        self._pool.submit(self._run, group)
+
+    def close(self) -> None:
+        """Finish everything queued, then stop the threads."""
+        self._pool.shutdown(wait=True)
+
+    def _run(self, group: str) -> None:
+        while True:
+            with self._lock:
+                items = self._waiting.pop(group, None)
+                if items is None:
+                    self._running.discard(group)
+                    return
+            try:
+                self.work(items)
+            except Exception:  # a bug: the events are stored all the same, `repair` folds them
+                log.exception("unexpected error in derived work of %s", group)
+            finally:
+                self._room.release(len(items))
