@@ -32,6 +32,7 @@ log = logging.getLogger("tavus_callbacks.server")
 access_log = logging.getLogger("tavus_callbacks.access")
 
 MAX_CONNECTIONS = 1000  # per worker process: beyond it, uvicorn answers 503
+DISCARD_BYTES = 64 * 1024  # of a chunked body over the limit, read and dropped so the 413 is not reset away
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -138,7 +139,11 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The body, or None as soon as it runs over `limit` bytes (chunked bodies have no length to check first)."""
+    """The body, or None once it runs over `limit` bytes (chunked bodies have no length to check first).
+
+    Of a body over the limit, up to DISCARD_BYTES more are read and dropped before the answer: a connection
+    closed with data unread is reset by the kernel, which can destroy the 413 before the client reads it.
+    """
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -147,11 +152,12 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             raise _Gone
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
+        if size > limit + DISCARD_BYTES:
             return None
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return b"".join(chunks) if size <= limit else None
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:
