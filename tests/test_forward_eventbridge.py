@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -42,14 +43,18 @@ class Bus:
         self.events.delete_rule(Name="tavus", EventBusName=self.name)
         self.events.delete_event_bus(Name=self.name)
 
-    def drain(self) -> list[dict[str, Any]]:
-        """Every EventBridge envelope waiting in the queue (received and deleted)."""
+    def drain(self, expect: int = 0, wait: float = 10.0) -> list[dict[str, Any]]:
+        """Every EventBridge envelope waiting in the queue (received and deleted); waits up to `wait` seconds
+        for at least `expect` of them (a server publishes after its answer)."""
         envelopes: list[dict[str, Any]] = []
+        deadline = time.monotonic() + wait
         while True:
             answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
             messages = answer.get("Messages", [])
             if not messages:
-                return envelopes
+                if len(envelopes) >= expect or time.monotonic() > deadline:
+                    return envelopes
+                time.sleep(0.05)
             for message in messages:
                 envelopes.append(json.loads(message["Body"]))
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -144,7 +149,7 @@ def test_serve_forward_publishes_every_stored_event(bus: Bus, moto_server: Emula
         status, answer = server.post(payload)
         assert status == 200 and answer is not None
         ids.append(answer["event_id"])
-    assert sorted(e["detail"]["id"] for e in bus.drain()) == sorted(ids)
+    assert sorted(e["detail"]["id"] for e in bus.drain(expect=len(ids))) == sorted(ids)
 
 
 def _record(body_bytes: int) -> Any:

@@ -56,6 +56,22 @@ def test_an_event_stored_but_never_folded_is_folded_by_repair(tmp_path: Path) ->
     assert repair(pipeline).folded == 0  # nothing left to do
 
 
+@pytest.mark.parametrize("name, derived", [("conversation.application.transcription_ready", "transcript"),
+                                           ("conversation.application.perception_analysis", "perception")])
+def test_a_derived_document_lost_with_its_marker_is_written_again_by_repair(
+        tmp_path: Path, name: str, derived: str) -> None:
+    """The state names the winning event, the document is gone (its write and its marker both failed)."""
+    pipeline = Pipeline(Settings(tokens=(TOKEN,), store_url=sqlite_url(tmp_path / "store.db")))
+    payload = load_event(name)
+    eid = pipeline.handle(_request(payload)).json_body()["event_id"]
+    key = getattr(pipeline.layout, f"{derived}_key")(payload["conversation_id"])
+    pipeline.store.delete(key)
+    summary = repair(pipeline)
+    assert (summary.folded, summary.failures) == (0, 0)
+    written = pipeline.store.read(key)
+    assert written is not None and json.loads(written.data)["event_id"] == eid
+
+
 @SDK_WARNINGS
 def test_a_failing_forwarder_leaves_a_marker_that_repair_publishes_exactly_once(
         eventgrid_sink: EventGridSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -112,11 +112,15 @@ def _repair_conversation(pipeline: Pipeline, cid: str, event_keys: list[str], ma
     store = pipeline.store
     blob = store.read(pipeline.layout.conversation_key(cid))
     try:
-        known = {e.get("id") for e in orjson.loads(blob.data).get("events", [])} if blob else set()
+        state = orjson.loads(blob.data) if blob else {}
+        entries = {e.get("id"): e.get("key") for e in state.get("events", [])}
     except (orjson.JSONDecodeError, AttributeError, TypeError):
-        known = set()  # unreadable: the fold rebuilds it from the stored events
-    missing = [k for k in event_keys if k.rsplit("_", 1)[-1].removesuffix(".json") not in known]
+        state, entries = {}, {}  # unreadable: the fold rebuilds it from the stored events
+    missing = [k for k in event_keys if k.rsplit("_", 1)[-1].removesuffix(".json") not in entries]
     to_fold = dict.fromkeys(missing)
+    for key in _stale_derived(pipeline, cid, state):  # folding a winner again writes its derived document
+        if entries.get(key) in event_keys:
+            to_fold[entries[key]] = None
     markers: list[tuple[str, list[str], str]] = []  # (marker key, work, event key)
     for key in marker_keys:
         marker = store.read(key)
@@ -138,6 +142,28 @@ def _repair_conversation(pipeline: Pipeline, cid: str, event_keys: list[str], ma
             summary.failures += len(set(missing) - {event_key for _, _, event_key in markers})
     for key, work, _ in markers:
         _finish_marker(pipeline, key, cid, summary, folded=folded or FOLD not in work)
+
+
+def _stale_derived(pipeline: Pipeline, cid: str, state: dict[str, object]) -> list[str]:
+    """Ids of the events whose transcript.json / perception.json the state names but the store does not hold.
+
+    A derived document is written after the state's compare-and-swap; when that write and its pending marker
+    both failed, only this comparison finds it.
+    """
+    stale = []
+    for part, key in (("transcript", pipeline.layout.transcript_key(cid)),
+                      ("perception", pipeline.layout.perception_key(cid))):
+        summary = state.get(part)
+        if not isinstance(summary, dict) or not summary.get("object"):
+            continue
+        doc = pipeline.store.read(key)
+        try:
+            written = orjson.loads(doc.data).get("event_id") if doc else None
+        except (orjson.JSONDecodeError, AttributeError):
+            written = None
+        if written != summary.get("event_id"):
+            stale.append(str(summary.get("event_id")))
+    return stale
 
 
 def _finish_marker(pipeline: Pipeline, key: str, cid: str | None, summary: RepairSummary,
