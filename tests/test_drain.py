@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -65,9 +66,16 @@ def test_a_group_is_worked_on_one_batch_at_a_time_what_waits_goes_in_one_batch_a
         if group == "x":
             raise RuntimeError("a bug in derived work")
 
-    drain: Drain[str] = Drain(work, threads=4)
+    drain: Drain[str] = Drain(work, threads=4, linger=0)
     items = [f"{'abx'[n % 3]}{n}" for n in range(30)]
-    for item in items:
+    for item in items[:3]:  # the first of each group, and wait until their batches are being worked on
+        drain.add(item[0], item)
+    for _ in range(200):
+        with lock:
+            if len(running) == 3:
+                break
+        time.sleep(0.01)
+    for item in items[3:]:
         drain.add(item[0], item)
     release.set()
     drain.close()
@@ -76,3 +84,12 @@ def test_a_group_is_worked_on_one_batch_at_a_time_what_waits_goes_in_one_batch_a
     for group in "abx":
         mine = [batch for batch in batches if batch[0][0] == group]
         assert [len(batch) for batch in mine] == [1, 9], group  # the first alone, the rest together
+
+
+def test_events_of_a_group_that_arrive_within_the_linger_go_in_one_batch() -> None:
+    batches: list[list[str]] = []
+    drain: Drain[str] = Drain(batches.append, threads=2, linger=0.5)
+    for n in range(8):
+        drain.add("c1", f"e{n}")
+    drain.close()
+    assert batches == [[f"e{n}" for n in range(8)]]

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 log = logging.getLogger("tavus_callbacks")
 
+LINGER_SECONDS = 0.05  # a group's first event waits this long for the others before its batch is worked on
+LINGERING = 64  # groups that may be waiting out their linger at once, each on an idle thread
 MAX_WAITING = 10_000  # events queued at most: beyond it, adding waits (memory stays bounded under overload)
 
 
@@ -31,9 +34,11 @@ class Drain(Generic[T]):
     """
 
     def __init__(self, work: Callable[[list[T]], object], threads: int = 8,
-                 max_waiting: int = MAX_WAITING) -> None:
+                 max_waiting: int = MAX_WAITING, linger: float = LINGER_SECONDS) -> None:
         self.work = work
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tavus-callbacks-drain")
+        self.linger = linger
+        self._pool = ThreadPoolExecutor(max_workers=threads + LINGERING, thread_name_prefix="tavus-callbacks-drain")
+        self._working = threading.Semaphore(threads)  # batches worked on at once
         self._lock = threading.Lock()
         self._room = threading.Semaphore(max_waiting)
         self._waiting: dict[str, list[T]] = {}  # group -> its events not yet worked on
@@ -54,15 +59,17 @@ class Drain(Generic[T]):
         self._pool.shutdown(wait=True)
 
     def _run(self, group: str) -> None:
-        while True:
-            with self._lock:
-                items = self._waiting.pop(group, None)
-                if items is None:
-                    self._running.discard(group)
-                    return
-            try:
-                self.work(items)
-            except Exception:  # a bug: the events are stored all the same, `repair` folds them
-                log.exception("unexpected error in derived work of %s", group)
-            finally:
-                self._room.release(len(items))
+        time.sleep(self.linger)  # the events of a group arrive close together: fold them at once
+        with self._working:
+            while True:
+                with self._lock:
+                    items = self._waiting.pop(group, None)
+                    if items is None:
+                        self._running.discard(group)
+                        return
+                try:
+                    self.work(items)
+                except Exception:  # a bug: the events are stored all the same, `repair` folds them
+                    log.exception("unexpected error in derived work of %s", group)
+                finally:
+                    self._room.release(len(items))
