@@ -36,19 +36,26 @@ TOKENS = ("serve-test-token-primary-0123456789", "serve-test-token-rotated-98765
 
 def unfolded(store_url: str) -> list[str]:
     """Keys of stored conversation events that their conversation.json does not list (yet)."""
-    store = open_store(store_url)[0]
+    store, prefix = open_store(store_url)
     states: dict[str, set[str]] = {}
     missing = []
-    for key in store.iter_keys(""):
-        folder, events, name = key.rpartition("/events/")
+    for key in store.iter_keys(prefix):
+        folder, events, name = key.removeprefix(prefix).rpartition("/events/")
         if not events or "/" in folder or "/" in name or folder in ("replicas", "videos", "unrecognized", "quarantine"):
             continue
         if folder not in states:
-            blob = store.read(f"{folder}/conversation.json")
+            blob = store.read(f"{prefix}{folder}/conversation.json")
             states[folder] = {e["id"] for e in json.loads(blob.data)["events"]} if blob else set()
         if name.rsplit("_", 1)[-1].removesuffix(".json") not in states[folder]:
             missing.append(key)
     return missing
+
+
+def settle(store_url: str, timeout: float = 30.0) -> None:
+    """Wait (at most `timeout`) until no stored conversation event is missing from its conversation.json."""
+    deadline = time.monotonic() + timeout
+    while unfolded(store_url) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def serve_command() -> list[str]:
@@ -116,14 +123,13 @@ class ServeProcess:
         assert blob is not None, key
         return blob.data
 
-    def settle(self, timeout: float = 30.0) -> None:
-        """Wait (at most `timeout`) until every stored event of a conversation is in its conversation.json.
+    def settle(self, store_url: str | None = None, timeout: float = 30.0) -> None:
+        """Wait (at most `timeout`) until every stored event of a conversation is in its conversation.json,
+        in the server's store or the one it was pointed at with `--store`.
 
         `serve` answers once the event object is durable and folds it in the background just after.
         """
-        deadline = time.monotonic() + timeout
-        while unfolded(self.store_url) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        settle(store_url or self.store_url, timeout)
 
     def output(self) -> str:
         """Everything the server printed so far, stdout then stderr."""

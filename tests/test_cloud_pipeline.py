@@ -298,6 +298,7 @@ def test_serve_writes_to_the_cloud_store(kind: str, cloud_bucket: Callable[..., 
     store, prefix = open_store(url)
     assert prefix == "tavus/"
     assert event_objects(store) == [event_key(payload, prefix)]
+    server.settle(url)
     assert state_of(store, payload["conversation_id"], prefix)["replica_id"] == "r5f0577fc829"
 
 

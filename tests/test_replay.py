@@ -65,6 +65,7 @@ def test_replay_into_a_second_serve_reproduces_the_store_and_is_safe_to_run_twic
     assert f"{len(ids)} sent to {server.url}, {len(ids)} stored, 0 duplicate, 0 failed" in out
     assert f"replay: {len(ids)}/{len(ids)} sent" in err, "plain counts when stderr is not a terminal"
     original = snapshot(source)
+    server.settle()
     assert snapshot(copy) == original
     assert any(key.endswith("/conversation.json") for key in original)
     assert any(key.endswith("/transcript.json") for key in original)
@@ -72,6 +73,7 @@ def test_replay_into_a_second_serve_reproduces_the_store_and_is_safe_to_run_twic
     code, out, _ = run_cli(capsys, "replay", "--store", url(source), "--to", server.url, "--token", server.token)
     assert code == 0
     assert f"{len(ids)} sent to {server.url}, 0 stored, {len(ids)} duplicate, 0 failed" in out
+    server.settle()
     assert snapshot(copy) == original
     assert server.token not in out
 

@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from conftest import exported
-from serve_fixture import TOKENS, wait_until_healthy
+from serve_fixture import TOKENS, settle, wait_until_healthy
 from servers import free_port
 from tavus_callbacks.stores.sqlite import SQLiteStore
 
@@ -108,6 +108,7 @@ class Driver:
         """The store's objects whose key contains `containing`, exported afresh as plain files."""
         if not (self.store_dir / "store.db").exists():
             return []
+        settle(f"sqlite:///{self.store_dir / 'store.db'}")  # `serve` folds just after answering
         files = exported(SQLiteStore(self.store_dir / "store.db"), self.export_dir)
         return [p for p in files if containing in self.key(p)]
 
