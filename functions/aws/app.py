@@ -1,8 +1,7 @@
 """AWS Lambda adapter: Function URL and API Gateway (payload 2.0 and 1.0) events in, the core's answer out.
 
 Translation only, plus the platform's hooks: Powertools Logger (JSON, correlation id = conversation id),
-Metrics (EMF, namespace TavusCallbacks) and, when POWERTOOLS_TRACE_DISABLED is false, Tracer; and the tag
-the template's lifecycle rule matches, on every object the function writes.
+Metrics (EMF, namespace TavusCallbacks) and, when POWERTOOLS_TRACE_DISABLED is false, Tracer.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ NAMESPACE = "TavusCallbacks"
 TOKENS_SECRET_VAR = "TAVUS_CALLBACK_TOKENS_SECRET"
 TOKENS_VAR = "TAVUS_CALLBACK_TOKENS"
 DEFAULT_SECRET_MAX_AGE = 300
-OBJECT_TAGGING_VAR = "TAVUS_S3_OBJECT_TAGGING"
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
@@ -179,24 +177,6 @@ def load_secret_tokens() -> None:
         _secret_tokens = text
 
 
-def tag_object_writes() -> None:
-    """Put TAVUS_S3_OBJECT_TAGGING (`tavus-callbacks=callback` in the template) on every object the S3 store writes.
-
-    The bucket's lifecycle rule expires replaced versions of tagged objects only: a lifecycle filter cannot tell
-    `<conversation_id>/conversation.json` from the recording beside it, a tag can. Registered on the store's
-    process-wide client once (botocore keeps one handler per unique_id).
-    """
-    tagging = os.environ.get(OBJECT_TAGGING_VAR, "").strip()
-    if not tagging or not os.environ.get("TAVUS_STORE_URL", "").startswith("s3://"):
-        return
-    from tavus_callbacks.stores.s3 import s3_client
-
-    def tag(params: dict[str, Any], **_: Any) -> None:
-        params.setdefault("Tagging", tagging)
-
-    s3_client().meta.events.register("before-parameter-build.s3.PutObject", tag, unique_id=OBJECT_TAGGING_VAR)
-
-
 def answer(request: Request) -> Response:
     """The core's answer, after the tokens are loaded from Secrets Manager when one is configured."""
     try:
@@ -204,11 +184,6 @@ def answer(request: Request) -> Response:
     except Exception as exc:  # a configuration problem (missing secret, no permission, bad token): 503, logged
         logger.error("cannot load the callback tokens from Secrets Manager: %s: %s", type(exc).__name__, exc)
         return unavailable("the endpoint is not configured; see its logs", "config_error")
-    try:
-        tag_object_writes()
-    except Exception as exc:  # untagged objects only keep their old versions longer: store the callback anyway
-        logger.warning("cannot tag the objects written (%s: %s); old versions of this request's objects will "
-                       "not expire", type(exc).__name__, exc)
     return handle(request)
 
 
@@ -249,7 +224,6 @@ def reconcile(context: Any) -> dict[str, Any]:
     from tavus_callbacks.reconcile.command import API_KEY_VAR, run_scheduled
 
     load_secret_tokens()
-    tag_object_writes()
     secret_id = os.environ.get(API_KEY_SECRET_VAR, "").strip()
     if secret_id:
         from aws_lambda_powertools.utilities.parameters import get_secret

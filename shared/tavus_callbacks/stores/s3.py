@@ -6,6 +6,7 @@ and credentials come from boto3's own chain (`AWS_ENDPOINT_URL`, `AWS_REGION`, r
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ _CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEF
 _PRECONDITION = ("PreconditionFailed", "412")
 _CONFLICT = ("ConditionalRequestConflict", "409", "OperationAborted")
 _MISSING = ("NoSuchKey", "404", "NotFound")
+TAGGING_ENV = "TAVUS_S3_OBJECT_TAGGING"  # e.g. `tavus-callbacks=callback`: the tag a bucket lifecycle rule matches
 _CONFLICT_RETRIES = 4
 _SMALL_BODY = 1024 * 1024
 
@@ -76,9 +78,12 @@ def _code(exc: ClientError) -> tuple[str, int]:
 class S3Store:
     """One S3 bucket: `s3://bucket/prefix`."""
 
-    def __init__(self, bucket: str) -> None:
+    def __init__(self, bucket: str, tagging: str = "") -> None:
         self.bucket = bucket
         self.url = f"s3://{bucket}"
+        # Every object written carries the tag, so a lifecycle rule can expire old versions of ours
+        # (a filter cannot tell `<id>/conversation.json` from the recording beside it; a tag can).
+        self._tagging: dict[str, Any] = {"Tagging": tagging} if tagging else {}
 
     @classmethod
     def from_url(cls, url: str) -> tuple[S3Store, str]:
@@ -86,14 +91,14 @@ class S3Store:
         parts = urlsplit(url)
         if parts.scheme.lower() != "s3" or not parts.netloc:
             raise ConfigError(f"TAVUS_STORE_URL {url!r} is not an S3 URL: use s3://bucket or s3://bucket/prefix")
-        return cls(parts.netloc), normalize_prefix(parts.path)
+        return cls(parts.netloc, os.environ.get(TAGGING_ENV, "").strip()), normalize_prefix(parts.path)
 
     # -- the four primitives -----------------------------------------------------------
     def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
         for attempt in range(_CONFLICT_RETRIES + 1):
             try:
                 self._client().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                                          IfNoneMatch="*")
+                                          IfNoneMatch="*", **self._tagging)
                 return True
             except ClientError as exc:
                 code, status = _code(exc)
@@ -126,10 +131,10 @@ class S3Store:
         try:
             if version is None:
                 response = client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                                             IfNoneMatch="*")
+                                             IfNoneMatch="*", **self._tagging)
             else:
                 response = client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                                             IfMatch=version)
+                                             IfMatch=version, **self._tagging)
         except ClientError as exc:
             code, status = _code(exc)
             # 412: the ETag moved; 409: a concurrent conditional write won; 404: deleted since it was read.
