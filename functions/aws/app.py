@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import os
 import warnings
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -193,7 +192,7 @@ def record(outcome: Outcome | None, status: int) -> None:
         logger.info("request answered", extra={"status": status})
         return
     logger.set_correlation_id(outcome.conversation_id)
-    fields = {k: v for k, v in asdict(outcome).items() if v is not None}
+    fields = outcome.log_fields()
     logger.info("request answered", extra={"status": status, **fields})
     if outcome.result == "stored":
         metrics.add_metric(name="EventsStored", unit=MetricUnit.Count, value=1)

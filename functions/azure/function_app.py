@@ -7,7 +7,6 @@ Translation only: `azure.functions.HttpRequest` becomes the core Request, the co
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
@@ -55,7 +54,7 @@ def tavus_callback(req: func.HttpRequest) -> func.HttpResponse:
     except MalformedRequest as exc:
         response = malformed_request(str(exc))
     outcome = response.outcome
-    fields = {k: v for k, v in asdict(outcome).items() if v is not None} if outcome else {}
+    fields = outcome.log_fields() if outcome else {}
     level = logging.INFO if response.status < 400 else (logging.ERROR if response.status >= 500 else logging.WARNING)
     summary = " ".join(f"{k}={v}" for k, v in fields.items() if k != "result")
     log.log(level, "callback %s status=%s %s", outcome.result if outcome else "answered", response.status, summary,

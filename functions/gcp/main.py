@@ -7,7 +7,6 @@ tuple; one structured log line per request in the shape Cloud Logging reads from
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import functions_framework
@@ -38,7 +37,7 @@ def from_response(response: Response) -> tuple[bytes, int, dict[str, str]]:
 
 def log_line(outcome: Outcome | None, status: int, trace_header: str | None) -> str:
     """A JSON log line Cloud Logging understands (severity, message, trace), never the token or the body."""
-    fields: dict[str, Any] = {k: v for k, v in asdict(outcome).items() if v is not None} if outcome else {}
+    fields: dict[str, Any] = outcome.log_fields() if outcome else {}
     entry: dict[str, Any] = {
         "severity": "INFO" if status < 400 else ("ERROR" if status >= 500 else "WARNING"),
         "message": f"callback {outcome.result}" if outcome else "answered",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -43,6 +43,10 @@ class Outcome:
     conversation_id: str | None = None
     valid: bool = True
     copy_failed: bool = False
+
+    def log_fields(self) -> dict[str, Any]:
+        """The fields that are set, for a structured log line."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True, slots=True)
