@@ -224,7 +224,7 @@ def folder_size(path: Path) -> tuple[int, int]:
 def bundle_sizes(cache: Path) -> list[tuple[str, int, int, int, int]]:
     """Per cloud: (cloud, bundle bytes, bundle zipped, bundle + deps bytes, bundle + deps zipped)."""
     sys.path.insert(0, str(ROOT / "shared"))
-    from tavus_callbacks.bundle import build_bundle
+    from tavus_callbacks.cli.build import build_bundle
 
     rows = []
     for cloud in ("aws", "gcp", "azure"):

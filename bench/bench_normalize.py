@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tavus_callbacks.auth import TokenRedactor
-from tavus_callbacks.events import normalize
+from tavus_callbacks.events.normalize import normalize
 from tavus_callbacks.pipeline import decode
 from tavus_callbacks.record import Layout, build_record
 

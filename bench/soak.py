@@ -42,13 +42,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
 from faulty_proxy import FaultPlan, FaultyProxy  # noqa: E402
-from tavus_callbacks.conversation import encode_state, entry_for, fold  # noqa: E402
-from tavus_callbacks.events import Event  # noqa: E402
+from tavus_callbacks.cli.send import CONVERSATION_ORDER, Ids, SampleConversation  # noqa: E402
+from tavus_callbacks.events.normalize import Event  # noqa: E402
 from tavus_callbacks.pipeline import Pipeline  # noqa: E402
 from tavus_callbacks.record import StoredEvent, event_id  # noqa: E402
-from tavus_callbacks.repair import repair  # noqa: E402
-from tavus_callbacks.samples import CONVERSATION_ORDER, Ids, SampleConversation  # noqa: E402
 from tavus_callbacks.settings import Settings  # noqa: E402
+from tavus_callbacks.state.fold import encode_state, entry_for, fold  # noqa: E402
+from tavus_callbacks.state.repair import repair  # noqa: E402
 from tavus_callbacks.stores import Store, open_store  # noqa: E402
 
 TOKEN = "soak-token-0123456789abcdefghij"
@@ -295,7 +295,7 @@ class Report:
 def s3_backend(rate: float, seed: int) -> Iterator[tuple[str, dict[str, str], Store, FaultPlan | None, list[str]]]:
     """moto server, a bucket, and the fault-injecting proxy in front; serve's env points at the proxy."""
     from servers import create_bucket, emulator_env, moto_emulator, new_bucket_name
-    from tavus_callbacks.clients import clear_clients
+    from tavus_callbacks.sdk import clear_clients
 
     moto = moto_emulator().start()
     proxy: FaultyProxy | None = None

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from servers import Emulator, free_port
-from tavus_callbacks.clients import clear_clients
+from tavus_callbacks.sdk import clear_clients
 
 PUBSUB_EMULATOR = Path(os.environ.get(
     "PUBSUB_EMULATOR_BIN", "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"))
@@ -201,7 +201,7 @@ def deliver(pipeline: Any, payload: dict[str, Any]) -> Any:
 
 def stored_documents(store_url: str) -> dict[str, dict[str, Any]]:
     """Every stored CloudEvent in a store, by id."""
-    from tavus_callbacks.replay import load_events
+    from tavus_callbacks.cli.replay import load_events
     from tavus_callbacks.stores import open_store
 
     store, prefix = open_store(store_url)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
-from tavus_callbacks.export import export
+from tavus_callbacks.cli.export import export
 from tavus_callbacks.stores import Store
 
 EVENTS_DIR = Path(__file__).parent / "events"

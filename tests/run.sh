@@ -5,7 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pick_python() {
-  for candidate in "${PYTHON:-}" python3.13 /root/.pyenv/versions/3.13.0/bin/python python3; do
+  # A pyenv install may have 3.13 without selecting it: ask pyenv where it is, when there is a pyenv.
+  local pyenv_313=""
+  if command -v pyenv >/dev/null 2>&1; then
+    pyenv_313="$(PYENV_VERSION="$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.|$)' | tail -1)" pyenv which python 2>/dev/null || true)"
+  fi
+  for candidate in "${PYTHON:-}" python3.13 "$pyenv_313" python3.12 python3; do
     # Run it: a pyenv shim exists on PATH even when its version is not selected.
     if [ -n "$candidate" ] && "$candidate" -c "import sys, venv; sys.exit(sys.version_info < (3, 11))" >/dev/null 2>&1; then
       echo "$candidate"; return
@@ -28,4 +33,5 @@ done
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check shared functions tests bench
 echo "== mypy --strict (core)"; mypy
+echo "== import contracts (layers, no cycles)"; lint-imports
 echo "== pytest"; exec python -m pytest "$@"

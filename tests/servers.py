@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tavus_callbacks.clients import clear_clients
+from tavus_callbacks.sdk import clear_clients
 
 BACKENDS = ("sqlite", "s3", "gcs", "azure")
 CLOUD_BACKENDS = ("s3", "gcs", "azure")

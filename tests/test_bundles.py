@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import load_event
 from serve_fixture import TOKENS
-from tavus_callbacks.bundle import CLOUDS, MARKER, BundleError, build_bundle
+from tavus_callbacks.cli.build import CLOUDS, MARKER, BundleError, build_bundle
 from tavus_callbacks.record import event_id
 from tavus_callbacks.stores import open_store
 

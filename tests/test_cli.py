@@ -16,8 +16,8 @@ from conftest import EVENTS_DIR
 from serve_fixture import TOKENS, ServeProcess, serve_command
 from servers import free_port
 from tavus_callbacks.cli import COMMANDS, main
-from tavus_callbacks.events import json_schema
-from tavus_callbacks.samples import CONVERSATION_ORDER, SAMPLES
+from tavus_callbacks.cli.send import CONVERSATION_ORDER, SAMPLES
+from tavus_callbacks.events.normalize import json_schema
 
 
 def cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -35,7 +35,8 @@ def test_help_lists_the_commands_without_loading_any_of_them() -> None:
         "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
         "    main(['--help'])\n"
         "heavy = ('uvicorn', 'boto3', 'botocore', 'google.cloud.storage', 'google.auth', 'google.api_core',"
-        " 'azure.core', 'azure.storage', 'pydantic', 'tavus_callbacks.server', 'tavus_callbacks.events',"
+        " 'azure.core', 'azure.storage', 'pydantic', 'tavus_callbacks.adapters.asgi',"
+        " 'tavus_callbacks.events.normalize',"
         " 'tavus_callbacks.stores')\n"
         "print(sorted({m for m in sys.modules if m.startswith(heavy)}))\n"
         "print(out.getvalue())\n"

@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 from tavus_callbacks.cli import main
-from tavus_callbacks.doctor import is_allowed
-from tavus_callbacks.recording_storage import WRITER_ACTIONS
+from tavus_callbacks.cli.doctor import is_allowed
+from tavus_callbacks.cli.recording_storage import WRITER_ACTIONS
 from tavus_callbacks.stores.sqlite import SQLiteStore
 
 VENDOR = "arn:aws:iam::291871421005:root"
@@ -199,7 +199,7 @@ def test_the_bucket_region_is_read_and_printed_for_bucket_region(capsys: pytest.
                                                                  moto_server: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from servers import new_bucket_name, point_at
-    from tavus_callbacks.clients import clear_clients
+    from tavus_callbacks.sdk import clear_clients
 
     point_at(moto_server, monkeypatch)
     clear_clients()

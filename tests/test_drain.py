@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from conftest import load_event
-from tavus_callbacks.drain import Drain
 from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import Settings
+from tavus_callbacks.state.drain import Drain
 from tavus_callbacks.stores.sqlite import SQLiteStore
 
 TOKEN = "drain-token-0123456789abcdef"

@@ -16,7 +16,7 @@ import jsonschema
 import orjson
 import pytest
 from conftest import EVENTS_DIR, load_event
-from tavus_callbacks.events import (
+from tavus_callbacks.events.normalize import (
     CONVERSATION_TYPES,
     MAX_DETAIL_DEPTH,
     Event,
@@ -28,8 +28,8 @@ from tavus_callbacks.events import (
     shutdown_code,
     status_part,
 )
+from tavus_callbacks.events.times import TimeParseError, to_utc_iso
 from tavus_callbacks.record import Layout, build_record
-from tavus_callbacks.times import TimeParseError, to_utc_iso
 
 ALL_FILES = sorted(p.stem for p in EVENTS_DIR.glob("*.json"))
 EVENT_SCHEMA = jsonschema.Draft202012Validator(json_schema())

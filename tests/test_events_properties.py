@@ -10,9 +10,9 @@ import orjson
 from conftest import load_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tavus_callbacks.events import CONVERSATION_TYPES, Event, details_model_for, is_plain_id, normalize
+from tavus_callbacks.events.normalize import CONVERSATION_TYPES, Event, details_model_for, is_plain_id, normalize
+from tavus_callbacks.events.times import MAX_YEAR, MIN_YEAR, TimeParseError, to_utc_iso
 from tavus_callbacks.record import Layout, build_record
-from tavus_callbacks.times import MAX_YEAR, MIN_YEAR, TimeParseError, to_utc_iso
 
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GUARD = "could not be normalized"  # the last-resort message: no generated input may reach it

@@ -15,8 +15,8 @@ import boto3
 import pytest
 from bus_servers import deliver, forwarding_pipeline, large_transcript, sample_payloads, stored_documents
 from servers import Emulator, point_at, sqlite_url
-from tavus_callbacks.clients import clear_clients
 from tavus_callbacks.forward.eventbridge import MAX_ENTRY_BYTES, SOURCE, EventBridgeForwarder, entry_size
+from tavus_callbacks.sdk import clear_clients
 
 
 @dataclass
@@ -153,7 +153,7 @@ def test_serve_forward_publishes_every_stored_event(bus: Bus, moto_server: Emula
 
 
 def _record(body_bytes: int) -> Any:
-    from tavus_callbacks.events import normalize
+    from tavus_callbacks.events.normalize import normalize
     from tavus_callbacks.record import Layout, build_record
 
     payload = large_transcript(0)

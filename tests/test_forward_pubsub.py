@@ -71,7 +71,7 @@ def test_a_missing_topic_answers_200_and_the_retry_publishes_once_it_exists(pubs
 
 
 def test_a_message_over_10_mb_goes_thin_with_a_dataref(pubsub_topic: PubSubTopic) -> None:
-    from tavus_callbacks.events import normalize
+    from tavus_callbacks.events.normalize import normalize
     from tavus_callbacks.record import Layout, build_record
 
     payload = sample_payloads()[0]
@@ -94,10 +94,10 @@ def test_an_emulator_outage_fails_the_publish_and_the_same_publisher_recovers(
     from bus_servers import PUBSUB_EMULATOR, PUBSUB_PROJECT
     from google.cloud import pubsub_v1
     from servers import Emulator
-    from tavus_callbacks.clients import clear_clients
     from tavus_callbacks.errors import ForwardError
-    from tavus_callbacks.events import normalize
+    from tavus_callbacks.events.normalize import normalize
     from tavus_callbacks.record import Layout, build_record
+    from tavus_callbacks.sdk import clear_clients
 
     emulator = Emulator("pubsub", lambda port, _dir: [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"],
                         ready_path="/")

@@ -19,8 +19,8 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
+from tavus_callbacks.cli.openapi import STATUSES, build_spec
 from tavus_callbacks.http import Request, Response
-from tavus_callbacks.openapi import STATUSES, build_spec
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.stores.sqlite import SQLiteStore

@@ -15,12 +15,12 @@ from bus_servers import SDK_WARNINGS, EventGridSink, deliver, forwarding_pipelin
 from conftest import load_event
 from servers import sqlite_url
 from tavus_callbacks.cli import main
-from tavus_callbacks.events import normalize
+from tavus_callbacks.events.normalize import normalize
 from tavus_callbacks.forward.eventgrid import KEY_VARIABLE
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.record import build_record
-from tavus_callbacks.repair import repair
 from tavus_callbacks.settings import Settings
+from tavus_callbacks.state.repair import repair
 
 TOKEN = "repair-test-token-0123456789abcdef"
 

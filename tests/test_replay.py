@@ -13,7 +13,7 @@ from bus_servers import FORWARD_TOKEN, SDK_WARNINGS, EventGridSink, deliver, lar
 from conftest import exported
 from servers import sqlite_url
 from tavus_callbacks.cli import main
-from tavus_callbacks.replay import Progress, Summary
+from tavus_callbacks.cli.replay import Progress, Summary
 from tavus_callbacks.stores.sqlite import SQLiteStore
 
 pytestmark = SDK_WARNINGS

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from pydantic_core import SchemaValidator, ValidationError
-from tavus_callbacks import shapes
-from tavus_callbacks.events import _CHECK, CONVERSATION_TYPES, FAMILY_SHAPES, _core_schemas, family_of
-from tavus_callbacks.plain_validator import NOT_PLAIN, compile_plain
+from tavus_callbacks.events import shapes
+from tavus_callbacks.events.normalize import _CHECK, CONVERSATION_TYPES, FAMILY_SHAPES, _core_schemas, family_of
+from tavus_callbacks.events.plain_validator import NOT_PLAIN, compile_plain
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = _core_schemas()
@@ -79,7 +79,7 @@ def test_the_generated_core_schemas_are_those_of_the_shapes_as_they_are() -> Non
     committed = shapes.GENERATED.read_bytes()
     assert committed == shapes.generated_json(), (
         f"{shapes.GENERATED.relative_to(ROOT)} is stale: the payload shapes in shapes.py (or pydantic) changed. "
-        f"Regenerate it with `.venv/bin/python -m tavus_callbacks.shapes` and commit it.")
+        f"Regenerate it with `.venv/bin/python -m tavus_callbacks.events.shapes` and commit it.")
 
 
 def test_every_shape_normalize_validates_has_a_generated_schema() -> None:
@@ -169,7 +169,7 @@ def test_a_valid_callback_is_normalized_without_pydantic_or_pydantic_core() -> N
     code = f"""
 import json, pathlib, sys
 import tavus_callbacks.pipeline
-from tavus_callbacks.events import normalize
+from tavus_callbacks.events.normalize import normalize
 from tavus_callbacks.record import Layout, build_record
 for path in sorted(pathlib.Path({str(EVENTS_DIR)!r}).glob("*.json")):
     payload = json.loads(path.read_text())
@@ -177,7 +177,7 @@ for path in sorted(pathlib.Path({str(EVENTS_DIR)!r}).glob("*.json")):
     assert event.valid, (path.name, event.errors)
     build_record(payload, event, Layout())
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("pydantic", "pydantic_core")
-                or m in ("tavus_callbacks.shapes", "tavus_callbacks.schemas"))
+                or m in ("tavus_callbacks.events.shapes", "tavus_callbacks.events.schema"))
 assert not loaded, loaded
 event = normalize({{"event_type": "system.shutdown", "conversation_id": "c1", "properties": {{"shutdown_reason": 7}}}})
 assert not event.valid

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import orjson
 
 if TYPE_CHECKING:
-    from .http import Request
+    from tavus_callbacks.http import Request
 
 
 def presented_token(request: Request) -> str | None:

@@ -96,6 +96,6 @@ def configure_logging(level: str = "info", tokens: Iterable[str] = ()) -> None:
         logger.addHandler(handler)
         logger.setLevel(threshold)
         logger.propagate = False
-    for name in ("tavus_callbacks.access", "tavus_callbacks.server"):
+    for name in ("tavus_callbacks.access", "tavus_callbacks.adapters.asgi"):
         logging.getLogger(name).setLevel(numeric)
     logging.getLogger("uvicorn.access").disabled = True  # its lines quote the query string; ours are above

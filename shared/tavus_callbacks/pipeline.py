@@ -11,35 +11,30 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .auth import TokenRedactor, is_authorized
-from .conversation import ConversationFolder
-from .drain import Drain
-from .errors import ConfigError, ForwardError, StoreUnavailable
-from .events import normalize
-from .http import Outcome, Request, Response
-from .record import Layout, StoredEvent, build_record
-from .repair import mark_pending, repair
-from .settings import Settings
-from .stores import open_store
+from tavus_callbacks.auth import TokenRedactor, is_authorized
+from tavus_callbacks.errors import ConfigError, ForwardError, StoreUnavailable
+from tavus_callbacks.events.normalize import normalize
+from tavus_callbacks.http import Outcome, Request, Response
+from tavus_callbacks.record import Layout, StoredEvent, build_record
+from tavus_callbacks.settings import Settings
+from tavus_callbacks.state.drain import Drain
+from tavus_callbacks.state.fold import ConversationFolder
+from tavus_callbacks.state.repair import mark_pending, repair
+from tavus_callbacks.stores import open_store
 
 if TYPE_CHECKING:
-    from .stores import Store
+    from tavus_callbacks.forward.base import Forwarder
+    from tavus_callbacks.stores import Store
 
 log = logging.getLogger("tavus_callbacks")
 
 RETRY_AFTER_SECONDS = "5"
 REPAIR_SECONDS = 2.0  # at most this long finishing a conversation's pending work on the way to an answer
 CONVERSATION_FAMILIES = ("conversation", "guardrail", "objective")
-
-
-class Forwarder(Protocol):
-    """Publishes a durably stored event to an event bus; raises ForwardError when it cannot."""
-
-    def publish(self, record: StoredEvent, store_url: str) -> None: ...
 
 
 class Pipeline:
@@ -63,7 +58,7 @@ class Pipeline:
         self._unfinished: set[str] = set()  # conversations this process left derived work pending in
         self._pending: set[str] = set()  # events this process left derived work of pending
         if forwarder is None and settings.forward_url:
-            from .forward import open_forwarder
+            from tavus_callbacks.forward import open_forwarder
 
             self.forwarder = open_forwarder(settings.forward_url)
         self.drain: Drain[StoredEvent] | None = Drain(self._derive) if fold_later else None

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .events import Event, normalize
+from tavus_callbacks.events.normalize import Event, normalize
 
 SPECVERSION = "1.0"
 ORIGIN_ATTRIBUTE = "tavusorigin"  # CloudEvents extension: where a stored event came from, when not a callback

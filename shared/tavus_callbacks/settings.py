@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from .errors import ConfigError
+from tavus_callbacks.errors import ConfigError
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_STORE_URL = "sqlite:///tavus.db"

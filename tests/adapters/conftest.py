@@ -46,10 +46,14 @@ def core_logger_kept() -> Iterator[logging.Logger]:
 
 @pytest.fixture(scope="session")
 def aws_app() -> ModuleType:
-    """functions/aws/app.py, imported once as the Lambda runtime would. Its import gives the core's logger to
-    Powertools; that is undone here so the rest of the test session logs as before."""
+    """The Lambda adapter, through functions/aws/app.py imported as the Lambda runtime would. Its import gives the
+    core's logger to Powertools; that is undone here so the rest of the test session logs as before."""
     with core_logger_kept():
-        return load_module("tavus_aws_app", FUNCTIONS / "aws" / "app.py")
+        entry = load_module("tavus_aws_app", FUNCTIONS / "aws" / "app.py")
+    from tavus_callbacks.adapters import aws_lambda
+
+    assert entry.handler is aws_lambda.handler
+    return aws_lambda
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +66,12 @@ def gcp_app() -> Any:
 
 @pytest.fixture(scope="session")
 def azure_app() -> ModuleType:
-    """functions/azure/function_app.py, imported once as the Functions worker would."""
-    return load_module("tavus_azure_function_app", FUNCTIONS / "azure" / "function_app.py")
+    """The Azure adapter, through functions/azure/function_app.py imported once as the Functions worker would."""
+    entry = load_module("tavus_azure_function_app", FUNCTIONS / "azure" / "function_app.py")
+    from tavus_callbacks.adapters import azure
+
+    assert entry.app is azure.app
+    return azure
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +114,7 @@ def captured_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], s
     loggers = [logging.getLogger(), logging.getLogger("tavus_callbacks"), logging.getLogger("tavus_callbacks.azure")]
     for logger in loggers:
         logger.addHandler(handler)
-    aws = sys.modules.get("tavus_aws_app")
+    aws = sys.modules.get("tavus_callbacks.adapters.aws_lambda")
     previous = aws.logger.registered_handler.setStream(buffer) if aws else None
     seen: list[str] = []
 

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from tavus_callbacks.http import Response
 from tavus_callbacks.record import event_id
 
 from .conftest import core_logger_kept
-from .drivers import FUNCTIONS, AwsDriver, LambdaContext, lambda_event, load_module
+from .drivers import FUNCTIONS, AwsDriver, LambdaContext, lambda_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -209,10 +209,9 @@ def test_a_secret_that_is_no_token_list_answers_503_and_says_why(
 
 # -- tracing ---------------------------------------------------------------------------------------
 
-def test_tracing_can_be_switched_on(adapter_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracing_can_be_switched_on(aws_app: ModuleType, adapter_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "false")
-    traced = load_module(f"tavus_aws_app_traced_{uuid.uuid4().hex[:6]}", FUNCTIONS / "aws" / "app.py")
-    assert traced.handler is not traced._handler
+    traced = SimpleNamespace(handler=aws_app._decorate(aws_app._handler))
     assert "Tracer" in traced.handler.__qualname__ or hasattr(traced.handler, "__wrapped__")
     driver = AwsDriver("aws-url", adapter_env, kind="url", module=traced)
     assert driver.post(load_event("video.error")).status == 200

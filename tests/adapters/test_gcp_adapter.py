@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -56,7 +55,8 @@ def test_each_request_logs_one_structured_line_for_cloud_logging(
 
 
 def test_a_store_outage_logs_at_error_severity(gcp_app: Any) -> None:
-    main = sys.modules["main"]  # the module functions-framework loaded main.py as
+    from tavus_callbacks.adapters import gcp as main
+
     line = json.loads(main.log_line(Outcome("store_unavailable"), 503, None))
     assert line["severity"] == "ERROR" and line["message"] == "callback store_unavailable"
     assert "logging.googleapis.com/labels" not in line

@@ -9,16 +9,9 @@ if [ -x "$VENV/bin/sam" ] && [ -x "$VENV/bin/cfn-lint" ] \
    && "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('aws-sam-cli') != '$SAM_VERSION')" 2>/dev/null; then
   exit 0
 fi
-pick_python() {
-  for candidate in python3.13 /root/.pyenv/versions/3.13.0/bin/python python3; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "import venv" >/dev/null 2>&1; then
-      echo "$candidate"; return
-    fi
-  done
-  echo "sam.sh: no python3 with venv found" >&2; exit 1
-}
 mkdir -p .tools
-[ -x "$VENV/bin/python" ] || "$(pick_python)" -m venv "$VENV"
+# The project's interpreter (tests/run.sh makes ../.venv first), or PYTHON, or python3.
+[ -x "$VENV/bin/python" ] || "${PYTHON:-$( [ -x ../.venv/bin/python ] && echo ../.venv/bin/python || echo python3)}" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U pip
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "aws-sam-cli==$SAM_VERSION" cfn-lint
 echo "sam.sh: aws-sam-cli $SAM_VERSION installed in tests/$VENV"

@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, needs_extra
-from .base import object_url, thin_event
+from tavus_callbacks.errors import ConfigError, needs_extra
+from tavus_callbacks.forward.base import object_url, thin_event
 
 if TYPE_CHECKING:
-    from ..pipeline import Forwarder
+    from tavus_callbacks.forward.base import Forwarder
 
 __all__ = ["BUS_SCHEMES", "is_bus_url", "object_url", "open_forwarder", "thin_event"]
 
@@ -37,15 +37,15 @@ def open_forwarder(url: str) -> Forwarder:
         with needs_extra(extra, f"forwarding to {scheme}://"):
             importlib.import_module(module)
     if scheme == "eventbridge":
-        from .eventbridge import EventBridgeForwarder
+        from tavus_callbacks.forward.eventbridge import EventBridgeForwarder
 
         return EventBridgeForwarder.from_url(url)
     if scheme == "pubsub":
-        from .pubsub import PubSubForwarder
+        from tavus_callbacks.forward.pubsub import PubSubForwarder
 
         return PubSubForwarder.from_url(url)
     if scheme == "eventgrid":
-        from .eventgrid import EventGridForwarder
+        from tavus_callbacks.forward.eventgrid import EventGridForwarder
 
         return EventGridForwarder.from_url(url)
     raise ConfigError(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from ..errors import ConfigError
+from tavus_callbacks.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tavus_callbacks.record import StoredEvent
 
 # CloudEvents context attributes a thin event keeps: everything but the data itself.
 THIN_ATTRIBUTES = ("specversion", "id", "type", "source", "subject", "time")
@@ -41,3 +44,9 @@ def split_bus_url(url: str, scheme: str) -> tuple[str, dict[str, str]]:
     if not target:
         raise ConfigError(f"TAVUS_FORWARD_URL {url!r} names no {scheme} target after {scheme}://")
     return target, dict(parse_qsl(query))
+
+
+class Forwarder(Protocol):
+    """Publishes a durably stored event to an event bus; raises ForwardError when it cannot."""
+
+    def publish(self, record: StoredEvent, store_url: str) -> None: ...

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import clients
-from ..errors import ConfigError, ForwardError
-from ..record import canonical_json
-from .base import object_url, split_bus_url, thin_event
+from tavus_callbacks import sdk
+from tavus_callbacks.errors import ConfigError, ForwardError
+from tavus_callbacks.forward.base import object_url, split_bus_url, thin_event
+from tavus_callbacks.record import canonical_json
 
 if TYPE_CHECKING:
-    from ..record import StoredEvent
+    from tavus_callbacks.record import StoredEvent
 
 SOURCE = "tavus-callbacks"
 # PutEvents entry limit; the size is counted the way EventBridge counts it (see `entry_size`).
@@ -47,15 +47,15 @@ class EventBridgeForwarder:
 
     def _client(self) -> Any:
         """The process-wide EventBridge client for this region and environment."""
-        return clients.cached_client((*clients.env_key("events", _CLIENT_ENV), self.region), self._make_client)
+        return sdk.cached_client((*sdk.env_key("events", _CLIENT_ENV), self.region), self._make_client)
 
     def _make_client(self) -> Any:
         import boto3
         from botocore.config import Config
         from botocore.exceptions import NoRegionError
 
-        config = Config(connect_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT,
-                        retries={"max_attempts": clients.ATTEMPTS, "mode": "standard"})
+        config = Config(connect_timeout=sdk.CONNECT_TIMEOUT, read_timeout=sdk.READ_TIMEOUT,
+                        retries={"max_attempts": sdk.ATTEMPTS, "mode": "standard"})
         try:
             return boto3.session.Session().client("events", region_name=self.region, config=config)
         except NoRegionError:

@@ -11,12 +11,12 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from .. import clients
-from ..errors import ConfigError, ForwardError
-from .base import object_url, split_bus_url, thin_event
+from tavus_callbacks import sdk
+from tavus_callbacks.errors import ConfigError, ForwardError
+from tavus_callbacks.forward.base import object_url, split_bus_url, thin_event
 
 if TYPE_CHECKING:
-    from ..record import StoredEvent
+    from tavus_callbacks.record import StoredEvent
 
 MAX_EVENT_BYTES = 1024 * 1024
 KEY_VARIABLE = "TAVUS_EVENTGRID_KEY"
@@ -43,7 +43,7 @@ class EventGridForwarder:
 
     def _client(self) -> Any:
         """The process-wide publisher client for this endpoint and credential."""
-        return clients.cached_client(("eventgrid", self.endpoint, self._key), self._make_client)
+        return sdk.cached_client(("eventgrid", self.endpoint, self._key), self._make_client)
 
     def _make_client(self) -> Any:
         # The basic-topic client takes our retry and timeout bounds and sends a CloudEvent dict as it is; the
@@ -62,9 +62,9 @@ class EventGridForwarder:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        return EventGridPublisherClient(self.endpoint, credential, retry_total=clients.ATTEMPTS - 1,
-                                        retry_backoff_factor=clients.BACKOFF,
-                                        connection_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT)
+        return EventGridPublisherClient(self.endpoint, credential, retry_total=sdk.ATTEMPTS - 1,
+                                        retry_backoff_factor=sdk.BACKOFF,
+                                        connection_timeout=sdk.CONNECT_TIMEOUT, read_timeout=sdk.READ_TIMEOUT)
 
     def event(self, record: StoredEvent, store_url: str) -> dict[str, Any]:
         """The CloudEvent to send: the stored document, or its thin form when over the 1 MB event limit.

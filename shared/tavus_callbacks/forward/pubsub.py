@@ -11,13 +11,13 @@ import contextlib
 import re
 from typing import TYPE_CHECKING, Any
 
-from .. import clients
-from ..errors import ConfigError, ForwardError
-from ..record import canonical_json
-from .base import object_url, split_bus_url, thin_event
+from tavus_callbacks import sdk
+from tavus_callbacks.errors import ConfigError, ForwardError
+from tavus_callbacks.forward.base import object_url, split_bus_url, thin_event
+from tavus_callbacks.record import canonical_json
 
 if TYPE_CHECKING:
-    from ..record import StoredEvent
+    from tavus_callbacks.record import StoredEvent
 
 MAX_MESSAGE_BYTES = 10_000_000
 PUBLISH_TIMEOUT_SECONDS = 10.0
@@ -61,7 +61,7 @@ class PubSubForwarder:
 
     def _client(self) -> Any:
         """The process-wide publisher for this environment (made after any fork, on first publish)."""
-        return clients.cached_client((*clients.env_key("pubsub", _CLIENT_ENV), self.timeout), self._make_client)
+        return sdk.cached_client((*sdk.env_key("pubsub", _CLIENT_ENV), self.timeout), self._make_client)
 
     def _make_client(self) -> Any:
         from google.api_core.retry import Retry

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 
-from ..errors import ConfigError, TavusCallbacksError
+from tavus_callbacks.errors import ConfigError, TavusCallbacksError
 
 log = logging.getLogger("tavus_callbacks")
 

@@ -26,16 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..conversation import RECONCILED
-from ..errors import PreconditionFailed, TavusCallbacksError
-from ..events import is_plain_id, normalize
-from ..record import identity
-from ..repair import repair
-from ..times import format_utc, to_utc_iso_or_none
-from .client import DeadlineReached, TavusAPIError, TavusClient
+from tavus_callbacks.errors import PreconditionFailed, TavusCallbacksError
+from tavus_callbacks.events.normalize import is_plain_id, normalize
+from tavus_callbacks.events.times import format_utc, to_utc_iso_or_none
+from tavus_callbacks.reconcile.client import DeadlineReached, TavusAPIError, TavusClient
+from tavus_callbacks.record import identity
+from tavus_callbacks.state.fold import RECONCILED
+from tavus_callbacks.state.repair import repair
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
+    from tavus_callbacks.pipeline import Pipeline
 
 log = logging.getLogger("tavus_callbacks")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, needs_extra
-from .base import Blob, ObjectInfo, Store
+from tavus_callbacks.errors import ConfigError, needs_extra
+from tavus_callbacks.stores.base import Blob, ObjectInfo, Store, normalize_prefix
 
-__all__ = ["Blob", "ObjectInfo", "Store", "open_store", "split_store_url"]
+__all__ = ["Blob", "ObjectInfo", "Store", "normalize_prefix", "open_store", "split_store_url"]
 
 
 def split_store_url(url: str) -> tuple[str, str]:
@@ -23,7 +23,7 @@ def open_store(url: str) -> tuple[Store, str]:
     """The store a URL names and the key prefix it carries (empty or ending in '/')."""
     scheme, _ = split_store_url(url)
     if scheme == "sqlite":
-        from .sqlite import SQLiteStore
+        from tavus_callbacks.stores.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url)
     if scheme in ("", "file"):
@@ -34,26 +34,20 @@ def open_store(url: str) -> tuple[Store, str]:
         )
     if scheme == "s3":
         with needs_extra("aws", "an s3:// store"):
-            from .s3 import S3Store
+            from tavus_callbacks.stores.s3 import S3Store
 
         return S3Store.from_url(url)
     if scheme in ("gs", "gcs"):
         with needs_extra("gcp", "a gs:// store"):
-            from .gcs import GCSStore
+            from tavus_callbacks.stores.gcs import GCSStore
 
         return GCSStore.from_url(url)
     if scheme == "azure":
         with needs_extra("azure", "an Azure Blob store"):
-            from .azure_blob import AzureBlobStore
+            from tavus_callbacks.stores.azure_blob import AzureBlobStore
 
         return AzureBlobStore.from_url(url)
     raise ConfigError(
         f"TAVUS_STORE_URL {url!r} has an unknown scheme {scheme!r}: use sqlite:///tavus.db, s3://bucket/prefix, "
         "gs://bucket/prefix, azure://container/prefix or https://<account>.blob.core.windows.net/<container>/<prefix>"
     )
-
-
-def normalize_prefix(prefix: str) -> str:
-    """'' or a prefix ending in exactly one '/', without a leading '/'."""
-    prefix = prefix.strip("/")
-    return f"{prefix}/" if prefix else ""

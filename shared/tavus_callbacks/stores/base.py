@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ..recording import RecordingLocation
+    from tavus_callbacks.events.recording import RecordingLocation
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +66,9 @@ class Store(Protocol):
 
     def locate(self, location: RecordingLocation) -> str | None:
         """The key of a recording in this store's own bucket, or None when it lives elsewhere."""
+
+
+def normalize_prefix(prefix: str) -> str:
+    """'' or a prefix ending in exactly one '/', without a leading '/'."""
+    prefix = prefix.strip("/")
+    return f"{prefix}/" if prefix else ""

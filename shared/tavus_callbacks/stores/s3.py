@@ -16,15 +16,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, NoCredentialsError, ReadTimeoutError
 
-from .. import clients
-from ..errors import ConfigError, PreconditionFailed, StoreUnavailable
-from . import normalize_prefix
-from .base import Blob, ObjectInfo
+from tavus_callbacks import sdk
+from tavus_callbacks.errors import ConfigError, PreconditionFailed, StoreUnavailable
+from tavus_callbacks.stores.base import Blob, ObjectInfo, normalize_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from ..recording import RecordingLocation
+    from tavus_callbacks.events.recording import RecordingLocation
 
 _CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
                "AWS_ACCESS_KEY_ID")
@@ -39,14 +38,14 @@ _SMALL_BODY = 1024 * 1024
 def s3_client() -> S3Client:
     """The process-wide S3 client for the current environment, with bounded timeouts and retries."""
     def make() -> S3Client:
-        config = Config(connect_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT,
-                        retries={"total_max_attempts": clients.ATTEMPTS, "mode": "standard"},
-                        max_pool_connections=clients.POOL_SIZE)
+        config = Config(connect_timeout=sdk.CONNECT_TIMEOUT, read_timeout=sdk.READ_TIMEOUT,
+                        retries={"total_max_attempts": sdk.ATTEMPTS, "mode": "standard"},
+                        max_pool_connections=sdk.POOL_SIZE)
         client = boto3.session.Session().client("s3", config=config)
         client.meta.events.register("before-send.s3.PutObject", _no_continue_for_small_bodies)
         return client
 
-    return clients.cached_client(clients.env_key("s3", _CLIENT_ENV), make)
+    return sdk.cached_client(sdk.env_key("s3", _CLIENT_ENV), make)
 
 
 def _no_continue_for_small_bodies(request: Any, **_: Any) -> None:

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, PreconditionFailed, StoreUnavailable
-from .base import Blob, ObjectInfo
+from tavus_callbacks.errors import ConfigError, PreconditionFailed, StoreUnavailable
+from tavus_callbacks.stores.base import Blob, ObjectInfo
 
 if TYPE_CHECKING:
-    from ..recording import RecordingLocation
+    from tavus_callbacks.events.recording import RecordingLocation
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS objects (
     key          TEXT PRIMARY KEY NOT NULL,  -- the object's name in the bucket layout, e.g. c123/conversation.json

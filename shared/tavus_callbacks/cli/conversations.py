@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from .errors import ConfigError
-from .record import Layout
-from .settings import DEFAULT_STORE_URL
-from .stores import Store, open_store
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.record import Layout
+from tavus_callbacks.settings import DEFAULT_STORE_URL
+from tavus_callbacks.stores import Store, open_store
 
 STATE_FILE = "conversation.json"
 REPAIR_SECONDS = 10.0
@@ -76,9 +76,9 @@ def open_conversations(url: str | None) -> tuple[Store, Layout]:
 
 def finish_pending(store: Store, layout: Layout, conversation: str | None) -> None:
     """Before showing a state, fold what it lacks and finish pending work (`repair`), for a few seconds at most."""
-    from .pipeline import Pipeline
-    from .repair import repair
-    from .settings import Settings
+    from tavus_callbacks.pipeline import Pipeline
+    from tavus_callbacks.settings import Settings
+    from tavus_callbacks.state.repair import repair
 
     if conversation is not None:
         read_state(store, layout, conversation)  # refuses an id that is not one

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import PreconditionFailed, StoreUnavailable
-from .stores import split_store_url
+from tavus_callbacks.errors import PreconditionFailed, StoreUnavailable
+from tavus_callbacks.stores import split_store_url
 
 if TYPE_CHECKING:
-    from .events import Event
-    from .record import Layout, StoredEvent
-    from .stores import Blob, Store
+    from tavus_callbacks.events.normalize import Event
+    from tavus_callbacks.record import Layout, StoredEvent
+    from tavus_callbacks.stores import Blob, Store
 
 log = logging.getLogger("tavus_callbacks")
 _JITTER = random.Random()  # its own generator: backoff never moves the global `random` state
@@ -74,7 +74,7 @@ def facts_of(event: Event, recording_check: dict[str, Any] | None = None,
         return facts
     if et == "application.recording_copy_failed":
         provider = d.get("storage_provider") or store_provider
-        from .recording import remediation
+        from tavus_callbacks.events.recording import remediation
 
         return {"error_code": d.get("error_code"), "error_message": d.get("error_message"),
                 "provider": provider, "hint": remediation(provider)}
@@ -263,7 +263,7 @@ class ConversationFolder:
                 return entries, True, {k: document[k] for k in KEPT_FIELDS if k in document}
         except (orjson.JSONDecodeError, KeyError, TypeError):
             pass
-        from .replay import load_events
+        from tavus_callbacks.state.stored import load_events
 
         log.warning("the state of conversation %s could not be read; rebuilding it from its stored events", cid,
                     extra={"conversation_id": cid})
@@ -275,7 +275,7 @@ class ConversationFolder:
         """Whether a ready recording is really in the bucket: found, size, ETag and content type."""
         if event.event_type != "application.recording_ready" or not event.valid:
             return None
-        from .recording import RecordingLocation
+        from tavus_callbacks.events.recording import RecordingLocation
 
         d = event.details
         location = RecordingLocation(d["storage_provider"], d["bucket"], d["key"], d.get("account"))

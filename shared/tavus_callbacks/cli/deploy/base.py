@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import TavusCallbacksError
+from tavus_callbacks.errors import TavusCallbacksError
 
 # The body of the one callback a deploy sends: of no known family, so it is kept under unrecognized/undated/,
 # the same object on every run (a second deploy gets `duplicate`).

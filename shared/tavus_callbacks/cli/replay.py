@@ -12,21 +12,19 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import orjson
 
-from .client import post
-from .errors import ConfigError, TavusCallbacksError
-from .events import Event
-from .record import StoredEvent, canonical_json
-from .settings import parse_tokens
-from .stores import open_store
+from tavus_callbacks.cli.post import post
+from tavus_callbacks.errors import ConfigError, TavusCallbacksError
+from tavus_callbacks.record import canonical_json
+from tavus_callbacks.settings import parse_tokens
+from tavus_callbacks.state.stored import Stored, load_events, parse_time
+from tavus_callbacks.stores import open_store
 
 if TYPE_CHECKING:
-    from .pipeline import Forwarder
-    from .stores import Store
+    from tavus_callbacks.forward.base import Forwarder
 
 HTTP_TIMEOUT_SECONDS = 15.0
 HTTP_ATTEMPTS = 5
@@ -35,74 +33,6 @@ MAX_RETRY_WAIT_SECONDS = 10.0
 
 class ReplayError(TavusCallbacksError):
     """The replay cannot go on (e.g. the endpoint refuses the token); nothing more would succeed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """One stored event as replay needs it: where it is, its id and time, and the bytes to send."""
-
-    key: str
-    id: str
-    time: str | None
-    payload: Any
-    document: dict[str, Any]
-    body: bytes
-
-    def record(self) -> StoredEvent:
-        """The StoredEvent a bus forwarder publishes: the stored document and bytes as they are."""
-        fields = {k: v for k, v in self.document["data"].items() if k != "payload"}
-        return StoredEvent(id=self.id, key=self.key, event=Event.model_validate(fields), document=self.document,
-                           body=self.body)
-
-
-def is_event_key(relative: str) -> bool:
-    """True for the keys of stored events (SPEC §4), not state, transcripts, recordings or quarantine."""
-    return relative.endswith(".json") and ("/events/" in relative or (
-        relative.startswith("unrecognized/") and not relative.startswith("unrecognized/pending/")))
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO-8601 date or time; without a zone it is UTC."""
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(f"--since {text!r} is not an ISO-8601 date or time such as 2025-07-11 or "
-                          "2025-07-11T06:45:47Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def read_stored(store: Store, key: str) -> Stored | None:
-    """The stored event at `key`, or None when it is gone or is not a CloudEvent this package wrote."""
-    blob = store.read(key)
-    if blob is None:
-        return None
-    try:
-        document = orjson.loads(blob.data)
-        return Stored(key, str(document["id"]), document.get("time"), document["data"]["payload"], document,
-                      blob.data)
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-
-
-def load_events(store: Store, prefix: str = "", conversation: str | None = None,
-                since: datetime | None = None) -> tuple[list[Stored], int]:
-    """The stored events to replay, sorted by (time, id) like the conversation fold; and how many were left out."""
-    search = f"{prefix}{conversation}/events/" if conversation else prefix
-    events: list[Stored] = []
-    left_out = 0
-    for key in store.iter_keys(search):
-        if not is_event_key(key[len(prefix):]):
-            continue
-        stored = read_stored(store, key)
-        if stored is None:
-            left_out += 1
-            continue
-        if since is not None and (stored.time is None or parse_time(stored.time) < since):
-            left_out += 1
-            continue
-        events.append(stored)
-    events.sort(key=lambda e: (e.time or "", e.id))
-    return events, left_out
 
 
 @dataclass
@@ -222,7 +152,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay, print the summary and each failure; exit 0 when nothing failed."""
-    from .forward import is_bus_url, open_forwarder
+    from tavus_callbacks.forward import is_bus_url, open_forwarder
 
     target: str = args.to
     forwarder = open_forwarder(target) if is_bus_url(target) else None

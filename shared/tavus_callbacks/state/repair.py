@@ -9,28 +9,36 @@ folds every stored event of a conversation that its state does not list yet.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
-from .errors import PreconditionFailed, StoreUnavailable
-from .replay import is_event_key, read_stored
+from tavus_callbacks.errors import PreconditionFailed, StoreUnavailable
+from tavus_callbacks.state.stored import is_event_key, read_stored
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline
-    from .record import Layout, StoredEvent
-    from .stores import Store
+    from tavus_callbacks.forward.base import Forwarder
+    from tavus_callbacks.record import Layout, StoredEvent
+    from tavus_callbacks.state.fold import ConversationFolder
+    from tavus_callbacks.stores import Store
 
 log = logging.getLogger("tavus_callbacks")
 
 FOLD, PUBLISH = "fold", "publish"
 _EXTRA_TOP = frozenset({"replicas", "videos", "unrecognized", "quarantine"})
+
+
+class Derivation(Protocol):
+    """What repair finishes derived work with: the store, its layout, the folder and the forwarder (a Pipeline)."""
+
+    store: Store
+    layout: Layout
+    folder: ConversationFolder
+    forwarder: Forwarder | None
 
 
 @dataclass
@@ -67,7 +75,7 @@ def mark_pending(store: Store, layout: Layout, record: StoredEvent, work: Sequen
                   extra={"event_id": record.id, "work": list(work)})
 
 
-def repair(pipeline: Pipeline, conversation: str | None = None, deadline: float | None = None) -> RepairSummary:
+def repair(pipeline: Derivation, conversation: str | None = None, deadline: float | None = None) -> RepairSummary:
     """Finish pending work and fold stored events missing from their state, in one conversation or all.
 
     Stops once `time.monotonic()` passes `deadline` and leaves the rest for the next run.
@@ -106,7 +114,7 @@ def repair(pipeline: Pipeline, conversation: str | None = None, deadline: float 
     return summary
 
 
-def _repair_conversation(pipeline: Pipeline, cid: str, event_keys: list[str], marker_keys: list[str],
+def _repair_conversation(pipeline: Derivation, cid: str, event_keys: list[str], marker_keys: list[str],
                          summary: RepairSummary) -> None:
     """Fold the events the state lacks and those whose fold a marker says is unfinished; then the markers."""
     store = pipeline.store
@@ -144,7 +152,7 @@ def _repair_conversation(pipeline: Pipeline, cid: str, event_keys: list[str], ma
         _finish_marker(pipeline, key, cid, summary, folded=folded or FOLD not in work)
 
 
-def _stale_derived(pipeline: Pipeline, cid: str, state: dict[str, object]) -> list[str]:
+def _stale_derived(pipeline: Derivation, cid: str, state: dict[str, object]) -> list[str]:
     """Ids of the events whose transcript.json / perception.json the state names but the store does not hold.
 
     A derived document is written after the state's compare-and-swap; when that write and its pending marker
@@ -166,7 +174,7 @@ def _stale_derived(pipeline: Pipeline, cid: str, state: dict[str, object]) -> li
     return stale
 
 
-def _finish_marker(pipeline: Pipeline, key: str, cid: str | None, summary: RepairSummary,
+def _finish_marker(pipeline: Derivation, key: str, cid: str | None, summary: RepairSummary,
                    folded: bool = True) -> None:
     """Publish what a marker says is unpublished, then remove it, or rewrite it with what is still to do."""
     store = pipeline.store
@@ -214,32 +222,3 @@ def _event_key_of(data: bytes) -> str:
         return str(orjson.loads(data)["key"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return ""
-
-
-# -- the `repair` subcommand ---------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `repair`."""
-    from .settings import DEFAULT_STORE_URL
-
-    parser.add_argument("--store", metavar="URL",
-                        help=f"the store to repair (env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
-    parser.add_argument("--conversation", metavar="ID", help="only this conversation")
-    parser.add_argument("--forward", metavar="URL",
-                        help="the bus pending publishes go to (env TAVUS_FORWARD_URL)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Repair the store; exit 1 when some pending work could not be finished."""
-    from .pipeline import Pipeline
-    from .settings import Settings
-
-    overrides: dict[str, object] = {}
-    if args.store:
-        overrides["store_url"] = args.store
-    if args.forward:
-        overrides["forward_url"] = args.forward
-    pipeline = Pipeline(Settings.from_env(os.environ, **overrides))
-    summary = repair(pipeline, args.conversation)
-    print(summary.line())
-    return 1 if summary.failures else 0

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from .events import (
+from tavus_callbacks.events.normalize import (
     CONVERSATION_TYPES,
     FAMILY_SHAPES,
     GUARDRAIL_TYPE,
@@ -22,7 +22,7 @@ from .events import (
     TYPE_PREFIX,
     Event,
 )
-from .shapes import SHAPES
+from tavus_callbacks.events.shapes import SHAPES
 
 
 @cache

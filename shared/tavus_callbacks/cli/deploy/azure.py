@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..bundle import build_bundle
-from .base import Cli, DeployError, SettingsFile, check_endpoint, new_token, private_file
+from tavus_callbacks.cli.build import build_bundle
+from tavus_callbacks.cli.deploy.base import Cli, DeployError, SettingsFile, check_endpoint, new_token, private_file
 
 BLOB_ROLE = "Storage Blob Data Contributor"
 SECRET_READER = "Key Vault Secrets User"

@@ -14,21 +14,20 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 import uvicorn
 
-from .auth import is_authorized
-from .http import Outcome, Request, Response
-from .logs import configure_logging, redact, utc_stamp
-from .pipeline import Pipeline, internal_error, too_large
-from .serve_cli import DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, ServeOptions
-from .settings import Settings
+from tavus_callbacks.auth import is_authorized
+from tavus_callbacks.http import Outcome, Request, Response
+from tavus_callbacks.logs import configure_logging, redact, utc_stamp
+from tavus_callbacks.pipeline import Pipeline, internal_error, too_large
+from tavus_callbacks.settings import Settings
 
-log = logging.getLogger("tavus_callbacks.server")
+log = logging.getLogger("tavus_callbacks.adapters.asgi")
 access_log = logging.getLogger("tavus_callbacks.access")
 
 MAX_CONNECTIONS = 1000  # per worker process: beyond it, uvicorn answers 503
@@ -37,6 +36,29 @@ DISCARD_BYTES = 64 * 1024  # of a chunked body over the limit, read and dropped 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_THREADS = 8
+DEFAULT_READ_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """How `serve` runs: where it listens, how many processes and threads, and its bounds."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    threads: int = DEFAULT_THREADS
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    log_level: str = "info"
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
 
 
 class _Gone(Exception):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from . import __version__
-from .errors import TavusCallbacksError
+from tavus_callbacks import __version__
+from tavus_callbacks.errors import TavusCallbacksError
 
 EXIT_USAGE = 2
 
@@ -30,38 +29,34 @@ class Command:
 
 
 COMMANDS: list[Command] = [
-    Command("serve", "tavus_callbacks.serve_cli", "run the callback endpoint as a local HTTP server"),
-    Command("send", "tavus_callbacks.samples", "post realistic sample callbacks to an endpoint, as Tavus would"),
-    Command("conversations", "tavus_callbacks.render", "list stored conversations or show one's state and timeline"),
-    Command("schema", "tavus_callbacks.cli", "print the JSON Schema of the normalized events"),
-    Command("doctor", "tavus_callbacks.doctor", "check a store and the vendor's S3 writer role, one line per check"),
-    Command("recording-storage", "tavus_callbacks.recording_storage",
+    Command("serve", "tavus_callbacks.cli.serve",
+            "run the callback endpoint as a local HTTP server"),
+    Command("send", "tavus_callbacks.cli.send",
+            "post realistic sample callbacks to an endpoint, as Tavus would"),
+    Command("conversations", "tavus_callbacks.cli.conversations",
+            "list stored conversations or show one's state and timeline"),
+    Command("schema", "tavus_callbacks.cli.schema", "print the JSON Schema of the normalized events"),
+    Command("doctor", "tavus_callbacks.cli.doctor",
+            "check a store and the vendor's S3 writer role, one line per check"),
+    Command("recording-storage", "tavus_callbacks.cli.recording_storage",
             "print the recording_storage JSON for a create-conversation call"),
-    Command("replay", "tavus_callbacks.replay", "re-send stored events in time order to an endpoint or a bus"),
-    Command("openapi", "tavus_callbacks.openapi", "print the endpoint's OpenAPI 3.1 document (--yaml for YAML)"),
-    Command("repair", "tavus_callbacks.repair",
+    Command("replay", "tavus_callbacks.cli.replay",
+            "re-send stored events in time order to an endpoint or a bus"),
+    Command("openapi", "tavus_callbacks.cli.openapi",
+            "print the endpoint's OpenAPI 3.1 document (--yaml for YAML)"),
+    Command("repair", "tavus_callbacks.cli.repair",
             "finish pending work: fold stored events missing from their conversation, publish what is unpublished"),
-    Command("export", "tavus_callbacks.export", "write a store's objects to a folder as plain files (bucket layout)"),
-    Command("build", "tavus_callbacks.bundle", "make the self-contained folder a cloud's deploy tool uploads"),
-    Command("deploy", "tavus_callbacks.deploy",
+    Command("export", "tavus_callbacks.cli.export",
+            "write a store's objects to a folder as plain files (bucket layout)"),
+    Command("build", "tavus_callbacks.cli.build",
+            "make the self-contained folder a cloud's deploy tool uploads"),
+    Command("deploy", "tavus_callbacks.cli.deploy",
             "create or update a deployment on Google Cloud or Azure and print its callback URL"),
-    Command("outputs", "tavus_callbacks.outputs",
+    Command("outputs", "tavus_callbacks.cli.outputs",
             "print a deployed AWS stack's callback URL (token included) and recording_storage JSON"),
-    Command("reconcile", "tavus_callbacks.reconcile.command",
+    Command("reconcile", "tavus_callbacks.cli.reconcile",
             "recover callbacks the store missed from the vendor's API (key from TAVUS_API_KEY)"),
 ]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`schema` takes no options."""
-
-
-def run(args: argparse.Namespace) -> int:
-    """`schema`: the JSON Schema of the normalized events, on stdout."""
-    from .events import json_schema
-
-    print(json.dumps(json_schema(), indent=2, sort_keys=True))
-    return 0
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:

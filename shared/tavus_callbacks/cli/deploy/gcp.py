@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..bundle import build_bundle
-from .base import Cli, DeployError, SettingsFile, check_endpoint, new_token
+from tavus_callbacks.cli.build import build_bundle
+from tavus_callbacks.cli.deploy.base import Cli, DeployError, SettingsFile, check_endpoint, new_token
 
 APIS = ("cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com",
         "artifactregistry.googleapis.com", "secretmanager.googleapis.com", "storage.googleapis.com",

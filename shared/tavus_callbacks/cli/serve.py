@@ -9,33 +9,18 @@ import os
 import secrets
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from .errors import ConfigError
-from .settings import DEFAULT_STORE_URL, Settings, parse_tokens
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
-DEFAULT_THREADS = 8
-DEFAULT_READ_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class ServeOptions:
-    """How `serve` runs: where it listens, how many processes and threads, and its bounds."""
-
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    workers: int = 1
-    threads: int = DEFAULT_THREADS
-    read_timeout: float = DEFAULT_READ_TIMEOUT
-    log_level: str = "info"
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+from tavus_callbacks.adapters.asgi import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_THREADS,
+    ServeOptions,
+)
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings, parse_tokens
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything, print the callback URL, then serve until stopped."""
-    from .logs import configure_logging
-    from .pipeline import Pipeline
-    from .server import serve
+    from tavus_callbacks.adapters.asgi import serve
+    from tavus_callbacks.logs import configure_logging
+    from tavus_callbacks.pipeline import Pipeline
 
     settings, options, generated = resolve(args, os.environ)
     where = Pipeline(settings).store.url  # fail now, with a clear message, on a bad store or forward URL

@@ -4,7 +4,7 @@
 checks themselves): it validates with the pydantic-core schema of each shape, generated from these
 classes into `_core_schemas.json`. Regenerate that file after changing a shape:
 
-    python -m tavus_callbacks.shapes
+    python -m tavus_callbacks.events.shapes
 
 Unknown fields are ignored (the payload is stored whole anyway); a field declared Opt[...] may be
 missing, and is None then.
@@ -177,7 +177,7 @@ SHAPES: dict[str, type] = {shape.__name__: shape for shape in (
     ReplicaTrainingPayload, VideoGenerationPayload)}
 
 GENERATED = Path(__file__).with_name("_core_schemas.json")
-REGENERATE = "python -m tavus_callbacks.shapes"
+REGENERATE = "python -m tavus_callbacks.events.shapes"
 # Parts of a core schema the validator does not read: the Python class (for pydantic's own use), refs
 # that embed an object id, and pydantic's JSON Schema hooks. Without them the schema is plain JSON.
 _NOT_FOR_VALIDATION = frozenset({"cls", "ref", "metadata"})

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache, wraps
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from .plain_validator import NOT_PLAIN, compile_plain
-from .times import TimeParseError, to_utc_iso, to_utc_iso_or_none
+from tavus_callbacks.events.plain_validator import NOT_PLAIN, compile_plain
+from tavus_callbacks.events.times import TimeParseError, to_utc_iso, to_utc_iso_or_none
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
     from pydantic_core import ValidationError
 
-    from .recording import RecordingLocation
-    from .shapes import (
+    from tavus_callbacks.events.recording import RecordingLocation
+    from tavus_callbacks.events.shapes import (
         GuardrailPayload,
         ObjectivePayload,
         PalJoinedProperties,
@@ -78,13 +78,13 @@ class Event:
     @classmethod
     def model_validate(cls, data: Any) -> Event:
         """An Event from its dumped fields, checked by pydantic (raises pydantic's ValidationError)."""
-        from .schemas import event_adapter
+        from tavus_callbacks.events.schema import event_adapter
 
         return event_adapter().validate_python(data)
 
     def model_dump(self, mode: Literal["python", "json"] = "python") -> dict[str, Any]:
         """The fields as a new dict, as pydantic dumps them (mode="json": NaN and infinities become null)."""
-        from .schemas import event_adapter
+        from tavus_callbacks.events.schema import event_adapter
 
         dumped: dict[str, Any] = event_adapter().dump_python(self, mode=mode)
         return dumped
@@ -199,7 +199,10 @@ class _Invalid(Exception):
 
 
 def _recording_ready(m: RecordingReadyProperties, raw: dict[str, Any]) -> Details:
-    from .recording import legacy_location, parse_storage_uri  # on first use: 1 callback of ~10 per conversation
+    from tavus_callbacks.events.recording import (  # on first use: 1 callback of ~10 per conversation
+        legacy_location,
+        parse_storage_uri,
+    )
 
     location: RecordingLocation | None
     storage_uri, bucket_name, s3_key = m["storage_uri"], m["bucket_name"], m["s3_key"]
@@ -620,27 +623,27 @@ def _kind(value: Any) -> str:
 
 def detail_models() -> dict[str, type[BaseModel]]:
     """CloudEvents type -> the model of `details` for a valid event of that type."""
-    from .schemas import detail_models
+    from tavus_callbacks.events.schema import detail_models
 
     return detail_models()
 
 
 def details_model_for(event: Event) -> type[BaseModel] | None:
     """The model `event.details` follows, or None for an invalid or unrecognized event (free-form salvage)."""
-    from .schemas import details_model_for
+    from tavus_callbacks.events.schema import details_model_for
 
     return details_model_for(event)
 
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a normalized Event, with the model of `details` per type under `$defs`."""
-    from .schemas import json_schema
+    from tavus_callbacks.events.schema import json_schema
 
     return json_schema()
 
 
 def payload_json_schema() -> dict[str, Any]:
     """The JSON Schema of the callbacks as they arrive: one of the five families, or any other JSON object."""
-    from .schemas import payload_json_schema
+    from tavus_callbacks.events.schema import payload_json_schema
 
     return payload_json_schema()

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from .errors import ConfigError, PreconditionFailed, needs_extra
-from .recording_storage import (
+from tavus_callbacks.cli.recording_storage import (
     EXTERNAL_ID,
     MIN_SESSION_SECONDS,
     VENDOR_ACCOUNT,
@@ -28,7 +27,8 @@ from .recording_storage import (
     recording_storage,
     role_name,
 )
-from .stores import Store, normalize_prefix, open_store, split_store_url
+from tavus_callbacks.errors import ConfigError, PreconditionFailed, needs_extra
+from tavus_callbacks.stores import Store, normalize_prefix, open_store, split_store_url
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 PROBE_FOLDER = "_doctor/"

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from .errors import ConfigError
+from tavus_callbacks.errors import ConfigError
 
 VENDOR_ACCOUNT = "291871421005"
 VENDOR_PRINCIPAL = f"arn:aws:iam::{VENDOR_ACCOUNT}:root"

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .client import Answer, post
-from .errors import ConfigError
+from tavus_callbacks.cli.post import Answer, post
+from tavus_callbacks.errors import ConfigError
 
 Payload = dict[str, Any]
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .errors import ConfigError
-from .settings import parse_tokens
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.settings import parse_tokens
 
 EXTRA_HINT = "the AWS SDK is not installed: pip install 'tavus-callbacks[aws]'"
 

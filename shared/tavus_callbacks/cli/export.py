@@ -10,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
-from .settings import DEFAULT_STORE_URL
-from .stores import Store, open_store
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.settings import DEFAULT_STORE_URL
+from tavus_callbacks.stores import Store, open_store
 
 
 def export(store: Store, to: Path, under: str = "") -> tuple[int, list[str]]:

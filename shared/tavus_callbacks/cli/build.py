@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TavusCallbacksError
+from tavus_callbacks.errors import TavusCallbacksError
 
 CLOUDS = ("aws", "gcp", "azure")
 PACKAGE = "tavus_callbacks"
@@ -47,7 +47,7 @@ class Bundle:
 
 def package_dir() -> Path:
     """The folder of this package, copied whole into every bundle."""
-    return Path(__file__).resolve().parent
+    return Path(__file__).resolve().parent.parent
 
 
 def functions_dir() -> Path:

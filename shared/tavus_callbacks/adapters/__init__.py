@@ -1,0 +1,1 @@
+"""Translation functions between each platform and the core Request/Response."""

@@ -1,0 +1,78 @@
+"""Azure Functions adapter (Python v2 programming model): one anonymous HTTP function on every path.
+
+Translation only: `azure.functions.HttpRequest` becomes the core Request, the core Response an
+`HttpResponse`; one log line per request with the outcome, which Application Insights collects.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+
+from tavus_callbacks.errors import MalformedRequest
+from tavus_callbacks.http import Request, Response, malformed_request
+from tavus_callbacks.pipeline import handle
+
+log = logging.getLogger("tavus_callbacks.azure")
+log.setLevel(logging.INFO)  # one line per request; host.json's logging section filters what is kept
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+def to_request(req: func.HttpRequest) -> Request:
+    """The core Request of an Azure HttpRequest: path and query from the URL, the raw body bytes; a URL that
+    cannot be parsed raises MalformedRequest (answered 400)."""
+    try:
+        parts = urlsplit(req.url)
+    except ValueError:
+        raise MalformedRequest("the request URL cannot be parsed") from None
+    query = dict(req.params)
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        query.setdefault(name, value)
+    return Request(
+        method=req.method,
+        path=parts.path or "/",
+        query=query,
+        headers=dict(req.headers.items()),
+        body=req.get_body() or b"",
+    )
+
+
+def from_response(response: Response) -> func.HttpResponse:
+    """The HttpResponse of a core Response."""
+    return func.HttpResponse(body=response.body, status_code=response.status, headers=dict(response.headers))
+
+
+# No `methods`: the host then routes every method here, so the core answers 405 itself.
+@app.function_name(name="tavus_callback")
+@app.route(route="{*path}")
+def tavus_callback(req: func.HttpRequest) -> func.HttpResponse:
+    """Answer one Tavus callback per the core's contract."""
+    try:
+        response = handle(to_request(req))
+    except MalformedRequest as exc:
+        response = malformed_request(str(exc))
+    outcome = response.outcome
+    fields = outcome.log_fields() if outcome else {}
+    level = logging.INFO if response.status < 400 else (logging.ERROR if response.status >= 500 else logging.WARNING)
+    summary = " ".join(f"{k}={v}" for k, v in fields.items() if k != "result")
+    log.log(level, "callback %s status=%s %s", outcome.result if outcome else "answered", response.status, summary,
+            extra={"status": response.status, **fields})
+    return from_response(response)
+
+
+# Every 15 minutes (NCRONTAB with seconds); off while TAVUS_API_KEY is not set.
+@app.function_name(name="tavus_reconcile")
+@app.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
+def tavus_reconcile(timer: func.TimerRequest) -> None:
+    """Recover the callbacks the store missed from the vendor's API (the reconcile sweep), on a timer."""
+    from tavus_callbacks.reconcile.scheduled import run_scheduled
+
+    summary = run_scheduled()
+    if summary is None:
+        log.info("reconcile is off: TAVUS_API_KEY is not set")
+        return
+    log.log(logging.ERROR if summary.failures else logging.INFO, "%s%s", summary.line(),
+            "".join(f"; {f}" for f in summary.failures[:5]), extra=summary.as_dict())

@@ -1,0 +1,113 @@
+"""Google Cloud Functions adapter: the HTTP function `tavus_callback` for functions-framework.
+
+Translation only: the Flask request becomes the core Request, the core Response a (body, status, headers)
+tuple; one structured log line per request in the shape Cloud Logging reads from stdout.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import functions_framework
+import orjson
+
+from tavus_callbacks.http import Request, Response
+from tavus_callbacks.pipeline import handle
+
+if TYPE_CHECKING:
+    import flask
+
+    from tavus_callbacks.http import Outcome
+
+
+def to_request(request: flask.Request) -> Request:
+    """The core Request of a Flask request: raw body bytes, first value of each query parameter."""
+    return Request(
+        method=request.method,
+        path=request.path,
+        query=request.args.to_dict(flat=True),
+        headers=dict(request.headers.items()),
+        body=request.get_data(cache=False),
+    )
+
+
+def from_response(response: Response) -> tuple[bytes, int, dict[str, str]]:
+    """The (body, status, headers) tuple Flask turns into its response."""
+    return response.body, response.status, dict(response.headers)
+
+
+def log_line(outcome: Outcome | None, status: int, trace_header: str | None) -> str:
+    """A JSON log line Cloud Logging understands (severity, message, trace), never the token or the body."""
+    fields: dict[str, Any] = outcome.log_fields() if outcome else {}
+    entry: dict[str, Any] = {
+        "severity": "INFO" if status < 400 else ("ERROR" if status >= 500 else "WARNING"),
+        "message": f"callback {outcome.result}" if outcome else "answered",
+        "status": status,
+        **fields,
+    }
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCP_PROJECT")
+    if trace_header and project:
+        entry["logging.googleapis.com/trace"] = f"projects/{project}/traces/{trace_header.split('/', 1)[0]}"
+    if outcome and outcome.conversation_id:
+        entry["logging.googleapis.com/labels"] = {"conversation_id": outcome.conversation_id}
+    return orjson.dumps(entry).decode("utf-8")
+
+
+RECONCILE_PATH = "/reconcile"
+AUDIENCE_VAR = "TAVUS_RECONCILE_AUDIENCE"  # the audience Cloud Scheduler puts in its OIDC token
+SCHEDULER_ACCOUNT_VAR = "TAVUS_RECONCILE_SERVICE_ACCOUNT"  # the service account the token must be of
+CERTS_URL_VAR = "TAVUS_RECONCILE_CERTS_URL"  # Google's signing certificates unless set (tests)
+GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+
+
+def scheduler_token_valid(authorization: str | None) -> bool:
+    """Whether a request carries Cloud Scheduler's OIDC token: Google's signature, our audience and account.
+
+    The function is public (Tavus must reach it), so it checks the token itself with google-auth.
+    """
+    from google.auth import exceptions
+    from google.auth.transport import requests as transport
+    from google.oauth2 import id_token
+
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    certs_url = os.environ.get(CERTS_URL_VAR, "").strip()
+    options = {"certs_url": certs_url} if certs_url else {}
+    try:
+        claims = id_token.verify_token(token.strip(), transport.Request(), audience=os.environ[AUDIENCE_VAR],
+                                       clock_skew_in_seconds=10, **options)
+    except (ValueError, exceptions.GoogleAuthError):
+        return False
+    account = os.environ.get(SCHEDULER_ACCOUNT_VAR, "").strip()
+    return (claims.get("iss") in GOOGLE_ISSUERS and bool(account) and claims.get("email") == account
+            and claims.get("email_verified") is True)
+
+
+def reconcile(request: flask.Request) -> tuple[bytes, int, dict[str, str]]:
+    """The scheduled sweep, for Cloud Scheduler's authenticated POST to /reconcile; its summary as JSON."""
+    from tavus_callbacks.reconcile.scheduled import run_scheduled
+
+    headers = {"Content-Type": "application/json"}
+    if request.method != "POST" or not scheduler_token_valid(request.headers.get("Authorization")):
+        print(orjson.dumps({"severity": "WARNING", "message": "reconcile refused: no valid scheduler token"})
+              .decode(), flush=True)
+        return b'{"error": "unauthorized"}', 401, headers
+    summary = run_scheduled()
+    if summary is None:
+        return b'{"status": "off", "reason": "TAVUS_API_KEY is not set"}', 200, headers
+    failed = bool(summary.failures)
+    print(orjson.dumps({"severity": "ERROR" if failed else "INFO", "message": summary.line(),
+                        **summary.as_dict()}).decode(), flush=True)
+    return orjson.dumps({"status": "failed" if failed else "ok", **summary.as_dict()}), 503 if failed else 200, headers
+
+
+@functions_framework.http
+def tavus_callback(request: flask.Request) -> tuple[bytes, int, dict[str, str]]:
+    """Answer one Tavus callback per the core's contract (or, from Cloud Scheduler, run the reconcile sweep)."""
+    if request.path.rstrip("/") == RECONCILE_PATH and os.environ.get(AUDIENCE_VAR, "").strip():
+        return reconcile(request)
+    response = handle(to_request(request))
+    print(log_line(response.outcome, response.status, request.headers.get("X-Cloud-Trace-Context")), flush=True)
+    return from_response(response)

@@ -1,0 +1,79 @@
+"""`tavus-callbacks reconcile`: recover the callbacks a store missed from the vendor's API.
+
+The key comes from TAVUS_API_KEY (TAVUS_API_URL overrides the API's address); progress goes to stderr,
+the summary to stdout, and the exit status is 1 when anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import IO
+
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.reconcile.client import DEFAULT_MAX_PER_MINUTE
+from tavus_callbacks.reconcile.scheduled import DEFAULT_SINCE, MAX_RPM_VAR, client_from_env, parse_since
+from tavus_callbacks.reconcile.sweep import DEFAULT_PAGE_SIZE, Summary, Sweep
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default=os.environ.get("TAVUS_STORE_URL"),
+                        help="the store to complete (default: TAVUS_STORE_URL)")
+    parser.add_argument("--since", default=DEFAULT_SINCE,
+                        help="the window: conversations updated in the last 72h (default), 30m, 7d, or since an "
+                             "ISO-8601 time")
+    parser.add_argument("--conversation", help="only this conversation (always fetched, whatever its state)")
+    parser.add_argument("--dry-run", action="store_true", help="count what is missing, store nothing")
+    parser.add_argument("--thorough", action="store_true",
+                        help="fetch every conversation not reconciled since its last change, even one whose state "
+                             "already holds its terminal events")
+    parser.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="conversations per listing page")
+    parser.add_argument("--max-rpm", type=int, default=None,
+                        help=f"at most this many API requests a minute (default: {MAX_RPM_VAR} or "
+                             f"{DEFAULT_MAX_PER_MINUTE}; 0: no cap)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="stop after this many seconds; the next run resumes where this one stopped")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tavus_callbacks.pipeline import Pipeline
+    from tavus_callbacks.settings import Settings
+
+    if not args.store:
+        raise ConfigError("no store: pass --store URL or set TAVUS_STORE_URL")
+    if args.page_size < 1:
+        raise ConfigError("--page-size must be at least 1")
+    client = client_from_env(max_per_minute=args.max_rpm)
+    since = parse_since(args.since)
+    deadline = time.monotonic() + args.budget if args.budget else None
+    pipeline = Pipeline(Settings.from_env(store_url=args.store))
+    try:
+        sweep = Sweep(pipeline, client, since=since, deadline=deadline, dry_run=args.dry_run,
+                      thorough=args.thorough, page_size=args.page_size, progress=Progress(sys.stderr))
+        summary = sweep.run(args.conversation)
+    finally:
+        pipeline.close()
+    for failure in summary.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    print(summary.line() + (" (dry run: nothing stored)" if args.dry_run else ""))
+    print(f"reconcile: {client.requests} API requests, {summary.pages} listing pages", file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
+class Progress:
+    """One progress line on stderr at most every two seconds (and at the end) while a sweep runs."""
+
+    def __init__(self, stream: IO[str], every: float = 2.0) -> None:
+        self.stream, self.every = stream, every
+        self.last = time.monotonic()
+
+    def __call__(self, summary: Summary) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        self.stream.write(f"... {summary.checked} checked, {summary.complete} complete, {summary.fetched} fetched, "
+                          f"{summary.recovered} recovered, {len(summary.failures)} failures\n")
+        self.stream.flush()

@@ -1,0 +1,35 @@
+"""`tavus-callbacks repair`: finish the derived work left pending in a store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from tavus_callbacks.state.repair import repair
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `repair`."""
+    from tavus_callbacks.settings import DEFAULT_STORE_URL
+
+    parser.add_argument("--store", metavar="URL",
+                        help=f"the store to repair (env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
+    parser.add_argument("--conversation", metavar="ID", help="only this conversation")
+    parser.add_argument("--forward", metavar="URL",
+                        help="the bus pending publishes go to (env TAVUS_FORWARD_URL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Repair the store; exit 1 when some pending work could not be finished."""
+    from tavus_callbacks.pipeline import Pipeline
+    from tavus_callbacks.settings import Settings
+
+    overrides: dict[str, object] = {}
+    if args.store:
+        overrides["store_url"] = args.store
+    if args.forward:
+        overrides["forward_url"] = args.forward
+    pipeline = Pipeline(Settings.from_env(os.environ, **overrides))
+    summary = repair(pipeline, args.conversation)
+    print(summary.line())
+    return 1 if summary.failures else 0

@@ -1,0 +1,1 @@
+"""Event types: normalize any callback into one typed Event."""

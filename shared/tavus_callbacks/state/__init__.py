@@ -1,0 +1,1 @@
+"""The conversation state: its fold, pending derived work and its repair."""

@@ -1,0 +1,84 @@
+"""Reading stored events back: the CloudEvents this package wrote, by key or by conversation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.events.normalize import Event
+from tavus_callbacks.record import StoredEvent
+
+if TYPE_CHECKING:
+    from tavus_callbacks.stores import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One stored event as replay needs it: where it is, its id and time, and the bytes to send."""
+
+    key: str
+    id: str
+    time: str | None
+    payload: Any
+    document: dict[str, Any]
+    body: bytes
+
+    def record(self) -> StoredEvent:
+        """The StoredEvent a bus forwarder publishes: the stored document and bytes as they are."""
+        fields = {k: v for k, v in self.document["data"].items() if k != "payload"}
+        return StoredEvent(id=self.id, key=self.key, event=Event.model_validate(fields), document=self.document,
+                           body=self.body)
+
+
+def is_event_key(relative: str) -> bool:
+    """True for the keys of stored events (SPEC §4), not state, transcripts, recordings or quarantine."""
+    return relative.endswith(".json") and ("/events/" in relative or (
+        relative.startswith("unrecognized/") and not relative.startswith("unrecognized/pending/")))
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 date or time; without a zone it is UTC."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--since {text!r} is not an ISO-8601 date or time such as 2025-07-11 or "
+                          "2025-07-11T06:45:47Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def read_stored(store: Store, key: str) -> Stored | None:
+    """The stored event at `key`, or None when it is gone or is not a CloudEvent this package wrote."""
+    blob = store.read(key)
+    if blob is None:
+        return None
+    try:
+        document = orjson.loads(blob.data)
+        return Stored(key, str(document["id"]), document.get("time"), document["data"]["payload"], document,
+                      blob.data)
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def load_events(store: Store, prefix: str = "", conversation: str | None = None,
+                since: datetime | None = None) -> tuple[list[Stored], int]:
+    """The stored events to replay, sorted by (time, id) like the conversation fold; and how many were left out."""
+    search = f"{prefix}{conversation}/events/" if conversation else prefix
+    events: list[Stored] = []
+    left_out = 0
+    for key in store.iter_keys(search):
+        if not is_event_key(key[len(prefix):]):
+            continue
+        stored = read_stored(store, key)
+        if stored is None:
+            left_out += 1
+            continue
+        if since is not None and (stored.time is None or parse_time(stored.time) < since):
+            left_out += 1
+            continue
+        events.append(stored)
+    events.sort(key=lambda e: (e.time or "", e.id))
+    return events, left_out
