@@ -29,7 +29,7 @@ ATTRIBUTES = ("specversion", "id", "type", "source", "subject", "time", "dataref
 
 def message_size(data: bytes, attributes: dict[str, str], ordering_key: str) -> int:
     """A message's size as Pub/Sub counts it: data, attribute names and values, ordering key."""
-    return len(data) + len(ordering_key.encode()) + sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
+    return len(data) + len(ordering_key.encode()) + sum(len(k.encode() + v.encode()) for k, v in attributes.items())
 
 
 def message_for(document: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
