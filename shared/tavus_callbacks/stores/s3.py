@@ -128,7 +128,7 @@ class S3Store:
     def replace(self, key: str, data: bytes, version: str | None, content_type: str = "application/json") -> str:
         try:
             condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
-            return self._put(key, data, content_type, **condition)["ETag"]
+            return self._put(key, data, content_type, **condition)
         except ClientError as exc:
             code, status = _code(exc)
             # 412: the ETag moved; 409: a concurrent conditional write won; 404: deleted since it was read.
@@ -168,9 +168,10 @@ class S3Store:
     def locate(self, location: RecordingLocation) -> str | None:
         return location.key if (location.provider, location.bucket) == ("s3", self.bucket) else None
 
-    def _put(self, key: str, data: bytes, content_type: str, **condition: str) -> Any:
+    def _put(self, key: str, data: bytes, content_type: str, **condition: Any) -> str:
+        """Write under a condition (`IfNoneMatch`, `IfMatch`); the new ETag."""
         return self._client().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                                         **condition, **self._tagging)
+                                         **condition, **self._tagging)["ETag"]
 
     def _client(self) -> S3Client:
         try:
