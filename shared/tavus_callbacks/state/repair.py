@@ -59,8 +59,9 @@ def mark_pending(store: Store, layout: Layout, record: StoredEvent, work: Sequen
     try:
         for _ in range(4):
             blob = store.read(key)
-            wanted = sorted(set(work) | set(_work_of(blob.data) if blob else ()))
-            if blob is not None and wanted == _work_of(blob.data):
+            had = _read_marker(blob.data)[0] if blob else []
+            wanted = sorted(set(work) | set(had))
+            if blob is not None and wanted == had:
                 return
             try:
                 store.replace(key, _marker(record.id, record.key, wanted), blob.version if blob else None)
@@ -129,7 +130,7 @@ def _repair_conversation(pipeline: Derivation, cid: str, event_keys: list[str], 
         marker = store.read(key)
         if marker is None:
             continue
-        work, event_key = _work_of(marker.data), _event_key_of(marker.data)
+        work, event_key = _read_marker(marker.data)
         markers.append((key, work, event_key))
         if FOLD in work:
             to_fold[event_key] = None
@@ -168,8 +169,9 @@ def _finish_marker(pipeline: Derivation, key: str, summary: RepairSummary, folde
         marker = store.read(key)
         if marker is None:
             return
-        work = [w for w in _work_of(marker.data) if w != FOLD or not folded]
-        stored = read_stored(store, _event_key_of(marker.data))
+        had, event_key = _read_marker(marker.data)
+        work = [w for w in had if w != FOLD or not folded]
+        stored = read_stored(store, event_key)
         if stored is None:  # the event object is gone (deleted by hand): nothing left to finish
             store.delete(key)
             return
@@ -184,7 +186,7 @@ def _finish_marker(pipeline: Derivation, key: str, summary: RepairSummary, folde
             store.delete(key)
             return
         summary.failures += 1
-        if work != _work_of(marker.data):
+        if work != had:
             store.replace(key, _marker(stored.id, stored.key, work), marker.version)
     except (StoreUnavailable, PreconditionFailed) as exc:
         log.warning("repair could not finish %s: %s", key, exc)
@@ -195,16 +197,14 @@ def _marker(event_id: str, event_key: str, work: Sequence[str]) -> bytes:
     return orjson.dumps({"event_id": event_id, "key": event_key, "work": sorted(work)})
 
 
-def _work_of(data: bytes) -> list[str]:
+def _read_marker(data: bytes) -> tuple[list[str], str]:
+    """(work, event key) of a marker; all the work when it cannot be read."""
     try:
-        work = orjson.loads(data).get("work", [])
-    except (orjson.JSONDecodeError, AttributeError):
-        return [FOLD, PUBLISH]
-    return sorted(str(w) for w in work) if isinstance(work, list) else [FOLD, PUBLISH]
-
-
-def _event_key_of(data: bytes) -> str:
-    try:
-        return str(orjson.loads(data)["key"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return ""
+        marker = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        marker = None
+    if not isinstance(marker, dict):
+        return [FOLD, PUBLISH], ""
+    work = marker.get("work", [])
+    return (sorted(str(w) for w in work) if isinstance(work, list) else [FOLD, PUBLISH],
+            str(marker["key"]) if "key" in marker else "")
