@@ -113,8 +113,8 @@ class TavusClient:
                     except orjson.JSONDecodeError:
                         raise TavusAPIError(f"GET {path} answered {status} with a body that is not JSON") from None
                 if status == 429:
-                    wait, why = min(_retry_after(headers.get("retry-after")) or self._backoff(attempt), MAX_WAIT), \
-                        f"{path}: 429 too many requests"
+                    wait = min(_retry_after(headers.get("retry-after")) or self._backoff(attempt), MAX_WAIT)
+                    why = f"{path}: 429 too many requests"
                 elif status >= 500:
                     wait, why = self._backoff(attempt), f"{path}: {status}"
                 else:
