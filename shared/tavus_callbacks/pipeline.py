@@ -74,7 +74,7 @@ class Pipeline:
     def handle(self, request: Request) -> Response:
         """Answer one request per SPEC §3; never raises for anything the sender did."""
         received = self._receive(request)
-        return received if isinstance(received, Response) else self._finish(received)
+        return received if isinstance(received, Response) else self._finish(*received)
 
     def ingest(self, payload: dict[str, Any], *, origin: str = "api", fields: dict[str, Any] | None = None) -> bool:
         """Store an event that did not come as a callback (e.g. from the vendor's API) as a callback is; True
@@ -86,12 +86,12 @@ class Pipeline:
             fields = None if fields is None else self.redactor.redact_value(fields)
         source = payload if fields is None else fields
         record = build_record(source, normalize(source), self.layout, original=payload, origin=origin)
-        delivery = _Delivery(record, self.store.create(record.key, record.body))
-        self._finish(delivery)
-        return delivery.created
+        created = self.store.create(record.key, record.body)
+        self._finish(record, created)
+        return created
 
-    def _receive(self, request: Request) -> Response | _Delivery:
-        """A refusal, or the event stored (create-only) and waiting to be folded and answered."""
+    def _receive(self, request: Request) -> Response | tuple[StoredEvent, bool]:
+        """A refusal, or the event stored (create-only) and whether it is new, waiting to be answered."""
         if request.method != "POST":
             health = request.path.rstrip("/").endswith("/healthz")
             if health and request.method in ("GET", "HEAD"):
@@ -111,7 +111,7 @@ class Pipeline:
             log.exception("unexpected error storing a callback")
             return internal_error()
 
-    def _store(self, body: bytes) -> Response | _Delivery:
+    def _store(self, body: bytes) -> Response | tuple[StoredEvent, bool]:
         payload = decode(body)
         # e.g. a webhook_url echoing ?token=, as written or escaped: never stored, nor in a key, the id or a log
         body, payload = self.redactor.redact(body, payload)
@@ -124,17 +124,17 @@ class Pipeline:
                                  outcome=Outcome("invalid_json"))
         event = normalize(payload)
         record = build_record(payload, event, self.layout)
-        return _Delivery(record, self.store.create(record.key, record.body))
+        return record, self.store.create(record.key, record.body)
 
-    def _finish(self, delivery: _Delivery) -> Response:
+    def _finish(self, record: StoredEvent, created: bool) -> Response:
         """Answer 200 for a durably stored event, after folding and forwarding it (before, with a drain)."""
-        record, event = delivery.record, delivery.record.event
+        event = record.event
         copy_failed = False
         if self.drain is not None:
             self.drain.add(self._conversation_of(record) or record.id, record)
         else:
             copy_failed = self._derive([record])
-        status = "stored" if delivery.created else "duplicate"
+        status = "stored" if created else "duplicate"
         log.info("callback %s", status, extra={"event_id": record.id, "type": event.type,
                                                 "conversation_id": event.conversation_id, "key": record.key})
         outcome = Outcome(status, event_id=record.id, event_type=event.type, family=event.family,
@@ -196,14 +196,6 @@ class Pipeline:
             unfinished = 1
         if unfinished:
             self._unfinished.add(cid)
-
-
-@dataclass(slots=True)
-class _Delivery:
-    """An event durably stored by `Pipeline._receive`, on its way to its answer."""
-
-    record: StoredEvent
-    created: bool
 
 
 @dataclass(frozen=True, slots=True)
