@@ -8,10 +8,6 @@ from typing import Any
 import orjson
 
 
-def _lower_keys(headers: dict[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
-
-
 @dataclass(frozen=True, slots=True)
 class Request:
     """One HTTP request as the core sees it: the raw body stays bytes, header names are lower-case."""
@@ -24,7 +20,7 @@ class Request:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", self.method.upper())
-        object.__setattr__(self, "headers", _lower_keys(self.headers))
+        object.__setattr__(self, "headers", {k.lower(): v for k, v in self.headers.items()})
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -59,18 +55,9 @@ class Response:
     outcome: Outcome | None = None
 
     @classmethod
-    def json(
-        cls,
-        status: int,
-        payload: dict[str, Any],
-        *,
-        headers: dict[str, str] | None = None,
-        outcome: Outcome | None = None,
-    ) -> Response:
-        hdrs = {"Content-Type": "application/json"}
-        if headers:
-            hdrs.update(headers)
-        return cls(status=status, headers=hdrs, body=orjson.dumps(payload), outcome=outcome)
+    def json(cls, status: int, payload: dict[str, Any], *, headers: dict[str, str] | None = None,
+             outcome: Outcome | None = None) -> Response:
+        return cls(status, {"Content-Type": "application/json", **(headers or {})}, orjson.dumps(payload), outcome)
 
     def json_body(self) -> Any:
         return orjson.loads(self.body) if self.body else None

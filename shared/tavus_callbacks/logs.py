@@ -80,10 +80,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "info", tokens: Iterable[str] = ()) -> None:
     """JSON lines on stderr for the package's loggers and uvicorn's, every line passed through the token redaction.
-
-    At `info` a request is one access line (with its result and event id); the core's own line per
-    callback, which says the same, shows only at `debug`.
-    """
+    At `info` a request is one access line; the core's own line per callback shows only at `debug`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter(tokens))

@@ -40,8 +40,8 @@ CONVERSATION_FAMILIES = ("conversation", "guardrail", "objective")
 class Pipeline:
     """One configured endpoint: settings, the store it writes to, and an optional forwarder.
 
-    With `fold_later` (a long-running server), events are folded and forwarded by a `Drain` after their
-    answers; otherwise (a function, which cannot work after answering) before.
+    With `fold_later` (a long-running server) a `Drain` folds and forwards after the answer; a function, which
+    cannot work after answering, does it before.
     """
 
     def __init__(self, settings: Settings, store: Store | None = None, forwarder: Forwarder | None = None,
@@ -74,27 +74,24 @@ class Pipeline:
     def handle(self, request: Request) -> Response:
         """Answer one request per SPEC §3; never raises for anything the sender did."""
         received = self._receive(request)
-        return received if isinstance(received, Response) else self._finish(received)
+        return received if isinstance(received, Response) else self._finish(*received)
 
     def ingest(self, payload: dict[str, Any], *, origin: str = "api", fields: dict[str, Any] | None = None) -> bool:
-        """Store one event that did not come as a callback (e.g. recovered from the vendor's API), as a callback is.
-
-        `fields` is what to normalize when it differs from the payload kept verbatim (an API item completed
-        from its conversation). Normalize, record (with the `tavusorigin` attribute), create, then the fold and
-        forward of a callback (`_finish`: what fails is left pending for `repair`). True when stored, False
-        when the event was already there. Raises StoreUnavailable when the event could not be stored.
+        """Store an event that did not come as a callback (e.g. from the vendor's API) as a callback is; True
+        when stored, False when already there. `fields` is what to normalize when it differs from the payload
+        kept verbatim. Raises StoreUnavailable when the event could not be stored.
         """
-        if self.settings.tokens:  # the API's copy holds no token as a rule; it is never stored if it does
+        if self.settings.tokens:
             payload = self.redactor.redact_value(payload)
             fields = None if fields is None else self.redactor.redact_value(fields)
         source = payload if fields is None else fields
         record = build_record(source, normalize(source), self.layout, original=payload, origin=origin)
-        delivery = _Delivery(record, self.store.create(record.key, record.body))
-        self._finish(delivery)
-        return delivery.created
+        created = self.store.create(record.key, record.body)
+        self._finish(record, created)
+        return created
 
-    def _receive(self, request: Request) -> Response | _Delivery:
-        """A refusal, or the event stored (create-only) and waiting to be folded and answered."""
+    def _receive(self, request: Request) -> Response | tuple[StoredEvent, bool]:
+        """A refusal, or the event stored (create-only) and whether it is new, waiting to be answered."""
         if request.method != "POST":
             health = request.path.rstrip("/").endswith("/healthz")
             if health and request.method in ("GET", "HEAD"):
@@ -108,12 +105,13 @@ class Pipeline:
         try:
             return self._store(request.body)
         except StoreUnavailable as exc:
-            return self._store_unavailable(exc)
+            log.error("store unavailable, answering 503: %s", exc, extra={"error": str(exc)})
+            return unavailable("the store cannot be written; retry later", "store_unavailable")
         except Exception:  # a bug: this request's answer only
             log.exception("unexpected error storing a callback")
             return internal_error()
 
-    def _store(self, body: bytes) -> Response | _Delivery:
+    def _store(self, body: bytes) -> Response | tuple[StoredEvent, bool]:
         payload = decode(body)
         # e.g. a webhook_url echoing ?token=, as written or escaped: never stored, nor in a key, the id or a log
         body, payload = self.redactor.redact(body, payload)
@@ -126,20 +124,17 @@ class Pipeline:
                                  outcome=Outcome("invalid_json"))
         event = normalize(payload)
         record = build_record(payload, event, self.layout)
-        return _Delivery(record, self.store.create(record.key, record.body))
+        return record, self.store.create(record.key, record.body)
 
-    def _finish(self, delivery: _Delivery) -> Response:
-        """Answer 200 for a durably stored event, after folding and forwarding it, or before with a drain.
-
-        The answer waits for nothing but the event object (SPEC §3): derived work that fails is left pending.
-        """
-        record, event = delivery.record, delivery.record.event
+    def _finish(self, record: StoredEvent, created: bool) -> Response:
+        """Answer 200 for a durably stored event, after folding and forwarding it (before, with a drain)."""
+        event = record.event
         copy_failed = False
         if self.drain is not None:
             self.drain.add(self._conversation_of(record) or record.id, record)
         else:
             copy_failed = self._derive([record])
-        status = "stored" if delivery.created else "duplicate"
+        status = "stored" if created else "duplicate"
         log.info("callback %s", status, extra={"event_id": record.id, "type": event.type,
                                                 "conversation_id": event.conversation_id, "key": record.key})
         outcome = Outcome(status, event_id=record.id, event_type=event.type, family=event.family,
@@ -148,11 +143,8 @@ class Pipeline:
                                    "valid": event.valid}, outcome=outcome)
 
     def _derive(self, records: list[StoredEvent]) -> bool:
-        """Fold stored events of one conversation (one compare-and-swap) and forward each of them.
-
-        What still fails after its few quick retries is recorded as pending (`repair.mark_pending`) and
-        finished later. True when a recording copy newly failed.
-        """
+        """Fold stored events of one conversation (one compare-and-swap) and forward each; what fails is left
+        pending (`mark_pending`). True when a recording copy newly failed."""
         cid = self._conversation_of(records[0])
         unfinished: dict[str, list[str]] = {}  # event id -> its work left pending
         copy_failed = False
@@ -205,19 +197,6 @@ class Pipeline:
         if unfinished:
             self._unfinished.add(cid)
 
-    @staticmethod
-    def _store_unavailable(exc: StoreUnavailable) -> Response:
-        log.error("store unavailable, answering 503: %s", exc, extra={"error": str(exc)})
-        return unavailable("the store cannot be written; retry later", "store_unavailable")
-
-
-@dataclass(slots=True)
-class _Delivery:
-    """An event durably stored by `Pipeline._receive`, on its way to its answer."""
-
-    record: StoredEvent
-    created: bool
-
 
 @dataclass(frozen=True, slots=True)
 class Unreadable:
@@ -226,14 +205,10 @@ class Unreadable:
     reason: str
 
 
-# Far deeper than any real callback, and far enough below the serializers' own limits (about 250
-# levels in pydantic and orjson.dumps) that what we store from a body can always be written.
-MAX_JSON_DEPTH = 128
+MAX_JSON_DEPTH = 128  # deeper than any callback, well below the serializers' limits (~250 levels)
 _PARSER_DEPTH = 1024  # orjson.loads refuses more nested arrays and objects than this
 _DEPTH_PROBE = b"[" * (_PARSER_DEPTH - MAX_JSON_DEPTH), b"]" * (_PARSER_DEPTH - MAX_JSON_DEPTH)
-# An integer literal outside orjson's 64-bit range has at least 19 digits (it becomes a float there).
-# One C-speed pass maps every digit to "0" (and "[" to "{"): then looking for a run of zeros finds long
-# numbers (a regex backtracks on every digit), and one count of "{" bounds the nesting.
+# Digits to "0" and "[" to "{": a run of 19 zeros finds an integer beyond 64 bits, a count of "{" bounds nesting.
 _SCAN = bytes.maketrans(b"123456789[", b"000000000{")
 _LONG_DIGIT_RUN = b"0" * 19
 
@@ -254,8 +229,7 @@ def decode(body: bytes) -> Any:
             orjson.loads(_DEPTH_PROBE[0] + body + _DEPTH_PROBE[1])
         except orjson.JSONDecodeError:
             return _TOO_DEEP
-    if scan.find(_LONG_DIGIT_RUN) >= 0:  # only then can an integer have lost digits (`in` is slower on bytes)
-        # compare with an exact parse
+    if scan.find(_LONG_DIGIT_RUN) >= 0:  # only then can an integer have lost digits: compare with an exact parse
         try:
             exact = json.loads(body)
         except ValueError:  # more digits than Python converts

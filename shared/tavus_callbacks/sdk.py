@@ -1,8 +1,7 @@
 """Cloud SDK clients made once per process and configuration, then reused by every request.
 
-A warm function instance pays for a client (credentials, connection pool) only on its first
-request. The limits below bound one store call, so a request answers within 15 s even when the
-store is down: at most ATTEMPTS tries of CONNECT_TIMEOUT + READ_TIMEOUT, plus a short backoff.
+The limits bound one store call, so a request answers within 15 s even when the store is down: ATTEMPTS
+tries of CONNECT_TIMEOUT + READ_TIMEOUT, plus a short backoff.
 """
 
 from __future__ import annotations
@@ -26,16 +25,13 @@ _clients: dict[Hashable, Any] = {}
 
 def cached_client(key: Hashable, factory: Callable[[], T]) -> T:
     """The client stored under `key`, made by `factory` on first use (once, even under threads)."""
-    try:
-        client: T = _clients[key]
-        return client
-    except KeyError:
-        pass
-    with _lock:
-        if key not in _clients:
-            _clients[key] = factory()
-        client = _clients[key]
-        return client
+    client: T | None = _clients.get(key)
+    if client is None:
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = factory()
+    return client
 
 
 def env_key(kind: str, names: Iterable[str]) -> tuple[str | None, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.errors import ConfigError, ForwardError
 
 if TYPE_CHECKING:
     from tavus_callbacks.record import StoredEvent
@@ -31,9 +31,16 @@ def object_url(store_url: str, key: str) -> str:
 
 def thin_event(document: dict[str, Any], dataref: str) -> dict[str, Any]:
     """The same event without `data`: same id, type, source, subject and time, plus a CloudEvents `dataref`."""
-    thin = {name: document[name] for name in THIN_ATTRIBUTES if name in document}
-    thin["dataref"] = dataref
-    return thin
+    return {**{name: document[name] for name in THIN_ATTRIBUTES if name in document}, "dataref": dataref}
+
+
+def thin_record(record: StoredEvent, store_url: str) -> dict[str, Any]:
+    """The thin form of a stored event, pointing to its object: what goes to a bus when the event is too big."""
+    return thin_event(record.document, object_url(store_url, record.key))
+
+
+def publish_failed(what: str, exc: Exception, fix: str) -> ForwardError:
+    return ForwardError(f"{what} failed ({type(exc).__name__}: {exc}); {fix}")
 
 
 def split_bus_url(url: str, scheme: str) -> tuple[str, dict[str, str]]:

@@ -6,15 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from tavus_callbacks import sdk
 from tavus_callbacks.errors import ConfigError, ForwardError
-from tavus_callbacks.forward.base import object_url, split_bus_url, thin_event
+from tavus_callbacks.forward.base import publish_failed, split_bus_url, thin_record
 from tavus_callbacks.record import canonical_json
 
 if TYPE_CHECKING:
     from tavus_callbacks.record import StoredEvent
 
 SOURCE = "tavus-callbacks"
-# PutEvents entry limit; the size is counted the way EventBridge counts it (see `entry_size`).
-MAX_ENTRY_BYTES = 256 * 1024
+MAX_ENTRY_BYTES = 256 * 1024  # PutEvents entry limit, counted as `entry_size` does
 _CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
                "AWS_ACCESS_KEY_ID")
 
@@ -22,19 +21,15 @@ _CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_REGION",
 def entry_size(entry: dict[str, Any]) -> int:
     """A PutEvents entry's size as EventBridge counts it: Source, DetailType, Detail, Resources, Time (14)."""
     size = 14 if "Time" in entry else 0
-    for name in ("Source", "DetailType", "Detail"):
-        size += len(str(entry.get(name, "")).encode("utf-8"))
-    size += sum(len(r.encode("utf-8")) for r in entry.get("Resources", []))
-    return size
+    size += sum(len(str(entry.get(name, "")).encode("utf-8")) for name in ("Source", "DetailType", "Detail"))
+    return size + sum(len(r.encode("utf-8")) for r in entry.get("Resources", []))
 
 
 class EventBridgeForwarder:
     """Publishes each stored event to one bus with a stable `Source`, so a rule can match on it."""
 
     def __init__(self, bus: str, region: str | None = None, source: str = SOURCE) -> None:
-        self.bus = bus
-        self.region = region
-        self.source = source
+        self.bus, self.region, self.source = bus, region, source
 
     @classmethod
     def from_url(cls, url: str) -> EventBridgeForwarder:
@@ -46,7 +41,6 @@ class EventBridgeForwarder:
         return cls(bus, region=region, source=query.get("source", SOURCE))
 
     def _client(self) -> Any:
-        """The process-wide EventBridge client for this region and environment."""
         return sdk.cached_client((*sdk.env_key("events", _CLIENT_ENV), self.region), self._make_client)
 
     def _make_client(self) -> Any:
@@ -66,15 +60,10 @@ class EventBridgeForwarder:
 
     def entry(self, record: StoredEvent, store_url: str) -> dict[str, Any]:
         """The PutEvents entry for a record: the whole CloudEvent, or its thin form when over the limit."""
-        entry: dict[str, Any] = {
-            "EventBusName": self.bus,
-            "Source": self.source,
-            "DetailType": record.document["type"],
-            "Detail": record.body.decode("utf-8"),
-        }
+        entry: dict[str, Any] = {"EventBusName": self.bus, "Source": self.source,
+                                 "DetailType": record.document["type"], "Detail": record.body.decode("utf-8")}
         if entry_size(entry) > MAX_ENTRY_BYTES:
-            thin = thin_event(record.document, object_url(store_url, record.key))
-            entry["Detail"] = canonical_json(thin).decode("utf-8")
+            entry["Detail"] = canonical_json(thin_record(record, store_url)).decode("utf-8")
         return entry
 
     def publish(self, record: StoredEvent, store_url: str) -> None:
@@ -85,10 +74,8 @@ class EventBridgeForwarder:
         except ConfigError:
             raise
         except Exception as exc:
-            raise ForwardError(
-                f"EventBridge PutEvents to bus {self.bus!r} failed ({type(exc).__name__}: {exc}); check that the bus "
-                "exists in this region and that this identity is allowed events:PutEvents on it"
-            ) from exc
+            raise publish_failed(f"EventBridge PutEvents to bus {self.bus!r}", exc, "check that the bus exists in "
+                                 "this region and that this identity is allowed events:PutEvents on it") from exc
         if answer.get("FailedEntryCount", 0):
             failed = answer.get("Entries", [{}])[0]
             raise ForwardError(

@@ -12,8 +12,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from tavus_callbacks import sdk
-from tavus_callbacks.errors import ConfigError, ForwardError
-from tavus_callbacks.forward.base import object_url, split_bus_url, thin_event
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.forward.base import publish_failed, split_bus_url, thin_record
 
 if TYPE_CHECKING:
     from tavus_callbacks.record import StoredEvent
@@ -26,8 +26,7 @@ class EventGridForwarder:
     """Publishes each stored event to one Event Grid topic in the CloudEvents schema."""
 
     def __init__(self, endpoint: str, key: str | None = None) -> None:
-        self.endpoint = endpoint
-        self._key = key
+        self.endpoint, self._key = endpoint, key
 
     @classmethod
     def from_url(cls, url: str, environ: dict[str, str] | None = None) -> EventGridForwarder:
@@ -42,7 +41,6 @@ class EventGridForwarder:
         return cls(endpoint, key=env.get(KEY_VARIABLE, "").strip() or None)
 
     def _client(self) -> Any:
-        """The process-wide publisher client for this endpoint and credential."""
         return sdk.cached_client(("eventgrid", self.endpoint, self._key), self._make_client)
 
     def _make_client(self) -> Any:
@@ -67,12 +65,9 @@ class EventGridForwarder:
                                         connection_timeout=sdk.CONNECT_TIMEOUT, read_timeout=sdk.READ_TIMEOUT)
 
     def event(self, record: StoredEvent, store_url: str) -> dict[str, Any]:
-        """The CloudEvent to send: the stored document, or its thin form when over the 1 MB event limit.
-
-        The size is that of the JSON the client sends (`json.dumps`, ASCII-escaped), not of the stored bytes.
-        """
+        """The stored document, or its thin form when the JSON the client sends (ASCII-escaped) is over 1 MB."""
         if len(record.body) * 6 > MAX_EVENT_BYTES and len(json.dumps(record.document)) > MAX_EVENT_BYTES:
-            return thin_event(record.document, object_url(store_url, record.key))
+            return thin_record(record, store_url)
         return record.document
 
     def publish(self, record: StoredEvent, store_url: str) -> None:
@@ -80,9 +75,7 @@ class EventGridForwarder:
         try:
             self._client().send([event])
         except Exception as exc:
-            raise ForwardError(
-                f"Event Grid publish to {self.endpoint} failed ({type(exc).__name__}: {exc}); check the topic "
-                f"endpoint and its access key in {KEY_VARIABLE}, or give this identity the "
-                "'EventGrid Data Sender' role on the topic"
-            ) from exc
+            raise publish_failed(f"Event Grid publish to {self.endpoint}", exc, "check the topic endpoint and its "
+                                 f"access key in {KEY_VARIABLE}, or give this identity the 'EventGrid Data Sender' "
+                                 "role on the topic") from exc
 

@@ -12,8 +12,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from tavus_callbacks import sdk
-from tavus_callbacks.errors import ConfigError, ForwardError
-from tavus_callbacks.forward.base import object_url, split_bus_url, thin_event
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.forward.base import publish_failed, split_bus_url, thin_record
 from tavus_callbacks.record import canonical_json
 
 if TYPE_CHECKING:
@@ -29,8 +29,7 @@ ATTRIBUTES = ("specversion", "id", "type", "source", "subject", "time", "dataref
 
 def message_size(data: bytes, attributes: dict[str, str], ordering_key: str) -> int:
     """A message's size as Pub/Sub counts it: data, attribute names and values, ordering key."""
-    return (len(data) + sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
-            + len(ordering_key.encode()))
+    return len(data) + len(ordering_key.encode()) + sum(len(k.encode() + v.encode()) for k, v in attributes.items())
 
 
 def message_for(document: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
@@ -50,8 +49,7 @@ class PubSubForwarder:
             raise ConfigError(
                 f"TAVUS_FORWARD_URL names the Pub/Sub topic {topic!r}: use pubsub://projects/<project>/topics/<topic>"
             )
-        self.topic = topic
-        self.timeout = timeout
+        self.topic, self.timeout = topic, timeout
 
     @classmethod
     def from_url(cls, url: str) -> PubSubForwarder:
@@ -60,7 +58,7 @@ class PubSubForwarder:
         return cls(topic)
 
     def _client(self) -> Any:
-        """The process-wide publisher for this environment (made after any fork, on first publish)."""
+        """The process-wide publisher (made on first publish, so after any fork)."""
         return sdk.cached_client((*sdk.env_key("pubsub", _CLIENT_ENV), self.timeout), self._make_client)
 
     def _make_client(self) -> Any:
@@ -79,7 +77,7 @@ class PubSubForwarder:
         ordering_key = record.document.get("subject") or ""
         data, attributes = message_for(record.document)
         if message_size(data, attributes, ordering_key) > MAX_MESSAGE_BYTES:
-            data, attributes = message_for(thin_event(record.document, object_url(store_url, record.key)))
+            data, attributes = message_for(thin_record(record, store_url))
         return data, attributes, ordering_key
 
     def publish(self, record: StoredEvent, store_url: str) -> None:
@@ -99,10 +97,5 @@ class PubSubForwarder:
                 # An earlier publish that timed out may have failed since and paused the key: resumed, try again.
                 if attempt == 1 and type(exc).__name__ == "PublishToPausedOrderingKeyException":
                     continue
-                raise self._failed(exc) from exc
-
-    def _failed(self, exc: Exception) -> ForwardError:
-        return ForwardError(
-            f"Pub/Sub publish to {self.topic} failed ({type(exc).__name__}: {exc}); check that the topic exists "
-            "and that this identity has roles/pubsub.publisher on it"
-        )
+                raise publish_failed(f"Pub/Sub publish to {self.topic}", exc, "check that the topic exists and "
+                                     "that this identity has roles/pubsub.publisher on it") from exc

@@ -1,7 +1,6 @@
-"""A polite client of the vendor's conversations API: timeouts, retries with backoff, a request rate cap.
+"""A polite client of the vendor's conversations API (`http.client`): timeouts, retries with backoff, a rate cap.
 
-Standard library only (`http.client`), so the core adds no dependency. The API key travels in the
-`x-api-key` header and never appears in a log line or an error message.
+The API key travels in the `x-api-key` header and never appears in a log line or an error message.
 """
 
 from __future__ import annotations
@@ -55,12 +54,9 @@ class Page:
 
 
 class TavusClient:
-    """GET requests to the vendor's API, one connection kept open, at most `max_per_minute` requests a minute.
-
-    Retries 429 (after its Retry-After), 5xx and network errors with exponential backoff and jitter, at
-    most ATTEMPTS tries; `deadline` (a time.monotonic() value) bounds every request and every pause.
-    `requests` counts the requests sent, retries included.
-    """
+    """GET requests on one kept connection, at most `max_per_minute` a minute; 429 (after its Retry-After), 5xx
+    and network errors are retried with jittered exponential backoff. `deadline` (time.monotonic()) bounds every
+    request and pause; `requests` counts the requests sent."""
 
     def __init__(self, api_key: str, base_url: str = DEFAULT_API_URL, *, max_per_minute: int = DEFAULT_MAX_PER_MINUTE,
                  connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT,
@@ -72,23 +68,17 @@ class TavusClient:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"TAVUS_API_URL {base_url!r} is not an http(s) URL such as {DEFAULT_API_URL}")
         self._key = api_key.strip()
-        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
-        self._base_path = parts.path
+        self._scheme, self._host, self._port, self._base_path = parts.scheme, parts.hostname, parts.port, parts.path
         self.interval = 60.0 / max_per_minute if max_per_minute > 0 else 0.0
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
-        self.attempts, self.backoff = attempts, backoff
-        self._sleep = sleep
+        self.attempts, self.backoff, self._sleep = attempts, backoff, sleep
         self._connection: http.client.HTTPConnection | None = None
-        self._next_start = 0.0
-        self._lock = threading.Lock()
-        self.requests = 0
+        self._next_start, self._lock, self.requests = 0.0, threading.Lock(), 0
 
     def list_conversations(self, page: int, limit: int, status: str | None = None,
                            deadline: float | None = None) -> Page:
         """One page of the account's conversations (`data`, `total_count`)."""
-        query: dict[str, Any] = {"limit": limit, "page": page}
-        if status:
-            query["status"] = status
+        query = {"limit": limit, "page": page, **({"status": status} if status else {})}
         answer = self.get("/v2/conversations", query, deadline)
         data = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(data, list):
@@ -123,8 +113,8 @@ class TavusClient:
                     except orjson.JSONDecodeError:
                         raise TavusAPIError(f"GET {path} answered {status} with a body that is not JSON") from None
                 if status == 429:
-                    wait, why = min(_retry_after(headers.get("retry-after")) or self._backoff(attempt), MAX_WAIT), \
-                        f"{path}: 429 too many requests"
+                    wait = min(_retry_after(headers.get("retry-after")) or self._backoff(attempt), MAX_WAIT)
+                    why = f"{path}: 429 too many requests"
                 elif status >= 500:
                     wait, why = self._backoff(attempt), f"{path}: {status}"
                 else:

@@ -1,16 +1,9 @@
 """The sweep: compare each conversation of the window with the vendor's event log and store what is missing.
 
-A conversation is *complete*, and costs no verbose fetch, when its `conversation.json` either
-- carries a `reconciled` mark whose `updated_at` and `status` equal the listing's (the API's copy has not
-  changed since a sweep last found all of its events stored), or
-- is of an ended conversation and already holds its terminal events (TERMINAL: a join, the shutdown, the
-  transcript, a perception outcome and a recording outcome): what a fully received conversation has.
-Every other conversation of the window is fetched once (`?verbose=true`); each of its events the state
-lacks (same id, or same type and time) goes through `Pipeline.ingest`, as a callback would, marked
-`tavusorigin: api`; then the derived work left pending in it is finished (`repair`) and the conversation
-gets its `reconciled` mark. A window sweep resumes at the listing page where the last run stopped
-(`<prefix>reconcile/cursor.json`); with the budget that is left it then finishes the derived work (folds,
-publishes) left pending anywhere else in the store.
+A conversation whose state is *complete* (`Sweep._complete`) costs no fetch. Any other is fetched once
+(`?verbose=true`); each event its state lacks (same id, or same type and time) goes through `Pipeline.ingest`
+marked `tavusorigin: api`, then the conversation gets its `reconciled` mark. A window sweep resumes at the
+page where the last run stopped (`<prefix>reconcile/cursor.json`); the budget left finishes pending work.
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +26,7 @@ from tavus_callbacks.reconcile.client import DeadlineReached, TavusAPIError, Tav
 from tavus_callbacks.record import identity
 from tavus_callbacks.state.fold import RECONCILED
 from tavus_callbacks.state.repair import repair
+from tavus_callbacks.state.stored import read_object
 
 if TYPE_CHECKING:
     from tavus_callbacks.pipeline import Pipeline
@@ -87,10 +81,7 @@ class Summary:
         return "reconcile: " + ", ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"checked": self.checked, "complete": self.complete, "fetched": self.fetched,
-                "recovered": self.recovered, "missing": self.missing, "new_conversations": self.new_conversations,
-                "pages": self.pages, "finished": self.finished, "folded": self.folded, "published": self.published,
-                "pending": self.pending, "failures": self.failures}
+        return {k: v for k, v in asdict(self).items() if k != "outside_window"}
 
 
 class Sweep:
@@ -102,16 +93,15 @@ class Sweep:
                  progress: Callable[[Summary], None] | None = None) -> None:
         self.pipeline, self.client = pipeline, client
         self.since = since.astimezone(UTC) if since else None
-        self.deadline, self.dry_run, self.thorough = deadline, dry_run, thorough
-        self.page_size = page_size
+        self.deadline, self.dry_run, self.thorough, self.page_size = deadline, dry_run, thorough, page_size
         self.resume = resume and not dry_run
         self.progress = progress or (lambda summary: None)
         self.summary = Summary()
         self.cursor_key = f"{pipeline.layout.prefix}reconcile/cursor.json"
 
     def run(self, conversation: str | None = None) -> Summary:
-        """Sweep one conversation, or every conversation of the window, then finish the derived work left
-        pending in it, or in the whole store, within the budget; never raises for one conversation."""
+        """Sweep one conversation, or the window, then finish the work left pending there (or in the whole
+        store) within the budget; never raises for one conversation."""
         try:
             if conversation is not None:
                 self._conversation({"conversation_id": conversation}, listed=False)
@@ -134,8 +124,8 @@ class Sweep:
         return self.summary
 
     def _repair(self, conversation: str | None) -> int:
-        """Finish the derived work left pending in one conversation, or the whole store, until the deadline;
-        how many pending items are left (0 when the budget was already spent: the next run does it)."""
+        """Finish the work left pending in one conversation, or the whole store, until the deadline; how many
+        pending items are left (0 when the budget is spent: the next run does it)."""
         if self._spent():
             return 0
         try:
@@ -151,7 +141,6 @@ class Sweep:
     def _spent(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    # -- the window -------------------------------------------------------------------------------
     def _window(self) -> None:
         page = self._cursor_page() if self.resume else 1
         newest_first = True
@@ -170,7 +159,8 @@ class Sweep:
                     self.summary.outside_window += 1
                     continue
                 in_window += 1
-                self._time_left()
+                if self._spent():
+                    raise DeadlineReached("the run's time budget is spent")
                 self._conversation(item, listed=True)
             done = not listing.conversations or page * self.page_size >= listing.total_count
             # A listing that is newest first and whose whole page is older than the window has no more to give.
@@ -186,11 +176,6 @@ class Sweep:
         when = to_utc_iso_or_none(item.get("updated_at")) or to_utc_iso_or_none(item.get("created_at"))
         return when is None or when >= format_utc(self.since)
 
-    def _time_left(self) -> None:
-        if self._spent():
-            raise DeadlineReached("the run's time budget is spent")
-
-    # -- one conversation -------------------------------------------------------------------------
     def _conversation(self, item: dict[str, Any], *, listed: bool) -> None:
         cid = item.get("conversation_id")
         self.summary.checked += 1
@@ -199,7 +184,7 @@ class Sweep:
             return
         assert isinstance(cid, str)
         try:
-            state = self._state(cid)
+            state = read_object(self.pipeline.store, self.pipeline.layout.conversation_key(cid))
             if listed and self._complete(state, item):
                 self.summary.complete += 1
                 return
@@ -215,18 +200,9 @@ class Sweep:
             if self.summary.checked % 10 == 0:
                 self.progress(self.summary)
 
-    def _state(self, cid: str) -> dict[str, Any] | None:
-        blob = self.pipeline.store.read(self.pipeline.layout.conversation_key(cid))
-        if blob is None:
-            return None
-        try:
-            state = orjson.loads(blob.data)
-        except orjson.JSONDecodeError:
-            return None  # unreadable: the fold rebuilds it; compare with the API meanwhile
-        return state if isinstance(state, dict) else None
-
     def _complete(self, state: dict[str, Any] | None, item: dict[str, Any]) -> bool:
-        """The definition in this module's docstring."""
+        """True when the state's `reconciled` mark has the listing's `updated_at` and `status` (nothing changed
+        since a sweep found every event stored), or the conversation ended and its state holds TERMINAL."""
         if state is None:
             return False
         mark = state.get(RECONCILED)
@@ -240,9 +216,8 @@ class Sweep:
 
     def _recover(self, cid: str, state: dict[str, Any] | None, conversation: dict[str, Any], *,
                  listed: bool) -> None:
-        """Store the events of the verbose conversation that the state lacks, finish the derived work left
-        pending in it (a listed one; a single conversation's is finished at the end of the run), then mark it
-        reconciled."""
+        """Store the events the state lacks, finish the work left pending in a listed conversation (a single
+        one's is finished at the end of the run), then mark it reconciled."""
         entries = [e for e in (state or {}).get("events") or () if isinstance(e, dict)]
         have_ids = {e.get("id") for e in entries}
         have_times = {(e.get("type"), e.get("time")) for e in entries if e.get("time")}
@@ -270,26 +245,19 @@ class Sweep:
                 self.summary.recovered += 1
         if failed or self.dry_run:
             return
-        if listed:  # what ingest left pending here, now (the run ends with a pass over the whole store)
+        if listed:
             self._repair(cid)
         mark = {"updated_at": conversation.get("updated_at"), "status": conversation.get("status"),
                 "events": len(events), "at": format_utc(datetime.now(UTC))}
         self.pipeline.folder.mark_reconciled(cid, mark)
 
-    # -- the cursor -------------------------------------------------------------------------------
     def _cursor_page(self) -> int:
-        blob = self.pipeline.store.read(self.cursor_key)
-        if blob is None:
+        cursor = read_object(self.pipeline.store, self.cursor_key) or {}
+        page = cursor.get("page")
+        if cursor.get("page_size") != self.page_size or not isinstance(page, int) or page < 1:
             return 1
-        try:
-            cursor = orjson.loads(blob.data)
-            page = cursor.get("page")
-            if cursor.get("page_size") == self.page_size and isinstance(page, int) and page >= 1:
-                log.info("reconcile resumes at page %d", page)
-                return page
-        except (orjson.JSONDecodeError, AttributeError):
-            pass
-        return 1
+        log.info("reconcile resumes at page %d", page)
+        return page
 
     def _save_cursor(self, page: int | None) -> None:
         """Where the next run starts: the page being swept, or None when the window was swept to its end."""
@@ -305,11 +273,8 @@ class Sweep:
 
 
 def completed(item: dict[str, Any], conversation: dict[str, Any], cid: str) -> dict[str, Any]:
-    """An API event item as a callback would carry it, for normalizing (the item itself is stored verbatim).
-
-    Adds what the item leaves to its conversation: `conversation_id`, `message_type`, and for
-    `system.shutdown` the conversation's top-level `shutdown_reason` (at times its only source).
-    """
+    """An API event item as a callback would carry it, for normalizing (the item itself is stored verbatim):
+    plus `conversation_id`, `message_type`, and for `system.shutdown` the conversation's `shutdown_reason`."""
     fields = dict(item)
     fields.setdefault("conversation_id", cid)
     event_type = fields.get("event_type")

@@ -1,7 +1,6 @@
-"""Derived work after the answer: a long-running server folds and forwards stored events in the background.
+"""Derived work after the answer: `serve` folds and forwards stored events in the background.
 
-A serverless function cannot work after it has answered, so there the pipeline folds in the request;
-`serve` runs for good, so its answer waits only for the event object and a `Drain` does the rest.
+A serverless function cannot work after it has answered, so there the pipeline folds in the request.
 """
 
 from __future__ import annotations
@@ -26,19 +25,16 @@ T = TypeVar("T")
 class Drain(Generic[T]):
     """Runs `work` on batches of stored events, one batch per group (a conversation) at a time.
 
-    Events of a group that arrive while its batch is being worked on wait and go together into the next
-    batch (for a conversation: one read and one compare-and-swap for all of them). Different groups are
-    worked on by `threads` threads at once, so a store that commits concurrent writes together syncs once
-    for them. Stopping gracefully (`close`, or the interpreter's exit) finishes what is queued; a killed
-    process leaves no trace of it, and `repair` folds the stored events a state lacks.
+    Events arriving while their group's batch is worked on go together into its next batch (one read and one
+    compare-and-swap); `threads` groups are worked on at once. `close` finishes what is queued; what a killed
+    process had queued is folded by `repair`.
     """
 
     def __init__(self, work: Callable[[list[T]], object], threads: int = 8,
                  max_waiting: int = MAX_WAITING, linger: float = LINGER_SECONDS) -> None:
-        self.work = work
-        self.linger = linger
+        self.work, self.linger = work, linger
         self._pool = ThreadPoolExecutor(max_workers=threads + LINGERING, thread_name_prefix="tavus-callbacks-drain")
-        self._working = threading.Semaphore(threads)  # batches worked on at once
+        self._working = threading.Semaphore(threads)
         self._lock = threading.Lock()
         self._room = threading.Semaphore(max_waiting)
         self._waiting: dict[str, list[T]] = {}  # group -> its events not yet worked on
@@ -59,7 +55,7 @@ class Drain(Generic[T]):
         self._pool.shutdown(wait=True)
 
     def _run(self, group: str) -> None:
-        time.sleep(self.linger)  # the events of a group arrive close together: fold them at once
+        time.sleep(self.linger)  # a group's events arrive close together: one batch for them
         with self._working:
             while True:
                 with self._lock:

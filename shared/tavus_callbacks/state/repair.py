@@ -1,10 +1,8 @@
 """Pending derived work and its repair: what an answer did not wait for is finished here.
 
-An event is acknowledged once its object is durable (SPEC §3). When folding it into `conversation.json`
-or publishing it still fails after a few quick tries, the pipeline leaves a marker beside the events
-(`<folder>pending/<event_id>.json`, create-only: no contention); `repair` finishes that work and
-removes the marker. A crash between storing an event and folding it leaves no marker, so `repair` also
-folds every stored event of a conversation that its state does not list yet.
+A fold or publish that still fails after a few quick tries leaves a marker (`<folder>pending/<event_id>.json`);
+`repair` finishes that work and removes it. A crash before the fold leaves no marker, so `repair` also folds
+every stored event that its conversation's state does not list yet.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from tavus_callbacks.errors import PreconditionFailed, StoreUnavailable
-from tavus_callbacks.state.stored import is_event_key, read_stored
+from tavus_callbacks.state.stored import is_event_key, read_object, read_stored
 
 if TYPE_CHECKING:
     from tavus_callbacks.forward.base import Forwarder
@@ -33,7 +31,7 @@ _EXTRA_TOP = frozenset({"replicas", "videos", "unrecognized", "quarantine"})
 
 
 class Derivation(Protocol):
-    """What repair finishes derived work with: the store, its layout, the folder and the forwarder (a Pipeline)."""
+    """What repair works with (a Pipeline)."""
 
     store: Store
     layout: Layout
@@ -61,8 +59,9 @@ def mark_pending(store: Store, layout: Layout, record: StoredEvent, work: Sequen
     try:
         for _ in range(4):
             blob = store.read(key)
-            wanted = sorted(set(work) | set(_work_of(blob.data) if blob else ()))
-            if blob is not None and wanted == _work_of(blob.data):
+            had = _read_marker(blob.data)[0] if blob else []
+            wanted = sorted(set(work) | set(had))
+            if blob is not None and wanted == had:
                 return
             try:
                 store.replace(key, _marker(record.id, record.key, wanted), blob.version if blob else None)
@@ -76,10 +75,8 @@ def mark_pending(store: Store, layout: Layout, record: StoredEvent, work: Sequen
 
 
 def repair(pipeline: Derivation, conversation: str | None = None, deadline: float | None = None) -> RepairSummary:
-    """Finish pending work and fold stored events missing from their state, in one conversation or all.
-
-    Stops once `time.monotonic()` passes `deadline` and leaves the rest for the next run.
-    """
+    """Finish pending work and fold stored events missing from their state, in one conversation or all;
+    once `time.monotonic()` passes `deadline`, the rest is left for the next run."""
     summary = RepairSummary()
     prefix = pipeline.layout.prefix
     events: dict[str, list[str]] = {}  # conversation id -> its event keys
@@ -110,7 +107,7 @@ def repair(pipeline: Derivation, conversation: str | None = None, deadline: floa
         if deadline is not None and time.monotonic() > deadline:
             summary.failures += 1
             continue
-        _finish_marker(pipeline, key, None, summary)
+        _finish_marker(pipeline, key, summary)
     return summary
 
 
@@ -118,11 +115,10 @@ def _repair_conversation(pipeline: Derivation, cid: str, event_keys: list[str], 
                          summary: RepairSummary) -> None:
     """Fold the events the state lacks and those whose fold a marker says is unfinished; then the markers."""
     store = pipeline.store
-    blob = store.read(pipeline.layout.conversation_key(cid))
+    state = read_object(store, pipeline.layout.conversation_key(cid)) or {}
     try:
-        state = orjson.loads(blob.data) if blob else {}
         entries = {e.get("id"): e.get("key") for e in state.get("events", [])}
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
+    except (AttributeError, TypeError):
         state, entries = {}, {}  # unreadable: the fold rebuilds it from the stored events
     missing = [k for k in event_keys if k.rsplit("_", 1)[-1].removesuffix(".json") not in entries]
     to_fold = dict.fromkeys(missing)
@@ -134,7 +130,7 @@ def _repair_conversation(pipeline: Derivation, cid: str, event_keys: list[str], 
         marker = store.read(key)
         if marker is None:
             continue
-        work, event_key = _work_of(marker.data), _event_key_of(marker.data)
+        work, event_key = _read_marker(marker.data)
         markers.append((key, work, event_key))
         if FOLD in work:
             to_fold[event_key] = None
@@ -149,41 +145,33 @@ def _repair_conversation(pipeline: Derivation, cid: str, event_keys: list[str], 
             log.warning("repair could not fold conversation %s: %s", cid, exc)
             summary.failures += len(set(missing) - {event_key for _, _, event_key in markers})
     for key, work, _ in markers:
-        _finish_marker(pipeline, key, cid, summary, folded=folded or FOLD not in work)
+        _finish_marker(pipeline, key, summary, folded=folded or FOLD not in work)
 
 
 def _stale_derived(pipeline: Derivation, cid: str, state: dict[str, object]) -> list[str]:
-    """Ids of the events whose transcript.json / perception.json the state names but the store does not hold.
-
-    A derived document is written after the state's compare-and-swap; when that write and its pending marker
-    both failed, only this comparison finds it.
-    """
+    """Ids of the events whose transcript.json / perception.json the state names but the store does not hold
+    (written after the state, that write and its marker may both have failed)."""
     stale = []
     for part, key in (("transcript", pipeline.layout.transcript_key(cid)),
                       ("perception", pipeline.layout.perception_key(cid))):
         summary = state.get(part)
-        if not isinstance(summary, dict) or not summary.get("object"):
-            continue
-        doc = pipeline.store.read(key)
-        try:
-            written = orjson.loads(doc.data).get("event_id") if doc else None
-        except (orjson.JSONDecodeError, AttributeError):
-            written = None
-        if written != summary.get("event_id"):
-            stale.append(str(summary.get("event_id")))
+        if isinstance(summary, dict) and summary.get("object"):
+            written = (read_object(pipeline.store, key) or {}).get("event_id")
+            if written != summary.get("event_id"):
+                stale.append(str(summary.get("event_id")))
     return stale
 
 
-def _finish_marker(pipeline: Derivation, key: str, cid: str | None, summary: RepairSummary,
-                   folded: bool = True) -> None:
+def _finish_marker(pipeline: Derivation, key: str, summary: RepairSummary, folded: bool = True) -> None:
     """Publish what a marker says is unpublished, then remove it, or rewrite it with what is still to do."""
     store = pipeline.store
     try:
         marker = store.read(key)
         if marker is None:
             return
-        work = [w for w in _work_of(marker.data) if w != FOLD or not folded]
-        stored = read_stored(store, _event_key_of(marker.data))
+        had, event_key = _read_marker(marker.data)
+        work = [w for w in had if w != FOLD or not folded]
+        stored = read_stored(store, event_key)
         if stored is None:  # the event object is gone (deleted by hand): nothing left to finish
             store.delete(key)
             return
@@ -198,7 +186,7 @@ def _finish_marker(pipeline: Derivation, key: str, cid: str | None, summary: Rep
             store.delete(key)
             return
         summary.failures += 1
-        if work != _work_of(marker.data):
+        if work != had:
             store.replace(key, _marker(stored.id, stored.key, work), marker.version)
     except (StoreUnavailable, PreconditionFailed) as exc:
         log.warning("repair could not finish %s: %s", key, exc)
@@ -209,16 +197,14 @@ def _marker(event_id: str, event_key: str, work: Sequence[str]) -> bytes:
     return orjson.dumps({"event_id": event_id, "key": event_key, "work": sorted(work)})
 
 
-def _work_of(data: bytes) -> list[str]:
+def _read_marker(data: bytes) -> tuple[list[str], str]:
+    """(work, event key) of a marker; all the work when it cannot be read."""
     try:
-        work = orjson.loads(data).get("work", [])
-    except (orjson.JSONDecodeError, AttributeError):
-        return [FOLD, PUBLISH]
-    return sorted(str(w) for w in work) if isinstance(work, list) else [FOLD, PUBLISH]
-
-
-def _event_key_of(data: bytes) -> str:
-    try:
-        return str(orjson.loads(data)["key"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return ""
+        marker = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        marker = None
+    if not isinstance(marker, dict):
+        return [FOLD, PUBLISH], ""
+    work = marker.get("work", [])
+    return (sorted(str(w) for w in work) if isinstance(work, list) else [FOLD, PUBLISH],
+            str(marker["key"]) if "key" in marker else "")

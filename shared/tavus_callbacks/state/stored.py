@@ -50,6 +50,16 @@ def parse_time(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def read_object(store: Store, key: str) -> dict[str, Any] | None:
+    """The JSON object stored at `key`, or None when it is missing, unreadable or not an object."""
+    blob = store.read(key)
+    try:
+        value = orjson.loads(blob.data) if blob else None
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def read_stored(store: Store, key: str) -> Stored | None:
     """The stored event at `key`, or None when it is gone or is not a CloudEvent this package wrote."""
     blob = store.read(key)

@@ -1,8 +1,7 @@
 """Azure Blob Storage store: create-only upload (`If-None-Match: *`), compare-and-swap by ETag.
 
-azure-storage-blob is imported here only. The account comes from `AZURE_STORAGE_CONNECTION_STRING`,
-or from the URL / `AZURE_STORAGE_ACCOUNT_URL` with DefaultAzureCredential (managed identity,
-workload identity, environment, Azure CLI...).
+The account comes from `AZURE_STORAGE_CONNECTION_STRING`, or from the URL / `AZURE_STORAGE_ACCOUNT_URL`
+with DefaultAzureCredential (managed identity, workload identity, environment, Azure CLI...).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 from azure.core.pipeline.transport import RequestsTransport
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -49,33 +48,25 @@ class AzureAccount:
     url: str
     connection_string: str | None = None
 
+    @classmethod
+    def from_connection_string(cls, value: str) -> AzureAccount:
+        fields = {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in value.split(";") if "=" in p)}
+        name = fields.get("AccountName", "")
+        endpoint = fields.get("BlobEndpoint", "").rstrip("/")
+        if not endpoint and name:
+            scheme = fields.get("DefaultEndpointsProtocol", "https")
+            endpoint = f"{scheme}://{name}.blob.{fields.get('EndpointSuffix', 'core.windows.net')}"
+        if not endpoint:
+            raise ConfigError(f"{CONNECTION_STRING_ENV} names no account: copy it from the storage account's "
+                              "'Access keys' page (it holds AccountName=...;AccountKey=...)")
+        return cls(name or (urlsplit(endpoint).hostname or "").split(".", 1)[0], endpoint, value)
 
-def parse_connection_string(value: str) -> dict[str, str]:
-    """`Key=Value;...` pairs of an Azure Storage connection string (values may hold '=')."""
-    pairs = (part.split("=", 1) for part in value.split(";") if "=" in part)
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
-def account_from_connection_string(value: str) -> AzureAccount:
-    fields = parse_connection_string(value)
-    name = fields.get("AccountName", "")
-    endpoint = fields.get("BlobEndpoint", "").rstrip("/")
-    if not endpoint and name:
-        scheme = fields.get("DefaultEndpointsProtocol", "https")
-        endpoint = f"{scheme}://{name}.blob.{fields.get('EndpointSuffix', 'core.windows.net')}"
-    if not endpoint:
-        raise ConfigError(f"{CONNECTION_STRING_ENV} names no account: copy it from the storage account's "
-                          "'Access keys' page (it holds AccountName=...;AccountKey=...)")
-    if not name:
-        name = (urlsplit(endpoint).hostname or "").split(".", 1)[0]
-    return AzureAccount(name=name, url=endpoint, connection_string=value)
-
-
-def account_from_url(url: str) -> AzureAccount:
-    host = urlsplit(url).hostname or ""
-    if not host:
-        raise ConfigError(f"{ACCOUNT_URL_ENV}={url!r} is not a URL: use https://<account>.blob.core.windows.net")
-    return AzureAccount(name=host.split(".", 1)[0], url=url.rstrip("/"))
+    @classmethod
+    def from_url(cls, url: str) -> AzureAccount:
+        host = urlsplit(url).hostname or ""
+        if not host:
+            raise ConfigError(f"{ACCOUNT_URL_ENV}={url!r} is not a URL: use https://<account>.blob.core.windows.net")
+        return cls(host.split(".", 1)[0], url.rstrip("/"))
 
 
 def blob_service(account: AzureAccount) -> BlobServiceClient:
@@ -116,25 +107,22 @@ class AzureBlobStore:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         connection_string = os.environ.get(CONNECTION_STRING_ENV, "").strip()
+        account_url = os.environ.get(ACCOUNT_URL_ENV, "").strip()
         if scheme == "azure":
             container, path = parts.netloc, parts.path
-            if connection_string:
-                account = account_from_connection_string(connection_string)
-            elif os.environ.get(ACCOUNT_URL_ENV, "").strip():
-                account = account_from_url(os.environ[ACCOUNT_URL_ENV].strip())
-            else:
+            if not (connection_string or account_url):
                 raise ConfigError(
                     f"TAVUS_STORE_URL {url!r} names no storage account: set {CONNECTION_STRING_ENV}, or "
                     f"{ACCOUNT_URL_ENV}=https://<account>{_BLOB_HOST} with a managed identity, or use "
                     f"https://<account>{_BLOB_HOST}/<container>/<prefix>")
+            account = (AzureAccount.from_connection_string(connection_string) if connection_string
+                       else AzureAccount.from_url(account_url))
         elif scheme in ("https", "http") and parts.hostname:
             container, _, path = unquote(parts.path).lstrip("/").partition("/")
-            account = account_from_url(f"{scheme}://{parts.netloc}")
-            if connection_string:
-                # The connection string wins when it is for the same account (keys instead of Entra ID).
-                from_string = account_from_connection_string(connection_string)
-                if from_string.name == account.name:
-                    account = from_string
+            account = AzureAccount.from_url(f"{scheme}://{parts.netloc}")
+            keyed = AzureAccount.from_connection_string(connection_string) if connection_string else None
+            if keyed and keyed.name == account.name:  # keys instead of Entra ID for the same account
+                account = keyed
         else:
             raise ConfigError(f"TAVUS_STORE_URL {url!r} is not an Azure Blob URL")
         if not container:
@@ -142,11 +130,10 @@ class AzureBlobStore:
                               f"or https://<account>{_BLOB_HOST}/<container>/<prefix>")
         return cls(account, container), normalize_prefix(path)
 
-    # -- the four primitives -----------------------------------------------------------
     def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
         try:
-            self._container().get_blob_client(key).upload_blob(
-                data, overwrite=False, content_settings=ContentSettings(content_type=content_type))
+            self._blob(key).upload_blob(data, overwrite=False,
+                                        content_settings=ContentSettings(content_type=content_type))
         except (ResourceExistsError, ResourceModifiedError):
             return False
         except AzureError as exc:
@@ -156,14 +143,13 @@ class AzureBlobStore:
     def read(self, key: str) -> Blob | None:
         try:
             downloader = self._container().download_blob(key)
-            data = downloader.readall()
+            return Blob(downloader.readall(), str(downloader.properties.etag))
         except ResourceNotFoundError as exc:
             if _code(exc) == "ContainerNotFound":
                 raise self._unavailable("read", key, exc) from exc
             return None
         except AzureError as exc:
             raise self._unavailable("read", key, exc) from exc
-        return Blob(data, str(downloader.properties.etag))
 
     def replace(self, key: str, data: bytes, version: str | None, content_type: str = "application/json") -> str:
         if version is None:
@@ -171,7 +157,7 @@ class AzureBlobStore:
         else:
             condition = {"etag": version, "match_condition": MatchConditions.IfNotModified}
         try:
-            result = self._container().get_blob_client(key).upload_blob(
+            result = self._blob(key).upload_blob(
                 data, overwrite=True, content_settings=ContentSettings(content_type=content_type), **condition)
         except (ResourceExistsError, ResourceModifiedError) as exc:
             raise PreconditionFailed(f"{self.url}/{key} changed since it was read") from exc
@@ -185,15 +171,13 @@ class AzureBlobStore:
 
     def stat(self, key: str) -> ObjectInfo | None:
         try:
-            props = self._container().get_blob_client(key).get_blob_properties()
+            props = self._blob(key).get_blob_properties()
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
             raise self._unavailable("stat", key, exc) from exc
-        return ObjectInfo(key=key, size=int(props.size), etag=str(props.etag).strip('"') or None,
-                          content_type=props.content_settings.content_type)
+        return ObjectInfo(key, int(props.size), str(props.etag).strip('"') or None, props.content_settings.content_type)
 
-    # -- tools -------------------------------------------------------------------------
     def iter_keys(self, prefix: str) -> Iterator[str]:
         """Blob Storage lists blob names in lexical order."""
         try:
@@ -216,7 +200,6 @@ class AzureBlobStore:
             return location.key
         return None
 
-    # -- helpers -----------------------------------------------------------------------
     def _container(self) -> ContainerClient:
         try:
             return blob_service(self._account).get_container_client(self.container)
@@ -224,30 +207,32 @@ class AzureBlobStore:
             raise StoreUnavailable(f"cannot make an Azure Blob client for {self.url}: {exc}; check "
                                    f"{CONNECTION_STRING_ENV} or {ACCOUNT_URL_ENV}") from exc
 
+    def _blob(self, key: str) -> BlobClient:
+        return self._container().get_blob_client(key)
+
     def _unavailable(self, op: str, key: str, exc: AzureError) -> StoreUnavailable:
-        """The error to raise for a failed call: Azure's error code and HTTP status (or the client's error) and
-        what to do about it."""
+        """Azure's error code and HTTP status (or the client's error) and what to do about it."""
         code = _code(exc)
         status = getattr(exc, "status_code", None)
         cause = f"{code or type(exc).__name__} (HTTP {status})" if status else type(exc).__name__
         if code == "ContainerNotFound":
-            hint = f"the container {self.container!r} does not exist: create it or fix TAVUS_STORE_URL"
+            fix = f"the container {self.container!r} does not exist: create it or fix TAVUS_STORE_URL"
         elif isinstance(exc, ClientAuthenticationError) and not status:
-            hint = ("no Azure credential could be had: give the function a managed identity, or set "
-                    f"{CONNECTION_STRING_ENV}")
+            fix = ("no Azure credential could be had: give the function a managed identity, or set "
+                   f"{CONNECTION_STRING_ENV}")
         elif code in ("AuthorizationPermissionMismatch", "AuthorizationFailure", "AuthenticationFailed") \
                 or status in (401, 403):
-            hint = ("access denied: give the function's identity the 'Storage Blob Data Contributor' role on "
-                    f"the container {self.container!r} (a new role takes a few minutes to apply), or check the "
-                    "account key")
+            fix = ("access denied: give the function's identity the 'Storage Blob Data Contributor' role on "
+                   f"the container {self.container!r} (a new role takes a few minutes to apply), or check the "
+                   "account key")
         elif status:
-            hint = "retry later; if it persists, check the storage account's network rules"
+            fix = "retry later; if it persists, check the storage account's network rules"
         elif isinstance(exc, ServiceRequestTimeoutError | ServiceResponseTimeoutError):
             cause = f"timed out ({type(exc).__name__})"
-            hint = "Azure Blob Storage did not answer in time: check the network and the account URL; retry later"
+            fix = "Azure Blob Storage did not answer in time: check the network and the account URL; retry later"
         else:
-            hint = "Azure Blob Storage could not be reached: check the network and the account URL; retry later"
-        return StoreUnavailable(f"Azure Blob store could not {op} {self.url}/{key}: {cause}: {hint}")
+            fix = "Azure Blob Storage could not be reached: check the network and the account URL; retry later"
+        return StoreUnavailable(f"Azure Blob store could not {op} {self.url}/{key}: {cause}: {fix}")
 
 
 def _code(exc: AzureError) -> str:

@@ -1,8 +1,7 @@
-"""The Store protocol: four primitives every backend implements, plus two for tools.
+"""The Store protocol: four primitives every backend implements, plus three for tools.
 
-Keys are paths inside the backend's bucket (or SQLite file), '/'-separated, never starting with '/'.
-The key prefix of SPEC §4 is applied by `layout.Layout`, not here, so a store can also stat the
-recordings the vendor writes beside our folders.
+Keys are '/'-separated paths inside the bucket (or SQLite file). The key prefix of SPEC §4 is applied by
+`record.Layout`, not here, so a store can also stat the recordings the vendor writes beside our folders.
 """
 
 from __future__ import annotations
@@ -37,8 +36,8 @@ class ObjectInfo:
 class Store(Protocol):
     """Create-only write, read with version, compare-and-swap replace, stat.
 
-    Every method raises `StoreUnavailable` when the backend cannot be reached or fails,
-    so the pipeline can answer 503 instead of acknowledging what is not durable.
+    Every method raises `StoreUnavailable` when the backend fails, so the pipeline answers 503 instead of
+    acknowledging what is not durable.
     """
 
     url: str
@@ -51,9 +50,7 @@ class Store(Protocol):
 
     def replace(self, key: str, data: bytes, version: str | None, content_type: str = "application/json") -> str:
         """Write `data` if the object is still at `version` (None: must not exist yet); the new version.
-
-        Raises `PreconditionFailed` when another writer got there first.
-        """
+        `PreconditionFailed` when another writer got there first."""
 
     def stat(self, key: str) -> ObjectInfo | None:
         """Size, ETag and content type of an object, or None when it does not exist."""

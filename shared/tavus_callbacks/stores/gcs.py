@@ -1,7 +1,7 @@
 """Google Cloud Storage store: create-only by `if_generation_match=0`, compare-and-swap by generation.
 
-google-cloud-storage is imported here only. Credentials are Application Default Credentials; with
-`STORAGE_EMULATOR_HOST` set, the client talks to that emulator anonymously.
+Credentials are Application Default Credentials; with `STORAGE_EMULATOR_HOST` set, the client talks to that
+emulator anonymously.
 """
 
 from __future__ import annotations
@@ -40,9 +40,8 @@ def gcs_client() -> Any:
         # Object calls need no project: without GOOGLE_CLOUD_PROJECT, skip looking one up.
         client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=sdk.POOL_SIZE)
-        session = client._http  # the authorized requests session the client sends through
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
+        client._http.mount("https://", adapter)  # the authorized requests session the client sends through
+        client._http.mount("http://", adapter)
         return client
 
     return sdk.cached_client(sdk.env_key("gcs", _CLIENT_ENV), make)
@@ -64,7 +63,6 @@ class GCSStore:
                               "gs://bucket/prefix")
         return cls(parts.netloc), normalize_prefix(parts.path)
 
-    # -- the four primitives -----------------------------------------------------------
     def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
         try:
             self._upload(key, data, content_type, generation=0)
@@ -75,12 +73,11 @@ class GCSStore:
     def read(self, key: str) -> Blob | None:
         blob = self._bucket().blob(key)
         try:
-            data = blob.download_as_bytes(timeout=_TIMEOUT, retry=_RETRY)
+            return Blob(blob.download_as_bytes(timeout=_TIMEOUT, retry=_RETRY), str(blob.generation))
         except gexc.NotFound:
             return None
         except _FAILURES as exc:
             raise self._unavailable("read", key, exc) from exc
-        return Blob(data, str(blob.generation))
 
     def replace(self, key: str, data: bytes, version: str | None, content_type: str = "application/json") -> str:
         return self._upload(key, data, content_type, generation=0 if version is None else int(version))
@@ -92,16 +89,12 @@ class GCSStore:
             return None
         except _FAILURES as exc:
             raise self._unavailable("stat", key, exc) from exc
-        if blob is None:
-            return None
-        return ObjectInfo(key=key, size=int(blob.size or 0), etag=blob.etag, content_type=blob.content_type)
+        return None if blob is None else ObjectInfo(key, int(blob.size or 0), blob.etag, blob.content_type)
 
-    # -- tools -------------------------------------------------------------------------
     def iter_keys(self, prefix: str) -> Iterator[str]:
         """Cloud Storage lists object names in lexical order."""
         try:
-            for blob in self._client().list_blobs(self.bucket, prefix=prefix or None, timeout=_TIMEOUT,
-                                                  retry=_RETRY):
+            for blob in self._bucket().list_blobs(prefix=prefix or None, timeout=_TIMEOUT, retry=_RETRY):
                 yield blob.name
         except _FAILURES as exc:
             raise self._unavailable("list", prefix, exc) from exc
@@ -115,12 +108,8 @@ class GCSStore:
             raise self._unavailable("delete", key, exc) from exc
 
     def locate(self, location: RecordingLocation) -> str | None:
-        """The recording's key when it is a Cloud Storage object in this bucket."""
-        if location.provider == "gcs" and location.bucket == self.bucket:
-            return location.key
-        return None
+        return location.key if (location.provider, location.bucket) == ("gcs", self.bucket) else None
 
-    # -- helpers -----------------------------------------------------------------------
     def _upload(self, key: str, data: bytes, content_type: str, generation: int) -> str:
         """Write `data` if the object is at `generation` (0: absent); the new generation."""
         blob = self._bucket().blob(key)
@@ -133,33 +122,28 @@ class GCSStore:
             raise self._unavailable("write", key, exc) from exc
         return str(blob.generation)
 
-    def _client(self) -> Any:
+    def _bucket(self) -> Any:
         try:
-            return gcs_client()
+            return gcs_client().bucket(self.bucket)
         except _FAILURES as exc:
             raise StoreUnavailable(
                 f"cannot make a Cloud Storage client: {exc}; run on a service account, set "
                 "GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`") from exc
 
-    def _bucket(self) -> Any:
-        return self._client().bucket(self.bucket)
-
     def _unavailable(self, op: str, key: str, exc: BaseException) -> StoreUnavailable:
-        """The error to raise for a failed call: Cloud Storage's HTTP status (or the client's error) and the fix."""
-        where = f"gs://{self.bucket}/{key}"
+        """Cloud Storage's HTTP status (or the client's error) and what to do about it."""
         cause = f"{exc.code} {type(exc).__name__}" if isinstance(exc, gexc.GoogleAPICallError) else type(exc).__name__
         if isinstance(exc, gexc.NotFound):
-            hint = f"the bucket {self.bucket!r} does not exist: create it or fix TAVUS_STORE_URL"
+            fix = f"the bucket {self.bucket!r} does not exist: create it or fix TAVUS_STORE_URL"
         elif isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
-            hint = (f"permission denied: grant the function's service account roles/storage.objectUser on "
-                    f"gs://{self.bucket}")
+            fix = f"permission denied: grant the function's service account roles/storage.objectUser on gs://{self.bucket}"
         elif isinstance(exc, GoogleAuthError):
-            hint = f"credentials failed ({exc}): check Application Default Credentials"
+            fix = f"credentials failed ({exc}): check Application Default Credentials"
         elif isinstance(exc, gexc.GoogleAPICallError):
-            hint = f"Cloud Storage answered {exc.message}: retry later"
+            fix = f"Cloud Storage answered {exc.message}: retry later"
         elif isinstance(exc, Timeout | gexc.RetryError | TimeoutError):
             cause = f"timed out ({type(exc).__name__})"
-            hint = "Cloud Storage did not answer in time: check the network (or STORAGE_EMULATOR_HOST); retry later"
+            fix = "Cloud Storage did not answer in time: check the network (or STORAGE_EMULATOR_HOST); retry later"
         else:
-            hint = "Cloud Storage could not be reached: check the network (or STORAGE_EMULATOR_HOST); retry later"
-        return StoreUnavailable(f"Cloud Storage store could not {op} {where}: {cause}: {hint}")
+            fix = "Cloud Storage could not be reached: check the network (or STORAGE_EMULATOR_HOST); retry later"
+        return StoreUnavailable(f"Cloud Storage store could not {op} gs://{self.bucket}/{key}: {cause}: {fix}")

@@ -1,9 +1,7 @@
 """The embedded store: one SQLite file (`sqlite:///tavus.db`), one table of objects keyed like the bucket.
 
-Create-only is `INSERT ... ON CONFLICT DO NOTHING`, compare-and-swap is `UPDATE ... WHERE version = ?`.
-The file is in WAL mode with `synchronous=FULL`, so a write has returned only once it is on disk; the
-writes that threads of one process make at the same moment are committed together (one transaction,
-one sync), and processes share the file through SQLite's own locking.
+Create-only is `INSERT ... ON CONFLICT DO NOTHING`, compare-and-swap is `UPDATE ... WHERE version = ?`; WAL with
+`synchronous=FULL`, so a write returns once it is on disk. Concurrent writes of one process share a transaction.
 """
 
 from __future__ import annotations
@@ -82,7 +80,6 @@ class SQLiteStore:
                               "(relative to the working directory) or sqlite:////absolute/path/tavus.db")
         return cls(path), ""
 
-    # -- the four primitives -----------------------------------------------------------
     def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
         return self._write(_CREATE, (key, data, content_type, _new_version())) == 1
 
@@ -104,15 +101,12 @@ class SQLiteStore:
         rows = self._query("SELECT length(body), version, content_type FROM objects WHERE key = ?", (key,))
         return ObjectInfo(key, rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
-    # -- tools -------------------------------------------------------------------------
     def iter_keys(self, prefix: str) -> Iterator[str]:
         """Keys in the byte order of their UTF-8 text (SQLite's), which is the lexical order of the strings."""
-        last = prefix
-        sql = "SELECT key FROM objects WHERE key >= ? AND key > ? ORDER BY key LIMIT ?"
-        first = True
+        last = ""
         while True:
-            rows = self._query(sql, (prefix, "" if first else last, _PAGE))
-            first = False
+            rows = self._query("SELECT key FROM objects WHERE key >= ? AND key > ? ORDER BY key LIMIT ?",
+                               (prefix, last, _PAGE))
             for (key,) in rows:
                 if not key.startswith(prefix):
                     return
@@ -125,10 +119,8 @@ class SQLiteStore:
         self._write(_DELETE, (key,))
 
     def locate(self, location: RecordingLocation) -> str | None:
-        """Recordings live in a cloud bucket, never in this file."""
-        return None
+        return None  # recordings live in a cloud bucket, never in this file
 
-    # -- helpers -----------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection for reads (one per thread: a connection is not shared between threads)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -157,8 +149,8 @@ class SQLiteStore:
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         """Run one statement in the next transaction; the rows it changed, once that transaction is durable.
 
-        The first writer to arrive commits for everyone queued behind it; those that arrive meanwhile
-        go in the next transaction, which the first of them commits.
+        The first writer to arrive commits for those queued behind it; the first of those arriving meanwhile
+        commits the next transaction.
         """
         write = _Write(sql, params)
         with self._lock:
@@ -202,11 +194,8 @@ class SQLiteStore:
                 write.ready.set()
 
     def _begin(self, conn: sqlite3.Connection) -> None:
-        """Take the write lock, waiting for another process's transaction in short steps.
-
-        A transaction holds the lock for well under a millisecond; SQLite's own busy wait sleeps up to
-        100 ms at a time, so two processes writing at once would mostly sleep.
-        """
+        """Take the write lock, waiting for another process's transaction in short steps (SQLite's own busy
+        wait sleeps up to 100 ms, far longer than a transaction holds the lock)."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
