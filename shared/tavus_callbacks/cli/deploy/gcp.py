@@ -1,9 +1,6 @@
-"""`tavus-callbacks deploy gcp`: bucket, service account, secret, roles and the function, created or reused.
-
-`gcloud functions deploy --gen2` does the deploy (the same service as `gcloud run deploy --function`). The
-token lives in Secret Manager only; the function reads a pinned version, resolved from `latest` at each run, so
-a rotation (add a version, run the deploy again) is explicit.
-"""
+"""`tavus-callbacks deploy gcp`: bucket, service account, secret, roles and the function (`gcloud functions
+deploy --gen2`), created or reused. The function reads the token secret's version that is `latest` at each run,
+so a rotation (add a version, deploy again) is explicit."""
 
 from __future__ import annotations
 
@@ -45,20 +42,17 @@ def run(args: argparse.Namespace) -> int:
     if not accounts:
         raise DeployError("gcloud has no active account: run `gcloud auth login`")
 
-    def configured_project() -> str | None:
-        return (gcloud.run("config", "get-value", "project").strip() or None)
-
-    project = settings.pick("PROJECT", args.project, configured_project)
+    project = settings.pick("PROJECT", args.project,
+                            lambda: (gcloud.run("config", "get-value", "project") or "").strip())
     if not project:
         raise DeployError("no project: give --project PROJECT_ID (or run `gcloud config set project PROJECT_ID`)")
-    region = str(settings.pick("REGION", args.region, lambda: "us-central1"))
-    bucket = str(settings.pick("BUCKET", args.bucket, lambda: f"{project}-tavus-recordings"))
-    prefix = settings.values.get("PREFIX", "") if args.prefix is None else args.prefix
-    settings.values["PREFIX"] = prefix
-    function = str(settings.pick("FUNCTION", args.function, lambda: "tavus-callback"))
-    account_name = str(settings.pick("SERVICE_ACCOUNT", args.service_account, lambda: "tavus-callbacks"))
-    secret = str(settings.pick("SECRET", args.secret, lambda: "tavus-callback-tokens"))
-    access = str(settings.pick("ACCESS", args.access, lambda: "allusers"))
+    region = settings.pick("REGION", args.region, lambda: "us-central1")
+    bucket = settings.pick("BUCKET", args.bucket, lambda: f"{project}-tavus-recordings")
+    prefix = settings.pick("PREFIX", args.prefix)
+    function = settings.pick("FUNCTION", args.function, lambda: "tavus-callback")
+    account_name = settings.pick("SERVICE_ACCOUNT", args.service_account, lambda: "tavus-callbacks")
+    secret = settings.pick("SECRET", args.secret, lambda: "tavus-callback-tokens")
+    access = settings.pick("ACCESS", args.access, lambda: "allusers")
     settings.save("names used by `tavus-callbacks deploy gcp`; the next run reuses them")
     p = f"--project={project}"
     member = f"serviceAccount:{account_name}@{project}.iam.gserviceaccount.com"
@@ -92,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
         gcloud.run("secrets", "add-iam-policy-binding", secret, p, f"--member={member}", f"--role={SECRET_ROLE}")
     latest = gcloud.json("secrets", "versions", "describe", "latest", f"--secret={secret}", p, "--format=json")
     version = str(latest["name"]).rsplit("/", 1)[-1]
-    tokens = gcloud.run("secrets", "versions", "access", version, f"--secret={secret}", p)
-    token = tokens.split(",")[0].strip()
+    token = (gcloud.run("secrets", "versions", "access", version, f"--secret={secret}", p) or "").split(",")[0].strip()
 
     bundle = build_bundle("gcp", Path(args.out) / "gcp")
     gcloud.run("functions", "deploy", function, "--gen2", p, f"--region={region}", "--runtime=python313",
