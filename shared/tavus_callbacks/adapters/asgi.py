@@ -33,6 +33,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
     """How `serve` runs: where it listens, how many processes and threads, and its bounds."""
@@ -57,7 +58,7 @@ class _Gone(Exception):
 class CallbackApp:
     """ASGI app around a Pipeline: scope -> Request, Response -> ASGI messages, one access line each."""
 
-    def __init__(self, pipeline: Pipeline, read_timeout: float = 10.0, threads: int = 8) -> None:
+    def __init__(self, pipeline: Pipeline, read_timeout: float, threads: int) -> None:
         self.pipeline = pipeline
         self.read_timeout = read_timeout
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tavus-callbacks")

@@ -61,15 +61,15 @@ def to_request(event: dict[str, Any]) -> Request:
         method = http.get("method")
         path = event.get("rawPath") or http.get("path") or "/"
         raw_query = event.get("rawQueryString")
-        query = _parse_query(raw_query) if raw_query is not None else _strings(event, "queryStringParameters")
-        headers = _strings(event, "headers")
+        query = _parse_query(raw_query) if raw_query is not None else _object(event, "queryStringParameters")
+        headers = _object(event, "headers")
     elif "httpMethod" in event or event.get("version") == "1.0":
         method = event.get("httpMethod")
         path = event.get("path") or "/"
-        query = {**_strings(event, "queryStringParameters"), **_first_values(event, "multiValueQueryStringParameters")}
+        query = {**_object(event, "queryStringParameters"), **_object(event, "multiValueQueryStringParameters", True)}
         if isinstance(context, dict) and "elb" in context:  # a load balancer passes the query undecoded
             query = {unquote_plus(k): unquote_plus(v) for k, v in query.items()}
-        headers = {**_first_values(event, "multiValueHeaders"), **_strings(event, "headers")}
+        headers = {**_object(event, "multiValueHeaders", True), **_object(event, "headers")}
     else:
         raise MalformedRequest("neither payload format 2.0 (requestContext.http) nor 1.0 (httpMethod)")
     if not isinstance(method, str) or not method:
@@ -88,24 +88,16 @@ def _parse_query(raw: Any) -> dict[str, str]:
     return query
 
 
-def _strings(event: dict[str, Any], field: str) -> dict[str, str]:
-    value = event.get(field)
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise MalformedRequest(f"{field} is not an object of strings")
-    return value
-
-
-def _first_values(event: dict[str, Any], field: str) -> dict[str, str]:
+def _object(event: dict[str, Any], field: str, multi: bool = False) -> dict[str, str]:
+    """An object of strings (of lists of strings when `multi`, whose first values it gives); null is empty."""
     value = event.get(field)
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and v and all(isinstance(x, str) for x in v)
-            for k, v in value.items()):
-        raise MalformedRequest(f"{field} is not an object of lists of strings")
-    return {k: v[0] for k, v in value.items()}
+            isinstance(k, str) and (isinstance(v, list) and v and all(isinstance(x, str) for x in v) if multi
+                                    else isinstance(v, str)) for k, v in value.items()):
+        raise MalformedRequest(f"{field} is not an object of {'lists of ' if multi else ''}strings")
+    return {k: v[0] for k, v in value.items()} if multi else value
 
 
 def _body(event: dict[str, Any]) -> bytes:

@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         token, reference = vault_secret(az, account, vault, group, location, principal, wait=args.wait)
     else:
         kept = current.get(TOKENS_SETTING) or ""
-        token = kept.split(",")[0].strip() if kept and not kept.startswith("@Microsoft.KeyVault(") else new_token()
-        reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else token
+        reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else new_token()
+        token = reference.split(",")[0].strip()
     wanted = {TOKENS_SETTING: reference, "AzureWebJobsDisableHomepage": "true",
               "TAVUS_STORE_URL": f"https://{storage}.blob.core.windows.net/{container}/{prefix}"}
     if any(current.get(k) != v for k, v in wanted.items()):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from tavus_callbacks.cli.build import build_bundle
 from tavus_callbacks.cli.deploy.base import Cli, DeployError, SettingsFile, check_endpoint, new_token
@@ -64,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
         gcloud.run("services", "enable", *missing, p)
     number = gcloud.json("projects", "describe", project, "--format=json")["projectNumber"]
     builder = f"serviceAccount:{number}-compute@developer.gserviceaccount.com"
-    if not has_binding(gcloud.json("projects", "get-iam-policy", project, "--format=json"), BUILDER_ROLE, builder):
-        gcloud.run("projects", "add-iam-policy-binding", project, f"--member={builder}", f"--role={BUILDER_ROLE}",
-                   "--condition=None", "--format=none")
+    bind(gcloud, ("projects",), (project,), BUILDER_ROLE, builder, "--condition=None", "--format=none")
 
     if gcloud.maybe_json("storage", "buckets", "describe", f"gs://{bucket}", p, "--format=json") is None:
         gcloud.run("storage", "buckets", "create", f"gs://{bucket}", p, f"--location={region}",
@@ -74,16 +71,12 @@ def run(args: argparse.Namespace) -> int:
     if gcloud.maybe_json("iam", "service-accounts", "describe", email, p, "--format=json") is None:
         gcloud.run("iam", "service-accounts", "create", account_name, p,
                    "--display-name=tavus-callbacks function")
-    if not has_binding(gcloud.json("storage", "buckets", "get-iam-policy", f"gs://{bucket}", p, "--format=json"),
-                       BUCKET_ROLE, member):
-        gcloud.run("storage", "buckets", "add-iam-policy-binding", f"gs://{bucket}", p, f"--member={member}",
-                   f"--role={BUCKET_ROLE}")
+    bind(gcloud, ("storage", "buckets"), (f"gs://{bucket}", p), BUCKET_ROLE, member)
 
     if gcloud.maybe_json("secrets", "describe", secret, p, "--format=json") is None:
         gcloud.run("secrets", "create", secret, p, "--replication-policy=automatic", "--data-file=-",
                    stdin=new_token())
-    if not has_binding(gcloud.json("secrets", "get-iam-policy", secret, p, "--format=json"), SECRET_ROLE, member):
-        gcloud.run("secrets", "add-iam-policy-binding", secret, p, f"--member={member}", f"--role={SECRET_ROLE}")
+    bind(gcloud, ("secrets",), (secret, p), SECRET_ROLE, member)
     latest = gcloud.json("secrets", "versions", "describe", "latest", f"--secret={secret}", p, "--format=json")
     version = str(latest["name"]).rsplit("/", 1)[-1]
     token = (gcloud.run("secrets", "versions", "access", version, f"--secret={secret}", p) or "").split(",")[0].strip()
@@ -106,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def has_binding(policy: Any, role: str, member: str) -> bool:
-    """Whether an IAM policy (as gcloud prints it in JSON) grants `role` to `member` without a condition."""
-    return any(b.get("role") == role and member in b.get("members", []) and not b.get("condition")
-               for b in (policy or {}).get("bindings", []))
+def bind(gcloud: Cli, group: tuple[str, ...], target: tuple[str, ...], role: str, member: str, *extra: str) -> None:
+    """Grant `role` on a resource to `member` unless its IAM policy already does without a condition."""
+    policy = gcloud.json(*group, "get-iam-policy", *target, "--format=json") or {}
+    if not any(b.get("role") == role and member in b.get("members", []) and not b.get("condition")
+               for b in policy.get("bindings", [])):
+        gcloud.run(*group, "add-iam-policy-binding", *target, f"--member={member}", f"--role={role}", *extra)
