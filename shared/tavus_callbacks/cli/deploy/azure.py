@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from tavus_callbacks.cli.deploy.base import (
     DeployError,
     SettingsFile,
     check_endpoint,
+    log,
     new_token,
     private_file,
     wait_interval,
@@ -26,7 +26,6 @@ from tavus_callbacks.cli.deploy.base import (
 BLOB_ROLE = "Storage Blob Data Contributor"
 SECRET_READER = "Key Vault Secrets User"
 SECRET_WRITER = "Key Vault Secrets Officer"
-SETTINGS = ".tavus-deploy-azure.env"
 TOKENS_SETTING = "TAVUS_CALLBACK_TOKENS"
 
 
@@ -43,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = SettingsFile(Path(args.settings or SETTINGS))
+    settings = SettingsFile(Path(args.settings))
     az = Cli("az", "install the Azure CLI (learn.microsoft.com/cli/azure) and run `az login`")
     func = Cli("func", "install Azure Functions Core Tools v4 (npm i -g azure-functions-core-tools@4)")
     account = az.maybe_json("account", "show", "-o", "json", missing=("az login",))
@@ -108,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     func.run("azure", "functionapp", "publish", app, "--build", "remote", cwd=bundle.path)
     shown = az.json("functionapp", "show", "--name", app, *g, "-o", "json")
     url = f"https://{shown['defaultHostName']}/"
-    check_endpoint(url, token, wait=args.wait, log=lambda line: print(line, file=sys.stderr))
+    check_endpoint(url, token, wait=args.wait)
     print(f"callback_url: {url}?token={token}")
     print(f"store_url:    azure://{container}/{prefix}  (account {storage})")
     return 0
@@ -155,7 +154,7 @@ def vault_secret(az: Cli, account: dict[str, Any], vault: str, group: str, locat
         except DeployError as exc:
             if "Forbidden" not in str(exc) or time.monotonic() > deadline:
                 raise
-            print("  the vault does not accept this login's new role yet; waiting", file=sys.stderr)
+            log("  the vault does not accept this login's new role yet; waiting")
             time.sleep(wait_interval(wait))
     token = str(secret["value"]).split(",")[0].strip()
     return token, f"@Microsoft.KeyVault(VaultName={vault};SecretName={name})"

@@ -25,8 +25,6 @@ from tavus_callbacks.errors import TavusCallbacksError
 
 # The one callback a deploy sends: of no known family, kept under unrecognized/undated/ (a second deploy: duplicate)
 DEPLOY_CHECK = b'{"tavus_callbacks_deploy_check": 1}'
-
-
 NOT_FOUND = ("NOT_FOUND", "NotFound", "not found", "ResourceNotFound", "could not be found")
 
 
@@ -48,7 +46,7 @@ class Cli:
     def run(self, *argv: str, stdin: str | None = None, cwd: Path | None = None,
             missing: tuple[str, ...] = ()) -> str | None:
         """The command's stdout; None when it fails saying one of `missing`; else a DeployError with its stderr."""
-        print(f"$ {self.program} {shlex.join(argv)}", file=sys.stderr, flush=True)
+        log(f"$ {self.program} {shlex.join(argv)}")
         executable = shutil.which(self.program) or self.program  # a .cmd on Windows needs its full name
         done = subprocess.run([executable, *argv], input=stdin, cwd=cwd, capture_output=True, text=True, check=False)
         if done.returncode == 0:
@@ -125,7 +123,11 @@ def wait_interval(wait: float) -> float:
     return max(0.2, min(10.0, wait / 30))
 
 
-def check_endpoint(url: str, token: str, *, wait: float, log: Callable[[str], None]) -> None:
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def check_endpoint(url: str, token: str, *, wait: float) -> None:
     """GET <url>healthz, then one authenticated callback, retried while the answer is 5xx (roles and secret
     references take minutes to propagate) for up to `wait` seconds; a DeployError says what is still wrong."""
     base = url if url.endswith("/") else url + "/"

@@ -5,7 +5,6 @@ so a rotation (add a version, deploy again) is explicit."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from tavus_callbacks.cli.build import build_bundle
@@ -17,7 +16,6 @@ APIS = ("cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googl
 BUILDER_ROLE = "roles/cloudbuild.builds.builder"
 BUCKET_ROLE = "roles/storage.objectUser"
 SECRET_ROLE = "roles/secretmanager.secretAccessor"
-SETTINGS = ".tavus-deploy-gcp.env"
 ACCESS = ("allusers", "no-invoker-check")
 
 
@@ -35,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = SettingsFile(Path(args.settings or SETTINGS))
+    settings = SettingsFile(Path(args.settings))
     gcloud = Cli("gcloud", "install the Google Cloud CLI (cloud.google.com/sdk) and run `gcloud auth login`")
     accounts = gcloud.json("auth", "list", "--filter=status:ACTIVE", "--format=json") or []
     if not accounts:
@@ -93,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                    "--quiet")
     described = gcloud.json("functions", "describe", function, "--gen2", p, f"--region={region}", "--format=json")
     url = str(described["serviceConfig"]["uri"]).rstrip("/") + "/"
-    check_endpoint(url, token, wait=args.wait, log=lambda line: print(line, file=sys.stderr))
+    check_endpoint(url, token, wait=args.wait)
     print(f"callback_url: {url}?token={token}")
     print(f"store_url:    gs://{bucket}/{prefix}")
     return 0
