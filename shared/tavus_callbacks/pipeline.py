@@ -257,20 +257,22 @@ _default: Pipeline | None = None
 _default_lock = threading.Lock()
 
 
-def default_pipeline() -> Pipeline:
-    """The process-wide pipeline configured from the environment, built on first use and reused."""
+def default_pipeline(tokens: tuple[str, ...] | None = None) -> Pipeline:
+    """The process-wide pipeline of the environment's settings, built on first use and reused; given `tokens`
+    (e.g. from a secret) it has those instead, and is built again when they change."""
     global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = Pipeline(Settings.from_env().require_tokens())
-    return _default
+    with _default_lock:
+        if _default is None or (tokens is not None and _default.settings.tokens != tokens):
+            settings = Settings.from_env() if tokens is None else Settings.from_env(tokens=tokens)
+            _default = Pipeline(settings.require_tokens())
+        return _default
 
 
-def handle(request: Request) -> Response:
-    """Answer a request with the process-wide pipeline; a configuration error answers 503 and is logged."""
+def handle(request: Request, tokens: tuple[str, ...] | None = None) -> Response:
+    """Answer a request with the process-wide pipeline (of `tokens` when given); a configuration error or a
+    store that cannot be opened answers 503 and is logged."""
     try:
-        pipeline = default_pipeline()
+        pipeline = default_pipeline(tokens)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return unavailable("the endpoint is not configured; see its logs", "config_error")

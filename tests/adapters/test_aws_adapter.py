@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,10 +27,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 
 
 @pytest.fixture
-def aws(aws_app: ModuleType, adapter_env: Path) -> Iterator[AwsDriver]:
-    aws_app._secret_tokens = None
-    yield AwsDriver("aws-url", adapter_env, kind="url", module=aws_app)
-    aws_app._secret_tokens = None
+def aws(aws_app: ModuleType, adapter_env: Path) -> AwsDriver:
+    return AwsDriver("aws-url", adapter_env, kind="url", module=aws_app)
 
 
 def lines(text: str) -> list[dict[str, Any]]:
@@ -187,6 +186,20 @@ def test_tokens_come_from_the_secret_and_are_cached_until_max_age(aws: AwsDriver
     assert aws.post(second, token=TOKENS[0]).status == 401, "a rotated-out token stops working"
     reply = aws.post(second, token=rotated)
     assert reply.status == 200 and reply.json()["status"] == "stored"
+
+
+def test_a_rotated_secret_takes_effect_without_changing_the_environment(aws: AwsDriver,
+                                                                          secret: Callable[[str], None]) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    environment = dict(os.environ)
+    assert aws.post(load_event("replica.training.ready"), token=TOKENS[0]).status == 200
+    rotated = "rotated-token-" + uuid.uuid4().hex
+    secret(rotated)
+    parameters.clear_caches()
+    assert aws.post(load_event("replica.training.error"), token=rotated).status == 200
+    assert aws.post(load_event("replica.training.error"), token=TOKENS[0]).status == 401
+    assert dict(os.environ) == environment
 
 
 def test_a_missing_secret_answers_503_and_says_why_in_the_logs(aws: AwsDriver, secret: Callable[[str], None],

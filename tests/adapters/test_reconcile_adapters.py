@@ -5,6 +5,7 @@ POST to the Google Cloud function, and the Azure timer function."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,6 +68,7 @@ def test_the_lambda_schedule_recovers_with_the_key_from_secrets_manager(
     assert result["status"] == "ok" and result["recovered"] == 5 and result["finished"] is True
     assert {d.get("tavusorigin") for d in stored_events(adapter_env)} == {"api"}
     assert API_KEY in fake_tavus.keys_seen
+    assert "TAVUS_API_KEY" not in os.environ, "the key is passed to the sweep, not put in the environment"
 
 
 def test_the_lambda_schedule_is_off_without_a_key(aws_app: ModuleType, adapter_env: Path,

@@ -1,9 +1,5 @@
-"""`tavus-callbacks serve`: the pipeline as a small ASGI app, run by `uvicorn.run` with one process per core.
-
-The app only translates (ASGI scope -> Request, Response -> ASGI messages) like any adapter and hands each
-request to a thread of its worker's pool. It refuses an over-limit body from its Content-Length before
-reading it and gives every body a deadline; uvicorn's own options bound connections and idle keep-alives.
-"""
+"""`tavus-callbacks serve`: the pipeline as a small ASGI app run by `uvicorn.run`, each request handed to a
+thread of its worker's pool; a body over the limit is refused from its Content-Length, and every body has a deadline."""
 
 from __future__ import annotations
 
@@ -38,21 +34,15 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
-DEFAULT_THREADS = 8
-DEFAULT_READ_TIMEOUT = 10.0
-
-
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
     """How `serve` runs: where it listens, how many processes and threads, and its bounds."""
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
+    host: str = "127.0.0.1"
+    port: int = 8080
     workers: int = 1
-    threads: int = DEFAULT_THREADS
-    read_timeout: float = DEFAULT_READ_TIMEOUT
+    threads: int = 8
+    read_timeout: float = 10.0
     log_level: str = "info"
 
     @property
@@ -68,8 +58,7 @@ class _Gone(Exception):
 class CallbackApp:
     """ASGI app around a Pipeline: scope -> Request, Response -> ASGI messages, one access line each."""
 
-    def __init__(self, pipeline: Pipeline, read_timeout: float = DEFAULT_READ_TIMEOUT,
-                 threads: int = DEFAULT_THREADS) -> None:
+    def __init__(self, pipeline: Pipeline, read_timeout: float, threads: int) -> None:
         self.pipeline = pipeline
         self.read_timeout = read_timeout
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tavus-callbacks")
@@ -123,11 +112,8 @@ class CallbackApp:
 
 
 class AccessLog:
-    """The access line of each request, in the JSON shape of every other line, written to stderr in one call.
-
-    It skips the logging machinery (a record, the caller's frame, filters), which cost as much per request
-    as storing a small event. The path, the only part a client chose, is redacted like any line.
-    """
+    """Each request's access line, in the JSON shape of every other line, written to stderr in one call
+    (the logging machinery costs as much as storing a small event); the path is redacted like any line."""
 
     def __init__(self, tokens: Iterable[str] = (), fd: int = 2) -> None:
         self.tokens = tuple(tokens)
@@ -161,11 +147,8 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The body, or None once it runs over `limit` bytes (chunked bodies have no length to check first).
-
-    Of a body over the limit, up to DISCARD_BYTES more are read and dropped before the answer: a connection
-    closed with data unread is reset by the kernel, which can destroy the 413 before the client reads it.
-    """
+    """The body, or None once it runs over `limit` bytes; up to DISCARD_BYTES more are read and dropped so the
+    kernel does not reset the connection (and the 413 with it) over unread data."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -189,31 +172,25 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
         return None
 
 
-# -- the server ----------------------------------------------------------------------------------
-
-_WORKER_ENV = "TAVUS_SERVE_WORKER"  # what each worker process needs, in its environment (workers start afresh)
+_WORKER_ENV = "TAVUS_SERVE_WORKER"  # the settings and options `serve` hands its worker processes
 
 
 def worker_app() -> CallbackApp:
-    """The app of one worker process: its own Pipeline, built from what `serve` put in the environment."""
-    options = orjson.loads(os.environ[_WORKER_ENV])
-    settings = Settings.from_env(os.environ)
-    configure_logging(options["log_level"], settings.tokens)
-    pipeline = Pipeline(settings, fold_later=True)  # answers wait for the event object only
-    return CallbackApp(pipeline, read_timeout=options["read_timeout"], threads=options["threads"])
+    """One worker process's app, with its own Pipeline (answers wait for the event object only)."""
+    handed = orjson.loads(os.environ[_WORKER_ENV])
+    settings = Settings(**{**handed["settings"], "tokens": tuple(handed["settings"]["tokens"])})
+    options = ServeOptions(**handed["options"])
+    configure_logging(options.log_level, settings.tokens)
+    return CallbackApp(Pipeline(settings, fold_later=True), read_timeout=options.read_timeout, threads=options.threads)
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
-    """Run uvicorn with `options.workers` processes until stopped (SIGINT / SIGTERM: graceful)."""
-    os.environ.update({
-        "TAVUS_STORE_URL": settings.store_url,
-        "TAVUS_CALLBACK_TOKENS": ",".join(settings.tokens),
-        "TAVUS_MAX_BODY_BYTES": str(settings.max_body_bytes),
-        _WORKER_ENV: orjson.dumps({"read_timeout": options.read_timeout, "threads": options.threads,
-                                   "log_level": options.log_level}).decode(),
-    })
-    if settings.forward_url:
-        os.environ["TAVUS_FORWARD_URL"] = settings.forward_url
+    """Run uvicorn with `options.workers` processes until stopped (SIGINT / SIGTERM: graceful).
+
+    uvicorn starts each worker afresh and takes its app by name, so the settings reach the workers through
+    the one variable they inherit.
+    """
+    os.environ[_WORKER_ENV] = orjson.dumps({"settings": settings, "options": options}).decode()
     # uvloop's libuv otherwise accepts every waiting connection in the worker that wakes first: spread them
     os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     uvicorn.run(

@@ -1,14 +1,13 @@
-"""AWS Lambda adapter: Function URL and API Gateway (payload 2.0 and 1.0) events in, the core's answer out.
-
-Translation only, plus the platform's hooks: Powertools Logger (JSON, correlation id = conversation id),
-Metrics (EMF, namespace TavusCallbacks) and, when POWERTOOLS_TRACE_DISABLED is false, Tracer.
-"""
+"""AWS Lambda adapter: Function URL and API Gateway (payload 2.0 and 1.0) events in, the core's answer out,
+with Powertools Logger (correlation id = conversation id), Metrics (EMF) and, when enabled, Tracer."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -18,39 +17,32 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from tavus_callbacks.errors import ConfigError, MalformedRequest
 from tavus_callbacks.http import Request, Response, malformed_request
-from tavus_callbacks.pipeline import handle, reset_default_pipeline, unavailable
+from tavus_callbacks.pipeline import default_pipeline, handle, unavailable
 from tavus_callbacks.settings import parse_tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from tavus_callbacks.http import Outcome
 
 SERVICE = "tavus-callbacks"
-NAMESPACE = "TavusCallbacks"
 TOKENS_SECRET_VAR = "TAVUS_CALLBACK_TOKENS_SECRET"
-TOKENS_VAR = "TAVUS_CALLBACK_TOKENS"
+API_KEY_SECRET_VAR = "TAVUS_API_KEY_SECRET"
 DEFAULT_SECRET_MAX_AGE = 300
+SAFETY_SECONDS = 3.0  # of the invocation's time, kept for writing the cursor and the metrics
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TavusCallbacks"),
                   service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
-# The core logs through the standard library; give its lines the same JSON shape and keys.
-copy_config_to_registered_loggers(source_logger=logger, include={"tavus_callbacks"})
-# A health check stores nothing and so has no metric to publish: that is expected, not worth a warning.
-warnings.filterwarnings("ignore", message="No application metrics to publish")
+copy_config_to_registered_loggers(source_logger=logger, include={"tavus_callbacks"})  # the core's lines as JSON too
+warnings.filterwarnings("ignore", message="No application metrics to publish")  # a health check stores nothing
 
-
-class UnsupportedEvent(ValueError):
-    """The Lambda was invoked with something that is not an HTTP request (a direct invoke, a bucket or queue
-    notification): a configuration error, raised so the invocation fails loudly."""
-
-
-# Any of these marks an invocation as an HTTP request (well formed or not): Function URL, HTTP API payload
-# 2.0 and 1.0, REST API. Events of other sources (S3, SQS, EventBridge...) have none of them.
+# Any of these marks an HTTP request (Function URL, HTTP API 2.0 and 1.0, REST API), well formed or not.
 HTTP_EVENT_KEYS = frozenset({"requestContext", "rawPath", "rawQueryString", "routeKey", "httpMethod", "headers",
                              "multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters",
                              "body", "isBase64Encoded", "cookies"})
+
+
+class UnsupportedEvent(ValueError):
+    """An invocation that is not an HTTP request nor the schedule: a configuration error, so it fails loudly."""
 
 
 def is_http_event(event: Any) -> bool:
@@ -59,11 +51,8 @@ def is_http_event(event: Any) -> bool:
 
 
 def to_request(event: dict[str, Any]) -> Request:
-    """The core Request of an HTTP event: Function URL / HTTP API payload 2.0, or payload 1.0 / REST API.
-
-    The base64 body is undone and cookies ignored; a field missing or of the wrong type raises
-    MalformedRequest (answered 400), never anything else.
-    """
+    """The core Request of a payload 2.0 or 1.0 event: base64 undone, cookies ignored; a field missing or of the
+    wrong type raises MalformedRequest (answered 400)."""
     context = event.get("requestContext")
     http = context.get("http") if isinstance(context, dict) else None
     if event.get("version") == "2.0" or http is not None:
@@ -72,15 +61,15 @@ def to_request(event: dict[str, Any]) -> Request:
         method = http.get("method")
         path = event.get("rawPath") or http.get("path") or "/"
         raw_query = event.get("rawQueryString")
-        query = _parse_query(raw_query) if raw_query is not None else _strings(event, "queryStringParameters")
-        headers = _strings(event, "headers")
+        query = _parse_query(raw_query) if raw_query is not None else _object(event, "queryStringParameters")
+        headers = _object(event, "headers")
     elif "httpMethod" in event or event.get("version") == "1.0":
         method = event.get("httpMethod")
         path = event.get("path") or "/"
-        query = {**_strings(event, "queryStringParameters"), **_first_values(event, "multiValueQueryStringParameters")}
+        query = {**_object(event, "queryStringParameters"), **_object(event, "multiValueQueryStringParameters", True)}
         if isinstance(context, dict) and "elb" in context:  # a load balancer passes the query undecoded
             query = {unquote_plus(k): unquote_plus(v) for k, v in query.items()}
-        headers = {**_first_values(event, "multiValueHeaders"), **_strings(event, "headers")}
+        headers = {**_object(event, "multiValueHeaders", True), **_object(event, "headers")}
     else:
         raise MalformedRequest("neither payload format 2.0 (requestContext.http) nor 1.0 (httpMethod)")
     if not isinstance(method, str) or not method:
@@ -91,7 +80,6 @@ def to_request(event: dict[str, Any]) -> Request:
 
 
 def _parse_query(raw: Any) -> dict[str, str]:
-    """The first value of each parameter of a raw query string."""
     if not isinstance(raw, str):
         raise MalformedRequest("rawQueryString is not a string")
     query: dict[str, str] = {}
@@ -100,30 +88,19 @@ def _parse_query(raw: Any) -> dict[str, str]:
     return query
 
 
-def _strings(event: dict[str, Any], field: str) -> dict[str, str]:
-    """An event's object of strings (headers, query parameters); absent or null is empty."""
-    value = event.get(field)
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise MalformedRequest(f"{field} is not an object of strings")
-    return value
-
-
-def _first_values(event: dict[str, Any], field: str) -> dict[str, str]:
-    """The first value of each name of a payload 1.0 multi-value object; absent or null is empty."""
+def _object(event: dict[str, Any], field: str, multi: bool = False) -> dict[str, str]:
+    """An object of strings (of lists of strings when `multi`, whose first values it gives); null is empty."""
     value = event.get(field)
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and v and all(isinstance(x, str) for x in v)
-            for k, v in value.items()):
-        raise MalformedRequest(f"{field} is not an object of lists of strings")
-    return {k: v[0] for k, v in value.items()}
+            isinstance(k, str) and (isinstance(v, list) and v and all(isinstance(x, str) for x in v) if multi
+                                    else isinstance(v, str)) for k, v in value.items()):
+        raise MalformedRequest(f"{field} is not an object of {'lists of ' if multi else ''}strings")
+    return {k: v[0] for k, v in value.items()} if multi else value
 
 
 def _body(event: dict[str, Any]) -> bytes:
-    """The raw body: text as UTF-8, or base64 undone when isBase64Encoded is true."""
     body, encoded = event.get("body"), event.get("isBase64Encoded")
     if body is None:
         body = ""
@@ -142,49 +119,46 @@ def _body(event: dict[str, Any]) -> bytes:
 def from_response(response: Response) -> dict[str, Any]:
     """The Lambda proxy result of a core Response; a body that is not UTF-8 goes base64."""
     try:
-        return {"statusCode": response.status, "headers": dict(response.headers),
-                "body": response.body.decode("utf-8"), "isBase64Encoded": False}
+        body, encoded = response.body.decode("utf-8"), False
     except UnicodeDecodeError:
-        return {"statusCode": response.status, "headers": dict(response.headers),
-                "body": base64.b64encode(response.body).decode("ascii"), "isBase64Encoded": True}
+        body, encoded = base64.b64encode(response.body).decode("ascii"), True
+    return {"statusCode": response.status, "headers": dict(response.headers), "body": body, "isBase64Encoded": encoded}
 
 
-_secret_tokens: str | None = None
-
-
-def load_secret_tokens() -> None:
-    """Put the tokens of TAVUS_CALLBACK_TOKENS_SECRET into TAVUS_CALLBACK_TOKENS, where the core reads them.
-
-    Powertools caches the secret for POWERTOOLS_PARAMETERS_MAX_AGE seconds (300 by default); when a
-    later fetch shows a rotated value the pipeline is rebuilt with it.
-    """
-    global _secret_tokens
-    secret_id = os.environ.get(TOKENS_SECRET_VAR, "").strip()
+def secret(variable: str) -> str | None:
+    """The value of the Secrets Manager secret `variable` names (None when unset), cached by Powertools for
+    POWERTOOLS_PARAMETERS_MAX_AGE seconds, so a rotation shows on a later fetch."""
+    secret_id = os.environ.get(variable, "").strip()
     if not secret_id:
-        return
+        return None
     from aws_lambda_powertools.utilities.parameters import get_secret
 
-    max_age = int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE", DEFAULT_SECRET_MAX_AGE))
-    value = get_secret(secret_id, max_age=max_age)
-    text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
-    if text != _secret_tokens:
-        source = f"the secret {TOKENS_SECRET_VAR}={secret_id}"
-        if text.lstrip().startswith(("{", "[")):
-            raise ConfigError(f"{source} holds JSON: store the token(s) as plain text, comma-separated")
-        tokens = parse_tokens(text, source=source)
-        os.environ[TOKENS_VAR] = ",".join(tokens)
-        reset_default_pipeline()
-        _secret_tokens = text
+    value = get_secret(secret_id, max_age=int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE", DEFAULT_SECRET_MAX_AGE)))
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+@functools.lru_cache(maxsize=1)
+def _tokens_of(text: str) -> tuple[str, ...]:
+    source = f"the secret {TOKENS_SECRET_VAR}={os.environ.get(TOKENS_SECRET_VAR, '').strip()}"
+    if text.lstrip().startswith(("{", "[")):
+        raise ConfigError(f"{source} holds JSON: store the token(s) as plain text, comma-separated")
+    return parse_tokens(text, source=source)
+
+
+def secret_tokens() -> tuple[str, ...] | None:
+    """The tokens of TAVUS_CALLBACK_TOKENS_SECRET (the pipeline is rebuilt when they change), or None when it is
+    not set and TAVUS_CALLBACK_TOKENS holds them."""
+    text = secret(TOKENS_SECRET_VAR)
+    return None if text is None else _tokens_of(text)
 
 
 def answer(request: Request) -> Response:
-    """The core's answer, after the tokens are loaded from Secrets Manager when one is configured."""
     try:
-        load_secret_tokens()
+        tokens = secret_tokens()
     except Exception as exc:  # a configuration problem (missing secret, no permission, bad token): 503, logged
         logger.error("cannot load the callback tokens from Secrets Manager: %s: %s", type(exc).__name__, exc)
         return unavailable("the endpoint is not configured; see its logs", "config_error")
-    return handle(request)
+    return handle(request, tokens)
 
 
 def record(outcome: Outcome | None, status: int) -> None:
@@ -193,8 +167,7 @@ def record(outcome: Outcome | None, status: int) -> None:
         logger.info("request answered", extra={"status": status})
         return
     logger.set_correlation_id(outcome.conversation_id)
-    fields = outcome.log_fields()
-    logger.info("request answered", extra={"status": status, **fields})
+    logger.info("request answered", extra={"status": status, **outcome.log_fields()})
     if outcome.result == "stored":
         metrics.add_metric(name="EventsStored", unit=MetricUnit.Count, value=1)
         if outcome.event_type:
@@ -209,29 +182,13 @@ def record(outcome: Outcome | None, status: int) -> None:
         metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
 
 
-API_KEY_SECRET_VAR = "TAVUS_API_KEY_SECRET"
-SAFETY_SECONDS = 3.0  # of the invocation's time, kept for writing the cursor and the metrics
-
-
-def is_scheduled(event: Any) -> bool:
-    """Whether the invocation is the EventBridge schedule of template.yaml (reconcile mode), not an HTTP request."""
-    return isinstance(event, dict) and event.get("source") == "aws.events" and \
-        event.get("detail-type") == "Scheduled Event"
-
-
 def reconcile(context: Any) -> dict[str, Any]:
     """The scheduled sweep: the API key from TAVUS_API_KEY_SECRET, bounded by the invocation's remaining time."""
-    from tavus_callbacks.reconcile.scheduled import API_KEY_VAR, run_scheduled
+    from tavus_callbacks.reconcile.scheduled import run_scheduled
 
-    load_secret_tokens()
-    secret_id = os.environ.get(API_KEY_SECRET_VAR, "").strip()
-    if secret_id:
-        from aws_lambda_powertools.utilities.parameters import get_secret
-
-        value = get_secret(secret_id, max_age=int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE",
-                                                                  DEFAULT_SECRET_MAX_AGE)))
-        os.environ[API_KEY_VAR] = (value.decode("utf-8") if isinstance(value, bytes) else str(value)).strip()
-    summary = run_scheduled(context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS)
+    tokens, key = secret_tokens(), secret(API_KEY_SECRET_VAR)
+    summary = run_scheduled(functools.partial(default_pipeline, tokens), api_key=key,
+                            seconds_left=context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS)
     if summary is None:
         logger.info("reconcile is off: no API key (TAVUS_API_KEY_SECRET)")
         return {"status": "off"}
@@ -242,11 +199,12 @@ def reconcile(context: Any) -> dict[str, Any]:
 
 
 def _handler(event: Any, context: Any) -> dict[str, Any]:
-    """Every invocation comes here: an HTTP request is answered (a malformed one 400), the template's schedule
-    runs the reconcile sweep, anything else is refused."""
+    """An HTTP request is answered (a malformed one 400), the template's schedule runs the reconcile sweep,
+    anything else is refused."""
     logger.set_correlation_id(None)
     if not is_http_event(event):
-        if is_scheduled(event):
+        if isinstance(event, dict) and event.get("source") == "aws.events" and \
+                event.get("detail-type") == "Scheduled Event":
             return reconcile(context)
         raise UnsupportedEvent(
             "this handler answers HTTP requests: Lambda Function URL, API Gateway HTTP API or REST API events, "
@@ -254,12 +212,10 @@ def _handler(event: Any, context: Any) -> dict[str, Any]:
             "or from another event source"
         )
     try:
-        request = to_request(event)
+        response = answer(to_request(event))
     except MalformedRequest as exc:
         logger.warning("malformed HTTP event, answering 400: %s", exc)
         response = malformed_request(str(exc))
-    else:
-        response = answer(request)
     record(response.outcome, response.status)
     return from_response(response)
 

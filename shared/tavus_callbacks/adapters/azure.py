@@ -1,8 +1,5 @@
-"""Azure Functions adapter (Python v2 programming model): one anonymous HTTP function on every path.
-
-Translation only: `azure.functions.HttpRequest` becomes the core Request, the core Response an
-`HttpResponse`; one log line per request with the outcome, which Application Insights collects.
-"""
+"""Azure Functions adapter (Python v2 model): one anonymous HTTP function on every path, logging one line per
+request for Application Insights, and the reconcile timer."""
 
 from __future__ import annotations
 
@@ -22,8 +19,8 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
 def to_request(req: func.HttpRequest) -> Request:
-    """The core Request of an Azure HttpRequest: path and query from the URL, the raw body bytes; a URL that
-    cannot be parsed raises MalformedRequest (answered 400)."""
+    """The core Request of an HttpRequest: path and query from the URL, the raw body; MalformedRequest when the
+    URL cannot be parsed."""
     try:
         parts = urlsplit(req.url)
     except ValueError:
@@ -31,17 +28,11 @@ def to_request(req: func.HttpRequest) -> Request:
     query = dict(req.params)
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         query.setdefault(name, value)
-    return Request(
-        method=req.method,
-        path=parts.path or "/",
-        query=query,
-        headers=dict(req.headers.items()),
-        body=req.get_body() or b"",
-    )
+    return Request(method=req.method, path=parts.path or "/", query=query, headers=dict(req.headers.items()),
+                   body=req.get_body() or b"")
 
 
 def from_response(response: Response) -> func.HttpResponse:
-    """The HttpResponse of a core Response."""
     return func.HttpResponse(body=response.body, status_code=response.status, headers=dict(response.headers))
 
 
@@ -67,7 +58,7 @@ def tavus_callback(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name(name="tavus_reconcile")
 @app.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
 def tavus_reconcile(timer: func.TimerRequest) -> None:
-    """Recover the callbacks the store missed from the vendor's API (the reconcile sweep), on a timer."""
+    """The reconcile sweep: recover from the vendor's API the callbacks the store missed."""
     from tavus_callbacks.reconcile.scheduled import run_scheduled
 
     summary = run_scheduled()

@@ -1,8 +1,5 @@
-"""Google Cloud Functions adapter: the HTTP function `tavus_callback` for functions-framework.
-
-Translation only: the Flask request becomes the core Request, the core Response a (body, status, headers)
-tuple; one structured log line per request in the shape Cloud Logging reads from stdout.
-"""
+"""Google Cloud Functions adapter: the HTTP function `tavus_callback` for functions-framework, with one JSON
+log line per request in the shape Cloud Logging reads from stdout."""
 
 from __future__ import annotations
 
@@ -21,31 +18,24 @@ if TYPE_CHECKING:
     from tavus_callbacks.http import Outcome
 
 
+Reply = tuple[bytes, int, dict[str, str]]  # what Flask turns into its response
+
+
 def to_request(request: flask.Request) -> Request:
     """The core Request of a Flask request: raw body bytes, first value of each query parameter."""
-    return Request(
-        method=request.method,
-        path=request.path,
-        query=request.args.to_dict(flat=True),
-        headers=dict(request.headers.items()),
-        body=request.get_data(cache=False),
-    )
+    return Request(method=request.method, path=request.path, query=request.args.to_dict(flat=True),
+                   headers=dict(request.headers.items()), body=request.get_data(cache=False))
 
 
-def from_response(response: Response) -> tuple[bytes, int, dict[str, str]]:
-    """The (body, status, headers) tuple Flask turns into its response."""
+def from_response(response: Response) -> Reply:
     return response.body, response.status, dict(response.headers)
 
 
 def log_line(outcome: Outcome | None, status: int, trace_header: str | None) -> str:
     """A JSON log line Cloud Logging understands (severity, message, trace), never the token or the body."""
-    fields: dict[str, Any] = outcome.log_fields() if outcome else {}
-    entry: dict[str, Any] = {
-        "severity": "INFO" if status < 400 else ("ERROR" if status >= 500 else "WARNING"),
-        "message": f"callback {outcome.result}" if outcome else "answered",
-        "status": status,
-        **fields,
-    }
+    entry: dict[str, Any] = {"severity": "INFO" if status < 400 else ("ERROR" if status >= 500 else "WARNING"),
+                             "message": f"callback {outcome.result}" if outcome else "answered", "status": status,
+                             **(outcome.log_fields() if outcome else {})}
     project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCP_PROJECT")
     if trace_header and project:
         entry["logging.googleapis.com/trace"] = f"projects/{project}/traces/{trace_header.split('/', 1)[0]}"
@@ -62,10 +52,8 @@ GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 
 
 def scheduler_token_valid(authorization: str | None) -> bool:
-    """Whether a request carries Cloud Scheduler's OIDC token: Google's signature, our audience and account.
-
-    The function is public (Tavus must reach it), so it checks the token itself with google-auth.
-    """
+    """Whether a request carries Cloud Scheduler's OIDC token (Google's signature, our audience and account),
+    checked here with google-auth because the function is public (Tavus must reach it)."""
     from google.auth import exceptions
     from google.auth.transport import requests as transport
     from google.oauth2 import id_token
@@ -85,26 +73,28 @@ def scheduler_token_valid(authorization: str | None) -> bool:
             and claims.get("email_verified") is True)
 
 
-def reconcile(request: flask.Request) -> tuple[bytes, int, dict[str, str]]:
+def reconcile(request: flask.Request) -> Reply:
     """The scheduled sweep, for Cloud Scheduler's authenticated POST to /reconcile; its summary as JSON."""
     from tavus_callbacks.reconcile.scheduled import run_scheduled
 
     headers = {"Content-Type": "application/json"}
     if request.method != "POST" or not scheduler_token_valid(request.headers.get("Authorization")):
-        print(orjson.dumps({"severity": "WARNING", "message": "reconcile refused: no valid scheduler token"})
-              .decode(), flush=True)
+        _log({"severity": "WARNING", "message": "reconcile refused: no valid scheduler token"})
         return b'{"error": "unauthorized"}', 401, headers
     summary = run_scheduled()
     if summary is None:
         return b'{"status": "off", "reason": "TAVUS_API_KEY is not set"}', 200, headers
     failed = bool(summary.failures)
-    print(orjson.dumps({"severity": "ERROR" if failed else "INFO", "message": summary.line(),
-                        **summary.as_dict()}).decode(), flush=True)
+    _log({"severity": "ERROR" if failed else "INFO", "message": summary.line(), **summary.as_dict()})
     return orjson.dumps({"status": "failed" if failed else "ok", **summary.as_dict()}), 503 if failed else 200, headers
 
 
+def _log(entry: dict[str, Any]) -> None:
+    print(orjson.dumps(entry).decode(), flush=True)
+
+
 @functions_framework.http
-def tavus_callback(request: flask.Request) -> tuple[bytes, int, dict[str, str]]:
+def tavus_callback(request: flask.Request) -> Reply:
     """Answer one Tavus callback per the core's contract (or, from Cloud Scheduler, run the reconcile sweep)."""
     if request.path.rstrip("/") == RECONCILE_PATH and os.environ.get(AUDIENCE_VAR, "").strip():
         return reconcile(request)

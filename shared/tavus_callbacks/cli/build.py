@@ -1,10 +1,6 @@
-"""`tavus-callbacks build`: self-contained folders a cloud's own tool can deploy as they are.
-
-Each bundle holds the cloud's adapter (from functions/<cloud>/), a copy of this package and the
-adapter's pinned requirements.txt, so `gcloud functions deploy --source` and
-`func azure functionapp publish` upload one folder with nothing else to fetch from the repository.
-(`sam build` does not need one: template.yaml points at functions/aws, which links to this package.)
-"""
+"""`tavus-callbacks build`: a self-contained folder per cloud (its entry point from functions/<cloud>/, a copy of
+this package, the pinned requirements.txt) that `gcloud functions deploy --source` or `func azure functionapp
+publish` uploads as it is."""
 
 from __future__ import annotations
 
@@ -20,8 +16,7 @@ PACKAGE = "tavus_callbacks"
 MARKER = ".tavus-callbacks-bundle"
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
-# How each bundle is deployed, printed after a build. `deploy` makes the bucket, identity, secret and roles the
-# function needs before uploading (a bare `gcloud functions deploy` gives a function that answers 503).
+# How each bundle is deployed, printed after a build (`deploy` also makes the bucket, identity, secret and roles).
 DEPLOY_HINTS = {
     "aws": "sam build && sam deploy --guided   (from the repository root; this folder also works as a zip)",
     "gcp": "tavus-callbacks deploy gcp --project PROJECT --region REGION   (bucket, service account, secret, "
@@ -37,23 +32,18 @@ class BundleError(TavusCallbacksError):
 
 @dataclass(frozen=True, slots=True)
 class Bundle:
-    """A built folder: which cloud, where, how many files and bytes it holds."""
-
     cloud: str
     path: Path
     files: int
     size: int
 
 
-def package_dir() -> Path:
-    """The folder of this package, copied whole into every bundle."""
-    return Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # copied whole into every bundle
 
 
 def functions_dir() -> Path:
     """functions/ of the repository this package runs from (or of the current directory)."""
-    candidates = [package_dir().parent.parent / "functions", Path.cwd() / "functions"]
-    for candidate in candidates:
+    for candidate in (PACKAGE_DIR.parent.parent / "functions", Path.cwd() / "functions"):
         if (candidate / "gcp" / "main.py").is_file():
             return candidate
     raise BundleError(
@@ -71,7 +61,7 @@ def build_bundle(cloud: str, out_dir: Path | str) -> Bundle:
     _clear(out)
     out.mkdir(parents=True)
     for entry in sorted(source.iterdir()):
-        if entry.name == PACKAGE or entry.name in ("__pycache__",):
+        if entry.name in (PACKAGE, "__pycache__"):
             continue  # functions/aws links to the package; the copy below is the real one
         if entry.is_dir():
             shutil.copytree(entry, out / entry.name, ignore=_SKIP)
@@ -79,7 +69,7 @@ def build_bundle(cloud: str, out_dir: Path | str) -> Bundle:
             shutil.copy2(entry, out / entry.name)
     if not (out / "requirements.txt").is_file():
         raise BundleError(f"{source}/requirements.txt is missing: the cloud's build needs it")
-    shutil.copytree(package_dir(), out / PACKAGE, ignore=_SKIP)
+    shutil.copytree(PACKAGE_DIR, out / PACKAGE, ignore=_SKIP)
     (out / MARKER).write_text(f"{cloud}\n")
     files = [p for p in out.rglob("*") if p.is_file()]
     return Bundle(cloud, out, len(files), sum(p.stat().st_size for p in files))

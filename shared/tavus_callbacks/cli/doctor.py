@@ -1,10 +1,6 @@
-"""`tavus-callbacks doctor`: check a deployment's store and the vendor's S3 writer role, one line per check.
-
-The store checks run the four primitives on a probe object with the running identity. With an S3 store
-and `--role-arn`, the writer role is read from IAM and its trust and policies are evaluated against
-what the vendor's storage page asks for. GCS and Azure trust cannot be checked: the vendor has not
-published their federation fields, and this command does not guess them.
-"""
+"""`tavus-callbacks doctor`: the four store primitives tried on a probe object with the running identity and,
+with an S3 store and `--role-arn`, the vendor's writer role read from IAM and evaluated against what the vendor
+asks for (GCS and Azure trust cannot be checked: their federation fields are not published)."""
 
 from __future__ import annotations
 
@@ -63,7 +59,6 @@ def _store_fix(url: str) -> str:
 
 
 def check_store(url: str) -> Iterator[Check]:
-    """The store answers, and this identity can create (once only), read, compare-and-swap and delete."""
     try:
         store, prefix = open_store(url)
         probe = f"{normalize_prefix(prefix)}{PROBE_FOLDER}{uuid.uuid4().hex}.json"
@@ -138,17 +133,12 @@ def _probe(store: Store, key: str, fix: str) -> Iterator[Check]:
 # -- IAM policy evaluation ---------------------------------------------------------------------------
 
 def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+    return [] if value is None else value if isinstance(value, list) else [value]
 
 
 def _document(value: Any) -> dict[str, Any]:
     """A policy document as IAM returns it: already a dict (boto3 decodes it) or URL-encoded JSON."""
-    if isinstance(value, dict):
-        return value
-    doc: dict[str, Any] = json.loads(unquote(str(value)))
-    return doc
+    return value if isinstance(value, dict) else dict(json.loads(unquote(str(value))))
 
 
 def _statements(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,16 +151,11 @@ def glob_match(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
     return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL) is not None
 
 
-def _applies(statement: dict[str, Any], action: str, resource: str) -> bool:
-    if "Action" in statement:
-        action_ok = any(glob_match(a, action, ignore_case=True) for a in _as_list(statement["Action"]))
-    else:
-        action_ok = not any(glob_match(a, action, ignore_case=True) for a in _as_list(statement.get("NotAction")))
-    if "Resource" in statement:
-        resource_ok = any(glob_match(r, resource) for r in _as_list(statement["Resource"]))
-    else:
-        resource_ok = not any(glob_match(r, resource) for r in _as_list(statement.get("NotResource")))
-    return action_ok and resource_ok
+def _covers(statement: dict[str, Any], key: str, value: str, ignore_case: bool = False) -> bool:
+    """Whether the statement's `key` (Action, Resource) matches `value`, or its `NotKey` does not."""
+    matched = any(glob_match(p, value, ignore_case=ignore_case)
+                  for p in _as_list(statement.get(key, statement.get(f"Not{key}"))))
+    return matched if key in statement else not matched
 
 
 def is_allowed(documents: list[dict[str, Any]], action: str, resource: str) -> bool:
@@ -182,7 +167,7 @@ def is_allowed(documents: list[dict[str, Any]], action: str, resource: str) -> b
     allowed = False
     for doc in documents:
         for statement in _statements(doc):
-            if not _applies(statement, action, resource):
+            if not (_covers(statement, "Action", action, True) and _covers(statement, "Resource", resource)):
                 continue
             if statement.get("Effect") == "Deny" and not statement.get("Condition"):
                 return False
@@ -195,13 +180,7 @@ def _principals(statement: dict[str, Any]) -> list[str]:
     principal = statement.get("Principal")
     if principal == "*":
         return ["*"]
-    if isinstance(principal, dict):
-        return [str(p) for p in _as_list(principal.get("AWS"))]
-    return []
-
-
-def _trusts_vendor(principal: str) -> bool:
-    return principal in (VENDOR_PRINCIPAL, VENDOR_ACCOUNT)
+    return [str(p) for p in _as_list(principal.get("AWS"))] if isinstance(principal, dict) else []
 
 
 def _external_ids(statement: dict[str, Any]) -> list[str]:
@@ -221,9 +200,7 @@ def check_trust(trust: dict[str, Any]) -> Iterator[Check]:
     assume = [s for s in _statements(trust) if s.get("Effect") == "Allow"
               and any(glob_match(a, "sts:AssumeRole", ignore_case=True) for a in _as_list(s.get("Action")))]
     principals = [p for s in assume for p in _principals(s)]
-    vendor = [s for s in assume if any(_trusts_vendor(p) for p in _principals(s))]
-    add_vendor = (f'add a trust statement allowing sts:AssumeRole for {{"AWS": "{VENDOR_PRINCIPAL}"}} '
-                  "(the vendor's recording infrastructure)")
+    vendor = [s for s in assume if any(p in (VENDOR_PRINCIPAL, VENDOR_ACCOUNT) for p in _principals(s))]
     if "*" in principals:
         yield Check(FAIL, "trust policy allows any AWS account (Principal \"*\")",
                     f"trust only {VENDOR_PRINCIPAL}: the ExternalId '{EXTERNAL_ID}' is public, so it protects nothing "
@@ -232,7 +209,9 @@ def check_trust(trust: dict[str, Any]) -> Iterator[Check]:
         yield Check(PASS, f"trust policy allows sts:AssumeRole for {VENDOR_PRINCIPAL}")
     else:
         now = ", ".join(sorted(set(principals))) or "no AWS principal"
-        yield Check(FAIL, f"trust policy does not trust {VENDOR_PRINCIPAL} (it trusts {now})", add_vendor)
+        yield Check(FAIL, f"trust policy does not trust {VENDOR_PRINCIPAL} (it trusts {now})",
+                    f'add a trust statement allowing sts:AssumeRole for {{"AWS": "{VENDOR_PRINCIPAL}"}} '
+                    "(the vendor's recording infrastructure)")
     ids = [i for s in (vendor or assume) for i in _external_ids(s)]
     condition = f'"Condition": {{"StringEquals": {{"sts:ExternalId": "{EXTERNAL_ID}"}}}}'
     if any(glob_match(i, EXTERNAL_ID) for i in ids):
@@ -268,16 +247,14 @@ def check_actions(documents: list[dict[str, Any]], bucket: str) -> Check:
 
 def _policy_documents(iam: Any, name: str) -> list[dict[str, Any]]:
     """The role's inline policies and the default version of each attached managed policy."""
-    documents: list[dict[str, Any]] = []
-    for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
-        for policy in page["PolicyNames"]:
-            documents.append(_document(iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]))
+    documents = [_document(iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"])
+                 for page in iam.get_paginator("list_role_policies").paginate(RoleName=name)
+                 for policy in page["PolicyNames"]]
     for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
         for attached in page["AttachedPolicies"]:
-            arn = attached["PolicyArn"]
-            version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-            doc = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
-            documents.append(_document(doc))
+            version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
+            documents.append(_document(iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)
+                                       ["PolicyVersion"]["Document"]))
     return documents
 
 
@@ -319,27 +296,15 @@ def bucket_region(s3: Any, bucket: str) -> tuple[Check, str | None]:
     return Check(PASS, f"bucket {bucket} is in region {region}: pass bucket_region \"{region}\""), region
 
 
-def federation_skips(scheme: str) -> list[Check]:
-    """What cannot be checked for GCS and Azure, said plainly."""
-    if scheme in ("gs", "gcs"):
-        what = "the vendor's Workload Identity Federation access to the bucket (pool, provider, service account)"
-    elif scheme == "azure":
-        what = "the vendor's Entra ID federated credential and its role on the container"
-    else:
-        return []
-    return [Check(SKIP, f"{what}: the vendor has not published the federation fields, so they cannot be checked; "
-                        "after the first recording, application.recording_ready (or recording_copy_failed with "
-                        "its error_code) tells whether the trust works")]
+FEDERATION = {
+    "gs": "the vendor's Workload Identity Federation access to the bucket (pool, provider, service account)",
+    "azure": "the vendor's Entra ID federated credential and its role on the container",
+}
 
-
-# -- helpers ------------------------------------------------------------------------------------------
 
 def _error_code(exc: Exception) -> str | None:
     response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
+    return str(response.get("Error", {}).get("Code") or "") or None if isinstance(response, dict) else None
 
 
 def _brief(exc: Exception) -> str:
@@ -377,8 +342,10 @@ def diagnose(store_url: str, role_arn: str | None = None, *, aws_client: Callabl
         if region and all(c.status == PASS for c in role_checks):
             snippet = json.dumps({"recording_storage": recording_storage(bucket, region, role_arn)})
             yield Check("INFO", f"create conversations with {snippet}")
-    else:
-        yield from federation_skips(scheme)
+    elif what := FEDERATION.get("gs" if scheme == "gcs" else scheme):
+        yield Check(SKIP, f"{what}: the vendor has not published the federation fields, so they cannot be checked; "
+                          "after the first recording, application.recording_ready (or recording_copy_failed with "
+                          "its error_code) tells whether the trust works")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,5 @@
-"""`tavus-callbacks export`: a store's objects written out as plain files, one per object, in the bucket layout.
-
-For reading the embedded SQLite store with ordinary tools, or taking a cloud bucket's events offline.
-"""
+"""`tavus-callbacks export`: a store's objects written out as plain files in the bucket layout, to read the
+SQLite store with ordinary tools or take a bucket's events offline."""
 
 from __future__ import annotations
 
@@ -16,10 +14,8 @@ from tavus_callbacks.stores import Store, open_store
 
 
 def export(store: Store, to: Path, under: str = "") -> tuple[int, list[str]]:
-    """Write every object whose key starts with `under` to `to/<key>`; (files written, keys left out).
-
-    A key that cannot be a relative file path (an empty, `.` or `..` segment, a backslash) is left out.
-    """
+    """Write every object whose key starts with `under` to `to/<key>`; (files written, keys left out: those
+    that cannot be a relative file path, with an empty, `.` or `..` segment or a backslash)."""
     written, left_out = 0, []
     for key in store.iter_keys(under):
         parts = key.split("/")
@@ -37,7 +33,6 @@ def export(store: Store, to: Path, under: str = "") -> tuple[int, list[str]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `export`."""
     parser.add_argument("--store", metavar="URL",
                         help=f"the store to read (env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
     parser.add_argument("--to", metavar="DIR", required=True, help="the folder to write the files into")

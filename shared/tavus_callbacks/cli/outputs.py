@@ -1,21 +1,16 @@
-"""`tavus-callbacks outputs`: what a deployed AWS stack gives you to paste into Tavus.
-
-Reads the stack's outputs (CloudFormation) and the token from its secret (Secrets Manager), and prints the
-callback URL with the token and the `recording_storage` JSON; nothing is evaluated in a shell.
-"""
+"""`tavus-callbacks outputs`: what a deployed AWS stack gives you to paste into Tavus: the callback URL with the
+token from the stack's secret, and the `recording_storage` JSON."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote
 
-from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.errors import ConfigError, needs_extra
 from tavus_callbacks.settings import parse_tokens
-
-EXTRA_HINT = "the AWS SDK is not installed: pip install 'tavus-callbacks[aws]'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,19 +23,14 @@ class StackOutputs:
     alarm_topic_arn: str | None
 
 
-def _clients(region: str | None) -> tuple[Any, Any]:
-    try:
-        import boto3
-    except ImportError as exc:
-        raise ConfigError(EXTRA_HINT) from exc
-    session = boto3.session.Session(region_name=region)
-    return session.client("cloudformation"), session.client("secretsmanager")
-
-
 def read_outputs(stack: str, region: str | None = None) -> StackOutputs:
     """The stack's callback URL (first token of its secret appended) and its recording_storage object."""
-    cloudformation, secrets = _clients(region)
-    from botocore.exceptions import BotoCoreError, ClientError
+    with needs_extra("aws", "reading a stack's outputs"):
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+    session = boto3.session.Session(region_name=region)
+    cloudformation, secrets = session.client("cloudformation"), session.client("secretsmanager")
 
     where = f"stack {stack!r}" + (f" in {region}" if region else "")
     try:
@@ -82,15 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the callback URL to paste into Tavus, the recording_storage JSON and the store URL."""
-    found = read_outputs(args.stack, args.region)
+    found = asdict(read_outputs(args.stack, args.region))
     if args.json:
-        print(json.dumps({"callback_url": found.callback_url, "recording_storage": found.recording_storage,
-                          "store_url": found.store_url, "alarm_topic_arn": found.alarm_topic_arn}, indent=2))
+        print(json.dumps(found, indent=2))
         return 0
-    print(f"callback_url:      {found.callback_url}")
-    print(f"recording_storage: {json.dumps(found.recording_storage, separators=(',', ':'))}")
-    if found.store_url:
-        print(f"store_url:         {found.store_url}")
-    if found.alarm_topic_arn:
-        print(f"alarm_topic_arn:   {found.alarm_topic_arn}")
+    for name, value in found.items():
+        if value:
+            text = json.dumps(value, separators=(",", ":")) if isinstance(value, dict) else value
+            print(f"{name + ':':<18} {text}")
     return 0

@@ -1,8 +1,5 @@
-"""`tavus-callbacks reconcile`: recover the callbacks a store missed from the vendor's API.
-
-The key comes from TAVUS_API_KEY (TAVUS_API_URL overrides the API's address); progress goes to stderr,
-the summary to stdout, and the exit status is 1 when anything failed.
-"""
+"""`tavus-callbacks reconcile`: recover the callbacks a store missed from the vendor's API (key from
+TAVUS_API_KEY); progress on stderr, the summary on stdout, exit 1 when anything failed."""
 
 from __future__ import annotations
 
@@ -16,6 +13,7 @@ from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.reconcile.client import DEFAULT_MAX_PER_MINUTE
 from tavus_callbacks.reconcile.scheduled import DEFAULT_SINCE, MAX_RPM_VAR, client_from_env, parse_since
 from tavus_callbacks.reconcile.sweep import DEFAULT_PAGE_SIZE, Summary, Sweep
+from tavus_callbacks.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tavus_callbacks.pipeline import Pipeline
-    from tavus_callbacks.settings import Settings
 
     if not args.store:
         raise ConfigError("no store: pass --store URL or set TAVUS_STORE_URL")

@@ -1,7 +1,5 @@
-"""`tavus-callbacks recording-storage`: the `recording_storage` JSON for a create-conversation call.
-
-Only S3 is printed: the vendor has not published the GCS and Azure Blob fields, so none are made up.
-"""
+"""`tavus-callbacks recording-storage`: the `recording_storage` JSON for a create-conversation call (S3 only:
+the vendor has not published the GCS and Azure Blob fields, so none are made up)."""
 
 from __future__ import annotations
 
@@ -16,16 +14,8 @@ VENDOR_ACCOUNT = "291871421005"
 VENDOR_PRINCIPAL = f"arn:aws:iam::{VENDOR_ACCOUNT}:root"
 EXTERNAL_ID = "tavus"
 MIN_SESSION_SECONDS = 43200
-WRITER_ACTIONS = (
-    "s3:PutObject",
-    "s3:GetObject",
-    "s3:ListBucketMultipartUploads",
-    "s3:AbortMultipartUpload",
-    "s3:ListBucketVersions",
-    "s3:ListBucket",
-    "s3:GetObjectVersion",
-    "s3:ListMultipartUploadParts",
-)
+WRITER_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:ListBucketMultipartUploads", "s3:AbortMultipartUpload",
+                  "s3:ListBucketVersions", "s3:ListBucket", "s3:GetObjectVersion", "s3:ListMultipartUploadParts")
 
 _ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})$")
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
@@ -37,9 +27,8 @@ def role_name(role_arn: str) -> str:
     """The role name in an IAM role ARN, or a ConfigError saying what a role ARN looks like."""
     match = _ROLE_ARN.match(role_arn.strip())
     if not match:
-        raise ConfigError(
-            f"{role_arn!r} is not an IAM role ARN: it looks like arn:aws:iam::123456789012:role/TavusRecordingWriter"
-        )
+        raise ConfigError(f"{role_arn!r} is not an IAM role ARN: it looks like "
+                          "arn:aws:iam::123456789012:role/TavusRecordingWriter")
     return match.group(2)
 
 
@@ -52,9 +41,7 @@ def check_region(region: str) -> str:
 def check_bucket(bucket: str) -> str:
     bucket = bucket.strip()
     if not _BUCKET.match(bucket) or ".." in bucket:
-        raise ConfigError(
-            f"{bucket!r} is not an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens"
-        )
+        raise ConfigError(f"{bucket!r} is not an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens")
     return bucket
 
 
@@ -81,9 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the JSON to put under `properties` of a create-conversation request."""
     if args.provider in UNDOCUMENTED:
-        raise ConfigError(
-            f"the vendor has not documented the recording_storage fields for {args.provider} yet, so this command "
-            "does not guess them; use --provider s3, or take the fields from the vendor's storage page once published"
-        )
+        raise ConfigError(f"the vendor has not documented the recording_storage fields for {args.provider} yet, so "
+                          "this command does not guess them; use --provider s3, or take the fields from the vendor's "
+                          "storage page once published")
     print(json.dumps(recording_storage(args.bucket, args.region, args.role_arn, legacy=args.legacy), indent=2))
     return 0

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings
 from tavus_callbacks.state.repair import repair
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `repair`."""
-    from tavus_callbacks.settings import DEFAULT_STORE_URL
-
     parser.add_argument("--store", metavar="URL",
                         help=f"the store to repair (env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
     parser.add_argument("--conversation", metavar="ID", help="only this conversation")
@@ -22,14 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Repair the store; exit 1 when some pending work could not be finished."""
     from tavus_callbacks.pipeline import Pipeline
-    from tavus_callbacks.settings import Settings
 
-    overrides: dict[str, object] = {}
-    if args.store:
-        overrides["store_url"] = args.store
-    if args.forward:
-        overrides["forward_url"] = args.forward
-    pipeline = Pipeline(Settings.from_env(os.environ, **overrides))
-    summary = repair(pipeline, args.conversation)
+    overrides = {k: v for k, v in (("store_url", args.store), ("forward_url", args.forward)) if v}
+    summary = repair(Pipeline(Settings.from_env(**overrides)), args.conversation)
     print(summary.line())
     return 1 if summary.failures else 0

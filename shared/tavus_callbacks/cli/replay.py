@@ -1,9 +1,5 @@
-"""`tavus-callbacks replay`: re-send stored events, in time order, to an endpoint or an event bus.
-
-Each stored CloudEvent holds the original payload in `data.payload`; replay posts it again (as its
-canonical JSON, so the receiver computes the same event id) or publishes the stored CloudEvent to a bus.
-The receiver stores each event once, so running a replay twice only adds duplicates to the summary.
-"""
+"""`tavus-callbacks replay`: re-send stored events in time order, each payload as its canonical JSON (so the
+receiver computes the same event id and a second replay only adds duplicates), or publish them to a bus."""
 
 from __future__ import annotations
 
@@ -52,13 +48,10 @@ class Summary:
         return self.stored + self.duplicate + self.published + self.failed
 
     def line(self, target: str) -> str:
-        parts = [f"{self.sent} sent to {target}", f"{self.stored} stored", f"{self.duplicate} duplicate"]
-        if self.published:
-            parts.append(f"{self.published} published")
-        parts.append(f"{self.failed} failed")
-        if self.left_out:
-            parts.append(f"{self.left_out} left out (not events, or before --since)")
-        return "replay: " + ", ".join(parts)
+        parts = [f"{self.sent} sent to {target}", f"{self.stored} stored", f"{self.duplicate} duplicate",
+                 f"{self.published} published" if self.published else "", f"{self.failed} failed",
+                 f"{self.left_out} left out (not events, or before --since)" if self.left_out else ""]
+        return "replay: " + ", ".join(p for p in parts if p)
 
 
 class Progress:
@@ -84,9 +77,8 @@ class Progress:
 
 
 def _retry_wait(retry_after: str | None, attempt: int) -> float:
-    raw = retry_after or ""
     try:
-        wait = float(raw)
+        wait = float(retry_after or "")
     except ValueError:
         wait = 0.5 * 2 ** attempt
     return min(max(wait, 0.1), MAX_RETRY_WAIT_SECONDS)
@@ -98,25 +90,22 @@ def send_http(event: Stored, url: str, token: str | None, summary: Summary) -> N
     problem = ""
     for attempt in range(HTTP_ATTEMPTS):
         answer = post(url, body, bearer=token, timeout=HTTP_TIMEOUT_SECONDS, agent="tavus-callbacks-replay")
-        if answer.status == 0:
-            problem = answer.body.decode("utf-8", "replace")
-        else:
-            if answer.status == 200:
-                result = orjson.loads(answer.body) if answer.body else {}
-                if result.get("event_id") != event.id:
-                    problem = f"the endpoint answered event_id {result.get('event_id')!r}, expected {event.id}"
-                    break
-                if result.get("status") == "duplicate":
-                    summary.duplicate += 1
-                else:
-                    summary.stored += 1
-                return
-            if answer.status == 401:
-                raise ReplayError(f"{url} answered 401: give the endpoint's token with --token "
-                                  "(or TAVUS_CALLBACK_TOKENS)")
-            problem = f"HTTP {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}"
-            if answer.status != 429 and answer.status < 500:
+        if answer.status == 200:
+            result = orjson.loads(answer.body) if answer.body else {}
+            if result.get("event_id") != event.id:
+                problem = f"the endpoint answered event_id {result.get('event_id')!r}, expected {event.id}"
                 break
+            if result.get("status") == "duplicate":
+                summary.duplicate += 1
+            else:
+                summary.stored += 1
+            return
+        if answer.status == 401:
+            raise ReplayError(f"{url} answered 401: give the endpoint's token with --token (or TAVUS_CALLBACK_TOKENS)")
+        problem = answer.body.decode("utf-8", "replace") if answer.status == 0 else \
+            f"HTTP {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}"
+        if 0 < answer.status < 500 and answer.status != 429:
+            break
         time.sleep(_retry_wait(answer.header("Retry-After"), attempt))
     summary.failed += 1
     summary.errors.append(f"{event.key}: {problem}")
@@ -166,10 +155,11 @@ def run(args: argparse.Namespace) -> int:
     store, prefix = open_store(args.store)
     since = parse_time(args.since) if args.since else None
     events, left_out = load_events(store, prefix, args.conversation, since)
-    summary = replay(events, target.split("?")[0] if forwarder else target, store_url=store.url, token=token,
-                     forwarder=forwarder, progress=Progress(len(events)))
+    where = target.split("?")[0]  # a bus URL's query may hold a key
+    summary = replay(events, where if forwarder else target, store_url=store.url, token=token, forwarder=forwarder,
+                     progress=Progress(len(events)))
     summary.left_out = left_out
     for error in summary.errors:
         print(f"failed: {error}", file=sys.stderr)
-    print(summary.line(target.split("?")[0]))
+    print(summary.line(where))
     return 1 if summary.failed else 0

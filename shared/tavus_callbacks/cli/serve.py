@@ -1,6 +1,5 @@
-"""The `serve` command: its options from flags over TAVUS_* variables, checked before anything starts, and
-the banner telling what to paste into Tavus. The server itself (`server.py`) is imported only to run it.
-"""
+"""`tavus-callbacks serve`: options from flags over TAVUS_* variables, checked before anything starts, and the
+banner telling what to paste into Tavus; the server (adapters/asgi.py) runs the rest."""
 
 from __future__ import annotations
 
@@ -12,41 +11,36 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from tavus_callbacks.adapters.asgi import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_THREADS,
-    ServeOptions,
-)
+from tavus_callbacks.adapters.asgi import ServeOptions, serve
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings, parse_tokens
 
+DEFAULT = ServeOptions()
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `serve`; each falls back to its TAVUS_* variable, then to the default."""
     option = parser.add_argument
     option("--store", metavar="URL", help="where to store events: sqlite:///file.db, s3://…, gs://…, azure://… "
                                           f"(env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
-    option("--host", help=f"address to listen on (env TAVUS_HOST; default {DEFAULT_HOST})")
-    option("--port", help=f"port to listen on (env TAVUS_PORT; default {DEFAULT_PORT})")
+    option("--host", help=f"address to listen on (env TAVUS_HOST; default {DEFAULT.host})")
+    option("--port", help=f"port to listen on (env TAVUS_PORT; default {DEFAULT.port})")
     option("--token", action="append", metavar="TOKEN",
            help="secret token callers must present; repeat or comma-separate for rotation "
                 "(env TAVUS_CALLBACK_TOKENS; default: a new random token, printed once)")
     option("--workers", metavar="N", help="worker processes (env TAVUS_WORKERS; default: one per CPU)")
-    option("--threads", metavar="N", help=f"threads per worker (env TAVUS_THREADS; default {DEFAULT_THREADS})")
+    option("--threads", metavar="N", help=f"threads per worker (env TAVUS_THREADS; default {DEFAULT.threads})")
     option("--max-body-bytes", type=int, metavar="N",
            help="largest body accepted (env TAVUS_MAX_BODY_BYTES; default 5 MiB)")
     option("--read-timeout", metavar="SECONDS", help="longest wait for a request's whole body "
-                                                     f"(env TAVUS_READ_TIMEOUT; default {DEFAULT_READ_TIMEOUT:g})")
+                                                     f"(env TAVUS_READ_TIMEOUT; default {DEFAULT.read_timeout:g})")
     option("--forward", metavar="URL", help="also publish every stored event to a bus (env TAVUS_FORWARD_URL)")
-    option("--log-level", choices=["debug", "info", "warning", "error"],
+    option("--log-level", choices=LOG_LEVELS,
            help="log verbosity (env TAVUS_LOG_LEVEL; default info)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything, print the callback URL, then serve until stopped."""
-    from tavus_callbacks.adapters.asgi import serve
     from tavus_callbacks.logs import configure_logging
     from tavus_callbacks.pipeline import Pipeline
 
@@ -92,14 +86,14 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Settings,
         return value
 
     options = ServeOptions(
-        host=args.host or env.get("TAVUS_HOST", "").strip() or DEFAULT_HOST,
-        port=number("port", int, DEFAULT_PORT, 1, 65535, "port number"),
+        host=args.host or env.get("TAVUS_HOST", "").strip() or DEFAULT.host,
+        port=number("port", int, DEFAULT.port, 1, 65535, "port number"),
         workers=number("workers", int, _cpu_count(), 1),
-        threads=number("threads", int, DEFAULT_THREADS, 1),
-        read_timeout=number("read-timeout", float, DEFAULT_READ_TIMEOUT, 0.001, what="number of seconds"),
+        threads=number("threads", int, DEFAULT.threads, 1),
+        read_timeout=number("read-timeout", float, DEFAULT.read_timeout, 0.001, what="number of seconds"),
         log_level=args.log_level or env.get("TAVUS_LOG_LEVEL", "").strip().lower() or "info",
     )
-    if options.log_level not in ("debug", "info", "warning", "error"):
+    if options.log_level not in LOG_LEVELS:
         raise ConfigError(f"TAVUS_LOG_LEVEL={options.log_level!r}: use debug, info, warning or error")
     return settings, options, generated
 

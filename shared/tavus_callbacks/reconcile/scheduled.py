@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from tavus_callbacks.errors import ConfigError
-from tavus_callbacks.pipeline import default_pipeline
+from tavus_callbacks.pipeline import Pipeline, default_pipeline
 from tavus_callbacks.reconcile.client import DEFAULT_API_URL, DEFAULT_MAX_PER_MINUTE, TavusClient
 from tavus_callbacks.reconcile.sweep import Summary, Sweep
 from tavus_callbacks.state.stored import parse_time
@@ -25,10 +25,11 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def client_from_env(environ: Mapping[str, str] | None = None, max_per_minute: int | None = None) -> TavusClient:
-    """The API client configured by TAVUS_API_KEY, TAVUS_API_URL and TAVUS_API_MAX_RPM."""
+def client_from_env(api_key: str | None = None, environ: Mapping[str, str] | None = None,
+                    max_per_minute: int | None = None) -> TavusClient:
+    """The API client of `api_key` (TAVUS_API_KEY unless given), TAVUS_API_URL and TAVUS_API_MAX_RPM."""
     env = os.environ if environ is None else environ
-    key = env.get(API_KEY_VAR, "").strip()
+    key = (api_key or env.get(API_KEY_VAR, "")).strip()
     if not key:
         raise ConfigError(f"{API_KEY_VAR} is not set: set it to the API key of your Tavus account "
                           "(the platform's API Keys page)")
@@ -54,24 +55,17 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
                           "such as 2025-07-11T06:00:00Z") from None
 
 
-def run_scheduled(seconds_left: float | None = None, environ: Mapping[str, str] | None = None) -> Summary | None:
-    """One scheduled sweep with the process-wide pipeline, or None when no API key is configured (off).
+def run_scheduled(pipeline: Callable[[], Pipeline] = default_pipeline, *, api_key: str | None = None,
+                  seconds_left: float | None = None, environ: Mapping[str, str] | None = None) -> Summary | None:
+    """One sweep with `pipeline()`, or None (off) without an API key (`api_key`, else TAVUS_API_KEY).
 
     It works for TAVUS_RECONCILE_BUDGET_SECONDS (default 10), or less when the platform leaves
     `seconds_left`; the next run resumes where this one stopped.
     """
     env = os.environ if environ is None else environ
-    if not env.get(API_KEY_VAR, "").strip():
+    key = (api_key or env.get(API_KEY_VAR, "")).strip()
+    if not key:
         return None
-    budget = _budget(env)
-    if seconds_left is not None:
-        budget = min(budget, seconds_left)
-    since = parse_since(env.get(SINCE_VAR, "").strip() or DEFAULT_SINCE)
-    sweep = Sweep(default_pipeline(), client_from_env(env), since=since, deadline=time.monotonic() + budget)
-    return sweep.run()
-
-
-def _budget(env: Mapping[str, str]) -> float:
     raw = env.get(BUDGET_VAR, "").strip()
     try:
         budget = float(raw) if raw else DEFAULT_BUDGET
@@ -79,4 +73,8 @@ def _budget(env: Mapping[str, str]) -> float:
         raise ConfigError(f"{BUDGET_VAR}={raw!r} is not a number of seconds") from None
     if budget <= 0:
         raise ConfigError(f"{BUDGET_VAR}={raw!r} must be greater than zero")
-    return budget
+    if seconds_left is not None:
+        budget = min(budget, seconds_left)
+    since = parse_since(env.get(SINCE_VAR, "").strip() or DEFAULT_SINCE)
+    sweep = Sweep(pipeline(), client_from_env(key, env), since=since, deadline=time.monotonic() + budget)
+    return sweep.run()

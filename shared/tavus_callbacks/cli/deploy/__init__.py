@@ -28,5 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Deploy to the chosen cloud and print the callback URL."""
+    args.settings = args.settings or f".tavus-deploy-{args.cloud}.env"
     code: int = importlib.import_module(f"{__name__}.{args.cloud}").run(args)
     return code

@@ -1,27 +1,31 @@
-"""`tavus-callbacks deploy azure`: resource group, storage, container, Flex Consumption app, managed identity,
-Key Vault secret, role assignments and the code, created or reused; then a check and the callback URL.
-
-The token lives in Key Vault (RBAC mode); the app setting is a Key Vault reference the platform resolves with
-the app's identity. Globally unique names (storage account, app, vault) are derived from the subscription and
-the resource group, so any machine finds the same ones again.
-"""
+"""`tavus-callbacks deploy azure`: resource group, storage, Flex Consumption app, managed identity, Key Vault
+secret (the app setting is a reference the platform resolves), roles and the code, created or reused. Globally
+unique names derive from the subscription and the group, so any machine finds the same ones again."""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from tavus_callbacks.cli.build import build_bundle
-from tavus_callbacks.cli.deploy.base import Cli, DeployError, SettingsFile, check_endpoint, new_token, private_file
+from tavus_callbacks.cli.deploy.base import (
+    Cli,
+    DeployError,
+    SettingsFile,
+    check_endpoint,
+    log,
+    new_token,
+    private_file,
+    wait_interval,
+)
 
 BLOB_ROLE = "Storage Blob Data Contributor"
 SECRET_READER = "Key Vault Secrets User"
 SECRET_WRITER = "Key Vault Secrets Officer"
-SETTINGS = ".tavus-deploy-azure.env"
 TOKENS_SETTING = "TAVUS_CALLBACK_TOKENS"
 
 
@@ -38,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = SettingsFile(Path(args.settings or SETTINGS))
+    settings = SettingsFile(Path(args.settings))
     az = Cli("az", "install the Azure CLI (learn.microsoft.com/cli/azure) and run `az login`")
     func = Cli("func", "install Azure Functions Core Tools v4 (npm i -g azure-functions-core-tools@4)")
     account = az.maybe_json("account", "show", "-o", "json", missing=("az login",))
@@ -48,14 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if not group:
         raise DeployError("give --resource-group NAME (it is created when missing)")
     suffix = hashlib.sha256(f"{account['id']}/{group}".encode()).hexdigest()[:10]
-    storage = str(settings.pick("STORAGE_ACCOUNT", args.storage_account, lambda: f"tavus{suffix}"))
-    container = str(settings.pick("CONTAINER", args.container, lambda: "recordings"))
-    prefix = settings.values.get("PREFIX", "") if args.prefix is None else args.prefix
-    settings.values["PREFIX"] = prefix
-    app = str(settings.pick("APP", args.app, lambda: f"tavus-callbacks-{suffix}"))
-    use_vault = not (args.no_key_vault or settings.values.get("KEY_VAULT") == "none")
-    vault = str(settings.pick("KEY_VAULT", "none" if args.no_key_vault else args.key_vault,
-                              lambda: f"tavus-kv-{suffix}"))
+    storage = settings.pick("STORAGE_ACCOUNT", args.storage_account, lambda: f"tavus{suffix}")
+    container = settings.pick("CONTAINER", args.container, lambda: "recordings")
+    prefix = settings.pick("PREFIX", args.prefix)
+    app = settings.pick("APP", args.app, lambda: f"tavus-callbacks-{suffix}")
+    vault = settings.pick("KEY_VAULT", "none" if args.no_key_vault else args.key_vault, lambda: f"tavus-kv-{suffix}")
     g = ("--resource-group", group)
 
     existing = az.maybe_json("group", "show", "--name", group, "-o", "json")
@@ -88,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
 
     current = {s["name"]: s.get("value") for s in
                az.json("functionapp", "config", "appsettings", "list", "--name", app, *g, "-o", "json") or []}
-    if use_vault:
+    if vault != "none":
         token, reference = vault_secret(az, account, vault, group, location, principal, wait=args.wait)
     else:
         kept = current.get(TOKENS_SETTING) or ""
-        token = kept.split(",")[0].strip() if kept and not kept.startswith("@Microsoft.KeyVault(") else new_token()
-        reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else token
+        reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else new_token()
+        token = reference.split(",")[0].strip()
     wanted = {TOKENS_SETTING: reference, "AzureWebJobsDisableHomepage": "true",
               "TAVUS_STORE_URL": f"https://{storage}.blob.core.windows.net/{container}/{prefix}"}
     if any(current.get(k) != v for k, v in wanted.items()):
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     func.run("azure", "functionapp", "publish", app, "--build", "remote", cwd=bundle.path)
     shown = az.json("functionapp", "show", "--name", app, *g, "-o", "json")
     url = f"https://{shown['defaultHostName']}/"
-    check_endpoint(url, token, wait=args.wait, log=lambda line: print(line, file=sys.stderr))
+    check_endpoint(url, token, wait=args.wait)
     print(f"callback_url: {url}?token={token}")
     print(f"store_url:    azure://{container}/{prefix}  (account {storage})")
     return 0
@@ -132,8 +133,6 @@ def signed_in_object(az: Cli, account: dict[str, Any]) -> tuple[str, str]:
 def vault_secret(az: Cli, account: dict[str, Any], vault: str, group: str, location: str, principal: str, *,
                  wait: float) -> tuple[str, str]:
     """The token from the vault (made and stored on the first run) and the app setting's Key Vault reference."""
-    import time
-
     name = "tavus-callback-tokens"
     shown = az.maybe_json("keyvault", "show", "--name", vault, "--resource-group", group, "-o", "json")
     if shown is None:
@@ -155,7 +154,7 @@ def vault_secret(az: Cli, account: dict[str, Any], vault: str, group: str, locat
         except DeployError as exc:
             if "Forbidden" not in str(exc) or time.monotonic() > deadline:
                 raise
-            print("  the vault does not accept this login's new role yet; waiting", file=sys.stderr)
-            time.sleep(max(0.2, min(10.0, wait / 30)))
+            log("  the vault does not accept this login's new role yet; waiting")
+            time.sleep(wait_interval(wait))
     token = str(secret["value"]).split(",")[0].strip()
     return token, f"@Microsoft.KeyVault(VaultName={vault};SecretName={name})"

@@ -1,8 +1,5 @@
-"""What the deploy commands share: running a platform CLI, names that persist, and the first check of the endpoint.
-
-A secret never goes on a command line (the process list and shell history show those): it goes on stdin or in
-a private file that is removed at once.
-"""
+"""What the deploy commands share: running a platform CLI, names that persist, the first check of the endpoint.
+A secret never goes on a command line (the process list shows it): it goes on stdin or in a private file."""
 
 from __future__ import annotations
 
@@ -26,9 +23,9 @@ from urllib.parse import quote
 
 from tavus_callbacks.errors import TavusCallbacksError
 
-# The body of the one callback a deploy sends: of no known family, so it is kept under unrecognized/undated/,
-# the same object on every run (a second deploy gets `duplicate`).
+# The one callback a deploy sends: of no known family, kept under unrecognized/undated/ (a second deploy: duplicate)
 DEPLOY_CHECK = b'{"tavus_callbacks_deploy_check": 1}'
+NOT_FOUND = ("NOT_FOUND", "NotFound", "not found", "ResourceNotFound", "could not be found")
 
 
 class DeployError(TavusCallbacksError):
@@ -46,38 +43,28 @@ class Cli:
         if shutil.which(self.program) is None:
             raise DeployError(f"`{self.program}` is not on PATH: {self.install_hint}")
 
-    def run(self, *argv: str, stdin: str | None = None, cwd: Path | None = None) -> str:
-        """The command's stdout; a DeployError carrying its stderr when it fails."""
-        done = self._call(argv, stdin, cwd)
-        if done.returncode != 0:
-            raise self._failed(argv, done)
-        return done.stdout
+    def run(self, *argv: str, stdin: str | None = None, cwd: Path | None = None,
+            missing: tuple[str, ...] = ()) -> str | None:
+        """The command's stdout; None when it fails saying one of `missing`; else a DeployError with its stderr."""
+        log(f"$ {self.program} {shlex.join(argv)}")
+        executable = shutil.which(self.program) or self.program  # a .cmd on Windows needs its full name
+        done = subprocess.run([executable, *argv], input=stdin, cwd=cwd, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return done.stdout
+        if any(word.lower() in done.stderr.lower() for word in missing):
+            return None
+        said = done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]
+        raise DeployError(f"`{self.program} {shlex.join(argv)}` failed ({done.returncode}): {said}")
 
     def json(self, *argv: str) -> Any:
         """The command's stdout parsed as JSON (None when it printed nothing)."""
-        text = self.run(*argv).strip()
+        text = (self.run(*argv) or "").strip()
         return json.loads(text) if text else None
 
-    def maybe_json(self, *argv: str, missing: tuple[str, ...] = ("NOT_FOUND", "NotFound", "not found",
-                                                                  "ResourceNotFound", "could not be found")) -> Any:
+    def maybe_json(self, *argv: str, missing: tuple[str, ...] = NOT_FOUND) -> Any:
         """The JSON of a describe/show command, or None when it says the resource does not exist."""
-        done = self._call(argv, None, None)
-        if done.returncode == 0:
-            text = done.stdout.strip()
-            return json.loads(text) if text else None
-        if any(word.lower() in done.stderr.lower() for word in missing):
-            return None
-        raise self._failed(argv, done)
-
-    def _failed(self, argv: tuple[str, ...], done: subprocess.CompletedProcess[str]) -> DeployError:
-        said = done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]
-        return DeployError(f"`{self.program} {shlex.join(argv)}` failed ({done.returncode}): {said}")
-
-    def _call(self, argv: tuple[str, ...], stdin: str | None, cwd: Path | None) -> subprocess.CompletedProcess[str]:
-        print(f"$ {self.program} {shlex.join(argv)}", file=sys.stderr, flush=True)
-        executable = shutil.which(self.program) or self.program  # a .cmd on Windows needs its full name
-        return subprocess.run([executable, *argv], input=stdin, cwd=cwd, capture_output=True, text=True,
-                              check=False)
+        text = (self.run(*argv, missing=missing) or "").strip()
+        return json.loads(text) if text else None
 
 
 class SettingsFile:
@@ -92,11 +79,10 @@ class SettingsFile:
                 if sep and not key.lstrip().startswith("#"):
                     self.values[key.strip()] = value.strip()
 
-    def pick(self, key: str, given: str | None, default: Callable[[], str | None] | None = None) -> str | None:
-        """`given` if set, else what the file holds, else the default; remembered for save()."""
-        value = given or self.values.get(key) or (default() if default else None)
-        if value:
-            self.values[key] = value
+    def pick(self, key: str, given: str | None, default: Callable[[], str | None] = lambda: None) -> str:
+        """`given` if given (even empty), else what the file holds, else the default or ""; kept for save()."""
+        value = given if given is not None else self.values.get(key) or default() or ""
+        self.values[key] = value
         return value
 
     def save(self, header: str) -> None:
@@ -105,7 +91,6 @@ class SettingsFile:
 
 
 def new_token() -> str:
-    """A fresh callback token (43 URL-safe characters)."""
     return secrets.token_urlsafe(32)
 
 
@@ -121,11 +106,11 @@ def private_file(content: str, suffix: str = "") -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
-def _request(url: str, data: bytes | None, timeout: float) -> int:
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
-                                     headers={"Content-Type": "application/json"} if data is not None else {})
+def _status(url: str, data: bytes | None = None) -> int:
+    """The status of a GET (or, with data, a JSON POST), 0 when nothing answers."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers={
+                "Content-Type": "application/json"}), timeout=20) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -133,26 +118,35 @@ def _request(url: str, data: bytes | None, timeout: float) -> int:
         return 0
 
 
-def check_endpoint(url: str, token: str, *, wait: float, log: Callable[[str], None]) -> None:
+def wait_interval(wait: float) -> float:
+    """How long to sleep between tries when `wait` seconds are allowed in all."""
+    return max(0.2, min(10.0, wait / 30))
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def check_endpoint(url: str, token: str, *, wait: float) -> None:
     """GET <url>healthz, then one authenticated callback, retried while the answer is 5xx (roles and secret
     references take minutes to propagate) for up to `wait` seconds; a DeployError says what is still wrong."""
     base = url if url.endswith("/") else url + "/"
-    interval = max(0.2, min(10.0, wait / 30))
     deadline = time.monotonic() + wait
-    status = _request(base + "healthz", None, 10)
-    while status != 200 and time.monotonic() < deadline:
-        time.sleep(interval)
-        status = _request(base + "healthz", None, 10)
+
+    def poll(target: str, data: bytes | None, done: tuple[int, ...], waiting: str) -> int:
+        while (status := _status(target, data)) not in done and time.monotonic() < deadline:
+            if waiting:
+                log(f"  a test callback answered {status or 'nothing'}; {waiting}")
+            time.sleep(wait_interval(wait))
+        return status
+
+    status = poll(base + "healthz", None, (200,), "")
     if status != 200:
         raise DeployError(f"GET {base}healthz answered {status or 'nothing'}: the function did not start; "
                           "read its logs")
     log(f"health check: GET {base}healthz -> 200")
-    target = f"{base}?token={quote(token, safe='')}"
-    status = _request(target, DEPLOY_CHECK, 20)
-    while status not in (200, 401) and time.monotonic() < deadline:
-        log(f"  a test callback answered {status or 'nothing'}; waiting for the roles to propagate")
-        time.sleep(interval)
-        status = _request(target, DEPLOY_CHECK, 20)
+    status = poll(f"{base}?token={quote(token, safe='')}", DEPLOY_CHECK, (200, 401),
+                  "waiting for the roles to propagate")
     if status == 401:
         raise DeployError("the function refused the token from the secret (401): it runs with another token; "
                           "deploy again so that it reads the current secret")

@@ -1,16 +1,11 @@
-"""`tavus-callbacks deploy gcp`: bucket, service account, secret, roles and the function, created or reused.
-
-`gcloud functions deploy --gen2` does the deploy (the same service as `gcloud run deploy --function`). The
-token lives in Secret Manager only; the function reads a pinned version, resolved from `latest` at each run, so
-a rotation (add a version, run the deploy again) is explicit.
-"""
+"""`tavus-callbacks deploy gcp`: bucket, service account, secret, roles and the function (`gcloud functions
+deploy --gen2`), created or reused. The function reads the token secret's version that is `latest` at each run,
+so a rotation (add a version, deploy again) is explicit."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import Any
 
 from tavus_callbacks.cli.build import build_bundle
 from tavus_callbacks.cli.deploy.base import Cli, DeployError, SettingsFile, check_endpoint, new_token
@@ -21,7 +16,6 @@ APIS = ("cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googl
 BUILDER_ROLE = "roles/cloudbuild.builds.builder"
 BUCKET_ROLE = "roles/storage.objectUser"
 SECRET_ROLE = "roles/secretmanager.secretAccessor"
-SETTINGS = ".tavus-deploy-gcp.env"
 ACCESS = ("allusers", "no-invoker-check")
 
 
@@ -39,26 +33,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = SettingsFile(Path(args.settings or SETTINGS))
+    settings = SettingsFile(Path(args.settings))
     gcloud = Cli("gcloud", "install the Google Cloud CLI (cloud.google.com/sdk) and run `gcloud auth login`")
     accounts = gcloud.json("auth", "list", "--filter=status:ACTIVE", "--format=json") or []
     if not accounts:
         raise DeployError("gcloud has no active account: run `gcloud auth login`")
 
-    def configured_project() -> str | None:
-        return (gcloud.run("config", "get-value", "project").strip() or None)
-
-    project = settings.pick("PROJECT", args.project, configured_project)
+    project = settings.pick("PROJECT", args.project,
+                            lambda: (gcloud.run("config", "get-value", "project") or "").strip())
     if not project:
         raise DeployError("no project: give --project PROJECT_ID (or run `gcloud config set project PROJECT_ID`)")
-    region = str(settings.pick("REGION", args.region, lambda: "us-central1"))
-    bucket = str(settings.pick("BUCKET", args.bucket, lambda: f"{project}-tavus-recordings"))
-    prefix = settings.values.get("PREFIX", "") if args.prefix is None else args.prefix
-    settings.values["PREFIX"] = prefix
-    function = str(settings.pick("FUNCTION", args.function, lambda: "tavus-callback"))
-    account_name = str(settings.pick("SERVICE_ACCOUNT", args.service_account, lambda: "tavus-callbacks"))
-    secret = str(settings.pick("SECRET", args.secret, lambda: "tavus-callback-tokens"))
-    access = str(settings.pick("ACCESS", args.access, lambda: "allusers"))
+    region = settings.pick("REGION", args.region, lambda: "us-central1")
+    bucket = settings.pick("BUCKET", args.bucket, lambda: f"{project}-tavus-recordings")
+    prefix = settings.pick("PREFIX", args.prefix)
+    function = settings.pick("FUNCTION", args.function, lambda: "tavus-callback")
+    account_name = settings.pick("SERVICE_ACCOUNT", args.service_account, lambda: "tavus-callbacks")
+    secret = settings.pick("SECRET", args.secret, lambda: "tavus-callback-tokens")
+    access = settings.pick("ACCESS", args.access, lambda: "allusers")
     settings.save("names used by `tavus-callbacks deploy gcp`; the next run reuses them")
     p = f"--project={project}"
     member = f"serviceAccount:{account_name}@{project}.iam.gserviceaccount.com"
@@ -70,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
         gcloud.run("services", "enable", *missing, p)
     number = gcloud.json("projects", "describe", project, "--format=json")["projectNumber"]
     builder = f"serviceAccount:{number}-compute@developer.gserviceaccount.com"
-    if not has_binding(gcloud.json("projects", "get-iam-policy", project, "--format=json"), BUILDER_ROLE, builder):
-        gcloud.run("projects", "add-iam-policy-binding", project, f"--member={builder}", f"--role={BUILDER_ROLE}",
-                   "--condition=None", "--format=none")
+    bind(gcloud, ("projects",), (project,), BUILDER_ROLE, builder, "--condition=None", "--format=none")
 
     if gcloud.maybe_json("storage", "buckets", "describe", f"gs://{bucket}", p, "--format=json") is None:
         gcloud.run("storage", "buckets", "create", f"gs://{bucket}", p, f"--location={region}",
@@ -80,20 +69,15 @@ def run(args: argparse.Namespace) -> int:
     if gcloud.maybe_json("iam", "service-accounts", "describe", email, p, "--format=json") is None:
         gcloud.run("iam", "service-accounts", "create", account_name, p,
                    "--display-name=tavus-callbacks function")
-    if not has_binding(gcloud.json("storage", "buckets", "get-iam-policy", f"gs://{bucket}", p, "--format=json"),
-                       BUCKET_ROLE, member):
-        gcloud.run("storage", "buckets", "add-iam-policy-binding", f"gs://{bucket}", p, f"--member={member}",
-                   f"--role={BUCKET_ROLE}")
+    bind(gcloud, ("storage", "buckets"), (f"gs://{bucket}", p), BUCKET_ROLE, member)
 
     if gcloud.maybe_json("secrets", "describe", secret, p, "--format=json") is None:
         gcloud.run("secrets", "create", secret, p, "--replication-policy=automatic", "--data-file=-",
                    stdin=new_token())
-    if not has_binding(gcloud.json("secrets", "get-iam-policy", secret, p, "--format=json"), SECRET_ROLE, member):
-        gcloud.run("secrets", "add-iam-policy-binding", secret, p, f"--member={member}", f"--role={SECRET_ROLE}")
+    bind(gcloud, ("secrets",), (secret, p), SECRET_ROLE, member)
     latest = gcloud.json("secrets", "versions", "describe", "latest", f"--secret={secret}", p, "--format=json")
     version = str(latest["name"]).rsplit("/", 1)[-1]
-    tokens = gcloud.run("secrets", "versions", "access", version, f"--secret={secret}", p)
-    token = tokens.split(",")[0].strip()
+    token = (gcloud.run("secrets", "versions", "access", version, f"--secret={secret}", p) or "").split(",")[0].strip()
 
     bundle = build_bundle("gcp", Path(args.out) / "gcp")
     gcloud.run("functions", "deploy", function, "--gen2", p, f"--region={region}", "--runtime=python313",
@@ -107,13 +91,15 @@ def run(args: argparse.Namespace) -> int:
                    "--quiet")
     described = gcloud.json("functions", "describe", function, "--gen2", p, f"--region={region}", "--format=json")
     url = str(described["serviceConfig"]["uri"]).rstrip("/") + "/"
-    check_endpoint(url, token, wait=args.wait, log=lambda line: print(line, file=sys.stderr))
+    check_endpoint(url, token, wait=args.wait)
     print(f"callback_url: {url}?token={token}")
     print(f"store_url:    gs://{bucket}/{prefix}")
     return 0
 
 
-def has_binding(policy: Any, role: str, member: str) -> bool:
-    """Whether an IAM policy (as gcloud prints it in JSON) grants `role` to `member` without a condition."""
-    return any(b.get("role") == role and member in b.get("members", []) and not b.get("condition")
-               for b in (policy or {}).get("bindings", []))
+def bind(gcloud: Cli, group: tuple[str, ...], target: tuple[str, ...], role: str, member: str, *extra: str) -> None:
+    """Grant `role` on a resource to `member` unless its IAM policy already does without a condition."""
+    policy = gcloud.json(*group, "get-iam-policy", *target, "--format=json") or {}
+    if not any(b.get("role") == role and member in b.get("members", []) and not b.get("condition")
+               for b in policy.get("bindings", [])):
+        gcloud.run(*group, "add-iam-policy-binding", *target, f"--member={member}", f"--role={role}", *extra)
