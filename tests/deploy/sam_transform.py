@@ -1,7 +1,7 @@
 """Print template.yaml as CloudFormation receives it after the SAM transform, as JSON on stdout.
 
 Run with the SAM CLI's own interpreter (tests/.tools/sam/bin/python), which has the translator:
-    python tests/sam_transform.py template.yaml '{"EnableTracing": "true"}'
+    python tests/deploy/sam_transform.py template.yaml '{"EnableTracing": "true"}'
 As `sam deploy` does, local code folders are first replaced by the S3 URI they are uploaded to. The translator
 asks IAM for the ARNs of AWS managed policies named in `Policies`; this template names none, so it is given none.
 """

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 from conftest import load_event
-from serve_fixture import TOKENS
+from support.serve_fixture import TOKENS
 from tavus_callbacks.cli.build import CLOUDS, MARKER, BundleError, build_bundle
 from tavus_callbacks.record import event_id
 from tavus_callbacks.stores import open_store
 
-DEPS_CACHE = Path(__file__).parent / ".tools" / "bundle-deps"
+DEPS_CACHE = Path(__file__).parents[1] / ".tools" / "bundle-deps"
 STORE_OF = {"aws": "s3", "gcp": "gcs", "azure": "azure"}
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 
@@ -115,7 +115,7 @@ def test_a_built_bundle_answers_a_callback_in_a_clean_interpreter(
 
 
 def test_each_bundle_pins_exactly_what_its_cloud_needs() -> None:
-    root = Path(__file__).resolve().parents[1] / "functions"
+    root = Path(__file__).resolve().parents[2] / "functions"
     wanted = {
         "aws": {"pydantic", "orjson", "boto3", "aws-lambda-powertools[tracer]"},
         "gcp": {"pydantic", "orjson", "google-cloud-storage", "functions-framework", "google-auth"},  # OIDC check

@@ -22,7 +22,7 @@ from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import handle, reset_default_pipeline
 from tavus_callbacks.stores import open_store
 
-FAKE = Path(__file__).parent / "deploy" / "fake_cli.py"
+FAKE = Path(__file__).parent / "fake_cli.py"
 
 # Commands and flags as documented in each CLI's reference (cloud.google.com/sdk/gcloud/reference,
 # learn.microsoft.com/cli/azure, the Azure Functions Core Tools reference). gcloud-wide: --project, --format,

@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from servers import Emulator, emulator_env
+from support.servers import Emulator, emulator_env
 
 TOKEN = "outputs-test-token-0123456789abcdef"
 URL = "https://abc123.lambda-url.us-east-1.on.aws/"

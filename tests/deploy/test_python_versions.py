@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / "tests" / ".tools" / "py311"
 CANDIDATES = ("python3.11", "/root/.pyenv/versions/3.11.7/bin/python")
-TESTS = ["tests/test_events.py", "tests/test_pipeline.py", "tests/test_fold.py"]
+TESTS = ["tests/unit/test_events.py", "tests/unit/test_pipeline.py", "tests/unit/test_fold.py"]
 
 
 def python311() -> str | None:

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
-SAM_BIN = Path(__file__).parent / ".tools" / "sam" / "bin"
-SAM_CACHE = Path(__file__).parent / ".tools" / "sam-cache"
+SAM_BIN = Path(__file__).parents[1] / ".tools" / "sam" / "bin"
+SAM_CACHE = Path(__file__).parents[1] / ".tools" / "sam-cache"
 WRITER_ACTIONS = {
     "s3:PutObject", "s3:GetObject", "s3:ListBucketMultipartUploads", "s3:AbortMultipartUpload",
     "s3:ListBucketVersions", "s3:ListBucket", "s3:GetObjectVersion", "s3:ListMultipartUploadParts",
@@ -213,7 +213,7 @@ def test_the_outputs_give_the_url_the_role_and_a_ready_recording_storage(templat
 
 
 # -- the template as CloudFormation receives it, for given parameters ----------------------------------------
-# The SAM transform is run by the SAM CLI's own translator (tests/sam_transform.py); conditions and intrinsic
+# The SAM transform is run by the SAM CLI's own translator (tests/deploy/sam_transform.py); conditions and intrinsic
 # functions are then evaluated here, so each test reads the resources and policies a deployment would get.
 
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",

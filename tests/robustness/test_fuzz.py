@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of the pipeline (atheris): a short run here, every past crash as a regression.
 
 The fuzz target and its checks live in bench/fuzz_pipeline.py (the long run); this file runs it
-briefly in a subprocess, replays tests/fuzz_regressions/ through the same checks in-process, and
+briefly in a subprocess, replays tests/robustness/fuzz_regressions/ through the same checks in-process, and
 shows the checks do fail on an answer outside the contract.
 """
 
@@ -16,9 +16,9 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FUZZER = ROOT / "bench" / "fuzz_pipeline.py"
-REGRESSIONS = ROOT / "tests" / "fuzz_regressions"
+REGRESSIONS = Path(__file__).parent / "fuzz_regressions"
 SHORT_RUN_INPUTS = 4000
 
 
@@ -50,7 +50,7 @@ def test_a_short_fuzz_run_finds_no_crash(tmp_path: Path) -> None:
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     crashes = sorted(p.name for p in tmp_path.glob("crash-*"))
     assert run.returncode == 0 and "no crash" in summary, (
-        f"{summary}\ncrash inputs {crashes} in {tmp_path}: copy them into tests/fuzz_regressions/\n"
+        f"{summary}\ncrash inputs {crashes} in {tmp_path}: copy them into tests/robustness/fuzz_regressions/\n"
         f"{run.stderr[-4000:]}")
     assert f"{SHORT_RUN_INPUTS} inputs fuzzed" in summary, summary
 

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import pytest
 from conftest import load_event
-from serve_fixture import TOKENS, ServeProcess, running_serve
+from support.serve_fixture import TOKENS, ServeProcess, running_serve
 from tavus_callbacks import auth
 from tavus_callbacks.http import Request, Response
 from tavus_callbacks.pipeline import MAX_JSON_DEPTH, Pipeline

@@ -14,9 +14,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from serve_fixture import TOKENS, ServeProcess, running_serve
+from support.serve_fixture import TOKENS, ServeProcess, running_serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = 40
 ACCEPTED = {200, 400}
 DOCUMENTED_REFUSALS = ("beyond 64 bits", "nested more than")

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from conftest import EVENTS_DIR, load_event
-from serve_fixture import ServeProcess
+from support.serve_fixture import ServeProcess
 from tavus_callbacks.record import event_id
 from tavus_callbacks.state.fold import fold
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import requests
 from conftest import load_event
-from serve_fixture import running_serve
-from servers import sqlite_url
+from support.serve_fixture import running_serve
+from support.servers import sqlite_url
 from tavus_callbacks.cli import main
 from tavus_callbacks.stores import open_store
 

@@ -19,14 +19,14 @@ import orjson
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
-from servers import Emulator, create_bucket, new_bucket_name
+from support.servers import Emulator, create_bucket, new_bucket_name
 from tavus_callbacks.cli.send import CONVERSATION_ORDER, Ids, SampleConversation
 from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.stores.sqlite import SQLiteStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOAK = ROOT / "bench" / "soak.py"
 SHORT_EVENTS = 300
 FAULT_RATE = 0.2

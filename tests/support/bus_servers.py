@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import Emulator, free_port
 from tavus_callbacks.sdk import clear_clients
+
+from support.servers import Emulator, free_port
 
 PUBSUB_EMULATOR = Path(os.environ.get(
     "PUBSUB_EMULATOR_BIN", "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"))

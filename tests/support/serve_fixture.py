@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import free_port
 from tavus_callbacks.stores import open_store
+
+from support.servers import free_port
 
 TOKENS = ("serve-test-token-primary-0123456789", "serve-test-token-rotated-9876543210")
 

@@ -38,7 +38,7 @@ from tavus_callbacks.sdk import clear_clients
 
 BACKENDS = ("sqlite", "s3", "gcs", "azure")
 CLOUD_BACKENDS = ("s3", "gcs", "azure")
-TOOLS = Path(__file__).parent / ".tools"
+TOOLS = Path(__file__).parents[1] / ".tools"
 AZURITE_BIN = TOOLS / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published development key: it only opens the emulator.
@@ -388,4 +388,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["moto"]:
         run_moto(sys.argv[2:])
     else:
-        raise SystemExit("usage: python tests/servers.py moto -H 127.0.0.1 -p PORT")
+        raise SystemExit("usage: python tests/support/servers.py moto -H 127.0.0.1 -p PORT")

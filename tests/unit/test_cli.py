@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import EVENTS_DIR
-from serve_fixture import TOKENS, ServeProcess, serve_command
-from servers import free_port
+from support.serve_fixture import TOKENS, ServeProcess, serve_command
+from support.servers import free_port
 from tavus_callbacks.cli import COMMANDS, main
 from tavus_callbacks.cli.send import CONVERSATION_ORDER, SAMPLES
 from tavus_callbacks.events.normalize import json_schema

@@ -198,7 +198,7 @@ def test_a_missing_role_fails_and_says_to_create_it(capsys: pytest.CaptureFixtur
 def test_the_bucket_region_is_read_and_printed_for_bucket_region(capsys: pytest.CaptureFixture[str],
                                                                  moto_server: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from servers import new_bucket_name, point_at
+    from support.servers import new_bucket_name, point_at
     from tavus_callbacks.sdk import clear_clients
 
     point_at(moto_server, monkeypatch)

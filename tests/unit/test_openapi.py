@@ -25,7 +25,7 @@ from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.stores.sqlite import SQLiteStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SPEC_FILE = ROOT / "openapi.yaml"
 TOKEN = "openapi-token-0123456789abcdef"
 # Statuses the code holds that are not part of the contract, each with the reason.

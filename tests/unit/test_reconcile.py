@@ -1,4 +1,4 @@
-"""`reconcile` against the fake vendor API (tests/fake_tavus.py): missed callbacks come back exactly once,
+"""`reconcile` against the fake vendor API (tests/support/fake_tavus.py): missed callbacks come back exactly once,
 complete conversations cost no fetch, the client is polite, and a run resumes where the last one stopped."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
-from bus_servers import SDK_WARNINGS, EventGridSink, forwarding_pipeline
-from bus_servers import deliver as bus_deliver
-from fake_tavus import API_KEY, FakeTavus, conversation_callbacks
-from servers import sqlite_url
+from support.bus_servers import SDK_WARNINGS, EventGridSink, forwarding_pipeline
+from support.bus_servers import deliver as bus_deliver
+from support.fake_tavus import API_KEY, FakeTavus, conversation_callbacks
+from support.servers import sqlite_url
 from tavus_callbacks.cli import main
 from tavus_callbacks.forward.eventgrid import KEY_VARIABLE
 from tavus_callbacks.http import Request

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bus_servers import SDK_WARNINGS, EventGridSink, deliver, forwarding_pipeline
 from conftest import load_event
-from servers import sqlite_url
+from support.bus_servers import SDK_WARNINGS, EventGridSink, deliver, forwarding_pipeline
+from support.servers import sqlite_url
 from tavus_callbacks.cli import main
 from tavus_callbacks.events.normalize import normalize
 from tavus_callbacks.forward.eventgrid import KEY_VARIABLE

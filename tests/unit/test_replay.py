@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bus_servers import FORWARD_TOKEN, SDK_WARNINGS, EventGridSink, deliver, large_transcript, sample_payloads
 from conftest import exported
-from servers import sqlite_url
+from support.bus_servers import FORWARD_TOKEN, SDK_WARNINGS, EventGridSink, deliver, large_transcript, sample_payloads
+from support.servers import sqlite_url
 from tavus_callbacks.cli import main
 from tavus_callbacks.cli.replay import Progress, Summary
 from tavus_callbacks.stores.sqlite import SQLiteStore

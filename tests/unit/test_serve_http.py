@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import EVENTS_DIR, load_event
-from serve_fixture import TOKENS, ServeProcess, running_serve
+from support.serve_fixture import TOKENS, ServeProcess, running_serve
 from tavus_callbacks.record import event_id
 
 MAX_BODY = 64 * 1024

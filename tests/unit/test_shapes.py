@@ -23,7 +23,7 @@ from tavus_callbacks.events import shapes
 from tavus_callbacks.events.normalize import _CHECK, CONVERSATION_TYPES, FAMILY_SHAPES, _core_schemas, family_of
 from tavus_callbacks.events.plain_validator import NOT_PLAIN, compile_plain
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = _core_schemas()
 FIELD_NAMES = sorted({name for schema in SCHEMAS.values() for name in schema["fields"]}
                      | {"role", "content", "timestamp", "seconds_from_start", "guardrail", "script"})

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from serve_fixture import running_serve
+from support.serve_fixture import running_serve
 from tavus_callbacks.pipeline import reset_default_pipeline
 
 from .drivers import (

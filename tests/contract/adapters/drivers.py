@@ -37,11 +37,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from conftest import exported
-from serve_fixture import TOKENS, settle, wait_until_healthy
-from servers import free_port
+from support.serve_fixture import TOKENS, settle, wait_until_healthy
+from support.servers import free_port
 from tavus_callbacks.stores.sqlite import SQLiteStore
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FUNCTIONS = REPO / "functions"
 LIMIT = 256 * 1024  # TAVUS_MAX_BODY_BYTES for every driver: big enough for any sample, small to exceed
 IN_PROCESS = ("aws-url", "aws-url-b64", "aws-httpapi", "aws-httpapi-b64", "gcp", "azure")

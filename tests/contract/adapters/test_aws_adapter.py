@@ -15,7 +15,7 @@ import pytest
 from aws_lambda_powertools.logging import logger as powertools_logger
 from aws_lambda_powertools.metrics.provider import cold_start
 from conftest import load_event
-from serve_fixture import TOKENS
+from support.serve_fixture import TOKENS
 from tavus_callbacks.http import Response
 from tavus_callbacks.record import event_id
 
@@ -161,7 +161,7 @@ def secret(moto_server: Any, monkeypatch: pytest.MonkeyPatch, aws: AwsDriver) ->
     """A secret in the moto server named by TAVUS_CALLBACK_TOKENS_SECRET; call the fixture to change its value."""
     import boto3
     from aws_lambda_powertools.utilities import parameters
-    from servers import point_at
+    from support.servers import point_at
 
     point_at(moto_server, monkeypatch)
     client = boto3.client("secretsmanager")
@@ -255,7 +255,7 @@ def template_alarm_dimensions() -> dict[tuple[str, str], dict[str, str]]:
 def test_the_metrics_the_alarms_watch_are_emitted_with_exactly_their_dimensions(
         aws: AwsDriver, moto_server: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from servers import point_at
+    from support.servers import point_at
     from tavus_callbacks.pipeline import reset_default_pipeline
 
     alarms = template_alarm_dimensions()
@@ -281,7 +281,7 @@ def test_the_metrics_the_alarms_watch_are_emitted_with_exactly_their_dimensions(
 def test_every_object_written_to_s3_carries_the_lifecycle_tag_and_a_recording_does_not(
         aws: AwsDriver, moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
-    from servers import create_bucket, point_at
+    from support.servers import create_bucket, point_at
     from tavus_callbacks.pipeline import reset_default_pipeline
 
     bucket = f"tagged-{uuid.uuid4().hex[:8]}"

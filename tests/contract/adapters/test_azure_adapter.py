@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import load_event
-from serve_fixture import TOKENS
+from support.serve_fixture import TOKENS
 
 from .drivers import FUNCTIONS, AzureDriver
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import EVENTS_DIR, load_event
-from servers import AZURITE_ACCOUNT
+from support.servers import AZURITE_ACCOUNT
 from tavus_callbacks.record import event_id
 from tavus_callbacks.stores import open_store
 

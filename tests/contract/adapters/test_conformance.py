@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import EVENTS_DIR, load_event
-from serve_fixture import TOKENS
+from support.serve_fixture import TOKENS
 from tavus_callbacks.record import event_id
 
 from .drivers import IN_PROCESS, LIMIT, Driver

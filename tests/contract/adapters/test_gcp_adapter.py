@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import load_event
-from serve_fixture import TOKENS
+from support.serve_fixture import TOKENS
 from tavus_callbacks.http import Outcome
 
 from .drivers import GcpDriver, HttpDriver

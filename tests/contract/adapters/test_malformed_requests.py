@@ -21,7 +21,7 @@ import pytest
 from conftest import load_event
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from serve_fixture import TOKENS
+from support.serve_fixture import TOKENS
 
 from .drivers import LambdaContext, lambda_event
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
-from fake_tavus import API_KEY, FakeTavus, conversation_callbacks
-from servers import Emulator, point_at, sqlite_url
+from support.fake_tavus import API_KEY, FakeTavus, conversation_callbacks
+from support.servers import Emulator, point_at, sqlite_url
 from tavus_callbacks.stores import open_store
 
 from .drivers import LambdaContext

@@ -13,8 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
-from bus_servers import deliver, forwarding_pipeline, large_transcript, sample_payloads, stored_documents
-from servers import Emulator, point_at, sqlite_url
+from support.bus_servers import deliver, forwarding_pipeline, large_transcript, sample_payloads, stored_documents
+from support.servers import Emulator, point_at, sqlite_url
 from tavus_callbacks.forward.eventbridge import MAX_ENTRY_BYTES, SOURCE, EventBridgeForwarder, entry_size
 from tavus_callbacks.sdk import clear_clients
 
@@ -139,7 +139,7 @@ def test_a_failing_bus_answers_200_and_the_retry_publishes_once_it_recovers(bus:
 
 def test_serve_forward_publishes_every_stored_event(bus: Bus, moto_server: Emulator, serve_factory: Any,
                                                     tmp_path: Path) -> None:
-    from servers import emulator_env
+    from support.servers import emulator_env
 
     server = serve_factory(store_url=sqlite_url(tmp_path / "store.db"), env=emulator_env(moto_server),
                            args=["--forward", bus.url], workers=1, threads=2)
@@ -194,7 +194,7 @@ def test_the_template_turns_forwarding_on_with_put_events_on_that_bus_only() -> 
         return {name: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
 
     CloudFormationLoader.add_multi_constructor("!", long_form)
-    template = yaml.load((Path(__file__).parents[1] / "template.yaml").read_text(), CloudFormationLoader)
+    template = yaml.load((Path(__file__).parents[3] / "template.yaml").read_text(), CloudFormationLoader)
     assert template["Parameters"]["ForwardBusName"]["Default"] == ""
     assert template["Conditions"]["ForwardEnabled"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ForwardBusName"}, ""]}]}
     function = template["Resources"]["CallbackFunction"]["Properties"]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from bus_servers import (
+from support.bus_servers import (
     SDK_WARNINGS,
     EventGridSink,
     deliver,
@@ -15,7 +15,7 @@ from bus_servers import (
     sample_payloads,
     stored_documents,
 )
-from servers import sqlite_url
+from support.servers import sqlite_url
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.forward.eventgrid import KEY_VARIABLE, MAX_EVENT_BYTES, EventGridForwarder
 

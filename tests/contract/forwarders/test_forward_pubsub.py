@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bus_servers import PubSubTopic, deliver, forwarding_pipeline, sample_payloads, stored_documents
-from servers import sqlite_url
+from support.bus_servers import PubSubTopic, deliver, forwarding_pipeline, sample_payloads, stored_documents
+from support.servers import sqlite_url
 from tavus_callbacks.forward.pubsub import MAX_MESSAGE_BYTES, PubSubForwarder, message_size
 
 
@@ -91,9 +91,9 @@ def test_a_message_over_10_mb_goes_thin_with_a_dataref(pubsub_topic: PubSubTopic
 
 def test_an_emulator_outage_fails_the_publish_and_the_same_publisher_recovers(
         pubsub_emulator: Any, monkeypatch: Any) -> None:
-    from bus_servers import PUBSUB_EMULATOR, PUBSUB_PROJECT
     from google.cloud import pubsub_v1
-    from servers import Emulator
+    from support.bus_servers import PUBSUB_EMULATOR, PUBSUB_PROJECT
+    from support.servers import Emulator
     from tavus_callbacks.errors import ForwardError
     from tavus_callbacks.events.normalize import normalize
     from tavus_callbacks.record import Layout, build_record

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from conftest import EVENTS_DIR, load_event
-from servers import CLOUD_BACKENDS, Emulator, create_bucket, new_bucket_name, store_url_for
+from support.servers import CLOUD_BACKENDS, Emulator, create_bucket, new_bucket_name, store_url_for
 from tavus_callbacks.errors import StoreUnavailable
 from tavus_callbacks.events.normalize import normalize
 from tavus_callbacks.http import Request, Response

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from servers import CLOUD_BACKENDS, free_port, new_bucket_name, store_url_for
+from support.servers import CLOUD_BACKENDS, free_port, new_bucket_name, store_url_for
 from tavus_callbacks.errors import ConfigError, PreconditionFailed, StoreUnavailable
 from tavus_callbacks.events.recording import RecordingLocation
 from tavus_callbacks.sdk import clear_clients
