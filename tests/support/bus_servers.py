@@ -1,5 +1,7 @@
-"""Event buses for the forwarding tests: the Pub/Sub emulator and an Event Grid sink.
+"""Event buses for the forwarding tests: an EventBridge bus in moto, the Pub/Sub emulator and an Event Grid sink.
 
+- `eventbridge_bus` (function): a fresh bus in the shared moto server with a rule on our source that sends
+  every event to an SQS queue, the SDK pointed at moto; `drain()` reads what arrived.
 - `pubsub_emulator` (session): the Cloud Pub/Sub emulator shipped with the Google Cloud SDK, on a free
   loopback port, stopped by its pid; the tests that need it skip, saying why, where it or Java is absent.
 - `pubsub_topic` (function): a fresh topic with an ordered subscription, `PUBSUB_EMULATOR_HOST` set.
@@ -9,9 +11,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +26,7 @@ from typing import Any
 import pytest
 from tavus_callbacks.sdk import clear_clients
 
-from support.servers import Emulator, free_port
+from support.servers import Emulator, free_port, point_at
 
 PUBSUB_EMULATOR = Path(os.environ.get(
     "PUBSUB_EMULATOR_BIN", "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"))
@@ -70,8 +74,6 @@ class PubSubTopic:
 
     def pull(self, expected: int, timeout: float = 20.0) -> list[Any]:
         """Pull and acknowledge messages until `expected` have arrived (or the time is up)."""
-        import time
-
         messages: list[Any] = []
         deadline = time.monotonic() + timeout
         while len(messages) < expected and time.monotonic() < deadline:
@@ -105,6 +107,66 @@ def pubsub_topic(pubsub_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         clear_clients()
         subscriber.close()
+
+
+@dataclass
+class EventBridgeBus:
+    """A bus in moto with a rule matching our source and an SQS queue as its target."""
+
+    name: str
+    queue_url: str
+    queue_arn: str
+    events: Any
+    sqs: Any
+
+    @property
+    def url(self) -> str:
+        return f"eventbridge://{self.name}"
+
+    def create(self) -> None:
+        from tavus_callbacks.forward.eventbridge import SOURCE
+
+        self.events.create_event_bus(Name=self.name)
+        self.events.put_rule(Name="tavus", EventBusName=self.name, EventPattern=json.dumps({"source": [SOURCE]}))
+        self.events.put_targets(Rule="tavus", EventBusName=self.name, Targets=[{"Id": "queue", "Arn": self.queue_arn}])
+
+    def delete(self) -> None:
+        self.events.remove_targets(Rule="tavus", EventBusName=self.name, Ids=["queue"])
+        self.events.delete_rule(Name="tavus", EventBusName=self.name)
+        self.events.delete_event_bus(Name=self.name)
+
+    def drain(self, expect: int = 0, wait: float = 10.0) -> list[dict[str, Any]]:
+        """Every EventBridge envelope waiting in the queue (received and deleted); waits up to `wait` seconds
+        for at least `expect` of them (a server publishes after its answer)."""
+        envelopes: list[dict[str, Any]] = []
+        deadline = time.monotonic() + wait
+        while True:
+            answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = answer.get("Messages", [])
+            if not messages:
+                if len(envelopes) >= expect or time.monotonic() > deadline:
+                    return envelopes
+                time.sleep(0.05)
+            for message in messages:
+                envelopes.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture
+def eventbridge_bus(moto_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[EventBridgeBus]:
+    """A fresh EventBridge bus in moto whose events land in an SQS queue; the SDK points at moto."""
+    import boto3
+
+    point_at(moto_server, monkeypatch)
+    clear_clients()
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    name = f"tavus-{uuid.uuid4().hex[:10]}"
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    created = EventBridgeBus(name, queue_url, queue_arn, events, sqs)
+    created.create()
+    yield created
+    clear_clients()
 
 
 @dataclass
@@ -171,8 +233,6 @@ def sample_payloads() -> list[dict[str, Any]]:
 
 def large_transcript(min_bytes: int) -> dict[str, Any]:
     """A transcription_ready payload whose transcript makes it at least `min_bytes` long."""
-    import json
-
     from conftest import load_event
 
     payload = load_event("conversation.application.transcription_ready")
@@ -183,18 +243,17 @@ def large_transcript(min_bytes: int) -> dict[str, Any]:
     return payload
 
 
-def forwarding_pipeline(store_url: str, forward_url: str) -> Any:
-    """A Pipeline on `store_url` that forwards to `forward_url`, accepting FORWARD_TOKEN."""
+def forwarding_pipeline(store_url: str, forward_url: str, **settings: Any) -> Any:
+    """A Pipeline on `store_url` that forwards to `forward_url`, accepting FORWARD_TOKEN (other Settings fields
+    as keyword arguments)."""
     from tavus_callbacks.pipeline import Pipeline
     from tavus_callbacks.settings import Settings
 
-    return Pipeline(Settings(tokens=(FORWARD_TOKEN,), store_url=store_url, forward_url=forward_url))
+    return Pipeline(Settings(tokens=(FORWARD_TOKEN,), store_url=store_url, forward_url=forward_url, **settings))
 
 
 def deliver(pipeline: Any, payload: dict[str, Any]) -> Any:
     """POST one payload to a pipeline as Tavus would; the Response."""
-    import json
-
     from tavus_callbacks.http import Request
 
     return pipeline.handle(Request("POST", "/", query={"token": FORWARD_TOKEN}, body=json.dumps(payload).encode()))

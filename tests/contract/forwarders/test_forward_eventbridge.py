@@ -1,113 +1,28 @@
-"""Forwarding to Amazon EventBridge against moto server: bus -> rule on our source -> SQS queue."""
+"""EventBridge beyond the forwarder contract (test_forwarder_contract.py): the dataref of a thin event on an S3
+store, the 256 KB rule as EventBridge counts it, and the template's switch for forwarding."""
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
-from support.bus_servers import deliver, forwarding_pipeline, large_transcript, sample_payloads, stored_documents
-from support.servers import Emulator, point_at, sqlite_url
+from support.bus_servers import EventBridgeBus, deliver, forwarding_pipeline, large_transcript
 from tavus_callbacks.forward.eventbridge import MAX_ENTRY_BYTES, SOURCE, EventBridgeForwarder, entry_size
-from tavus_callbacks.sdk import clear_clients
-
-
-@dataclass
-class Bus:
-    """A bus in moto with a rule matching our source and an SQS queue as its target."""
-
-    name: str
-    queue_url: str
-    queue_arn: str
-    events: Any
-    sqs: Any
-
-    @property
-    def url(self) -> str:
-        return f"eventbridge://{self.name}"
-
-    def create(self) -> None:
-        self.events.create_event_bus(Name=self.name)
-        self.events.put_rule(Name="tavus", EventBusName=self.name, EventPattern=json.dumps({"source": [SOURCE]}))
-        self.events.put_targets(Rule="tavus", EventBusName=self.name, Targets=[{"Id": "queue", "Arn": self.queue_arn}])
-
-    def delete(self) -> None:
-        self.events.remove_targets(Rule="tavus", EventBusName=self.name, Ids=["queue"])
-        self.events.delete_rule(Name="tavus", EventBusName=self.name)
-        self.events.delete_event_bus(Name=self.name)
-
-    def drain(self, expect: int = 0, wait: float = 10.0) -> list[dict[str, Any]]:
-        """Every EventBridge envelope waiting in the queue (received and deleted); waits up to `wait` seconds
-        for at least `expect` of them (a server publishes after its answer)."""
-        envelopes: list[dict[str, Any]] = []
-        deadline = time.monotonic() + wait
-        while True:
-            answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-            messages = answer.get("Messages", [])
-            if not messages:
-                if len(envelopes) >= expect or time.monotonic() > deadline:
-                    return envelopes
-                time.sleep(0.05)
-            for message in messages:
-                envelopes.append(json.loads(message["Body"]))
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-
-
-@pytest.fixture
-def bus(moto_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bus]:
-    point_at(moto_server, monkeypatch)
-    clear_clients()
-    events, sqs = boto3.client("events"), boto3.client("sqs")
-    name = f"tavus-{uuid.uuid4().hex[:10]}"
-    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    created = Bus(name, queue_url, queue_arn, events, sqs)
-    created.create()
-    yield created
-    clear_clients()
-
-
-
-def test_every_stored_event_arrives_once_per_delivery_with_its_stored_id(bus: Bus, tmp_path: Path) -> None:
-    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), bus.url)
-    payloads = sample_payloads()
-    deliveries: Counter[str] = Counter()
-    statuses: list[str] = []
-    for payload in [*payloads, *payloads[:3]]:  # the first three delivered twice, as a retry would
-        answer = deliver(pipeline, payload)
-        assert answer.status == 200, answer.body
-        deliveries[answer.json_body()["event_id"]] += 1
-        statuses.append(answer.json_body()["status"])
-    assert statuses[-3:] == ["duplicate"] * 3
-
-    envelopes = bus.drain()
-    assert Counter(e["detail"]["id"] for e in envelopes) == deliveries
-    stored = stored_documents(sqlite_url(tmp_path / "store.db"))
-    assert set(stored) == set(deliveries)
-    for envelope in envelopes:
-        assert envelope["source"] == SOURCE
-        assert envelope["detail-type"] == envelope["detail"]["type"]
-        assert envelope["detail"] == stored[envelope["detail"]["id"]], "the bus gets the stored CloudEvent as is"
 
 
 def test_a_transcript_over_256_kb_goes_as_a_thin_event_pointing_to_the_stored_object(
-        bus: Bus, cloud_bucket: Any) -> None:
+        eventbridge_bus: EventBridgeBus, cloud_bucket: Any) -> None:
     store_url = cloud_bucket("s3", "tavus/")
     bucket = store_url.split("/")[2]
-    pipeline = forwarding_pipeline(store_url, bus.url)
+    pipeline = forwarding_pipeline(store_url, eventbridge_bus.url)
     payload = large_transcript(MAX_ENTRY_BYTES)
     answer = deliver(pipeline, payload)
     assert answer.status == 200, answer.body
     event_id = answer.json_body()["event_id"]
 
-    [envelope] = bus.drain()
+    [envelope] = eventbridge_bus.drain()
     thin = envelope["detail"]
     assert "data" not in thin
     assert thin["id"] == event_id
@@ -119,37 +34,6 @@ def test_a_transcript_over_256_kb_goes_as_a_thin_event_pointing_to_the_stored_ob
     key = thin["dataref"].removeprefix(f"s3://{bucket}/")
     stored = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     assert stored["id"] == event_id and stored["data"]["payload"] == payload
-
-
-def test_a_failing_bus_answers_200_and_the_retry_publishes_once_it_recovers(bus: Bus, tmp_path: Path) -> None:
-    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), bus.url)
-    payload = sample_payloads()[0]
-    bus.delete()
-    answer = deliver(pipeline, payload)
-    assert answer.status == 200 and answer.json_body()["status"] == "stored"  # durable: the bus can wait
-    assert len(stored_documents(sqlite_url(tmp_path / "store.db"))) == 1, "durable even though the bus failed"
-
-    bus.create()
-    retry = deliver(pipeline, payload)
-    assert retry.status == 200
-    assert retry.json_body()["status"] == "duplicate"
-    assert [e["detail"]["id"] for e in bus.drain()] == [retry.json_body()["event_id"]]
-    assert len(stored_documents(sqlite_url(tmp_path / "store.db"))) == 1, "exactly once in the bucket"
-
-
-def test_serve_forward_publishes_every_stored_event(bus: Bus, moto_server: Emulator, serve_factory: Any,
-                                                    tmp_path: Path) -> None:
-    from support.servers import emulator_env
-
-    server = serve_factory(store_url=sqlite_url(tmp_path / "store.db"), env=emulator_env(moto_server),
-                           args=["--forward", bus.url], workers=1, threads=2)
-    payloads = sample_payloads()[:5]
-    ids = []
-    for payload in payloads:
-        status, answer = server.post(payload)
-        assert status == 200 and answer is not None
-        ids.append(answer["event_id"])
-    assert sorted(e["detail"]["id"] for e in bus.drain(expect=len(ids))) == sorted(ids)
 
 
 def _record(body_bytes: int) -> Any:
