@@ -1,4 +1,4 @@
-"""Shared fixtures. Each fixture module registers itself in `pytest_plugins` below."""
+"""Shared fixtures: the fixture modules of support/ register through `pytest_plugins` below; payloads in events/."""
 
 from __future__ import annotations
 
