@@ -289,9 +289,9 @@ def _none() -> Iterator[None]:
 
 @contextmanager
 def emulator(cloud: str) -> Iterator[dict[str, str]]:
-    """The cloud's storage emulator (tests/servers.py) with a fresh bucket; the env that points the SDK at it."""
+    """The cloud's storage emulator (tests/support/servers.py) with a fresh bucket; the env pointing the SDK at it."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from servers import EMULATORS, create_bucket, emulator_env, new_bucket_name, store_url_for
+    from support.servers import EMULATORS, create_bucket, emulator_env, new_bucket_name, store_url_for
 
     kind = {"aws": "s3", "gcp": "gcs", "azure": "azure"}[cloud]
     emu = EMULATORS[kind]()

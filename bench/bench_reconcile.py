@@ -1,5 +1,5 @@
 """Reconcile benchmark: a store that missed a random 30 % of the callbacks of 200 conversations, one
-`tavus-callbacks reconcile` against the fake vendor API (tests/fake_tavus.py), and what it took.
+`tavus-callbacks reconcile` against the fake vendor API (tests/support/fake_tavus.py), and what it took.
 
 Prints the events missed and recovered, duplicates (objects beyond one per event), and the API requests:
 listing pages plus one verbose fetch per incomplete conversation, none fetched twice.
@@ -26,7 +26,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_tavus import API_KEY, conversation_callbacks, running_fake_tavus  # noqa: E402 - tests/ is on the path now
+from support.fake_tavus import API_KEY, conversation_callbacks, running_fake_tavus  # noqa: E402 - tests/ is on the path now
 from tavus_callbacks.cli import main as cli  # noqa: E402
 from tavus_callbacks.http import Request  # noqa: E402
 from tavus_callbacks.pipeline import Pipeline  # noqa: E402

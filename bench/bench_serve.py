@@ -34,8 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from serve_fixture import ServeProcess, start_serve  # noqa: E402
-from servers import free_port  # noqa: E402
+from support.serve_fixture import ServeProcess, start_serve  # noqa: E402
+from support.servers import free_port  # noqa: E402
 
 TOKEN = "bench-token-" + "0" * 24
 

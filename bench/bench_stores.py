@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import (  # noqa: E402 - tests/ is put on the path just above
+from support.servers import (  # noqa: E402 - tests/ is put on the path just above
     Emulator,
     create_bucket,
     emulator_env,

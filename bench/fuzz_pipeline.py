@@ -9,7 +9,7 @@ An input is one control byte, an optional header block and the body:
              bits 6-7  the path: `/`, `/healthz`, `/callbacks/tavus`, or the header block's
     rest     the body
 
-so a corpus file is readable and a crash becomes a regression file (tests/fuzz_regressions/) as is.
+so a corpus file is readable and a crash becomes a regression file (tests/robustness/fuzz_regressions/) as is.
 Any exception, any 5xx, an answer outside the contract or a file outside the store is a crash.
 
     python bench/fuzz_pipeline.py -atheris_runs=200000            # a long run (seeded from tests/events)

@@ -294,7 +294,7 @@ class Report:
 @contextlib.contextmanager
 def s3_backend(rate: float, seed: int) -> Iterator[tuple[str, dict[str, str], Store, FaultPlan | None, list[str]]]:
     """moto server, a bucket, and the fault-injecting proxy in front; serve's env points at the proxy."""
-    from servers import create_bucket, emulator_env, moto_emulator, new_bucket_name
+    from support.servers import create_bucket, emulator_env, moto_emulator, new_bucket_name
     from tavus_callbacks.sdk import clear_clients
 
     moto = moto_emulator().start()
@@ -327,7 +327,7 @@ def sqlite_backend() -> Iterator[tuple[str, dict[str, str], Store, FaultPlan | N
 def soak(backend: str = "s3", events: int = 300, rate: float = 0.1, senders: int = 16, minutes: float = 30.0,
          seed: int = 1, max_attempts: int = 30, workers: int = 2) -> Report:
     """Run one soak and audit it."""
-    from serve_fixture import running_serve
+    from support.serve_fixture import running_serve
 
     started = time.monotonic()
     context = s3_backend(rate, seed) if backend == "s3" else sqlite_backend()

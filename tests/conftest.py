@@ -1,4 +1,4 @@
-"""Shared fixtures. Each fixture module registers itself in `pytest_plugins` below."""
+"""Shared fixtures: the fixture modules of support/ register through `pytest_plugins` below; payloads in events/."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
-pytest_plugins: list[str] = ["servers", "serve_fixture", "bus_servers", "fake_tavus"]
+pytest_plugins: list[str] = ["support.servers", "support.serve_fixture", "support.bus_servers", "support.fake_tavus"]
 
 
 def load_event(name: str) -> dict[str, Any]:

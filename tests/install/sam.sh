@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # AWS SAM CLI (and the cfn-lint it brings) in a virtualenv of its own under tests/.tools/sam,
-# so its pins never fight the project's. Used by tests/test_template.py. Idempotent.
+# so its pins never fight the project's. Used by tests/deploy/test_template.py. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SAM_VERSION=1.170.0

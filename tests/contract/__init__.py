@@ -1,0 +1,1 @@
+"""The interface contracts, each one suite run against every implementation: stores/, adapters/, forwarders/."""
