@@ -76,7 +76,7 @@ INVOKE = {
         sys.path.insert(0, {source!r})
         import azure.functions as func
         import {module} as function
-        (registered,) = function.app.get_functions()
+        registered = next(f for f in function.app.get_functions() if f.get_function_name() == {target!r})
         response = registered.get_user_function()(func.HttpRequest(
             method="POST", url="https://app.azurewebsites.net/?token={token}", params={{"token": "{token}"}},
             headers={{}}, body={body!r}.encode()))
