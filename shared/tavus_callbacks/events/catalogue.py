@@ -8,6 +8,7 @@ plain identifier itself.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Literal
 
 from tavus_callbacks.events.recording import legacy_location, parse_storage_uri, remediation
@@ -22,11 +23,12 @@ from tavus_callbacks.events.registry import (
     Payload,
     State,
     conversation,
+    event_kind,
     pick,
 )
 from tavus_callbacks.events.times import to_utc_iso_or_none
 
-Entry = dict[str, Any]  # one event's entry in the conversation state (state/fold.py entry_for)
+Entry = dict[str, Any]  # one event's line in the conversation state (state/fold.py entry_for)
 
 
 def _mark(entry: Entry, **fields: Any) -> dict[str, Any]:
@@ -42,17 +44,11 @@ class ReplicaJoinedProperties(Payload):
     replica_id: Any = None
 
 
-class ReplicaJoinedDetails(DetailsModel):
-    """system.replica_joined"""
-
-    replica_id: str | None
-
-
 def _fold_replica_joined(state: State, entry: Entry) -> None:
     state["joined_at"] = state["joined_at"] or entry.get("time")
 
 
-REPLICA_JOINED = conversation("system.replica_joined", ReplicaJoinedProperties, ReplicaJoinedDetails,
+REPLICA_JOINED = conversation("system.replica_joined", ReplicaJoinedProperties,
                               facts=pick("replica_id"), fold=_fold_replica_joined)
 
 
@@ -65,18 +61,11 @@ class PalJoinedProperties(Payload):
     replica_id: Any = None
 
 
-class PalJoinedDetails(DetailsModel):
-    """system.pal_joined"""
-
-    face_id: str | None
-    replica_id: str | None
-
-
 def _fold_pal_joined(state: State, entry: Entry) -> None:
     state["face_id"] = entry["facts"].get("face_id") or state["face_id"]
 
 
-PAL_JOINED = conversation("system.pal_joined", PalJoinedProperties, PalJoinedDetails,
+PAL_JOINED = conversation("system.pal_joined", PalJoinedProperties,
                           facts=pick("face_id", "replica_id"), fold=_fold_pal_joined)
 
 
@@ -90,16 +79,8 @@ class ParticipantJoinedProperties(Payload):
     replica_id: Any = None
 
 
-class ParticipantJoinedDetails(DetailsModel):
-    """system.participant_joined"""
-
-    participant_id: str | None
-    name: str | None
-    replica_id: str | None
-
-
 PARTICIPANT_JOINED = conversation(
-    "system.participant_joined", ParticipantJoinedProperties, ParticipantJoinedDetails,
+    "system.participant_joined", ParticipantJoinedProperties,
     facts=pick("participant_id", "name"),
     describe=lambda f: f"participant {f.get('name') or f.get('participant_id') or '?'}")
 
@@ -128,6 +109,12 @@ def shutdown_code(reason: str | None) -> tuple[ShutdownCode, str | None]:
     """A `shutdown_reason` text as (stable code, step); the step only for `internal error occurred at step x`."""
     if reason is None:
         return "other", None
+    # A handful of reasons in practice: memoized, but not for long texts (the cache would hold whole bodies).
+    return _shutdown_code(reason) if len(reason) <= 200 else _shutdown_code.__wrapped__(reason)
+
+
+@lru_cache(maxsize=1024)
+def _shutdown_code(reason: str) -> tuple[ShutdownCode, str | None]:
     text = _SPACES.sub(" ", reason).strip()
     internal = _INTERNAL_ERROR.fullmatch(text)
     if internal:
@@ -313,15 +300,6 @@ class RecordingCopyFailedProperties(Payload):
     replica_id: Any = None
 
 
-class RecordingCopyFailedDetails(DetailsModel):
-    """application.recording_copy_failed"""
-
-    error_code: str | None
-    error_message: str | None
-    storage_provider: str | None
-    replica_id: str | None
-
-
 def _copy_failed_facts(d: Details, found: Found) -> Facts:
     provider = d.get("storage_provider") or found.store_provider
     return {"error_code": d.get("error_code"), "error_message": d.get("error_message"), "provider": provider,
@@ -334,7 +312,7 @@ def _fold_copy_failed(state: State, entry: Entry) -> None:
 
 
 RECORDING_COPY_FAILED = conversation(
-    "application.recording_copy_failed", RecordingCopyFailedProperties, RecordingCopyFailedDetails,
+    "application.recording_copy_failed", RecordingCopyFailedProperties,
     facts=_copy_failed_facts, fold=_fold_copy_failed,
     describe=lambda f: f"{f.get('error_code')}: {f.get('error_message')}")
 
@@ -348,19 +326,12 @@ class PerceptionAnalysisProperties(Payload):
     analysis: str | dict[str, Any] | list[Any]
 
 
-class PerceptionAnalysisDetails(DetailsModel):
-    """application.perception_analysis"""
-
-    replica_id: str | None
-    analysis: str | dict[str, Any] | list[Any]
-
-
 def _fold_perception_analysis(state: State, entry: Entry) -> None:
     state["perception"] = _mark(entry, status="ready", chars=entry["facts"].get("chars"), object="perception.json")
 
 
 PERCEPTION_ANALYSIS = conversation(
-    "application.perception_analysis", PerceptionAnalysisProperties, PerceptionAnalysisDetails,
+    "application.perception_analysis", PerceptionAnalysisProperties,
     facts=lambda d, found: {"replica_id": d.get("replica_id"),
                             "chars": len(d["analysis"]) if isinstance(d.get("analysis"), str) else 0},
     fold=_fold_perception_analysis, describe=lambda f: f"{f.get('chars')} characters")
@@ -412,19 +383,8 @@ class PostCallActionProperties(Payload):
     replica_id: Any = None
 
 
-class PostCallActionDetails(DetailsModel):
-    """application.post_call_action_executed"""
-
-    tool_id: str | int | None
-    tool_name: str | None
-    status: str | None
-    request: Any
-    response: Any
-    replica_id: str | None
-
-
 POST_CALL_ACTION = conversation(
-    "application.post_call_action_executed", PostCallActionProperties, PostCallActionDetails,
+    "application.post_call_action_executed", PostCallActionProperties,
     facts=pick("tool_id", "tool_name", "status"),
     fold=lambda state, entry: state["post_call_actions"].append(_mark(entry, **entry["facts"])),
     describe=lambda f: f"{f.get('tool_name')}: {f.get('status')}")
@@ -466,10 +426,9 @@ def _fold_guardrail(state: State, entry: Entry) -> None:
     state["guardrails"] = [{"name": n, "count": c} for n, c in sorted(counts.items())]
 
 
-GUARDRAIL = EventKind(family="guardrail", type=f"{TYPE_PREFIX}guardrail.triggered", payload=GuardrailPayload,
-                      details_model=GuardrailDetails,
-                      details=lambda m, raw: {"guardrail": m.properties.guardrail},
-                      facts=pick("guardrail"), fold=_fold_guardrail, describe=lambda f: str(f.get("guardrail")))
+GUARDRAIL = event_kind("guardrail", f"{TYPE_PREFIX}guardrail.triggered", GuardrailPayload, GuardrailDetails,
+                       details=lambda m, raw: {"guardrail": m.properties.guardrail},
+                       facts=pick("guardrail"), fold=_fold_guardrail, describe=lambda f: str(f.get("guardrail")))
 
 
 class ObjectivePayload(Payload):
@@ -477,13 +436,6 @@ class ObjectivePayload(Payload):
 
     objective_name: str
     output_variables: dict[str, Any] | None = None
-
-
-class ObjectiveDetails(DetailsModel):
-    """io.tavus.objective.completed"""
-
-    objective_name: str
-    output_variables: dict[str, Any] | None
 
 
 def variables_text(variables: Any) -> str:
@@ -499,9 +451,9 @@ def _fold_objective(state: State, entry: Entry) -> None:
                                                              "event_id": entry["id"]}
 
 
-OBJECTIVE = EventKind(
-    family="objective", type=f"{TYPE_PREFIX}objective.completed", payload=ObjectivePayload,
-    details_model=ObjectiveDetails, facts=pick("objective_name", "output_variables"), fold=_fold_objective,
+OBJECTIVE = event_kind(
+    "objective", f"{TYPE_PREFIX}objective.completed", ObjectivePayload,
+    facts=pick("objective_name", "output_variables"), fold=_fold_objective,
     describe=lambda f: f"{f.get('objective_name')}  {variables_text(f.get('output_variables'))}")
 
 
@@ -512,15 +464,7 @@ class ReplicaTrainingPayload(Payload):
     error_message: str | None = None
 
 
-class ReplicaTrainingDetails(DetailsModel):
-    """io.tavus.replica.<status>"""
-
-    status: str
-    error_message: str | None
-
-
-REPLICA_TRAINING = EventKind(family="replica_training", type=f"{TYPE_PREFIX}replica.*",
-                             payload=ReplicaTrainingPayload, details_model=ReplicaTrainingDetails)
+REPLICA_TRAINING = event_kind("replica_training", f"{TYPE_PREFIX}replica.*", ReplicaTrainingPayload)
 
 
 class VideoData(Payload):
@@ -565,8 +509,8 @@ def _video(m: VideoGenerationPayload, raw: dict[str, Any]) -> Details:
             "created_at": None, "updated_at": None}  # normalize sets both from the payload's times
 
 
-VIDEO_GENERATION = EventKind(family="video_generation", type=f"{TYPE_PREFIX}video.*",
-                             payload=VideoGenerationPayload, details_model=VideoGenerationDetails, details=_video)
+VIDEO_GENERATION = event_kind("video_generation", f"{TYPE_PREFIX}video.*", VideoGenerationPayload,
+                              VideoGenerationDetails, details=_video)
 
 
 # -- the registry ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from tavus_callbacks.events.registry import TYPE_PREFIX, Details, EventKind, Fam
 from tavus_callbacks.events.times import TimeParseError, to_utc_iso, to_utc_iso_or_none
 
 
-@dataclass(frozen=True)
+@dataclass
 class Event:
     """A normalized callback: what it is, whom it is about, when, and its per-type fields in `details`."""
 
@@ -327,14 +327,10 @@ def _shallow(node: dict[str, Any] | list[Any], levels: int) -> bool:
 
 
 def _kind(value: Any) -> str:
+    """The JSON name of a decoded value's kind."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    return type(value).__name__
+    return next((name for kind, name in _JSON_KINDS if isinstance(value, kind)), type(value).__name__)
+
+
+_JSON_KINDS = ((bool, "boolean"), (int | float, "number"), (str, "string"), (list | tuple, "array"))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
 
 Family = Literal["conversation", "guardrail", "objective", "replica_training", "video_generation", "unrecognized"]
 Details = dict[str, Any]
@@ -49,7 +49,7 @@ class Found:
 
 def all_fields(model: BaseModel, raw: dict[str, Any]) -> Details:
     """Details that are the payload's fields as validated, in the model's order."""
-    return {name: getattr(model, name) for name in type(model).model_fields}
+    return dict(vars(model))  # a model keeps its fields (and only them: extras are ignored) in __dict__
 
 
 def pick(*names: str) -> Callable[[Details, Found], Facts]:
@@ -80,8 +80,25 @@ class EventKind:
         return self.type.removeprefix(CONVERSATION_PREFIX) if self.family == "conversation" else None
 
 
-def conversation(event_type: str, payload: type[Payload] | None, details_model: type[BaseModel],
+def event_kind(family: Family, type_: str, payload: type[Payload] | None, details_model: type[BaseModel] | None = None,
+          **rest: Any) -> EventKind:
+    """An entry; without `details_model`, its details are the payload's fields (see `same_fields`)."""
+    if details_model is None:
+        assert payload is not None
+        details_model = same_fields(payload, type_.removeprefix(CONVERSATION_PREFIX).replace("*", "<status>"))
+    return EventKind(family=family, type=type_, payload=payload, details_model=details_model, **rest)
+
+
+def conversation(event_type: str, payload: type[Payload] | None, details_model: type[BaseModel] | None = None,
                  **rest: Any) -> EventKind:
     """The entry of a conversation `event_type`; `payload` is the model of its `properties`."""
-    return EventKind(family="conversation", type=CONVERSATION_PREFIX + event_type, payload=payload,
-                     details_model=details_model, **rest)
+    return event_kind("conversation", CONVERSATION_PREFIX + event_type, payload, details_model, **rest)
+
+
+def same_fields(payload: type[Payload], doc: str) -> type[DetailsModel]:
+    """The details model of details that are the payload's fields (`all_fields`): each one always there, and
+    `replica_id` as the plain identifier normalize made of it."""
+    fields: dict[str, Any] = {name: (str | None if name == "replica_id" else field.annotation, ...)
+                              for name, field in payload.model_fields.items()}
+    name = payload.__name__.removesuffix("Properties").removesuffix("Payload") + "Details"
+    return create_model(name, __base__=DetailsModel, __doc__=doc, __module__=payload.__module__, **fields)
