@@ -16,7 +16,7 @@ AWS) that imports the store SDK its cloud needs (boto3, google-cloud-storage, az
 the same SDK import and neither talks to a network; `--emulator` adds a third row: the adapter storing on its
 cloud's emulator (client creation and the store round trips to moto / fake-gcs-server / Azurite included).
 The platform's own worker start (Lambda runtime, gunicorn, the Functions host) is the same on both sides and
-left out. Runs of the two sides alternate; medians are printed with their ratio (target: at most 1.25).
+left out. Runs of the two sides alternate; medians are printed with their ratio (target: at most 1.5).
 
 `--importtime` prints the slowest imports of the adapter's process (python -X importtime), cumulative.
 Bundle sizes: the folder `tavus-callbacks build` makes, and that folder plus its requirements installed for the
