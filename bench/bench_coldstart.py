@@ -16,7 +16,7 @@ AWS) that imports the store SDK its cloud needs (boto3, google-cloud-storage, az
 the same SDK import and neither talks to a network; `--emulator` adds a third row: the adapter storing on its
 cloud's emulator (client creation and the store round trips to moto / fake-gcs-server / Azurite included).
 The platform's own worker start (Lambda runtime, gunicorn, the Functions host) is the same on both sides and
-left out. Runs of the two sides alternate; medians are printed with their ratio (target: at most 1.25).
+left out. Runs of the two sides alternate; medians are printed with their ratio (target: at most 1.5).
 
 `--importtime` prints the slowest imports of the adapter's process (python -X importtime), cumulative.
 Bundle sizes: the folder `tavus-callbacks build` makes, and that folder plus its requirements installed for the
@@ -76,7 +76,7 @@ INVOKE = {
         sys.path.insert(0, {source!r})
         import azure.functions as func
         import {module} as function
-        (registered,) = function.app.get_functions()
+        registered = next(f for f in function.app.get_functions() if f.get_function_name() == {target!r})
         response = registered.get_user_function()(func.HttpRequest(
             method="POST", url="https://app.azurewebsites.net/?token={token}", params={{"token": "{token}"}},
             headers={{}}, body={body!r}.encode()))

@@ -163,7 +163,7 @@ def build_record(payload: Any, event: Event, layout: Layout, *, original: Any = 
     eid = hashlib.sha256(ident).hexdigest()
     # The Event's fields, in order, are JSON values already: cheaper than model_dump. `data` shares its
     # lists and dicts (errors, details), as the stored document is never changed once built.
-    fields = event.__dict__
+    fields = vars(event)
     family, type_, subject, time = fields["family"], fields["type"], event.subject, fields["time"]
     document: dict[str, Any] = {
         "specversion": SPECVERSION,

@@ -10,7 +10,9 @@ import orjson
 from conftest import load_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tavus_callbacks.events.normalize import CONVERSATION_TYPES, Event, details_model_for, is_plain_id, normalize
+from tavus_callbacks.events.catalogue import CONVERSATION_TYPES
+from tavus_callbacks.events.normalize import Event, is_plain_id, normalize
+from tavus_callbacks.events.schema import details_model_for
 from tavus_callbacks.events.times import MAX_YEAR, MIN_YEAR, TimeParseError, to_utc_iso
 from tavus_callbacks.record import Layout, build_record
 

@@ -17,7 +17,7 @@ from support.serve_fixture import TOKENS, ServeProcess, serve_command
 from support.servers import free_port
 from tavus_callbacks.cli import COMMANDS, main
 from tavus_callbacks.cli.send import CONVERSATION_ORDER, SAMPLES
-from tavus_callbacks.events.normalize import json_schema
+from tavus_callbacks.events.schema import json_schema
 
 
 def cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

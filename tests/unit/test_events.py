@@ -16,18 +16,9 @@ import jsonschema
 import orjson
 import pytest
 from conftest import EVENTS_DIR, load_event
-from tavus_callbacks.events.normalize import (
-    CONVERSATION_TYPES,
-    MAX_DETAIL_DEPTH,
-    Event,
-    details_model_for,
-    family_of,
-    json_schema,
-    normalize,
-    payload_json_schema,
-    shutdown_code,
-    status_part,
-)
+from tavus_callbacks.events.catalogue import CONVERSATION_TYPES, shutdown_code
+from tavus_callbacks.events.normalize import MAX_DETAIL_DEPTH, Event, family_of, normalize, status_part
+from tavus_callbacks.events.schema import details_model_for, json_schema, payload_json_schema
 from tavus_callbacks.events.times import TimeParseError, to_utc_iso
 from tavus_callbacks.record import Layout, build_record
 
@@ -102,6 +93,15 @@ def test_pal_joined() -> None:
     assert event.details == {"face_id": "f8c2e41d9a07", "replica_id": R}
     assert normalize({"conversation_id": "c1", "event_type": "system.pal_joined", "properties": {}}).details == {
         "face_id": None, "replica_id": None}
+
+
+def test_participant_joined() -> None:
+    event = normalize(load_event("conversation.system.participant_joined"))
+    assert event.type == "io.tavus.conversation.system.participant_joined" and event.valid
+    assert (event.conversation_id, event.replica_id, event.time) == ("c7d2e9a41b05", R, "2025-07-11T06:45:52.118000Z")
+    assert event.details == {"participant_id": "p4e1b7c92d03", "name": "Jordan Lee", "replica_id": R}
+    assert normalize({"conversation_id": "c1", "event_type": "system.participant_joined", "properties": {}}).details \
+        == {"participant_id": None, "name": None, "replica_id": None}
 
 
 SHUTDOWNS = {

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.events.catalogue import kind_of, variables_text
 from tavus_callbacks.record import Layout
 from tavus_callbacks.settings import DEFAULT_STORE_URL
 from tavus_callbacks.stores import Store, open_store
@@ -245,7 +246,7 @@ def render_show(state: dict[str, Any]) -> str:
     guardrails = state.get("guardrails") or []
     field("Guardrails", ", ".join(f"{g.get('name')} x{g.get('count')}" for g in guardrails) or "none triggered")
     objectives = state.get("objectives") or {}
-    field("Objectives", *([f"{name}  {_variables(o.get('output_variables'))}" for name, o in objectives.items()]
+    field("Objectives", *([f"{name}  {variables_text(o.get('output_variables'))}" for name, o in objectives.items()]
                           or ["none completed"]))
     actions = state.get("post_call_actions") or []
     if actions:
@@ -262,36 +263,15 @@ def render_show(state: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _variables(variables: Any) -> str:
-    if isinstance(variables, dict):
-        return ", ".join(f"{k}={v}" for k, v in variables.items())
-    return "" if variables is None else str(variables)
-
-
 def _describe(entry: dict[str, Any]) -> str:
-    """A few words on one timeline entry, from the facts the fold kept."""
+    """A few words on one timeline entry, from the facts the fold kept (its registry entry's `describe`)."""
     facts: dict[str, Any] = entry.get("facts") or {}
     if not entry.get("valid", True):
         errors = facts.get("errors") or []
         return "; ".join(str(x) for x in errors[:2])
-    kind = str(entry.get("type", ""))
-    if kind.endswith("shutdown"):
-        return f"{facts.get('code')}  \"{facts.get('reason')}\""
-    if kind.endswith("transcription_ready"):
-        return (f"{facts.get('messages')} messages, {facts.get('user_turns')} user / "
-                f"{facts.get('assistant_turns')} assistant turns")
-    if kind.endswith("recording_ready"):
-        return str(facts.get("uri") or "")
-    if kind.endswith("recording_copy_failed"):
-        return f"{facts.get('error_code')}: {facts.get('error_message')}"
-    if kind.endswith("perception_analysis"):
-        return f"{facts.get('chars')} characters"
-    if kind.endswith("guardrail.triggered"):
-        return str(facts.get("guardrail"))
-    if kind.endswith("objective.completed"):
-        return f"{facts.get('objective_name')}  {_variables(facts.get('output_variables'))}"
-    if kind.endswith("post_call_action_executed"):
-        return f"{facts.get('tool_name')}: {facts.get('status')}"
+    kind = kind_of(str(entry.get("type", "")))
+    if kind is not None and kind.describe is not None:
+        return kind.describe(facts)
     if facts.get("face_id"):
         return f"face {facts['face_id']}"
     if facts.get("replica_id"):

@@ -59,7 +59,7 @@ def _answer(status: int, schema: str, headers: dict[str, Any] | None = None) -> 
 
 
 def _components() -> dict[str, Any]:
-    from tavus_callbacks.events.normalize import payload_json_schema
+    from tavus_callbacks.events.schema import payload_json_schema
 
     payload = payload_json_schema()
     schemas: dict[str, Any] = {name: _relink(s) for name, s in sorted(payload.pop("$defs").items())}

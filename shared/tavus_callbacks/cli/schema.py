@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`schema`: the JSON Schema of the normalized events, on stdout."""
-    from tavus_callbacks.events.normalize import json_schema
+    from tavus_callbacks.events.schema import json_schema
 
     print(json.dumps(json_schema(), indent=2, sort_keys=True))
     return 0

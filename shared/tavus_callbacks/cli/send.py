@@ -21,6 +21,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tavus_callbacks.cli.post import Answer, post
 from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.events.catalogue import (
+    PAL_JOINED,
+    PERCEPTION_ANALYSIS,
+    PERCEPTION_UNAVAILABLE,
+    POST_CALL_ACTION,
+    RECORDING_COPY_FAILED,
+    RECORDING_READY,
+    REPLICA_JOINED,
+    SHUTDOWN,
+    TRANSCRIPTION_READY,
+)
+from tavus_callbacks.events.registry import EventKind
 
 Payload = dict[str, Any]
 
@@ -89,7 +101,8 @@ class SampleConversation:
     def _at(self, seconds: float) -> str:
         return iso(self.start + dt.timedelta(seconds=seconds))
 
-    def _conversation(self, event_type: str, seconds: float, properties: Payload) -> Payload:
+    def _conversation(self, kind: EventKind, seconds: float, properties: Payload) -> Payload:
+        event_type = str(kind.event_type)
         return {
             "properties": properties,
             "conversation_id": self.ids.conversation_id,
@@ -101,17 +114,17 @@ class SampleConversation:
 
     # -- conversation callbacks -----------------------------------------------------------
     def replica_joined(self) -> Payload:
-        return self._conversation("system.replica_joined", 0.0, {"replica_id": self.ids.replica_id})
+        return self._conversation(REPLICA_JOINED, 0.0, {"replica_id": self.ids.replica_id})
 
     def pal_joined(self) -> Payload:
-        return self._conversation("system.pal_joined", 0.35, {"face_id": self.ids.face_id})
+        return self._conversation(PAL_JOINED, 0.35, {"face_id": self.ids.face_id})
 
     def shutdown(self) -> Payload:
-        return self._conversation("system.shutdown", 312.8, {
+        return self._conversation(SHUTDOWN, 312.8, {
             "replica_id": self.ids.replica_id, "shutdown_reason": "participant_left_timeout reached"})
 
     def shutdown_internal_error(self) -> Payload:  # its own instant: one shutdown per time (see record.identity)
-        return self._conversation("system.shutdown", 312.9, {
+        return self._conversation(SHUTDOWN, 312.9, {
             "replica_id": self.ids.replica_id, "shutdown_reason": "internal error occurred at step 3"})
 
     def transcription_ready(self) -> Payload:
@@ -123,35 +136,35 @@ class SampleConversation:
                 turn.update({"timestamp": self._at(offset), "seconds_from_start": round(offset, 3),
                              "duration": round(2.5 + len(content) / 18, 2)})
             turns.append(turn)
-        return self._conversation("application.transcription_ready", 316.1,
+        return self._conversation(TRANSCRIPTION_READY, 316.1,
                                   {"replica_id": self.ids.replica_id, "transcript": turns})
 
     def recording_ready(self) -> Payload:
         key = f"{self.ids.conversation_id}/{self.ids.conversation_id}-{int(self.start.timestamp() * 1000)}.mp4"
-        return self._conversation("application.recording_ready", 338.4, {
+        return self._conversation(RECORDING_READY, 338.4, {
             "replica_id": self.ids.replica_id, "storage_provider": "s3",
             "storage_uri": f"s3://acme-tavus-recordings/{key}", "duration": 309})
 
     def recording_ready_legacy(self) -> Payload:
-        return self._conversation("application.recording_ready", 338.5, {
+        return self._conversation(RECORDING_READY, 338.5, {
             "replica_id": self.ids.replica_id, "bucket_name": "acme-tavus-recordings",
             "s3_key": f"{self.ids.conversation_id}/{self.ids.conversation_id}.mp4", "duration": 309})
 
     def recording_copy_failed(self) -> Payload:
-        return self._conversation("application.recording_copy_failed", 401.0, {
+        return self._conversation(RECORDING_COPY_FAILED, 401.0, {
             "replica_id": self.ids.replica_id, "storage_provider": "gcs", "error_code": "DESTINATION_AUTH_FAILED",
             "error_message": "Permission 'storage.objects.create' denied on resource (or it may not exist)."})
 
     def perception_analysis(self) -> Payload:
-        return self._conversation("application.perception_analysis", 351.9,
+        return self._conversation(PERCEPTION_ANALYSIS, 351.9,
                                   {"replica_id": self.ids.replica_id, "analysis": PERCEPTION})
 
     def perception_unavailable(self) -> Payload:
-        return self._conversation("application.perception_unavailable", 352.0,
+        return self._conversation(PERCEPTION_UNAVAILABLE, 352.0,
                                   {"replica_id": self.ids.replica_id, "reason": "no_vision_history"})
 
     def post_call_action_executed(self) -> Payload:
-        return self._conversation("application.post_call_action_executed", 355.2, {
+        return self._conversation(POST_CALL_ACTION, 355.2, {
             "replica_id": self.ids.replica_id, "tool_id": "t" + self.ids.video_id, "tool_name": "send_setup_email",
             "status": "success", "request": {"email": "jordan@example.com", "provider": "s3"},
             "response": {"status_code": 202, "body": "queued"}})
@@ -211,21 +224,21 @@ class SampleConversation:
 
 # Every sample by name, with what it shows; CONVERSATION_ORDER is what `send --all` posts.
 SAMPLES: dict[str, str] = {
-    "replica_joined": "system.replica_joined: the replica is ready in the room",
-    "pal_joined": "system.pal_joined: observed beside replica_joined, with a face_id",
+    "replica_joined": f"{REPLICA_JOINED.event_type}: the replica is ready in the room",
+    "pal_joined": f"{PAL_JOINED.event_type}: observed beside replica_joined, with a face_id",
     "objective": "objective completed, with its output variables",
     "guardrail": "guardrail triggered",
-    "shutdown": "system.shutdown: participant_left_timeout reached",
-    "transcription_ready": "application.transcription_ready: the transcript, with per-turn timing",
-    "recording_ready": "application.recording_ready: storage_provider + storage_uri (s3)",
-    "perception_analysis": "application.perception_analysis: a markdown visual summary",
-    "post_call_action_executed": "application.post_call_action_executed: a tool call after the conversation",
+    "shutdown": f"{SHUTDOWN.event_type}: participant_left_timeout reached",
+    "transcription_ready": f"{TRANSCRIPTION_READY.event_type}: the transcript, with per-turn timing",
+    "recording_ready": f"{RECORDING_READY.event_type}: storage_provider + storage_uri (s3)",
+    "perception_analysis": f"{PERCEPTION_ANALYSIS.event_type}: a markdown visual summary",
+    "post_call_action_executed": f"{POST_CALL_ACTION.event_type}: a tool call after the conversation",
     "replica_training": "replica training finished (status ready)",
     "video_generation": "video generation finished (status ready)",
-    "shutdown_internal_error": "system.shutdown: internal error occurred at step 3",
-    "recording_ready_legacy": "application.recording_ready, legacy form: bucket_name + s3_key",
-    "recording_copy_failed": "application.recording_copy_failed: DESTINATION_AUTH_FAILED",
-    "perception_unavailable": "application.perception_unavailable: no_vision_history",
+    "shutdown_internal_error": f"{SHUTDOWN.event_type}: internal error occurred at step 3",
+    "recording_ready_legacy": f"{RECORDING_READY.event_type}, legacy form: bucket_name + s3_key",
+    "recording_copy_failed": f"{RECORDING_COPY_FAILED.event_type}: DESTINATION_AUTH_FAILED",
+    "perception_unavailable": f"{PERCEPTION_UNAVAILABLE.event_type}: no_vision_history",
     "replica_training_error": "replica training failed",
     "video_error": "video generation failed",
 }

@@ -17,6 +17,16 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tavus_callbacks.errors import PreconditionFailed, StoreUnavailable
+from tavus_callbacks.events.catalogue import (
+    PERCEPTION_ANALYSIS,
+    RECORDING_COPY_FAILED,
+    RECORDING_READY,
+    TRANSCRIPT_COUNTS,
+    TRANSCRIPTION_READY,
+    kind_of,
+)
+from tavus_callbacks.events.recording import RecordingLocation
+from tavus_callbacks.events.registry import Found
 from tavus_callbacks.stores import split_store_url
 
 if TYPE_CHECKING:
@@ -49,43 +59,11 @@ def entry_for(record: StoredEvent, recording_check: dict[str, Any] | None = None
 
 def facts_of(event: Event, recording_check: dict[str, Any] | None = None,
              store_provider: str | None = None) -> dict[str, Any]:
-    """The few fields of an event that the conversation state shows."""
-    d = event.details
+    """The few fields of an event that the conversation state shows (its registry entry's `facts`)."""
     if not event.valid:
         return {"errors": event.errors[:5]}
-    if event.family == "guardrail":
-        return {"guardrail": d.get("guardrail")}
-    if event.family == "objective":
-        return {"objective_name": d.get("objective_name"), "output_variables": d.get("output_variables")}
-    et = event.event_type
-    if et == "system.replica_joined":
-        return {"replica_id": d.get("replica_id")}
-    if et == "system.pal_joined":
-        return {"face_id": d.get("face_id"), "replica_id": d.get("replica_id")}
-    if et == "system.shutdown":
-        return {"replica_id": d.get("replica_id"), "code": d.get("shutdown_code"),
-                "reason": d.get("shutdown_reason"), "step": d.get("shutdown_step")}
-    if et == "application.transcription_ready":
-        return {k: d.get(k) for k in ("replica_id", "messages", "user_turns", "assistant_turns", "system_messages")}
-    if et == "application.recording_ready":
-        facts = {"uri": d.get("storage_uri"), "provider": d.get("storage_provider"),
-                 "duration": d.get("duration"), "legacy": d.get("legacy")}
-        facts.update(recording_check or {"checked": False, "note": "not checked"})
-        return facts
-    if et == "application.recording_copy_failed":
-        provider = d.get("storage_provider") or store_provider
-        from tavus_callbacks.events.recording import remediation
-
-        return {"error_code": d.get("error_code"), "error_message": d.get("error_message"),
-                "provider": provider, "hint": remediation(provider)}
-    if et == "application.perception_analysis":
-        analysis = d.get("analysis")
-        return {"replica_id": d.get("replica_id"), "chars": len(analysis) if isinstance(analysis, str) else 0}
-    if et == "application.perception_unavailable":
-        return {"reason": d.get("reason")}
-    if et == "application.post_call_action_executed":
-        return {k: d.get(k) for k in ("tool_id", "tool_name", "status")}
-    return {}
+    kind = kind_of(event.type)
+    return kind.facts(event.details, Found(recording_check, store_provider)) if kind else {}
 
 
 def _rank(entry: dict[str, Any]) -> tuple[str, str]:
@@ -93,7 +71,10 @@ def _rank(entry: dict[str, Any]) -> tuple[str, str]:
 
 
 def fold(conversation_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The conversation state from a set of entries; the same set gives the same state, in any order."""
+    """The conversation state from a set of entries; the same set gives the same state, in any order.
+
+    Each valid entry leaves its mark through its registry entry's `fold`, in (time, id) order.
+    """
     unique = sorted({e["id"]: e for e in entries}.values(), key=_rank)
     state: dict[str, Any] = {
         "schema": STATE_SCHEMA,
@@ -113,53 +94,15 @@ def fold(conversation_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         "invalid_events": 0,
         "events": unique,
     }
-    guardrails: dict[str, int] = {}
-    copy_failure: dict[str, Any] | None = None
     for e in unique:
-        facts, etype, at = e["facts"], e["type"], e.get("time")
         if not e.get("valid", True):
             state["invalid_events"] += 1
             continue
-        if facts.get("replica_id"):
-            state["replica_id"] = facts["replica_id"]
-        if etype == "io.tavus.conversation.system.replica_joined":
-            state["joined_at"] = state["joined_at"] or at
-        elif etype == "io.tavus.conversation.system.pal_joined":
-            state["face_id"] = facts.get("face_id") or state["face_id"]
-        elif etype == "io.tavus.conversation.system.shutdown":
-            state["ended_at"] = at
-            state["shutdown"] = {"code": facts.get("code"), "reason": facts.get("reason"),
-                                 "step": facts.get("step"), "event_id": e["id"]}
-        elif etype == "io.tavus.conversation.application.transcription_ready":
-            state["transcript"] = {k: facts.get(k) for k in
-                                   ("messages", "user_turns", "assistant_turns", "system_messages")}
-            state["transcript"].update(at=at, event_id=e["id"], object="transcript.json")
-        elif etype == "io.tavus.conversation.application.recording_ready":
-            state["recording"] = {"status": "ready", **{k: v for k, v in facts.items() if k != "replica_id"},
-                                  "at": at, "event_id": e["id"]}
-        elif etype == "io.tavus.conversation.application.recording_copy_failed":
-            copy_failure = {**facts, "at": at, "event_id": e["id"]}
-        elif etype == "io.tavus.conversation.application.perception_analysis":
-            state["perception"] = {"status": "ready", "chars": facts.get("chars"), "at": at,
-                                   "event_id": e["id"], "object": "perception.json"}
-        elif etype == "io.tavus.conversation.application.perception_unavailable":
-            if not (state["perception"] and state["perception"]["status"] == "ready"):
-                state["perception"] = {"status": "unavailable", "reason": facts.get("reason"), "at": at,
-                                       "event_id": e["id"]}
-        elif etype == "io.tavus.conversation.application.post_call_action_executed":
-            state["post_call_actions"].append({**facts, "at": at, "event_id": e["id"]})
-        elif etype == "io.tavus.guardrail.triggered":
-            name = str(facts.get("guardrail"))
-            guardrails[name] = guardrails.get(name, 0) + 1
-        elif etype == "io.tavus.objective.completed":
-            state["objectives"][str(facts.get("objective_name"))] = {
-                "output_variables": facts.get("output_variables"), "event_id": e["id"]}
-    if copy_failure is not None:
-        if state["recording"] is None:
-            state["recording"] = {"status": "copy_failed", "copy_failure": copy_failure}
-        else:
-            state["recording"]["copy_failure"] = copy_failure
-    state["guardrails"] = [{"name": n, "count": c} for n, c in sorted(guardrails.items())]
+        if e["facts"].get("replica_id"):
+            state["replica_id"] = e["facts"]["replica_id"]
+        kind = kind_of(e["type"])
+        if kind is not None and kind.fold is not None:
+            kind.fold(state, e)
     state["status"] = "ended" if state["shutdown"] else "in_progress" if state["joined_at"] else "unknown"
     return state
 
@@ -222,8 +165,7 @@ class ConversationFolder:
             self._write_derived(record, state)
             if record.id in newly:
                 self._log_problems(cid, built[record.id])
-        copy_failed = {r.id for r in unique if r.id in newly
-                       and r.event.event_type == "application.recording_copy_failed"}
+        copy_failed = {r.id for r in unique if r.id in newly and r.event.type == RECORDING_COPY_FAILED.type}
         flags = []
         for record in records:  # a repeated event reports only once
             flags.append(record.id in copy_failed)
@@ -273,10 +215,8 @@ class ConversationFolder:
 
     def _check_recording(self, event: Event) -> dict[str, Any] | None:
         """Whether a ready recording is really in the bucket: found, size, ETag and content type."""
-        if event.event_type != "application.recording_ready" or not event.valid:
+        if event.type != RECORDING_READY.type or not event.valid:
             return None
-        from tavus_callbacks.events.recording import RecordingLocation
-
         d = event.details
         location = RecordingLocation(d["storage_provider"], d["bucket"], d["key"], d.get("account"))
         key = self.store.locate(location)
@@ -290,7 +230,7 @@ class ConversationFolder:
 
     def _log_problems(self, cid: str, entry: dict[str, Any]) -> None:
         facts = entry["facts"]
-        if entry["type"] == "io.tavus.conversation.application.recording_copy_failed":
+        if entry["type"] == RECORDING_COPY_FAILED.type:
             log.error("recording copy failed for conversation %s: %s %s. %s", cid, facts.get("error_code"),
                       facts.get("error_message"), facts.get("hint"),
                       extra={"conversation_id": cid, "error_code": facts.get("error_code")})
@@ -302,13 +242,12 @@ class ConversationFolder:
         """transcript.json / perception.json from the winning event (latest by time, then id)."""
         event, cid = record.event, record.event.conversation_id
         assert cid is not None
-        if event.event_type == "application.transcription_ready" and state["transcript"] \
+        if event.type == TRANSCRIPTION_READY.type and state["transcript"] \
                 and state["transcript"]["event_id"] == record.id:
             doc = {"conversation_id": cid, "event_id": record.id, "time": event.time,
-                   **{k: event.details.get(k) for k in ("replica_id", "messages", "user_turns",
-                                                         "assistant_turns", "system_messages", "transcript")}}
+                   **{k: event.details.get(k) for k in ("replica_id", *TRANSCRIPT_COUNTS, "transcript")}}
             self._replace_if_newer(self.layout.transcript_key(cid), doc)
-        elif event.event_type == "application.perception_analysis" and state["perception"] \
+        elif event.type == PERCEPTION_ANALYSIS.type and state["perception"] \
                 and state["perception"].get("event_id") == record.id:
             doc = {"conversation_id": cid, "event_id": record.id, "time": event.time,
                    "replica_id": event.details.get("replica_id"), "analysis": event.details.get("analysis")}

@@ -1,0 +1,534 @@
+"""Every event type this version knows: one registry entry each (registry.py says what an entry holds).
+
+Adding a type is adding an entry here (listed in KINDS), a sample payload under tests/events/ and its
+expected normalization in the tests. A payload model's `replica_id` is `Any`: normalize checks it as a
+plain identifier itself.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, Literal
+
+from tavus_callbacks.events.recording import legacy_location, parse_storage_uri, remediation
+from tavus_callbacks.events.registry import (
+    TYPE_PREFIX,
+    Details,
+    DetailsModel,
+    EventKind,
+    Facts,
+    Found,
+    Invalid,
+    Payload,
+    State,
+    conversation,
+    event_kind,
+    pick,
+)
+from tavus_callbacks.events.times import to_utc_iso_or_none
+
+Entry = dict[str, Any]  # one event's line in the conversation state (state/fold.py entry_for)
+
+
+def _mark(entry: Entry, **fields: Any) -> dict[str, Any]:
+    """The fields, with when and by which event: what the state keeps of the winning event."""
+    return {**fields, "at": entry.get("time"), "event_id": entry["id"]}
+
+
+# -- system.replica_joined ---------------------------------------------------------------------------
+
+class ReplicaJoinedProperties(Payload):
+    """`system.replica_joined`: the replica is ready for the conversation."""
+
+    replica_id: Any = None
+
+
+def _fold_replica_joined(state: State, entry: Entry) -> None:
+    state["joined_at"] = state["joined_at"] or entry.get("time")
+
+
+REPLICA_JOINED = conversation("system.replica_joined", ReplicaJoinedProperties,
+                              facts=pick("replica_id"), fold=_fold_replica_joined)
+
+
+# -- system.pal_joined -------------------------------------------------------------------------------
+
+class PalJoinedProperties(Payload):
+    """`system.pal_joined` (observed): arrives beside replica_joined, names the face."""
+
+    face_id: str | None = None
+    replica_id: Any = None
+
+
+def _fold_pal_joined(state: State, entry: Entry) -> None:
+    state["face_id"] = entry["facts"].get("face_id") or state["face_id"]
+
+
+PAL_JOINED = conversation("system.pal_joined", PalJoinedProperties,
+                          facts=pick("face_id", "replica_id"), fold=_fold_pal_joined)
+
+
+# -- system.participant_joined -----------------------------------------------------------------------
+
+class ParticipantJoinedProperties(Payload):
+    """`system.participant_joined` (observed): a person joined the conversation's room."""
+
+    participant_id: str | None = None
+    name: str | None = None
+    replica_id: Any = None
+
+
+PARTICIPANT_JOINED = conversation(
+    "system.participant_joined", ParticipantJoinedProperties,
+    facts=pick("participant_id", "name"),
+    describe=lambda f: f"participant {f.get('name') or f.get('participant_id') or '?'}")
+
+
+# -- system.shutdown ---------------------------------------------------------------------------------
+
+ShutdownCode = Literal["max_call_duration", "participant_left_timeout", "participant_absent_timeout",
+                       "bot_could_not_join_meeting", "daily_room_deleted", "startup_exception",
+                       "end_conversation_endpoint_hit", "internal_error", "other"]
+SHUTDOWN_CODES: dict[str, ShutdownCode] = {
+    "max_call_duration": "max_call_duration",
+    "participant_left_timeout": "participant_left_timeout",
+    "participant_absent_timeout": "participant_absent_timeout",
+    "bot_could_not_join_meeting_it_was_probably_ended": "bot_could_not_join_meeting",
+    "bot_could_not_join_meeting": "bot_could_not_join_meeting",
+    "daily_room_has_been_deleted": "daily_room_deleted",
+    "daily_room_deleted": "daily_room_deleted",
+    "exception_encountered_during_conversation_startup": "startup_exception",
+    "end_conversation_endpoint_hit": "end_conversation_endpoint_hit",
+}
+_INTERNAL_ERROR = re.compile(r"internal[ _]error[ _]occurred[ _]at[ _]step(?:[ _]+(.*))?", re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(r"\s+")
+
+
+def shutdown_code(reason: str | None) -> tuple[ShutdownCode, str | None]:
+    """A `shutdown_reason` text as (stable code, step); the step only for `internal error occurred at step x`."""
+    if reason is None:
+        return "other", None
+    # A handful of reasons in practice: memoized, but not for long texts (the cache would hold whole bodies).
+    return _shutdown_code(reason) if len(reason) <= 200 else _shutdown_code.__wrapped__(reason)
+
+
+@lru_cache(maxsize=1024)
+def _shutdown_code(reason: str) -> tuple[ShutdownCode, str | None]:
+    text = _SPACES.sub(" ", reason).strip()
+    internal = _INTERNAL_ERROR.fullmatch(text)
+    if internal:
+        return "internal_error", (internal.group(1) or "").strip() or None
+    key = text.lower().removesuffix(" reached").removesuffix("_reached")
+    return SHUTDOWN_CODES.get(key.strip(), "other"), None
+
+
+class ShutdownProperties(Payload):
+    """`system.shutdown`: the room shut down, for `shutdown_reason`."""
+
+    replica_id: Any = None
+    shutdown_reason: str | None = None
+
+
+class ShutdownDetails(DetailsModel):
+    """system.shutdown: the original text and its stable code (internal_error keeps the step)."""
+
+    replica_id: str | None
+    shutdown_reason: str | None
+    shutdown_code: ShutdownCode
+    shutdown_step: str | None
+
+
+def _shutdown(m: ShutdownProperties, raw: dict[str, Any]) -> Details:
+    code, step = shutdown_code(m.shutdown_reason)
+    return {"replica_id": m.replica_id, "shutdown_reason": m.shutdown_reason, "shutdown_code": code,
+            "shutdown_step": step}
+
+
+def _fold_shutdown(state: State, entry: Entry) -> None:
+    facts = entry["facts"]
+    state["ended_at"] = entry.get("time")
+    state["shutdown"] = {"code": facts.get("code"), "reason": facts.get("reason"), "step": facts.get("step"),
+                         "event_id": entry["id"]}
+
+
+SHUTDOWN = conversation(
+    "system.shutdown", ShutdownProperties, ShutdownDetails, details=_shutdown, fold=_fold_shutdown,
+    facts=lambda d, found: {"replica_id": d.get("replica_id"), "code": d.get("shutdown_code"),
+                            "reason": d.get("shutdown_reason"), "step": d.get("shutdown_step")},
+    describe=lambda f: f"{f.get('code')}  \"{f.get('reason')}\"")
+
+
+# -- application.transcription_ready -----------------------------------------------------------------
+
+class TranscriptTurn(Payload):
+    """One turn of a transcript; the per-turn timing fields only come with newer payloads."""
+
+    role: str
+    content: str | None = None
+    timestamp: Any = None
+    seconds_from_start: float | None = None
+    duration: float | None = None
+    inference_id: str | None = None
+
+
+class TranscriptionReadyProperties(Payload):
+    """`application.transcription_ready`: the conversation's chat history."""
+
+    replica_id: Any = None
+    transcript: list[TranscriptTurn]
+
+
+class TranscriptTurnDetails(DetailsModel):
+    """One transcript turn; timestamp normalized to UTC."""
+
+    role: str
+    content: str | None
+    timestamp: str | None
+    seconds_from_start: float | None
+    duration: float | None
+    inference_id: str | None
+
+
+class TranscriptionReadyDetails(DetailsModel):
+    """application.transcription_ready, with the turns counted."""
+
+    replica_id: str | None
+    transcript: list[TranscriptTurnDetails]
+    messages: int
+    user_turns: int
+    assistant_turns: int
+    system_messages: int
+
+
+TRANSCRIPT_COUNTS = ("messages", "user_turns", "assistant_turns", "system_messages")
+
+
+def _transcription_ready(m: TranscriptionReadyProperties, raw: dict[str, Any]) -> Details:
+    turns = [{"role": t.role, "content": t.content, "timestamp": to_utc_iso_or_none(t.timestamp),
+              "seconds_from_start": t.seconds_from_start, "duration": t.duration, "inference_id": t.inference_id}
+             for t in m.transcript]
+    roles = [t.role for t in m.transcript]
+    return {"replica_id": m.replica_id, "transcript": turns, "messages": len(turns),
+            "user_turns": roles.count("user"), "assistant_turns": roles.count("assistant"),
+            "system_messages": roles.count("system")}
+
+
+def _fold_transcription_ready(state: State, entry: Entry) -> None:
+    counts = {k: entry["facts"].get(k) for k in TRANSCRIPT_COUNTS}
+    state["transcript"] = _mark(entry, **counts, object="transcript.json")
+
+
+TRANSCRIPTION_READY = conversation(
+    "application.transcription_ready", TranscriptionReadyProperties, TranscriptionReadyDetails,
+    details=_transcription_ready, facts=pick("replica_id", *TRANSCRIPT_COUNTS), fold=_fold_transcription_ready,
+    describe=lambda f: f"{f.get('messages')} messages, {f.get('user_turns')} user / "
+                       f"{f.get('assistant_turns')} assistant turns")
+
+
+# -- application.recording_ready ---------------------------------------------------------------------
+
+class RecordingReadyProperties(Payload):
+    """`application.recording_ready`: `storage_provider` + `storage_uri`, or the legacy `bucket_name` + `s3_key`."""
+
+    replica_id: Any = None
+    storage_provider: str | None = None
+    storage_uri: str | None = None
+    bucket_name: str | None = None
+    s3_key: str | None = None
+    duration: float | None = None
+
+
+class RecordingReadyDetails(DetailsModel):
+    """application.recording_ready: where the recording is (legacy = from bucket_name + s3_key)."""
+
+    storage_provider: Literal["s3", "gcs", "azure_blob"]
+    storage_uri: str
+    bucket: str
+    key: str
+    account: str | None
+    duration: float | None
+    legacy: bool
+    replica_id: str | None
+
+
+def _recording_ready(m: RecordingReadyProperties, raw: dict[str, Any]) -> Details:
+    if m.storage_uri is not None:
+        location = parse_storage_uri(m.storage_uri)
+        if location is None:
+            raise Invalid("properties.storage_uri: not a recording location; expected s3://bucket/key, "
+                          "gs://bucket/key or https://<account>.blob.core.windows.net/<container>/<blob>")
+        uri = m.storage_uri.strip()
+    elif m.bucket_name is not None or m.s3_key is not None:
+        location = legacy_location(m.bucket_name or "", m.s3_key or "")
+        if location is None:
+            raise Invalid("properties: the legacy recording location needs both bucket_name and s3_key")
+        uri = location.uri
+    else:
+        raise Invalid("properties: no recording location; expected storage_uri, or bucket_name and s3_key")
+    return {"storage_provider": location.provider, "storage_uri": uri, "bucket": location.bucket,
+            "key": location.key, "account": location.account, "duration": m.duration,
+            "legacy": m.storage_uri is None, "replica_id": m.replica_id}
+
+
+def _recording_facts(d: Details, found: Found) -> Facts:
+    facts = {"uri": d.get("storage_uri"), "provider": d.get("storage_provider"), "duration": d.get("duration"),
+             "legacy": d.get("legacy")}
+    return {**facts, **(found.recording_check or {"checked": False, "note": "not checked"})}
+
+
+def _fold_recording_ready(state: State, entry: Entry) -> None:
+    before = state["recording"] or {}
+    kept = {"copy_failure": before["copy_failure"]} if "copy_failure" in before else {}
+    state["recording"] = _mark(entry, status="ready", **{k: v for k, v in entry["facts"].items() if k != "replica_id"},
+                               **kept)
+
+
+RECORDING_READY = conversation(
+    "application.recording_ready", RecordingReadyProperties, RecordingReadyDetails, details=_recording_ready,
+    facts=_recording_facts, fold=_fold_recording_ready, describe=lambda f: str(f.get("uri") or ""))
+
+
+# -- application.recording_copy_failed ---------------------------------------------------------------
+
+class RecordingCopyFailedProperties(Payload):
+    """`application.recording_copy_failed`: the vendor could not write the recording into the bucket."""
+
+    error_code: str | None = None
+    error_message: str | None = None
+    storage_provider: str | None = None
+    replica_id: Any = None
+
+
+def _copy_failed_facts(d: Details, found: Found) -> Facts:
+    provider = d.get("storage_provider") or found.store_provider
+    return {"error_code": d.get("error_code"), "error_message": d.get("error_message"), "provider": provider,
+            "hint": remediation(provider)}
+
+
+def _fold_copy_failed(state: State, entry: Entry) -> None:
+    state["recording"] = state["recording"] or {"status": "copy_failed"}
+    state["recording"]["copy_failure"] = _mark(entry, **entry["facts"])
+
+
+RECORDING_COPY_FAILED = conversation(
+    "application.recording_copy_failed", RecordingCopyFailedProperties,
+    facts=_copy_failed_facts, fold=_fold_copy_failed,
+    describe=lambda f: f"{f.get('error_code')}: {f.get('error_message')}")
+
+
+# -- application.perception_analysis / perception_unavailable ----------------------------------------
+
+class PerceptionAnalysisProperties(Payload):
+    """`application.perception_analysis`: the summary of what the replica saw (markdown text)."""
+
+    replica_id: Any = None
+    analysis: str | dict[str, Any] | list[Any]
+
+
+def _fold_perception_analysis(state: State, entry: Entry) -> None:
+    state["perception"] = _mark(entry, status="ready", chars=entry["facts"].get("chars"), object="perception.json")
+
+
+PERCEPTION_ANALYSIS = conversation(
+    "application.perception_analysis", PerceptionAnalysisProperties,
+    facts=lambda d, found: {"replica_id": d.get("replica_id"),
+                            "chars": len(d["analysis"]) if isinstance(d.get("analysis"), str) else 0},
+    fold=_fold_perception_analysis, describe=lambda f: f"{f.get('chars')} characters")
+
+
+class PerceptionUnavailableProperties(Payload):
+    """`application.perception_unavailable` (observed): no perception analysis, with a reason."""
+
+    replica_id: Any = None
+    reason: str | None = None
+    perception_unavailable_reason: str | None = None
+    message: str | None = None
+
+
+class PerceptionUnavailableDetails(DetailsModel):
+    """application.perception_unavailable"""
+
+    replica_id: str | None
+    reason: str | None
+
+
+def _perception_unavailable(m: PerceptionUnavailableProperties, raw: dict[str, Any]) -> Details:
+    reason = m.reason or m.perception_unavailable_reason or m.message
+    if reason is None:
+        reason = next((v for k, v in raw.items() if k != "replica_id" and isinstance(v, str)), None)
+    return {"replica_id": m.replica_id, "reason": reason}
+
+
+def _fold_perception_unavailable(state: State, entry: Entry) -> None:
+    if not (state["perception"] and state["perception"]["status"] == "ready"):
+        state["perception"] = _mark(entry, status="unavailable", reason=entry["facts"].get("reason"))
+
+
+PERCEPTION_UNAVAILABLE = conversation(
+    "application.perception_unavailable", PerceptionUnavailableProperties, PerceptionUnavailableDetails,
+    details=_perception_unavailable, facts=pick("reason"), fold=_fold_perception_unavailable)
+
+
+# -- application.post_call_action_executed -----------------------------------------------------------
+
+class PostCallActionProperties(Payload):
+    """`application.post_call_action_executed` (observed): a tool called after the conversation."""
+
+    tool_id: str | int | None = None
+    tool_name: str | None = None
+    status: str | None = None
+    request: Any = None
+    response: Any = None
+    replica_id: Any = None
+
+
+POST_CALL_ACTION = conversation(
+    "application.post_call_action_executed", PostCallActionProperties,
+    facts=pick("tool_id", "tool_name", "status"),
+    fold=lambda state, entry: state["post_call_actions"].append(_mark(entry, **entry["facts"])),
+    describe=lambda f: f"{f.get('tool_name')}: {f.get('status')}")
+
+
+# -- any other conversation event_type ---------------------------------------------------------------
+
+class UnknownConversationDetails(DetailsModel):
+    """A conversation event_type this version does not know yet: its properties as received."""
+
+    properties: Any
+
+
+UNKNOWN_CONVERSATION = conversation("*", None, UnknownConversationDetails)
+
+
+# -- the other families ------------------------------------------------------------------------------
+
+class GuardrailProperties(Payload):
+    guardrail: str
+
+
+class GuardrailPayload(Payload):
+    """A guardrail was triggered during a conversation."""
+
+    properties: GuardrailProperties
+
+
+class GuardrailDetails(DetailsModel):
+    """io.tavus.guardrail.triggered"""
+
+    guardrail: str
+
+
+def _fold_guardrail(state: State, entry: Entry) -> None:
+    name = str(entry["facts"].get("guardrail"))
+    counts = {g["name"]: g["count"] for g in state["guardrails"]}
+    counts[name] = counts.get(name, 0) + 1
+    state["guardrails"] = [{"name": n, "count": c} for n, c in sorted(counts.items())]
+
+
+GUARDRAIL = event_kind("guardrail", f"{TYPE_PREFIX}guardrail.triggered", GuardrailPayload, GuardrailDetails,
+                       details=lambda m, raw: {"guardrail": m.properties.guardrail},
+                       facts=pick("guardrail"), fold=_fold_guardrail, describe=lambda f: str(f.get("guardrail")))
+
+
+class ObjectivePayload(Payload):
+    """An objective was completed during a conversation, with the variables it collected."""
+
+    objective_name: str
+    output_variables: dict[str, Any] | None = None
+
+
+def variables_text(variables: Any) -> str:
+    """Output variables as `name=value, ...`."""
+    if isinstance(variables, dict):
+        return ", ".join(f"{k}={v}" for k, v in variables.items())
+    return "" if variables is None else str(variables)
+
+
+def _fold_objective(state: State, entry: Entry) -> None:
+    facts = entry["facts"]
+    state["objectives"][str(facts.get("objective_name"))] = {"output_variables": facts.get("output_variables"),
+                                                             "event_id": entry["id"]}
+
+
+OBJECTIVE = event_kind(
+    "objective", f"{TYPE_PREFIX}objective.completed", ObjectivePayload,
+    facts=pick("objective_name", "output_variables"), fold=_fold_objective,
+    describe=lambda f: f"{f.get('objective_name')}  {variables_text(f.get('output_variables'))}")
+
+
+class ReplicaTrainingPayload(Payload):
+    """Replica training finished: `ready`, or `error` with a message."""
+
+    status: str
+    error_message: str | None = None
+
+
+REPLICA_TRAINING = event_kind("replica_training", f"{TYPE_PREFIX}replica.*", ReplicaTrainingPayload)
+
+
+class VideoData(Payload):
+    script: str | None = None
+
+
+class VideoGenerationPayload(Payload):
+    """Video generation finished (`ready`) or failed (`error`)."""
+
+    video_name: str | None = None
+    status: str
+    status_details: str | None = None
+    generation_progress: str | None = None
+    download_url: str | None = None
+    hosted_url: str | None = None
+    stream_url: str | None = None
+    data: VideoData | None = None
+    created_at: Any = None
+    updated_at: Any = None
+
+
+class VideoGenerationDetails(DetailsModel):
+    """io.tavus.video.<status>; created_at and updated_at normalized to UTC."""
+
+    video_name: str | None
+    status: str
+    status_details: str | None
+    generation_progress: str | None
+    download_url: str | None
+    hosted_url: str | None
+    stream_url: str | None
+    script: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+def _video(m: VideoGenerationPayload, raw: dict[str, Any]) -> Details:
+    return {"video_name": m.video_name, "status": m.status, "status_details": m.status_details,
+            "generation_progress": m.generation_progress, "download_url": m.download_url,
+            "hosted_url": m.hosted_url, "stream_url": m.stream_url,
+            "script": m.data.script if m.data is not None else None,
+            "created_at": None, "updated_at": None}  # normalize sets both from the payload's times
+
+
+VIDEO_GENERATION = event_kind("video_generation", f"{TYPE_PREFIX}video.*", VideoGenerationPayload,
+                              VideoGenerationDetails, details=_video)
+
+
+# -- the registry ------------------------------------------------------------------------------------
+
+KINDS: tuple[EventKind, ...] = (
+    REPLICA_JOINED, PAL_JOINED, SHUTDOWN, TRANSCRIPTION_READY, RECORDING_READY, RECORDING_COPY_FAILED,
+    PERCEPTION_ANALYSIS, PERCEPTION_UNAVAILABLE, POST_CALL_ACTION, PARTICIPANT_JOINED, UNKNOWN_CONVERSATION,
+    GUARDRAIL, OBJECTIVE, REPLICA_TRAINING, VIDEO_GENERATION,
+)
+# conversation event_type -> its entry (the known ones); the other families -> their entry
+CONVERSATION_TYPES: dict[str, EventKind] = {
+    k.event_type: k for k in KINDS if k.event_type is not None and k is not UNKNOWN_CONVERSATION}
+FAMILIES: dict[str, EventKind] = {k.family: k for k in KINDS if k.family != "conversation"}
+_BY_TYPE = {k.type: k for k in KINDS}
+_WILDCARDS = [k for k in KINDS if k.type.endswith("*")]
+
+
+def kind_of(type_: str) -> EventKind | None:
+    """The entry of a CloudEvents type (`io.tavus.video.ready` is the video entry), None for an unknown one."""
+    found = _BY_TYPE.get(type_)
+    return found or next((k for k in _WILDCARDS if type_.startswith(k.type[:-1])), None)
