@@ -88,7 +88,7 @@ def _plain(when: dt.datetime) -> str:
 
 
 class SampleConversation:
-    """A conversation's worth of callbacks with shared ids, timed as if it started `minutes_ago` minutes ago."""
+    """A conversation's worth of callbacks with shared ids, timed from `start` (default: eight minutes ago)."""
 
     def __init__(self, ids: Ids | None = None, *, start: dt.datetime | None = None,
                  webhook_url: str = "https://example.com/webhook") -> None:
