@@ -14,7 +14,8 @@ from tavus_callbacks.errors import TavusCallbacksError
 CLOUDS = ("aws", "gcp", "azure")
 PACKAGE = "tavus_callbacks"
 MARKER = ".tavus-callbacks-bundle"
-_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache", ".ruff_cache")
+# Left out of every copy; functions/aws links to the package, and the bundle gets a real copy of it instead.
+_SKIP = shutil.ignore_patterns(PACKAGE, "__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
 # How each bundle is deployed, printed after a build (`deploy` also makes the bucket, identity, secret and roles).
 DEPLOY_HINTS = {
@@ -59,14 +60,7 @@ def build_bundle(cloud: str, out_dir: Path | str) -> Bundle:
     source = functions_dir() / cloud
     out = Path(out_dir).resolve()
     _clear(out)
-    out.mkdir(parents=True)
-    for entry in sorted(source.iterdir()):
-        if entry.name in (PACKAGE, "__pycache__"):
-            continue  # functions/aws links to the package; the copy below is the real one
-        if entry.is_dir():
-            shutil.copytree(entry, out / entry.name, ignore=_SKIP)
-        else:
-            shutil.copy2(entry, out / entry.name)
+    shutil.copytree(source, out, ignore=_SKIP)
     if not (out / "requirements.txt").is_file():
         raise BundleError(f"{source}/requirements.txt is missing: the cloud's build needs it")
     shutil.copytree(PACKAGE_DIR, out / PACKAGE, ignore=_SKIP)

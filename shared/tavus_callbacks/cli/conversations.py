@@ -1,8 +1,7 @@
 """`tavus-callbacks conversations list|show`: a store's conversations, their state and timeline, readably.
 
-Reads what the pipeline writes (`<prefix><id>/conversation.json`, see conversation.py), after finishing
-the work left pending there (see repair.py), so it works on any store URL; `--json` gives the same facts
-to machines.
+Reads what the pipeline writes (`<prefix><id>/conversation.json`, see state/fold.py), after finishing
+the work left pending there (see state/repair.py); `--json` gives the same facts to machines.
 """
 
 from __future__ import annotations
@@ -30,24 +29,22 @@ REPAIR_SECONDS = 10.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`conversations list` and `conversations show ID`, each with --store and --json."""
-    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    store_url = os.environ.get("TAVUS_STORE_URL", "").strip() or DEFAULT_STORE_URL
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (("list", "one line per conversation in the store"),
                        ("show", "one conversation's state and the timeline of its events")):
         sub = actions.add_parser(name, help=text, description=text)
         if name == "show":
             sub.add_argument("conversation_id", metavar="ID", help="the conversation id, e.g. c123456")
-        sub.add_argument("--store", metavar="URL",
+        sub.add_argument("--store", metavar="URL", default=store_url,
                          help=f"the store to read (env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
         sub.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.set_defaults(_parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch to list or show; without an action, print the usage."""
-    if args.action is None:
-        args._parser.print_help(sys.stderr)
-        return 2
-    store, layout = open_conversations(args.store)
+    """List the conversations or show one."""
+    store, prefix = open_store(args.store)
+    layout = Layout(prefix)
     finish_pending(store, layout, None if args.action == "list" else args.conversation_id)
     if args.action == "list":
         states = list(iter_states(store, layout))
@@ -67,13 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # -- reading -------------------------------------------------------------------------------------
-
-def open_conversations(url: str | None) -> tuple[Store, Layout]:
-    """The store named by --store, else TAVUS_STORE_URL, else the default folder, with its layout."""
-    store_url = url or os.environ.get("TAVUS_STORE_URL", "").strip() or DEFAULT_STORE_URL
-    store, prefix = open_store(store_url)
-    return store, Layout(prefix)
-
 
 def finish_pending(store: Store, layout: Layout, conversation: str | None) -> None:
     """Before showing a state, fold what it lacks and finish pending work (`repair`), for a few seconds at most."""

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from tavus_callbacks.cli.recording_storage import (
     EXTERNAL_ID,
@@ -330,7 +330,7 @@ def diagnose(store_url: str, role_arn: str | None = None, *, aws_client: Callabl
             raise ConfigError("--role-arn checks the vendor's S3 writer role; use it with an s3:// store")
     yield from check_store(store_url)
     if scheme == "s3":
-        bucket = store_url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        bucket = urlsplit(store_url).netloc
         check, region = bucket_region(aws_client("s3"), bucket)
         yield check
         if role_arn is None:
@@ -359,5 +359,5 @@ def run(args: argparse.Namespace) -> int:
     for check in diagnose(args.store, args.role_arn):
         print(check.line(), flush=True)
         failed += check.status == FAIL
-    print(f"{'all checks passed' if not failed else f'{failed} check(s) failed'}", file=sys.stderr)
+    print(f"{failed} check(s) failed" if failed else "all checks passed", file=sys.stderr)
     return 1 if failed else 0

@@ -55,13 +55,10 @@ def read_outputs(stack: str, region: str | None = None) -> StackOutputs:
         recording_storage = json.loads(outputs["RecordingStorage"])
     except ValueError as exc:
         raise ConfigError(f"the RecordingStorage output of {where} is not JSON: {exc}") from exc
-    return StackOutputs(callback_url=with_token(outputs["CallbackUrl"], token), recording_storage=recording_storage,
+    url = outputs["CallbackUrl"]
+    return StackOutputs(callback_url=f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}",
+                        recording_storage=recording_storage,
                         store_url=outputs.get("StoreUrl"), alarm_topic_arn=outputs.get("AlarmTopicArn"))
-
-
-def with_token(url: str, token: str) -> str:
-    """The URL with `token` as its query parameter (encoded, appended to any query already there)."""
-    return f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

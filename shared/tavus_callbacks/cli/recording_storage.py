@@ -32,22 +32,13 @@ def role_name(role_arn: str) -> str:
     return match.group(2)
 
 
-def check_region(region: str) -> str:
-    if not _REGION.match(region.strip()):
-        raise ConfigError(f"{region!r} is not an AWS region name such as us-east-1 or eu-west-2")
-    return region.strip()
-
-
-def check_bucket(bucket: str) -> str:
-    bucket = bucket.strip()
-    if not _BUCKET.match(bucket) or ".." in bucket:
-        raise ConfigError(f"{bucket!r} is not an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens")
-    return bucket
-
-
 def recording_storage(bucket: str, region: str, role_arn: str, *, legacy: bool = False) -> dict[str, Any]:
     """The S3 `recording_storage` object (or, with `legacy`, the older flat conversation properties)."""
-    bucket, region, role_arn = check_bucket(bucket), check_region(region), role_arn.strip()
+    bucket, region, role_arn = bucket.strip(), region.strip(), role_arn.strip()
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise ConfigError(f"{bucket!r} is not an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens")
+    if not _REGION.match(region):
+        raise ConfigError(f"{region!r} is not an AWS region name such as us-east-1 or eu-west-2")
     role_name(role_arn)
     if legacy:
         return {"enable_recording": True, "recording_s3_bucket_name": bucket,

@@ -1,7 +1,7 @@
 """Realistic sample callbacks of every family, and `tavus-callbacks send`, which posts them like Tavus would.
 
 The samples follow the vendor's documented shapes (SPEC §1) with fresh ids and times, so a whole
-conversation can be replayed against any deployment. `send` uses only the standard library.
+conversation can be replayed against any deployment.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import json
 import os
 import secrets
 import sys
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.client import responses
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -33,6 +35,7 @@ from tavus_callbacks.events.catalogue import (
     TRANSCRIPTION_READY,
 )
 from tavus_callbacks.events.registry import EventKind
+from tavus_callbacks.settings import parse_tokens
 
 Payload = dict[str, Any]
 
@@ -60,23 +63,18 @@ PERCEPTION = """## Visual summary
 """
 
 
+def _new_id(letter: str) -> str:
+    return letter + secrets.token_hex(6)[:11]
+
+
 @dataclass(frozen=True, slots=True)
 class Ids:
-    """The ids one sample conversation shares: conversation, replica, face, video."""
+    """The ids one sample conversation shares (new random ones by default)."""
 
-    conversation_id: str
-    replica_id: str
-    face_id: str
-    video_id: str
-
-    @classmethod
-    def fresh(cls, conversation_id: str | None = None) -> Ids:
-        return cls(
-            conversation_id=conversation_id or "c" + secrets.token_hex(6)[:11],
-            replica_id="r" + secrets.token_hex(6)[:11],
-            face_id="f" + secrets.token_hex(6)[:11],
-            video_id=secrets.token_hex(5),
-        )
+    conversation_id: str = field(default_factory=lambda: _new_id("c"))
+    replica_id: str = field(default_factory=lambda: _new_id("r"))
+    face_id: str = field(default_factory=lambda: _new_id("f"))
+    video_id: str = field(default_factory=lambda: secrets.token_hex(5))
 
 
 def iso(when: dt.datetime) -> str:
@@ -90,11 +88,11 @@ def _plain(when: dt.datetime) -> str:
 
 
 class SampleConversation:
-    """A conversation's worth of callbacks with shared ids, timed as if it started `minutes_ago` minutes ago."""
+    """A conversation's worth of callbacks with shared ids, timed from `start` (default: eight minutes ago)."""
 
     def __init__(self, ids: Ids | None = None, *, start: dt.datetime | None = None,
                  webhook_url: str = "https://example.com/webhook") -> None:
-        self.ids = ids or Ids.fresh()
+        self.ids = ids or Ids()
         self.start = start or (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=8))
         self.webhook_url = webhook_url
 
@@ -217,10 +215,6 @@ class SampleConversation:
         method: Callable[[], Payload] = getattr(self, name)
         return method()
 
-    def all(self) -> list[tuple[str, Payload]]:
-        """A whole conversation in the order Tavus sends it, then a replica and a video callback."""
-        return [(name, self.named(name)) for name in CONVERSATION_ORDER]
-
 
 # Every sample by name, with what it shows; CONVERSATION_ORDER is what `send --all` posts.
 SAMPLES: dict[str, str] = {
@@ -251,13 +245,13 @@ CONVERSATION_ORDER = (
 # -- `tavus-callbacks send` ----------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `send`."""
     parser.add_argument("events", nargs="*", metavar="EVENT", help="sample names to send (see --list)")
     parser.add_argument("--all", action="store_true",
                         help="send a whole conversation in order, then a replica and a video callback")
     parser.add_argument("--file", action="append", default=[], metavar="FILE",
                         help="send a JSON file as it is (a JSON array: each element); repeatable")
-    parser.add_argument("--url", help="the endpoint (env TAVUS_CALLBACK_URL)")
+    parser.add_argument("--url", default=os.environ.get("TAVUS_CALLBACK_URL"),
+                        help="the endpoint (env TAVUS_CALLBACK_URL)")
     parser.add_argument("--token", help="the token, added as ?token= (env: the first of TAVUS_CALLBACK_TOKENS); "
                                         "not needed when --url already has one")
     parser.add_argument("--bearer", action="store_true", help="send the token as Authorization: Bearer instead")
@@ -287,10 +281,8 @@ def target(url: str | None, token: str | None, bearer: bool) -> tuple[str, str |
 
 def deliveries(args: argparse.Namespace, conversation: SampleConversation) -> list[tuple[str, bytes]]:
     """(label, body) for every delivery asked for, in order."""
-    out: list[tuple[str, bytes]] = []
-    if args.all:
-        out += [(name, json.dumps(payload).encode()) for name, payload in conversation.all()]
-    out += [(name, json.dumps(conversation.named(name)).encode()) for name in args.events]
+    names = [*(CONVERSATION_ORDER if args.all else ()), *args.events]
+    out = [(name, json.dumps(conversation.named(name)).encode()) for name in names]
     for file in args.file:
         path = Path(file)
         try:
@@ -310,23 +302,23 @@ def deliveries(args: argparse.Namespace, conversation: SampleConversation) -> li
 
 def describe(answer: Answer) -> str:
     """The answer on one line: status and body (JSON compacted, long bodies cut)."""
-    if answer.status == 0:
-        return f"unreachable  {answer.body.decode(errors='replace')}"
     text = answer.body.decode(errors="replace").strip()
+    if answer.status == 0:
+        return f"unreachable  {text}"
     with contextlib.suppress(ValueError):
         text = json.dumps(json.loads(text), separators=(", ", ": "))
     if len(text) > 240:
         text = text[:237] + "..."
-    return f"{answer.status} {_phrase(answer.status)}  {text}"
+    return f"{answer.status} {responses.get(answer.status, '')}  {text}"
 
 
-def _phrase(status: int) -> str:
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+def outcome(answer: Answer) -> str:
+    """What the summary counts the answer as: the `status` it says (stored, duplicate), or why it failed."""
+    if not answer.ok:
+        return f"HTTP {answer.status}" if answer.status else "unreachable"
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(answer.body).get("status", "accepted"))
+    return "accepted"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -338,37 +330,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"{marker} {name:<{width}}  {what}")
         print("(* sent by --all, in this order)")
         return 0
-    env_tokens = [t.strip() for t in os.environ.get("TAVUS_CALLBACK_TOKENS", "").split(",") if t.strip()]
-    token = args.token or (env_tokens[0] if env_tokens else None)
-    url, bearer, shown = target(args.url or os.environ.get("TAVUS_CALLBACK_URL"), token, args.bearer)
-    parts = urlsplit(url)
-    webhook = urlunsplit(parts._replace(query="", fragment=""))
-    conversation = SampleConversation(Ids.fresh(args.conversation_id), webhook_url=webhook)
+    tokens = parse_tokens(os.environ.get("TAVUS_CALLBACK_TOKENS", ""), required=False)
+    token = args.token or next(iter(tokens), None)
+    url, bearer, shown = target(args.url, token, args.bearer)
+    conversation = SampleConversation(Ids(args.conversation_id) if args.conversation_id else None,
+                                      webhook_url=url.split("?", 1)[0])
     todo = deliveries(args, conversation)
     if not todo:
         raise ConfigError("nothing to send: name sample events (see --list), or use --all or --file FILE")
     print(f"POST {shown}  conversation {conversation.ids.conversation_id}")
     width = max(len(label) for label, _ in todo)
+    counts: Counter[str] = Counter()
     failed = 0
-    counts: dict[str, int] = {}
     for i, (label, body) in enumerate(todo, 1):
         answer = post(url, body, bearer=bearer, timeout=args.timeout, agent="tavus-callbacks-send")
         print(f"[{i:>2}/{len(todo)}] {label:<{width}}  {describe(answer)}", flush=True)
         failed += not answer.ok
-        status = _status_of(answer)
-        counts[status] = counts.get(status, 0) + 1
+        counts[outcome(answer)] += 1
     summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
     print(f"{len(todo)} sent: {summary}")
     if failed:
         print(f"{failed} not accepted (answer not 2xx)", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _status_of(answer: Answer) -> str:
-    if not answer.ok:
-        return f"HTTP {answer.status}" if answer.status else "unreachable"
-    try:
-        value = json.loads(answer.body)
-    except ValueError:
-        return "accepted"
-    return str(value.get("status", "accepted")) if isinstance(value, dict) else "accepted"

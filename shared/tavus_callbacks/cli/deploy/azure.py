@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from tavus_callbacks.cli.deploy.base import (
     SettingsFile,
     check_endpoint,
     log,
-    new_token,
     private_file,
     wait_interval,
 )
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         token, reference = vault_secret(az, account, vault, group, location, principal, wait=args.wait)
     else:
         kept = current.get(TOKENS_SETTING) or ""
-        reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else new_token()
+        reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else secrets.token_urlsafe(32)
         token = reference.split(",")[0].strip()
     wanted = {TOKENS_SETTING: reference, "AzureWebJobsDisableHomepage": "true",
               "TAVUS_STORE_URL": f"https://{storage}.blob.core.windows.net/{container}/{prefix}"}
@@ -147,7 +147,7 @@ def vault_secret(az: Cli, account: dict[str, Any], vault: str, group: str, locat
             secret = az.maybe_json("keyvault", "secret", "show", "--vault-name", vault, "--name", name, "-o", "json",
                                    missing=("SecretNotFound",))
             if secret is None:
-                with private_file(new_token()) as path:
+                with private_file(secrets.token_urlsafe(32)) as path:
                     secret = az.json("keyvault", "secret", "set", "--vault-name", vault, "--name", name,
                                      "--file", str(path), "--encoding", "utf-8", "-o", "json")
             break

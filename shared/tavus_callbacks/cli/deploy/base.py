@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import shutil
 import subprocess
@@ -58,8 +57,7 @@ class Cli:
 
     def json(self, *argv: str) -> Any:
         """The command's stdout parsed as JSON (None when it printed nothing)."""
-        text = (self.run(*argv) or "").strip()
-        return json.loads(text) if text else None
+        return self.maybe_json(*argv, missing=())
 
     def maybe_json(self, *argv: str, missing: tuple[str, ...] = NOT_FOUND) -> Any:
         """The JSON of a describe/show command, or None when it says the resource does not exist."""
@@ -88,10 +86,6 @@ class SettingsFile:
     def save(self, header: str) -> None:
         lines = [f"# {header}", *(f"{k}={v}" for k, v in self.values.items())]
         self.path.write_text("\n".join(lines) + "\n")
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
 
 
 @contextmanager

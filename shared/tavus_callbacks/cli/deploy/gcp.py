@@ -5,10 +5,11 @@ so a rotation (add a version, deploy again) is explicit."""
 from __future__ import annotations
 
 import argparse
+import secrets
 from pathlib import Path
 
 from tavus_callbacks.cli.build import build_bundle
-from tavus_callbacks.cli.deploy.base import Cli, DeployError, SettingsFile, check_endpoint, new_token
+from tavus_callbacks.cli.deploy.base import Cli, DeployError, SettingsFile, check_endpoint
 
 APIS = ("cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com",
         "artifactregistry.googleapis.com", "secretmanager.googleapis.com", "storage.googleapis.com",
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     if gcloud.maybe_json("secrets", "describe", secret, p, "--format=json") is None:
         gcloud.run("secrets", "create", secret, p, "--replication-policy=automatic", "--data-file=-",
-                   stdin=new_token())
+                   stdin=secrets.token_urlsafe(32))
     bind(gcloud, ("secrets",), (secret, p), SECRET_ROLE, member)
     latest = gcloud.json("secrets", "versions", "describe", "latest", f"--secret={secret}", p, "--format=json")
     version = str(latest["name"]).rsplit("/", 1)[-1]
