@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -133,14 +133,15 @@ class ConversationFolder:
         """Fold events of one conversation with one compare-and-swap; per event, what `apply` returns."""
         cid = records[0].event.conversation_id
         assert cid is not None and all(r.event.conversation_id == cid for r in records)
-        key = self.layout.conversation_key(cid)
         built: dict[str, dict[str, Any]] = {}  # id -> entry, made once whatever the retries
-        newly: set[str] = set()
-        for _ in self._attempts():
-            blob = self.store.read(key)
+        fresh: list[dict[str, Any]] = []
+        state: dict[str, Any] = {}
+
+        def change(blob: Blob | None) -> bytes | None:
+            nonlocal fresh, state
             entries, readable, kept = self._entries(cid, blob)
             known = {e["id"] for e in entries}
-            fresh: list[dict[str, Any]] = []
+            fresh = []
             for record in records:
                 if record.id in known:
                     continue
@@ -148,18 +149,11 @@ class ConversationFolder:
                 if record.id not in built:
                     built[record.id] = entry_for(record, self._check_recording(record.event), self.store_provider)
                 fresh.append(built[record.id])
-            state = fold(cid, [*entries, *fresh])
-            state.update(kept)
-            if not fresh and readable:
-                break
-            try:
-                self.store.replace(key, encode_state(state), blob.version if blob else None)
-                newly = {e["id"] for e in fresh}
-                break
-            except PreconditionFailed:
-                continue
-        else:
-            raise self._contended(key)
+            state = {**fold(cid, [*entries, *fresh]), **kept}
+            return encode_state(state) if fresh or not readable else None
+
+        self._swap(self.layout.conversation_key(cid), change)
+        newly = {e["id"] for e in fresh}
         unique = list({r.id: r for r in records}.values())
         for record in unique:
             self._write_derived(record, state)
@@ -177,17 +171,8 @@ class ConversationFolder:
 
         The state is folded from the stored events when the conversation has none yet.
         """
-        key = self.layout.conversation_key(cid)
-        for _ in self._attempts():
-            blob = self.store.read(key)
-            entries, _, _ = self._entries(cid, blob)
-            state = {**fold(cid, entries), RECONCILED: mark}
-            try:
-                self.store.replace(key, encode_state(state), blob.version if blob else None)
-                return
-            except PreconditionFailed:
-                continue
-        raise self._contended(key)
+        self._swap(self.layout.conversation_key(cid),
+                   lambda blob: encode_state({**fold(cid, self._entries(cid, blob)[0]), RECONCILED: mark}))
 
     def _entries(self, cid: str, blob: Blob | None) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
         """The entries of a state document, and False when it could not be read and they were rebuilt;
@@ -255,14 +240,24 @@ class ConversationFolder:
 
     def _replace_if_newer(self, key: str, doc: dict[str, Any]) -> None:
         rank = (doc["time"] or "", doc["event_id"])
+
+        def change(blob: Blob | None) -> bytes | None:
+            current = orjson.loads(blob.data) if blob is not None else None
+            if current is not None and (current.get("time") or "", current.get("event_id", "")) >= rank:
+                return None
+            return encode_state(doc)
+
+        self._swap(key, change)
+
+    def _swap(self, key: str, change: Callable[[Blob | None], bytes | None]) -> None:
+        """Replace `key` with what `change` makes of its current content (None: leave it), by compare-and-swap."""
         for _ in self._attempts():
             blob = self.store.read(key)
-            if blob is not None:
-                current = orjson.loads(blob.data)
-                if (current.get("time") or "", current.get("event_id", "")) >= rank:
-                    return
+            data = change(blob)
+            if data is None:
+                return
             try:
-                self.store.replace(key, encode_state(doc), blob.version if blob else None)
+                self.store.replace(key, data, blob.version if blob else None)
                 return
             except PreconditionFailed:
                 continue
