@@ -1,4 +1,4 @@
-"""Google Cloud Functions entry point: `--entry-point tavus_callback` (and `reconcile` for Cloud Scheduler)."""
+"""Google Cloud Functions entry point: `--entry-point tavus_callback` (Cloud Scheduler calls its /reconcile path)."""
 
 from tavus_callbacks.adapters.gcp import tavus_callback
 
