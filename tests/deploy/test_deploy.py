@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.servers import serving
 from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import handle, reset_default_pipeline
 from tavus_callbacks.stores import open_store
@@ -201,13 +202,10 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*self_signed(tmp_path))
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    holder.append(Cloud(tmp_path, f"https://127.0.0.1:{server.server_address[1]}/", store_url, unavailable))
-    holder[0].set_state(endpoint=holder[0].endpoint, gcloud_project="configured-project")
-    yield holder[0]
-    server.shutdown()
-    server.server_close()
+    with serving(server) as url:
+        holder.append(Cloud(tmp_path, url.replace("http://", "https://") + "/", store_url, unavailable))
+        holder[0].set_state(endpoint=holder[0].endpoint, gcloud_project="configured-project")
+        yield holder[0]
     reset_default_pipeline()
 
 

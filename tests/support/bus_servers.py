@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from typing import Any
 import pytest
 from tavus_callbacks.sdk import clear_clients
 
-from support.servers import Emulator, free_port, point_at
+from support.servers import Emulator, free_port, point_at, serving
 
 PUBSUB_EMULATOR = Path(os.environ.get(
     "PUBSUB_EMULATOR_BIN", "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"))
@@ -206,16 +205,11 @@ def eventgrid_sink() -> Iterator[EventGridSink]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", sink.port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     clear_clients()
     try:
-        yield sink
+        with serving(ThreadingHTTPServer(("127.0.0.1", sink.port), Handler)):
+            yield sink
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
         clear_clients()
 
 

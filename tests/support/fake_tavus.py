@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from support.servers import serving
+
 API_KEY = "fake-tavus-api-key-0123456789"
 
 
@@ -198,15 +200,9 @@ def running_fake_tavus() -> Iterator[FakeTavus]:
     fake = FakeTavus()
     server = _Server(("127.0.0.1", 0), _Handler)
     server.fake = fake
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="fake-tavus", daemon=True)
-    thread.start()
-    try:
+    with serving(server) as url:
+        fake.url = url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

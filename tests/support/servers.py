@@ -25,12 +25,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
@@ -389,3 +391,16 @@ if __name__ == "__main__":
         run_moto(sys.argv[2:])
     else:
         raise SystemExit("usage: python tests/support/servers.py moto -H 127.0.0.1 -p PORT")
+
+
+@contextlib.contextmanager
+def serving(server: HTTPServer) -> Iterator[str]:
+    """Serve `server` on a daemon thread for the block (its base URL, http://127.0.0.1:PORT), then stop it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

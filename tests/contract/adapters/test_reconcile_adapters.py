@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from support.fake_tavus import API_KEY, FakeTavus, conversation_callbacks
-from support.servers import Emulator, point_at, sqlite_url
+from support.servers import Emulator, point_at, serving, sqlite_url
 from tavus_callbacks.stores import open_store
 
 from .drivers import LambdaContext
@@ -104,15 +103,8 @@ def google_signer() -> Iterator[tuple[Any, str]]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Certs)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield crypt.RSASigner.from_string(private, key_id="test-key-1"), f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Certs)) as url:
+        yield crypt.RSASigner.from_string(private, key_id="test-key-1"), url
 
 
 def oidc_token(signer: Any, **claims: Any) -> str:
