@@ -18,6 +18,7 @@ import orjson
 from tavus_callbacks.auth import TokenRedactor, is_authorized
 from tavus_callbacks.errors import ConfigError, ForwardError, StoreUnavailable
 from tavus_callbacks.events.normalize import normalize
+from tavus_callbacks.forward import open_forwarder
 from tavus_callbacks.http import Outcome, Request, Response
 from tavus_callbacks.record import Layout, StoredEvent, build_record
 from tavus_callbacks.settings import Settings
@@ -58,8 +59,6 @@ class Pipeline:
         self._unfinished: set[str] = set()  # conversations this process left derived work pending in
         self._pending: set[str] = set()  # events this process left derived work of pending
         if forwarder is None and settings.forward_url:
-            from tavus_callbacks.forward import open_forwarder
-
             self.forwarder = open_forwarder(settings.forward_url)
         self.drain: Drain[StoredEvent] | None = Drain(self._derive) if fold_later else None
 

@@ -122,11 +122,6 @@ def _day_path(iso: str | None, now: datetime | None = None) -> str:
     return when.strftime("%Y/%m/%d")
 
 
-def source_of(event: Event) -> str:
-    """The CloudEvents `source`: which Tavus resource the event comes from."""
-    return _source(event.family, event.subject)
-
-
 def _source(family: str, subject: str | None) -> str:
     return f"/tavus/{_SOURCES[family]}{subject}" if subject else "/tavus/unrecognized"
 

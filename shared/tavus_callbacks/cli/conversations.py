@@ -19,8 +19,10 @@ import orjson
 
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.catalogue import kind_of, variables_text
+from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.record import Layout
-from tavus_callbacks.settings import DEFAULT_STORE_URL
+from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings
+from tavus_callbacks.state.repair import repair
 from tavus_callbacks.stores import Store, open_store
 
 STATE_FILE = "conversation.json"
@@ -67,10 +69,6 @@ def run(args: argparse.Namespace) -> int:
 
 def finish_pending(store: Store, layout: Layout, conversation: str | None) -> None:
     """Before showing a state, fold what it lacks and finish pending work (`repair`), for a few seconds at most."""
-    from tavus_callbacks.pipeline import Pipeline
-    from tavus_callbacks.settings import Settings
-    from tavus_callbacks.state.repair import repair
-
     if conversation is not None:
         read_state(store, layout, conversation)  # refuses an id that is not one
     pipeline = Pipeline(Settings.from_env(os.environ, store_url=store.url), store=store, prefix=layout.prefix)

@@ -14,6 +14,7 @@ from typing import Any
 
 from tavus_callbacks import __version__
 from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.events.schema import payload_json_schema
 from tavus_callbacks.pipeline import RETRY_AFTER_SECONDS
 
 OPENAPI_VERSION = "3.1.0"
@@ -49,8 +50,6 @@ def _answer(status: int, schema: str, headers: dict[str, Any] | None = None) -> 
 
 
 def _components() -> dict[str, Any]:
-    from tavus_callbacks.events.schema import payload_json_schema
-
     # The same schema with every `#/$defs/X` reference pointing at `#/components/schemas/X`.
     payload = json.loads(json.dumps(payload_json_schema()).replace('"#/$defs/', f'"{_SCHEMAS}'))
     schemas: dict[str, Any] = dict(sorted(payload.pop("$defs").items()))

@@ -10,6 +10,7 @@ import time
 from typing import IO
 
 from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.client import DEFAULT_MAX_PER_MINUTE
 from tavus_callbacks.reconcile.scheduled import DEFAULT_SINCE, MAX_RPM_VAR, client_from_env, parse_since
 from tavus_callbacks.reconcile.sweep import DEFAULT_PAGE_SIZE, Summary, Sweep
@@ -36,8 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tavus_callbacks.pipeline import Pipeline
-
     if not args.store:
         raise ConfigError("no store: pass --store URL or set TAVUS_STORE_URL")
     if args.page_size < 1:

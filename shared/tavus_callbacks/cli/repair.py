@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings
 from tavus_callbacks.state.repair import repair
 
@@ -18,8 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Repair the store; exit 1 when some pending work could not be finished."""
-    from tavus_callbacks.pipeline import Pipeline
-
     overrides = {k: v for k, v in (("store_url", args.store), ("forward_url", args.forward)) if v}
     summary = repair(Pipeline(Settings.from_env(**overrides)), args.conversation)
     print(summary.line())

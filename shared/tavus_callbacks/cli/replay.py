@@ -14,6 +14,7 @@ import orjson
 
 from tavus_callbacks.cli.post import post
 from tavus_callbacks.errors import ConfigError, TavusCallbacksError
+from tavus_callbacks.forward import is_bus_url, open_forwarder
 from tavus_callbacks.record import canonical_json
 from tavus_callbacks.settings import parse_tokens
 from tavus_callbacks.state.stored import Stored, load_events, parse_time
@@ -141,8 +142,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay, print the summary and each failure; exit 0 when nothing failed."""
-    from tavus_callbacks.forward import is_bus_url, open_forwarder
-
     target: str = args.to
     forwarder = open_forwarder(target) if is_bus_url(target) else None
     if forwarder is None and not target.lower().startswith(("http://", "https://")):

@@ -13,6 +13,8 @@ from typing import Any
 
 from tavus_callbacks.adapters.asgi import ServeOptions, serve
 from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.logs import configure_logging
+from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings, parse_tokens
 
 DEFAULT = ServeOptions()
@@ -41,9 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything, print the callback URL, then serve until stopped."""
-    from tavus_callbacks.logs import configure_logging
-    from tavus_callbacks.pipeline import Pipeline
-
     settings, options, generated = resolve(args, os.environ)
     where = Pipeline(settings).store.url  # fail now, with a clear message, on a bad store or forward URL
     _check_port_free(options)

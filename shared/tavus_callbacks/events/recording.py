@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-PROVIDERS = ("s3", "gcs", "azure_blob")
-
 
 @dataclass(frozen=True, slots=True)
 class RecordingLocation:

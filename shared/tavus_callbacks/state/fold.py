@@ -27,6 +27,7 @@ from tavus_callbacks.events.catalogue import (
 )
 from tavus_callbacks.events.recording import RecordingLocation
 from tavus_callbacks.events.registry import Found
+from tavus_callbacks.state.stored import load_events
 from tavus_callbacks.stores import split_store_url
 
 if TYPE_CHECKING:
@@ -190,8 +191,6 @@ class ConversationFolder:
                 return entries, True, {k: document[k] for k in KEPT_FIELDS if k in document}
         except (orjson.JSONDecodeError, KeyError, TypeError):
             pass
-        from tavus_callbacks.state.stored import load_events
-
         log.warning("the state of conversation %s could not be read; rebuilding it from its stored events", cid,
                     extra={"conversation_id": cid})
         stored, _ = load_events(self.store, self.layout.prefix, conversation=cid)
