@@ -144,6 +144,13 @@ def test_send_to_nothing_listening_says_unreachable() -> None:
     assert "unreachable" in result.stdout
 
 
+def test_send_refuses_a_placeholder_token_from_the_environment_and_sends_nothing(serve: ServeProcess) -> None:
+    result = cli("send", "guardrail", "--url", serve.url, env={"TAVUS_CALLBACK_TOKENS": "<your-token-here>"})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: TAVUS_CALLBACK_TOKENS: token #1 is a placeholder"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_send_list_names_every_sample() -> None:
     result = cli("send", "--list")
     assert result.returncode == 0
@@ -225,3 +232,9 @@ def test_list_of_an_empty_store(tmp_path: Path) -> None:
     result = cli("conversations", "list", "--store", f"sqlite:///{tmp_path}/store.db")
     assert result.returncode == 0
     assert result.stdout.startswith("No conversations in")
+
+
+def test_conversations_without_an_action_says_which_are_expected() -> None:
+    result = cli("conversations")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the following arguments are required" in result.stderr and "list" in result.stderr, result.stderr
