@@ -237,4 +237,4 @@ def test_list_of_an_empty_store(tmp_path: Path) -> None:
 def test_conversations_without_an_action_says_which_are_expected() -> None:
     result = cli("conversations")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "the following arguments are required" in result.stderr and "list" in result.stderr, result.stderr
+    assert "the following arguments are required" in result.stderr and "{list,show}" in result.stderr, result.stderr

@@ -32,7 +32,7 @@ REPAIR_SECONDS = 10.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`conversations list` and `conversations show ID`, each with --store and --json."""
     store_url = os.environ.get("TAVUS_STORE_URL", "").strip() or DEFAULT_STORE_URL
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(dest="action", required=True)
     for name, text in (("list", "one line per conversation in the store"),
                        ("show", "one conversation's state and the timeline of its events")):
         sub = actions.add_parser(name, help=text, description=text)

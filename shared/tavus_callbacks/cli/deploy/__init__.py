@@ -13,7 +13,7 @@ CLOUDS = ("gcp", "azure")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="cloud", metavar="CLOUD", required=True)
+    sub = parser.add_subparsers(dest="cloud", required=True)
     for cloud, text in (("gcp", "Google Cloud Functions (gen2) with a GCS bucket and Secret Manager"),
                         ("azure", "Azure Functions (Flex Consumption) with Blob storage and Key Vault")):
         cloud_parser = sub.add_parser(cloud, help=text, description=text)
