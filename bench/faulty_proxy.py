@@ -52,7 +52,7 @@ class FaultPlan:
 
     def draw(self) -> str | None:
         with self._lock:
-            self.requests += 1
+            self.requests += self.enabled  # the requests the fault rate applies to
             if not self.enabled or not self.kinds or self._random.random() >= self.rate:
                 return None
             kind = self._random.choice(self.kinds)

@@ -48,7 +48,7 @@ from tavus_callbacks.pipeline import Pipeline  # noqa: E402
 from tavus_callbacks.record import StoredEvent, event_id  # noqa: E402
 from tavus_callbacks.settings import Settings  # noqa: E402
 from tavus_callbacks.state.fold import encode_state, entry_for, fold  # noqa: E402
-from tavus_callbacks.state.repair import repair  # noqa: E402
+from tavus_callbacks.state.repair import repair, walk  # noqa: E402
 from tavus_callbacks.stores import Store, open_store  # noqa: E402
 
 TOKEN = "soak-token-0123456789abcdefghij"
@@ -164,7 +164,7 @@ class Audit:
     conversations: int = 0
     fold_mismatches: int = 0
     derived_mismatches: int = 0
-    pending: int = 0  # markers of derived work still unfinished (after `repair`: none)
+    pending: int = 0  # `pending/` markers (no version writes them any more: none)
     problems: list[str] = field(default_factory=list)
 
     def note(self, problem: str) -> None:
@@ -350,15 +350,12 @@ def soak(backend: str = "s3", events: int = 300, rate: float = 0.1, senders: int
                 thread.join()
             if plan is not None:
                 plan.enabled = False
+            server.settle(store_url, timeout=120)  # serve's feed retries what the faults failed
             if not server.alive():
                 raise RuntimeError(f"serve died during the soak:\n{server.output()[-3000:]}")
-        # What the answers did not wait for (folds, left pending after their quick retries) is finished here,
-        # as an operator or the scheduled sweep would: `repair` again while it reports failures, three runs at most.
+        # What the feed had not finished when serve stopped (it should be nothing) is folded here, once.
         pipeline = Pipeline(Settings(tokens=(TOKEN,)), store=store, prefix="")
-        for _ in range(3):
-            repaired = repair(pipeline)
-            if not repaired.failures:
-                break
+        repaired = repair(pipeline, *walk(store, pipeline.layout))
         result = audit(store, "", tally.sent, tally.acknowledged)
     conversations = len({d.conversation_id for d in work if d.conversation_id and d.event_id in tally.sent})
     return Report(

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import settings
 from tavus_callbacks.cli.export import export
+from tavus_callbacks.feed import FeedWorker
+from tavus_callbacks.http import Request, Response
+from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.stores import Store
 
 EVENTS_DIR = Path(__file__).parent / "events"
@@ -42,3 +45,19 @@ def exported(store: Store, to: Path) -> list[Path]:
     to.mkdir(parents=True)
     export(store, to)
     return sorted(p for p in to.rglob("*") if p.is_file())
+
+
+def drain(pipeline: Pipeline) -> None:
+    """Derive everything the SQLite store's change feed holds, as `serve`'s feed worker does; every derive done."""
+    worker = FeedWorker(pipeline, pipeline.store)  # type: ignore[arg-type]
+    while worker.run_once():
+        pass
+    assert worker.waiting == 0, "a derive failed (the log says why)"
+
+
+def handle_and_derive(pipeline: Pipeline, request: Request) -> Response:
+    """Answer a request, then derive from the event it stored, as the store's change feed would next."""
+    response = pipeline.handle(request)
+    if response.outcome is not None and response.outcome.result == "stored" and response.outcome.key:
+        pipeline.derive(response.outcome.key)
+    return response

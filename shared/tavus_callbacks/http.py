@@ -38,7 +38,7 @@ class Outcome:
     family: str | None = None
     conversation_id: str | None = None
     valid: bool = True
-    copy_failed: bool = False
+    key: str | None = None  # the event object's key, for a server that derives from it after answering
 
     def log_fields(self) -> dict[str, Any]:
         """The fields that are set, for a structured log line."""

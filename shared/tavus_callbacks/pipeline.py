@@ -1,16 +1,18 @@
-"""The pipeline every deployment runs: authenticate, limit, decode, normalize, store once, then fold and forward.
+"""The pipeline every deployment runs: authenticate, limit, decode, normalize, store once, answer; and, apart,
+`derive`: what follows from a stored event, run from the store's change feed.
 
-`Pipeline.handle(Request) -> Response` is the whole HTTP contract of SPEC §3; adapters only translate.
+`Pipeline.handle(Request) -> Response` is the whole HTTP contract (docs in README, "What it does with a callback");
+adapters only translate. The answer waits for one create-only write and nothing else.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,11 +22,10 @@ from tavus_callbacks.errors import ConfigError, ForwardError, StoreUnavailable
 from tavus_callbacks.events.normalize import normalize
 from tavus_callbacks.forward import open_forwarder
 from tavus_callbacks.http import Outcome, Request, Response
-from tavus_callbacks.record import Layout, StoredEvent, build_record
+from tavus_callbacks.record import Layout, StoredEvent, build_record, day_path
 from tavus_callbacks.settings import Settings
-from tavus_callbacks.state.drain import Drain
 from tavus_callbacks.state.fold import ConversationFolder
-from tavus_callbacks.state.repair import mark_pending, repair
+from tavus_callbacks.state.stored import read_record
 from tavus_callbacks.stores import open_store
 
 if TYPE_CHECKING:
@@ -34,19 +35,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("tavus_callbacks")
 
 RETRY_AFTER_SECONDS = "5"
-REPAIR_SECONDS = 2.0  # at most this long finishing a conversation's pending work on the way to an answer
 CONVERSATION_FAMILIES = ("conversation", "guardrail", "objective")
 
 
-class Pipeline:
-    """One configured endpoint: settings, the store it writes to, and an optional forwarder.
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """What one derive did, for an adapter's log line and metrics."""
 
-    With `fold_later` (a long-running server) a `Drain` folds and forwards after the answer; a function, which
-    cannot work after answering, does it before.
-    """
+    key: str
+    event_id: str | None = None
+    event_type: str | None = None
+    conversation_id: str | None = None
+    skipped: bool = False  # not an event object of this store (or unreadable as one): nothing to do
+    copy_failed: bool = False  # a recording copy failure newly reported
+
+
+class Pipeline:
+    """One configured endpoint: settings, the store it writes to, and an optional forwarder."""
 
     def __init__(self, settings: Settings, store: Store | None = None, forwarder: Forwarder | None = None,
-                 prefix: str | None = None, fold_later: bool = False) -> None:
+                 prefix: str | None = None) -> None:
         self.settings = settings
         if store is None:
             store, url_prefix = open_store(settings.store_url)
@@ -56,41 +64,18 @@ class Pipeline:
         self.redactor = TokenRedactor(settings.tokens)
         self.folder = ConversationFolder(store, self.layout, attempts=settings.fold_attempts)
         self.forwarder = forwarder
-        self._unfinished: set[str] = set()  # conversations this process left derived work pending in
-        self._pending: set[str] = set()  # events this process left derived work of pending
         if forwarder is None and settings.forward_url:
             self.forwarder = open_forwarder(settings.forward_url)
-        self.drain: Drain[StoredEvent] | None = Drain(self._derive) if fold_later else None
 
     def close(self) -> None:
-        """Finish the derived work queued, then let go of the store, for a store that holds something open."""
-        if self.drain is not None:
-            self.drain.close()
+        """Let go of the store, for a store that holds something open."""
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
 
     def handle(self, request: Request) -> Response:
-        """Answer one request per SPEC §3; never raises for anything the sender did."""
-        received = self._receive(request)
-        return received if isinstance(received, Response) else self._finish(*received)
-
-    def ingest(self, payload: dict[str, Any], *, origin: str = "api", fields: dict[str, Any] | None = None) -> bool:
-        """Store an event that did not come as a callback (e.g. from the vendor's API) as a callback is; True
-        when stored, False when already there. `fields` is what to normalize when it differs from the payload
-        kept verbatim. Raises StoreUnavailable when the event could not be stored.
-        """
-        if self.settings.tokens:
-            payload = self.redactor.redact_value(payload)
-            fields = None if fields is None else self.redactor.redact_value(fields)
-        source = payload if fields is None else fields
-        record = build_record(source, normalize(source), self.layout, original=payload, origin=origin)
-        created = self.store.create(record.key, record.body)
-        self._finish(record, created)
-        return created
-
-    def _receive(self, request: Request) -> Response | tuple[StoredEvent, bool]:
-        """A refusal, or the event stored (create-only) and whether it is new, waiting to be answered."""
+        """Answer one request (authenticate, limit, decode, normalize, create-only write); never raises for
+        anything the sender did."""
         if request.method != "POST":
             health = request.path.rstrip("/").endswith("/healthz")
             if health and request.method in ("GET", "HEAD"):
@@ -110,7 +95,19 @@ class Pipeline:
             log.exception("unexpected error storing a callback")
             return internal_error()
 
-    def _store(self, body: bytes) -> Response | tuple[StoredEvent, bool]:
+    def ingest(self, payload: dict[str, Any], *, origin: str = "api",
+               fields: dict[str, Any] | None = None) -> tuple[StoredEvent, bool]:
+        """Store an event that did not come as a callback (e.g. from the vendor's API) as a callback is, and
+        whether it is new; `fields` is what to normalize when it differs from the payload kept verbatim.
+        Raises StoreUnavailable when the event could not be stored."""
+        if self.settings.tokens:
+            payload = self.redactor.redact_value(payload)
+            fields = None if fields is None else self.redactor.redact_value(fields)
+        source = payload if fields is None else fields
+        record = build_record(source, normalize(source), self.layout, original=payload, origin=origin)
+        return record, self.store.create(record.key, record.body)
+
+    def _store(self, body: bytes) -> Response:
         payload = decode(body)
         # e.g. a webhook_url echoing ?token=, as written or escaped: never stored, nor in a key, the id or a log
         body, payload = self.redactor.redact(body, payload)
@@ -123,78 +120,78 @@ class Pipeline:
                                  outcome=Outcome("invalid_json"))
         event = normalize(payload)
         record = build_record(payload, event, self.layout)
-        return record, self.store.create(record.key, record.body)
-
-    def _finish(self, record: StoredEvent, created: bool) -> Response:
-        """Answer 200 for a durably stored event, after folding and forwarding it (before, with a drain)."""
-        event = record.event
-        copy_failed = False
-        if self.drain is not None:
-            self.drain.add(self._conversation_of(record) or record.id, record)
-        else:
-            copy_failed = self._derive([record])
-        status = "stored" if created else "duplicate"
+        status = "stored" if self.store.create(record.key, record.body) else "duplicate"
         log.info("callback %s", status, extra={"event_id": record.id, "type": event.type,
                                                 "conversation_id": event.conversation_id, "key": record.key})
         outcome = Outcome(status, event_id=record.id, event_type=event.type, family=event.family,
-                          conversation_id=event.conversation_id, valid=event.valid, copy_failed=copy_failed)
+                          conversation_id=event.conversation_id, valid=event.valid, key=record.key)
         return Response.json(200, {"status": status, "event_id": record.id, "type": event.type,
                                    "valid": event.valid}, outcome=outcome)
 
-    def _derive(self, records: list[StoredEvent]) -> bool:
-        """Fold stored events of one conversation (one compare-and-swap) and forward each; what fails is left
-        pending (`mark_pending`). True when a recording copy newly failed."""
-        cid = self._conversation_of(records[0])
-        unfinished: dict[str, list[str]] = {}  # event id -> its work left pending
-        copy_failed = False
-        if cid:
-            try:
-                copy_failed = any(self.folder.apply_all(records))
-            except Exception as exc:
-                if isinstance(exc, StoreUnavailable):
-                    log.warning("conversation %s not updated, left pending", cid, extra={"error": str(exc)})
-                else:  # a bug: the events are stored all the same
-                    log.exception("unexpected error folding conversation %s, left pending", cid)
-                unfinished = {r.id: ["fold"] for r in records}
-        if self.forwarder is not None:
-            for record in records:
+    def derive(self, key: str) -> Derived:
+        """Fold the stored event at `key` into its conversation's state (compare-and-swap), write the derived
+        documents and the time index, check the recording, publish it. Idempotent; raises when it could not
+        finish, so the change feed delivers it again."""
+        result = self.derive_many([key])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def derive_many(self, keys: Sequence[str]) -> list[Derived | Exception]:
+        """`derive` for several keys, one compare-and-swap per conversation; per key, its result or what it raised
+        (logged here, with the key and the cause)."""
+        results: dict[str, Derived | Exception] = {}
+        groups: dict[str | None, list[StoredEvent]] = {}
+        for key in dict.fromkeys(keys):
+            record = None
+            if self.layout.is_event_key(key):
                 try:
-                    self.forwarder.publish(record, self.store.url)
+                    record = read_record(self.store, key)
+                except StoreUnavailable as exc:
+                    results[key] = exc
+                    continue
+            if record is None:
+                results[key] = Derived(key, skipped=True)
+            else:
+                groups.setdefault(conversation_of(record), []).append(record)
+        for cid, records in groups.items():
+            copy_failed: list[bool] = [False] * len(records)
+            try:
+                if cid is not None:
+                    self._index(cid, records)
+                    copy_failed = self.folder.apply_all(records)
+            except Exception as exc:  # the store's own errors, or a bug: either way the feed delivers it again
+                for record in records:
+                    results[record.key] = exc
+                continue
+            for record, failed in zip(records, copy_failed, strict=True):
+                event = record.event
+                try:
+                    if self.forwarder is not None:
+                        self.forwarder.publish(record, self.store.url)
                 except Exception as exc:  # a bus client's own error types vary by SDK
-                    error = exc if isinstance(exc, ForwardError) else ForwardError(f"{type(exc).__name__}: {exc}")
-                    log.error("forwarding failed, left pending: %s", error,
-                              extra={"error": str(error), "event_id": record.id})
-                    unfinished.setdefault(record.id, []).append("publish")
-        for record in records:
-            if record.id in unfinished:
-                mark_pending(self.store, self.layout, record, unfinished[record.id])
-                self._pending.add(record.id)
-            elif record.id in self._pending:  # a retry did what an earlier delivery left pending
-                self._pending.discard(record.id)
-                with contextlib.suppress(StoreUnavailable):
-                    self.store.delete(self.layout.pending_key(record.event, record.id))
-        if cid and unfinished:
-            self._unfinished.add(cid)
-        elif cid in self._unfinished:  # this process left work pending there: finish it now
-            self._finish_pending(cid)
-        return copy_failed
+                    results[record.key] = exc if isinstance(exc, ForwardError) else ForwardError(
+                        f"{type(exc).__name__}: {exc}")
+                    continue
+                results[record.key] = Derived(record.key, record.id, event.type, event.conversation_id,
+                                              copy_failed=failed)
+        for key, result in results.items():
+            if isinstance(result, Exception):
+                log.error("derive of %s failed: %s; the change feed delivers it again", key, result,
+                          extra={"key": key, "error": f"{type(result).__name__}: {result}"})
+        return [results[key] for key in keys]
 
-    @staticmethod
-    def _conversation_of(record: StoredEvent) -> str | None:
-        """The conversation whose state an event is folded into, if any."""
-        event = record.event
-        return event.conversation_id if event.family in CONVERSATION_FAMILIES else None
+    def _index(self, cid: str, records: Sequence[StoredEvent]) -> None:
+        """Mark the conversation active on each event's own day (the day of now for an undated one)."""
+        today = datetime.now(UTC).isoformat()
+        for day in {day_path(r.event.time or today) for r in records}:
+            self.store.create(self.layout.index_key(day, cid), orjson.dumps({"conversation_id": cid, "day": day}))
 
-    def _finish_pending(self, cid: str) -> None:
-        """Finish what this process left pending in a conversation, briefly; what is left stays pending."""
-        self._unfinished.discard(cid)
-        try:
-            unfinished = repair(self, cid, deadline=time.monotonic() + REPAIR_SECONDS).failures
-        except Exception:  # a bug: the answer is 200 all the same, the markers stay for `repair`
-            log.exception("unexpected error finishing pending work of conversation %s", cid)
-            unfinished = 1
-        if unfinished:
-            self._unfinished.add(cid)
+
+def conversation_of(record: StoredEvent) -> str | None:
+    """The conversation whose state an event is folded into, if any."""
+    event = record.event
+    return event.conversation_id if event.family in CONVERSATION_FAMILIES else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +250,7 @@ def unavailable(message: str, result: str) -> Response:
 
 
 _default: Pipeline | None = None
+_deriving: Pipeline | None = None
 _default_lock = threading.Lock()
 
 
@@ -281,10 +279,21 @@ def handle(request: Request, tokens: tuple[str, ...] | None = None) -> Response:
     return pipeline.handle(request)
 
 
+def derive(key: str) -> Derived:
+    """`Pipeline.derive` with a process-wide pipeline of the environment's settings (no token needed: it
+    answers no caller); raises when the work could not be finished, so the platform delivers it again."""
+    global _deriving
+    with _default_lock:
+        if _deriving is None:
+            _deriving = Pipeline(Settings.from_env())
+    return _deriving.derive(key)
+
+
 def reset_default_pipeline() -> None:
-    """Forget the process-wide pipeline (tests, or after the environment changed)."""
-    global _default
-    _default = None
+    """Forget the process-wide pipelines (tests, or after the environment changed)."""
+    global _default, _deriving
+    _default = _deriving = None
 
 
-__all__ = ["ConfigError", "Forwarder", "Pipeline", "decode", "default_pipeline", "handle", "reset_default_pipeline"]
+__all__ = ["ConfigError", "Derived", "Forwarder", "Pipeline", "decode", "default_pipeline", "derive", "handle",
+           "reset_default_pipeline"]

@@ -86,7 +86,7 @@ class Layout:
         if subject:
             return f"{self.prefix}{_FOLDERS[family]}{subject}/events/"
         # An undated payload has no day of its own: a day of arrival would store a retry twice.
-        day = _day_path(time) if time else "undated"
+        day = day_path(time) if time else "undated"
         return f"{self.prefix}unrecognized/{day}/"
 
     def _event_key(self, family: str, subject: str | None, time: str | None, type_: str, eid: str) -> str:
@@ -104,18 +104,30 @@ class Layout:
     def perception_key(self, conversation_id: str) -> str:
         return f"{self.prefix}{conversation_id}/perception.json"
 
-    def pending_key(self, event: Event, eid: str) -> str:
-        """The marker of an event whose derived work (fold, publish) is unfinished, beside its events folder."""
-        folder = f"{_FOLDERS[event.family]}{event.subject}/" if event.subject else "unrecognized/"
-        return f"{self.prefix}{folder}pending/{eid}.json"
+    def index_key(self, day: str, conversation_id: str) -> str:
+        """The time index's mark that a conversation was active on `day` (yyyy/mm/dd): what `--since` reads."""
+        return f"{self.index_prefix(day)}{conversation_id}"
+
+    def index_prefix(self, day: str) -> str:
+        return f"{self.prefix}index/{day}/"
+
+    def is_event_key(self, key: str) -> bool:
+        """True for the key of a stored event object (under this prefix), the only objects derive works on."""
+        if not key.startswith(self.prefix) or not key.endswith(".json"):
+            return False
+        parts = key[len(self.prefix):].split("/")
+        if parts[0] == "unrecognized":
+            return len(parts) == 5 or (len(parts) == 3 and parts[1] == "undated")
+        folder = parts[1:] if parts[0] not in ("replicas", "videos") else parts[2:]
+        return len(folder) == 2 and folder[0] == "events" and bool(parts[0])
 
     def quarantine_key(self, body: bytes, now: datetime | None = None) -> str:
         digest = hashlib.sha256(body).hexdigest()
-        return f"{self.prefix}quarantine/{_day_path(None, now)}/{digest}.bin"
+        return f"{self.prefix}quarantine/{day_path(None, now)}/{digest}.bin"
 
 
-def _day_path(iso: str | None, now: datetime | None = None) -> str:
-    """yyyy/mm/dd of the payload's own time, else of `now` (quarantine only: its name is the body's hash)."""
+def day_path(iso: str | None, now: datetime | None = None) -> str:
+    """yyyy/mm/dd of the payload's own time, else of `now` (quarantine and the time index)."""
     if iso and len(iso) >= 10:
         return iso[:10].replace("-", "/")
     when = now or datetime.now(UTC)

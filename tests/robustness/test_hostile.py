@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import load_event
+from conftest import handle_and_derive, load_event
 from support.serve_fixture import TOKENS, ServeProcess, running_serve
 from tavus_callbacks import auth
 from tavus_callbacks.http import Request, Response
@@ -92,7 +92,8 @@ def pipeline(store_root: Store) -> Pipeline:
 
 
 def post(p: Pipeline, body: bytes, token: str = TOKEN) -> Response:
-    return p.handle(Request("POST", "/", {"token": token}, {}, body))
+    """Answer, then derive from what was stored (derive writes beside the event: it must stay confined too)."""
+    return handle_and_derive(p, Request("POST", "/", {"token": token}, {}, body))
 
 
 def written(store: Store) -> list[str]:

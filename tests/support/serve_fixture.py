@@ -53,9 +53,13 @@ def unfolded(store_url: str) -> list[str]:
 
 
 def settle(store_url: str, timeout: float = 30.0) -> None:
-    """Wait (at most `timeout`) until no stored conversation event is missing from its conversation.json."""
+    """Wait (at most `timeout`) until no stored conversation event is missing from its conversation.json and,
+    on a SQLite store, its change feed is derived to the end (every derived document written)."""
     deadline = time.monotonic() + timeout
-    while unfolded(store_url) and time.monotonic() < deadline:
+    store = open_store(store_url)[0]
+    while time.monotonic() < deadline:
+        if not unfolded(store_url) and not getattr(store, "changes", lambda after, limit: [])(0, 1):
+            return
         time.sleep(0.02)
 
 

@@ -81,11 +81,12 @@ def test_send_all_then_list_and_show_the_conversation(serve: ServeProcess) -> No
     assert f"{len(CONVERSATION_ORDER)} sent: {len(CONVERSATION_ORDER)} stored" in sent.stdout
     assert serve.token not in sent.stdout + sent.stderr
 
+    serve.settle()  # the change feed derives just after the answers
     listed = cli("conversations", "list", "--store", serve.store_url)
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith(cid))
     assert re.search(r"\bended\b.*participant_left_timeout\s+9\s+ready\s+9$", row), row
-    assert "1 conversation in" in listed.stdout
+    assert "1 conversation active in the last 7d in" in listed.stdout
 
     as_json = json.loads(cli("conversations", "list", "--store", serve.store_url, "--json").stdout)
     assert [(c["conversation_id"], c["status"], c["events"], c["shutdown_code"], c["messages"]) for c in as_json] \
@@ -231,7 +232,7 @@ def test_show_of_an_unknown_conversation_exits_1(tmp_path: Path) -> None:
 def test_list_of_an_empty_store(tmp_path: Path) -> None:
     result = cli("conversations", "list", "--store", f"sqlite:///{tmp_path}/store.db")
     assert result.returncode == 0
-    assert result.stdout.startswith("No conversations in")
+    assert result.stdout.startswith("No conversations active in the last 7d in")
 
 
 def test_conversations_without_an_action_says_which_are_expected() -> None:

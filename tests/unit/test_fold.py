@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import EVENTS_DIR
+from conftest import EVENTS_DIR, drain
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tavus_callbacks.events.normalize import normalize
@@ -40,6 +40,7 @@ def deliver(root: Path, payloads: list[dict[str, Any]], prefix: str = "") -> Pip
     for payload in payloads:
         response = pipeline.handle(Request("POST", "/", {"token": TOKEN}, {}, json.dumps(payload).encode()))
         assert response.status == 200, response.body
+    drain(pipeline)
     return pipeline
 
 

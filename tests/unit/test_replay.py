@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import exported
+from conftest import drain, exported
 from support.bus_servers import FORWARD_TOKEN, SDK_WARNINGS, EventGridSink, deliver, large_transcript, sample_payloads
 from support.servers import sqlite_url
 from tavus_callbacks.cli import main
@@ -27,6 +27,7 @@ def fill_store(root: Path) -> list[str]:
     pipeline = Pipeline(Settings(tokens=(FORWARD_TOKEN,), store_url=url(root)))
     payloads = [*sample_payloads(), large_transcript(200_000)]
     ids = [deliver(pipeline, p).json_body()["event_id"] for p in [*payloads, *payloads[:4]]]
+    drain(pipeline)
     return sorted(set(ids))
 
 

@@ -1,9 +1,12 @@
 """`tavus-callbacks serve`: the pipeline as a small ASGI app run by `uvicorn.run`, each request handed to a
-thread of its worker's pool; a body over the limit is refused from its Content-Length, and every body has a deadline."""
+thread of its worker's pool; a body over the limit is refused from its Content-Length, and every body has a deadline.
+Derived work runs from the change feed (feed.py): the SQLite store's own, read by the serving process, or, with a
+cloud store, each worker's in-memory feed of what it stored."""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -18,6 +21,7 @@ import orjson
 import uvicorn
 
 from tavus_callbacks.auth import is_authorized
+from tavus_callbacks.feed import ChangeFeed, FeedWorker, MemoryFeed
 from tavus_callbacks.http import Outcome, Request, Response
 from tavus_callbacks.logs import configure_logging, redact, utc_stamp
 from tavus_callbacks.pipeline import Pipeline, internal_error, too_large
@@ -58,8 +62,9 @@ class _Gone(Exception):
 class CallbackApp:
     """ASGI app around a Pipeline: scope -> Request, Response -> ASGI messages, one access line each."""
 
-    def __init__(self, pipeline: Pipeline, read_timeout: float, threads: int) -> None:
+    def __init__(self, pipeline: Pipeline, read_timeout: float, threads: int, stored: MemoryFeed | None = None) -> None:
         self.pipeline = pipeline
+        self.stored = stored  # where the keys of new events go, when the store has no change feed of its own
         self.read_timeout = read_timeout
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tavus-callbacks")
         self.access = AccessLog(pipeline.settings.tokens) if access_log.isEnabledFor(logging.INFO) else None
@@ -81,6 +86,9 @@ class CallbackApp:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+        outcome = response.outcome
+        if self.stored is not None and outcome is not None and outcome.result == "stored" and outcome.key:
+            self.stored.add(outcome.key)
         if self.access is not None:
             self.access.write(scope, response, started)
 
@@ -176,20 +184,37 @@ _WORKER_ENV = "TAVUS_SERVE_WORKER"  # the settings and options `serve` hands its
 
 
 def worker_app() -> CallbackApp:
-    """One worker process's app, with its own Pipeline (answers wait for the event object only)."""
+    """One worker process's app, with its own Pipeline; with a cloud store, also its own in-memory feed."""
     handed = orjson.loads(os.environ[_WORKER_ENV])
     settings = Settings(**{**handed["settings"], "tokens": tuple(handed["settings"]["tokens"])})
     options = ServeOptions(**handed["options"])
     configure_logging(options.log_level, settings.tokens)
-    return CallbackApp(Pipeline(settings, fold_later=True), read_timeout=options.read_timeout, threads=options.threads)
+    pipeline = Pipeline(settings)
+    stored = None
+    if not isinstance(pipeline.store, ChangeFeed):
+        stored = MemoryFeed()
+        atexit.register(FeedWorker(pipeline, stored).start().stop)  # a graceful stop derives what is left
+    return CallbackApp(pipeline, read_timeout=options.read_timeout, threads=options.threads, stored=stored)
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
-    """Run uvicorn with `options.workers` processes until stopped (SIGINT / SIGTERM: graceful).
+    """Run uvicorn with `options.workers` processes until stopped (SIGINT / SIGTERM: graceful), and the SQLite
+    store's change feed in this process.
 
     uvicorn starts each worker afresh and takes its app by name, so the settings reach the workers through
     the one variable they inherit.
     """
+    pipeline = Pipeline(settings)
+    feed = FeedWorker(pipeline, pipeline.store).start() if isinstance(pipeline.store, ChangeFeed) else None
+    try:
+        _run_uvicorn(settings, options)
+    finally:
+        if feed is not None:
+            feed.stop()
+        pipeline.close()
+
+
+def _run_uvicorn(settings: Settings, options: ServeOptions) -> None:
     os.environ[_WORKER_ENV] = orjson.dumps({"settings": settings, "options": options}).decode()
     # uvloop's libuv otherwise accepts every waiting connection in the worker that wakes first: spread them
     os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")

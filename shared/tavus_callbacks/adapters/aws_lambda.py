@@ -178,8 +178,6 @@ def record(outcome: Outcome | None, status: int) -> None:
         with single_metric(name="Rejected", unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as m:
             m.add_dimension(name="service", value=metrics.service or SERVICE)
             m.add_dimension(name="reason", value=outcome.result)
-    if outcome.copy_failed:
-        metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
 
 
 def reconcile(context: Any) -> dict[str, Any]:

@@ -29,8 +29,7 @@ COMMANDS = [
     Command("recording-storage", "print the recording_storage JSON for a create-conversation call"),
     Command("replay", "re-send stored events in time order to an endpoint or a bus"),
     Command("openapi", "print the endpoint's OpenAPI 3.1 document (--yaml for YAML)"),
-    Command("repair", "finish pending work: fold stored events missing from their conversation, publish what is "
-                      "unpublished"),
+    Command("repair", "fold conversations again from their stored events (one, --since 24h, or --all)"),
     Command("export", "write a store's objects to a folder as plain files (bucket layout)"),
     Command("build", "make the self-contained folder a cloud's deploy tool uploads"),
     Command("deploy", "create or update a deployment on Google Cloud or Azure and print its callback URL"),

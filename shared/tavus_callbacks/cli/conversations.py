@@ -1,7 +1,8 @@
 """`tavus-callbacks conversations list|show`: a store's conversations, their state and timeline, readably.
 
-Reads what the pipeline writes (`<prefix><id>/conversation.json`, see state/fold.py), after finishing
-the work left pending there (see state/repair.py); `--json` gives the same facts to machines.
+Reads what derive writes (`<prefix><id>/conversation.json`, see state/fold.py) and nothing else: `list` finds
+the recent conversations through the time index (state/index.py), `--all` walks the store; `--json` gives the same
+facts to machines.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -20,13 +20,15 @@ import orjson
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.catalogue import kind_of, variables_text
 from tavus_callbacks.pipeline import Pipeline
+from tavus_callbacks.reconcile.scheduled import parse_since
 from tavus_callbacks.record import Layout
 from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings
-from tavus_callbacks.state.repair import repair
+from tavus_callbacks.state.index import recent_conversations
+from tavus_callbacks.state.repair import missing_events
 from tavus_callbacks.stores import Store, open_store
 
 STATE_FILE = "conversation.json"
-REPAIR_SECONDS = 10.0
+DEFAULT_SINCE = "7d"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub = actions.add_parser(name, help=text, description=text)
         if name == "show":
             sub.add_argument("conversation_id", metavar="ID", help="the conversation id, e.g. c123456")
+        else:
+            sub.add_argument("--since", metavar="WHEN", default=DEFAULT_SINCE,
+                             help=f"conversations active since then: 24h, 7d, or an ISO-8601 time (default "
+                                  f"{DEFAULT_SINCE}; from the time index)")
+            sub.add_argument("--limit", metavar="N", type=int, help="at most N conversations, the most recent")
+            sub.add_argument("--all", action="store_true",
+                             help="every conversation in the store, whenever it was active (reads the whole store)")
         sub.add_argument("--store", metavar="URL", default=store_url,
                          help=f"the store to read (env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
         sub.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -47,13 +56,12 @@ def run(args: argparse.Namespace) -> int:
     """List the conversations or show one."""
     store, prefix = open_store(args.store)
     layout = Layout(prefix)
-    finish_pending(store, layout, None if args.action == "list" else args.conversation_id)
     if args.action == "list":
-        states = list(iter_states(store, layout))
+        states = list(iter_states(store, layout) if args.all else recent_states(store, layout, args))
         if args.json:
             print(json.dumps([summary(s) for s in states], indent=2))
         else:
-            print(render_list(states, store.url))
+            print(render_list(states, store.url, None if args.all else args.since))
         return 0
     state = read_state(store, layout, args.conversation_id)
     if state is None:
@@ -62,17 +70,30 @@ def run(args: argparse.Namespace) -> int:
               "`tavus-callbacks conversations list` shows the ones there are", file=sys.stderr)
         return 1
     print(json.dumps(state, indent=2, sort_keys=True) if args.json else render_show(state))
+    missing = missing_events(Pipeline(Settings.from_env(os.environ, store_url=store.url), store=store,
+                                      prefix=layout.prefix), args.conversation_id)
+    if missing:
+        print(f"note: {len(missing)} stored event{'s' if len(missing) != 1 else ''} of this conversation "
+              f"{'are' if len(missing) != 1 else 'is'} not in its state yet; "
+              f"`tavus-callbacks repair --conversation {args.conversation_id}` folds them", file=sys.stderr)
     return 0
 
 
 # -- reading -------------------------------------------------------------------------------------
 
-def finish_pending(store: Store, layout: Layout, conversation: str | None) -> None:
-    """Before showing a state, fold what it lacks and finish pending work (`repair`), for a few seconds at most."""
-    if conversation is not None:
-        read_state(store, layout, conversation)  # refuses an id that is not one
-    pipeline = Pipeline(Settings.from_env(os.environ, store_url=store.url), store=store, prefix=layout.prefix)
-    repair(pipeline, conversation, deadline=time.monotonic() + REPAIR_SECONDS)
+def recent_states(store: Store, layout: Layout, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """The states of the conversations the time index holds since `--since`, newest first, at most `--limit`."""
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    since = parse_since(args.since)
+    shown = 0
+    for cid in recent_conversations(store, layout, since):
+        if args.limit is not None and shown >= args.limit:
+            return
+        state = _load(store, layout.conversation_key(cid))
+        if state is not None:
+            shown += 1
+            yield state
 
 
 def iter_states(store: Store, layout: Layout) -> Iterator[dict[str, Any]]:
@@ -149,9 +170,12 @@ def _duration(start: str | None, end: str | None) -> str:
     return f"  (after {minutes}m {seconds:02d}s)"
 
 
-def render_list(states: list[dict[str, Any]], store_url: str) -> str:
+def render_list(states: list[dict[str, Any]], store_url: str, since: str | None = None) -> str:
     """A table: one row per conversation, oldest first."""
     if not states:
+        if since:
+            return (f"No conversations active in the last {since} in {store_url} "
+                    "(--since 30d looks further back, --all reads the whole store).")
         return f"No conversations in {store_url} yet."
     rows = [summary(s) for s in states]
     rows.sort(key=lambda r: (r["joined_at"] or r["ended_at"] or "", r["conversation_id"] or ""))
@@ -163,7 +187,8 @@ def render_list(states: list[dict[str, Any]], store_url: str) -> str:
     ) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
-    lines.append(f"{len(rows)} conversation{'s' if len(rows) != 1 else ''} in {store_url}")
+    window = f" active in the last {since}" if since else ""
+    lines.append(f"{len(rows)} conversation{'s' if len(rows) != 1 else ''}{window} in {store_url}")
     return "\n".join(lines)
 
 

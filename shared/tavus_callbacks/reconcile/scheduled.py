@@ -76,5 +76,6 @@ def run_scheduled(pipeline: Callable[[], Pipeline] = default_pipeline, *, api_ke
     if seconds_left is not None:
         budget = min(budget, seconds_left)
     since = parse_since(env.get(SINCE_VAR, "").strip() or DEFAULT_SINCE)
-    sweep = Sweep(pipeline(), client_from_env(key, env), since=since, deadline=time.monotonic() + budget)
+    # what it stores reaches the store's change feed, which derives it as it does a callback
+    sweep = Sweep(pipeline(), client_from_env(key, env), since=since, deadline=time.monotonic() + budget, derive=False)
     return sweep.run()

@@ -3,7 +3,8 @@
 A conversation whose state is *complete* (`Sweep._complete`) costs no fetch. Any other is fetched once
 (`?verbose=true`); each event its state lacks (same id, or same type and time) goes through `Pipeline.ingest`
 marked `tavusorigin: api`, then the conversation gets its `reconciled` mark. A window sweep resumes at the
-page where the last run stopped (`<prefix>reconcile/cursor.json`); the budget left finishes pending work.
+page where the last run stopped (`<prefix>reconcile/cursor.json`). A deployed function leaves what it stored to the
+store's change feed; from the command line (`derive=True`) the sweep derives it itself.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tavus_callbacks.events.times import format_utc, to_utc_iso_or_none
 from tavus_callbacks.reconcile.client import DeadlineReached, TavusAPIError, TavusClient
 from tavus_callbacks.record import identity
 from tavus_callbacks.state.fold import RECONCILED
-from tavus_callbacks.state.repair import repair
 from tavus_callbacks.state.stored import read_object
 
 if TYPE_CHECKING:
@@ -60,9 +60,6 @@ class Summary:
     outside_window: int = 0
     pages: int = 0
     finished: bool = False  # the whole window was swept (False: stopped at the deadline, resumes next run)
-    folded: int = 0  # stored events folded into their state by `repair`, the sweep's own and those left pending
-    published: int = 0  # pending publishes completed
-    pending: int = 0  # pending folds or publishes the last repair pass left unfinished
     failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -72,9 +69,6 @@ class Summary:
             parts.append(f"{self.missing} missing")
         if self.new_conversations:
             parts.append(f"{self.new_conversations} new to the store")
-        if self.folded or self.published or self.pending:
-            parts.append(f"{self.folded} unfolded events folded, {self.published} pending publishes done, "
-                         f"{self.pending} still pending")
         parts.append(f"{len(self.failures)} failures")
         if not self.finished:
             parts.append("stopped at the time budget; the next run resumes")
@@ -89,9 +83,9 @@ class Sweep:
 
     def __init__(self, pipeline: Pipeline, client: TavusClient, *, since: datetime | None = None,
                  deadline: float | None = None, dry_run: bool = False, thorough: bool = False,
-                 page_size: int = DEFAULT_PAGE_SIZE, resume: bool = True,
+                 page_size: int = DEFAULT_PAGE_SIZE, resume: bool = True, derive: bool = True,
                  progress: Callable[[Summary], None] | None = None) -> None:
-        self.pipeline, self.client = pipeline, client
+        self.pipeline, self.client, self.derive = pipeline, client, derive
         self.since = since.astimezone(UTC) if since else None
         self.deadline, self.dry_run, self.thorough, self.page_size = deadline, dry_run, thorough, page_size
         self.resume = resume and not dry_run
@@ -100,8 +94,7 @@ class Sweep:
         self.cursor_key = f"{pipeline.layout.prefix}reconcile/cursor.json"
 
     def run(self, conversation: str | None = None) -> Summary:
-        """Sweep one conversation, or the window, then finish the work left pending there (or in the whole
-        store) within the budget; never raises for one conversation."""
+        """Sweep one conversation, or the window; never raises for one conversation."""
         try:
             if conversation is not None:
                 self._conversation({"conversation_id": conversation}, listed=False)
@@ -114,29 +107,8 @@ class Sweep:
             self.summary.failures.append(str(exc))
         finally:
             self.client.close()
-        if not self.dry_run:
-            self.summary.pending = self._repair(conversation)
-            if self.summary.pending and not self._spent():  # not the budget: a store or bus that still fails
-                self.summary.failures.append(
-                    f"{self.summary.pending} pending folds or publishes could not be finished (the log says why); "
-                    "the next run, or `tavus-callbacks repair`, tries again")
         self.progress(self.summary)
         return self.summary
-
-    def _repair(self, conversation: str | None) -> int:
-        """Finish the work left pending in one conversation, or the whole store, until the deadline; how many
-        pending items are left (0 when the budget is spent: the next run does it)."""
-        if self._spent():
-            return 0
-        try:
-            done = repair(self.pipeline, conversation, deadline=self.deadline)
-        except Exception as exc:  # a bug: the events are stored all the same, the markers stay for the next run
-            log.exception("reconcile: repair failed")
-            self.summary.failures.append(f"repair: {type(exc).__name__}: {exc}")
-            return 0
-        self.summary.folded += done.folded
-        self.summary.published += done.published
-        return done.failures
 
     def _spent(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -216,8 +188,7 @@ class Sweep:
 
     def _recover(self, cid: str, state: dict[str, Any] | None, conversation: dict[str, Any], *,
                  listed: bool) -> None:
-        """Store the events the state lacks, finish the work left pending in a listed conversation (a single
-        one's is finished at the end of the run), then mark it reconciled."""
+        """Store the events the state lacks (and derive them, when asked), then mark it reconciled."""
         entries = [e for e in (state or {}).get("events") or () if isinstance(e, dict)]
         have_ids = {e.get("id") for e in entries}
         have_times = {(e.get("type"), e.get("time")) for e in entries if e.get("time")}
@@ -227,6 +198,7 @@ class Sweep:
         if not isinstance(events, list):
             raise TavusAPIError(f"GET /v2/conversations/{cid} answered `events` that is not a list")
         failed = 0
+        stored: list[str] = []
         for item in events:
             if not isinstance(item, dict):
                 failed += 1
@@ -241,12 +213,16 @@ class Sweep:
             self.summary.missing += 1
             if self.dry_run:
                 continue
-            if self.pipeline.ingest(item, origin=ORIGIN, fields=fields):
+            record, created = self.pipeline.ingest(item, origin=ORIGIN, fields=fields)
+            if created:
                 self.summary.recovered += 1
+                stored.append(record.key)
+        if self.derive and stored:
+            for key, result in zip(stored, self.pipeline.derive_many(stored), strict=True):
+                if isinstance(result, Exception):
+                    self.summary.failures.append(f"conversation {cid}: {key} is stored but not derived: {result}")
         if failed or self.dry_run:
             return
-        if listed:
-            self._repair(cid)
         mark = {"updated_at": conversation.get("updated_at"), "status": conversation.get("status"),
                 "events": len(events), "at": format_utc(datetime.now(UTC))}
         self.pipeline.folder.mark_reconciled(cid, mark)

@@ -1,1 +1,1 @@
-"""The conversation state: its fold, pending derived work and its repair."""
+"""The conversation state: its fold, the time index, reading stored events back, and repair."""

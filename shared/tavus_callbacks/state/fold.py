@@ -12,9 +12,10 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
+from pydantic import ConfigDict, TypeAdapter
 
 from tavus_callbacks.errors import PreconditionFailed, StoreUnavailable
 from tavus_callbacks.events.catalogue import (
@@ -27,7 +28,7 @@ from tavus_callbacks.events.catalogue import (
 )
 from tavus_callbacks.events.recording import RecordingLocation
 from tavus_callbacks.events.registry import Found
-from tavus_callbacks.state.stored import load_events
+from tavus_callbacks.state.stored import read_record
 from tavus_callbacks.stores import split_store_url
 
 if TYPE_CHECKING:
@@ -42,6 +43,22 @@ STATE_SCHEMA = 1
 RECONCILED = "reconciled"  # what the vendor's API said when `reconcile` last found every event stored
 KEPT_FIELDS = (RECONCILED,)  # state fields that are not folded from the events: a fold keeps them
 _PROVIDER_OF_SCHEME = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "azure": "azure_blob"}
+
+
+class Entry(TypedDict):
+    """One stored event as the state lists it; a state whose entries are not all of this shape is rebuilt."""
+
+    __pydantic_config__ = ConfigDict(strict=True)  # type: ignore[misc]
+
+    id: str
+    type: str
+    time: str | None
+    key: str
+    valid: bool
+    facts: dict[str, Any]
+
+
+_ENTRIES = TypeAdapter(list[Entry])
 
 
 def entry_for(record: StoredEvent, recording_check: dict[str, Any] | None = None,
@@ -186,16 +203,19 @@ class ConversationFolder:
             return [], True, {}
         try:
             document = orjson.loads(blob.data)
-            entries = document["events"]
-            if isinstance(entries, list):
-                return entries, True, {k: document[k] for k in KEPT_FIELDS if k in document}
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            entries: list[dict[str, Any]] = _ENTRIES.validate_python(document["events"])  # type: ignore[assignment]
+            fold(cid, entries)  # facts of the right shape but not of their type's fold also mean a rebuild
+            return entries, True, {k: document[k] for k in KEPT_FIELDS if isinstance(document.get(k), dict)}
+        except Exception:  # whatever is damaged, the stored events rebuild it
             pass
-        log.warning("the state of conversation %s could not be read; rebuilding it from its stored events", cid,
-                    extra={"conversation_id": cid})
-        stored, _ = load_events(self.store, self.layout.prefix, conversation=cid)
-        records = [s.record() for s in stored]
+        log.warning("the state %s could not be read; rebuilding it from the conversation's stored events",
+                    self.layout.conversation_key(cid), extra={"conversation_id": cid})
+        records = [r for r in (read_record(self.store, k) for k in self.event_keys(cid)) if r is not None]
         return [entry_for(r, self._check_recording(r.event), self.store_provider) for r in records], False, {}
+
+    def event_keys(self, cid: str) -> list[str]:
+        """The keys of a conversation's stored events (its events folder, nothing else of the store)."""
+        return [k for k in self.store.iter_keys(f"{self.layout.prefix}{cid}/events/") if self.layout.is_event_key(k)]
 
     def _check_recording(self, event: Event) -> dict[str, Any] | None:
         """Whether a ready recording is really in the bucket: found, size, ETag and content type."""
@@ -241,8 +261,11 @@ class ConversationFolder:
         rank = (doc["time"] or "", doc["event_id"])
 
         def change(blob: Blob | None) -> bytes | None:
-            current = orjson.loads(blob.data) if blob is not None else None
-            if current is not None and (current.get("time") or "", current.get("event_id", "")) >= rank:
+            try:
+                current = orjson.loads(blob.data) if blob is not None else None
+            except orjson.JSONDecodeError:  # damaged: written again
+                current = None
+            if isinstance(current, dict) and (str(current.get("time") or ""), str(current.get("event_id", ""))) >= rank:
                 return None
             return encode_state(doc)
 

@@ -2,6 +2,8 @@
 
 Create-only is `INSERT ... ON CONFLICT DO NOTHING`, compare-and-swap is `UPDATE ... WHERE version = ?`; WAL with
 `synchronous=FULL`, so a write returns once it is on disk. Concurrent writes of one process share a transaction.
+Every object created is also appended to `changes` (by a trigger, in the same transaction): the change feed `serve`
+derives from, in the order of creation, up to a checkpoint kept in the same file.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS objects (
     content_type TEXT NOT NULL,
     version      TEXT NOT NULL               -- changes on every write; what a compare-and-swap must match
 )"""
+# The change feed: what was created, in order (SQLite's own AUTOINCREMENT), and how far its consumer has got.
+FEED_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS object_created AFTER INSERT ON objects "
+    "BEGIN INSERT INTO changes (key) VALUES (NEW.key); END",
+    "CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY NOT NULL, seq INTEGER NOT NULL)",
+)
 _CREATE = "INSERT INTO objects (key, body, content_type, version) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
 _REPLACE = "UPDATE objects SET body = ?, content_type = ?, version = ? WHERE key = ? AND version = ?"
 _DELETE = "DELETE FROM objects WHERE key = ?"
@@ -67,6 +76,8 @@ class SQLiteStore:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(SCHEMA)
+            for statement in FEED_SCHEMA:
+                conn.execute(statement)
         except (OSError, sqlite3.Error) as exc:
             raise self._unavailable("open", exc) from exc
 
@@ -120,6 +131,22 @@ class SQLiteStore:
 
     def locate(self, location: RecordingLocation) -> str | None:
         return None  # recordings live in a cloud bucket, never in this file
+
+    def changes(self, after: int, limit: int = _PAGE) -> list[tuple[int, str]]:
+        """(sequence number, key) of the objects created after `after`, oldest first."""
+        return [(seq, key) for seq, key in
+                self._query("SELECT seq, key FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))]
+
+    def checkpoint(self, name: str = "derive") -> int:
+        """How far the feed's consumer `name` has got: every change up to it is done."""
+        rows = self._query("SELECT seq FROM checkpoints WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def save_checkpoint(self, seq: int, name: str = "derive") -> None:
+        """Record that every change up to `seq` is done, and forget those changes (the feed stays short)."""
+        self._write("INSERT INTO checkpoints (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = "
+                    "excluded.seq WHERE excluded.seq > checkpoints.seq", (name, seq))
+        self._write("DELETE FROM changes WHERE seq <= (SELECT min(seq) FROM checkpoints)", ())
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection for reads (one per thread: a connection is not shared between threads)."""
