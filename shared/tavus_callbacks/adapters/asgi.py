@@ -87,7 +87,8 @@ class CallbackApp:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         outcome = response.outcome
-        if self.stored is not None and outcome is not None and outcome.result == "stored" and outcome.key:
+        # a duplicate too: its first create may have succeeded in the bucket while its answer was lost
+        if self.stored is not None and outcome is not None and outcome.key:
             self.stored.add(outcome.key)
         if self.access is not None:
             self.access.write(scope, response, started)

@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.catalogue import kind_of, variables_text
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.scheduled import parse_since
 from tavus_callbacks.record import Layout
 from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings
+from tavus_callbacks.state.fold import readable_state
 from tavus_callbacks.state.index import recent_conversations
 from tavus_callbacks.state.repair import missing_events
 from tavus_callbacks.stores import Store, open_store
@@ -64,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             print(render_list(states, store.url, None if args.all else args.since))
         return 0
     state = read_state(store, layout, args.conversation_id)
+    if state is None and store.stat(layout.conversation_key(args.conversation_id)) is not None:
+        return 1  # damaged: the warning said how to rebuild it
     if state is None:
         print(f"error: no conversation {args.conversation_id!r} in {store.url} "
               f"(looked for {layout.conversation_key(args.conversation_id)}); "
@@ -114,14 +115,16 @@ def read_state(store: Store, layout: Layout, conversation_id: str) -> dict[str, 
 
 
 def _load(store: Store, key: str) -> dict[str, Any] | None:
+    """The state at `key` as the fold reads it; None when there is none, and a warning when it is damaged."""
     blob = store.read(key)
     if blob is None:
         return None
-    try:
-        value = orjson.loads(blob.data)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
+    cid = key.rsplit("/", 2)[-2]
+    state = readable_state(cid, blob.data)
+    if state is None:
+        print(f"warning: {key} could not be read (damaged or written by something else); "
+              f"`tavus-callbacks repair --conversation {cid}` rebuilds it from its stored events", file=sys.stderr)
+    return state
 
 
 # -- what is shown -------------------------------------------------------------------------------

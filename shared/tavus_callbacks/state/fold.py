@@ -58,7 +58,31 @@ class Entry(TypedDict):
     facts: dict[str, Any]
 
 
+class State(TypedDict):
+    """What `fold` makes of the entries (conversation.json): a state whose fold is not of this shape is rebuilt."""
+
+    __pydantic_config__ = ConfigDict(strict=True)  # type: ignore[misc]
+
+    schema: int
+    conversation_id: str
+    status: str
+    replica_id: str | None
+    face_id: str | None
+    joined_at: str | None
+    ended_at: str | None
+    shutdown: dict[str, Any] | None
+    transcript: dict[str, Any] | None
+    recording: dict[str, Any] | None
+    perception: dict[str, Any] | None
+    guardrails: list[dict[str, Any]]
+    objectives: dict[str, dict[str, Any]]
+    post_call_actions: list[dict[str, Any]]
+    invalid_events: int
+    events: list[Entry]
+
+
 _ENTRIES = TypeAdapter(list[Entry])
+_STATE = TypeAdapter(State)
 
 
 def entry_for(record: StoredEvent, recording_check: dict[str, Any] | None = None,
@@ -125,6 +149,30 @@ def fold(conversation_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
     return state
 
 
+def parse_state(cid: str, data: bytes) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """The entries of a stored state and the fields a fold keeps (`reconciled`); None when it is damaged: not
+    JSON, entries not all of the Entry shape, or facts its types' fold cannot take (the events rebuild it)."""
+    try:
+        document = orjson.loads(data)
+        entries: list[dict[str, Any]] = _ENTRIES.validate_python(document["events"])  # type: ignore[assignment]
+        _STATE.validate_python(fold(cid, entries))
+    except Exception:  # whatever the damage
+        return None
+    return entries, {k: document[k] for k in KEPT_FIELDS if isinstance(document.get(k), dict)}
+
+
+def readable_state(cid: str, data: bytes) -> dict[str, Any] | None:
+    """A stored state as readers show it (folded again from its entries, so always of the state's shape), or None
+    when it is damaged."""
+    parsed = parse_state(cid, data)
+    return None if parsed is None else {**fold(cid, parsed[0]), **parsed[1]}
+
+
+def event_id_of(event_key: str) -> str:
+    """The event id an event object's name ends with (`..._<id>.json`)."""
+    return event_key.rsplit("_", 1)[-1].removesuffix(".json")
+
+
 def encode_state(state: dict[str, Any]) -> bytes:
     return orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
@@ -148,36 +196,50 @@ class ConversationFolder:
         return self.apply_all([record])[0]
 
     def apply_all(self, records: Sequence[StoredEvent]) -> list[bool]:
-        """Fold events of one conversation with one compare-and-swap; per event, what `apply` returns."""
+        """Fold events of one conversation with one compare-and-swap, with every other event of its events folder
+        the state lacks (one listing: a derive that never ran, a damaged state); per event given, True when it
+        newly reports a failed recording copy."""
         cid = records[0].event.conversation_id
         assert cid is not None and all(r.event.conversation_id == cid for r in records)
+        given = {r.id: r for r in records}
+        folder = {event_id_of(k): k for k in self.event_keys(cid)}
+        loaded: dict[str, StoredEvent | None] = dict(given)  # id -> record, read once whatever the retries
         built: dict[str, dict[str, Any]] = {}  # id -> entry, made once whatever the retries
         fresh: list[dict[str, Any]] = []
         state: dict[str, Any] = {}
 
         def change(blob: Blob | None) -> bytes | None:
             nonlocal fresh, state
-            entries, readable, kept = self._entries(cid, blob)
+            parsed = parse_state(cid, blob.data) if blob is not None else ([], {})
+            if parsed is None:
+                log.warning("the state %s could not be read; rebuilding it from the conversation's stored events",
+                            self.layout.conversation_key(cid), extra={"conversation_id": cid})
+            entries, kept = parsed or ([], {})
             known = {e["id"] for e in entries}
             fresh = []
-            for record in records:
-                if record.id in known:
+            for eid in [*given, *folder]:
+                if eid in known:
                     continue
-                known.add(record.id)
-                if record.id not in built:
-                    built[record.id] = entry_for(record, self._check_recording(record.event), self.store_provider)
-                fresh.append(built[record.id])
+                known.add(eid)
+                if eid not in loaded:
+                    loaded[eid] = read_record(self.store, folder[eid])
+                record = loaded[eid]
+                if record is None:
+                    continue
+                if eid not in built:
+                    built[eid] = entry_for(record, self._check_recording(record.event), self.store_provider)
+                fresh.append(built[eid])
             state = {**fold(cid, [*entries, *fresh]), **kept}
-            return encode_state(state) if fresh or not readable else None
+            return encode_state(state) if fresh or parsed is None else None
 
         self._swap(self.layout.conversation_key(cid), change)
         newly = {e["id"] for e in fresh}
-        unique = list({r.id: r for r in records}.values())
-        for record in unique:
-            self._write_derived(record, state)
-            if record.id in newly:
-                self._log_problems(cid, built[record.id])
-        copy_failed = {r.id for r in unique if r.id in newly and r.event.type == RECORDING_COPY_FAILED.type}
+        for eid, record in loaded.items():
+            if record is not None and (eid in given or eid in newly):
+                self._write_derived(record, state)
+            if eid in newly:
+                self._log_problems(cid, built[eid])
+        copy_failed = {eid for eid in newly if eid in given and given[eid].event.type == RECORDING_COPY_FAILED.type}
         flags = []
         for record in records:  # a repeated event reports only once
             flags.append(record.id in copy_failed)
@@ -185,33 +247,13 @@ class ConversationFolder:
         return flags
 
     def mark_reconciled(self, cid: str, mark: dict[str, Any]) -> None:
-        """Record in the state what the vendor's API said when its events were last all stored (`reconciled`).
+        """Record in the state what the vendor's API said when its events were last all stored (`reconciled`);
+        the events folder's own events are folded in by derive."""
+        def change(blob: Blob | None) -> bytes:
+            entries = (parse_state(cid, blob.data) or ([], {}))[0] if blob is not None else []
+            return encode_state({**fold(cid, entries), RECONCILED: mark})
 
-        The state is folded from the stored events when the conversation has none yet.
-        """
-        self._swap(self.layout.conversation_key(cid),
-                   lambda blob: encode_state({**fold(cid, self._entries(cid, blob)[0]), RECONCILED: mark}))
-
-    def _entries(self, cid: str, blob: Blob | None) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
-        """The entries of a state document, and False when it could not be read and they were rebuilt;
-        and the fields a fold keeps as they are (`reconciled`).
-
-        A state that is not a JSON document (edited by hand, or written by something else) is rebuilt:
-        every event it held is still stored beside it, so nothing is lost.
-        """
-        if blob is None:
-            return [], True, {}
-        try:
-            document = orjson.loads(blob.data)
-            entries: list[dict[str, Any]] = _ENTRIES.validate_python(document["events"])  # type: ignore[assignment]
-            fold(cid, entries)  # facts of the right shape but not of their type's fold also mean a rebuild
-            return entries, True, {k: document[k] for k in KEPT_FIELDS if isinstance(document.get(k), dict)}
-        except Exception:  # whatever is damaged, the stored events rebuild it
-            pass
-        log.warning("the state %s could not be read; rebuilding it from the conversation's stored events",
-                    self.layout.conversation_key(cid), extra={"conversation_id": cid})
-        records = [r for r in (read_record(self.store, k) for k in self.event_keys(cid)) if r is not None]
-        return [entry_for(r, self._check_recording(r.event), self.store_provider) for r in records], False, {}
+        self._swap(self.layout.conversation_key(cid), change)
 
     def event_keys(self, cid: str) -> list[str]:
         """The keys of a conversation's stored events (its events folder, nothing else of the store)."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from tavus_callbacks.errors import StoreUnavailable
+from tavus_callbacks.state.fold import event_id_of
 from tavus_callbacks.state.stored import read_object, read_record
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def missing_events(pipeline: Derivation, cid: str) -> list[str]:
     state = read_object(pipeline.store, pipeline.layout.conversation_key(cid)) or {}
     events = state.get("events")
     listed = {e.get("id") for e in events if isinstance(e, dict)} if isinstance(events, list) else set()
-    return [k for k in pipeline.folder.event_keys(cid) if k.rsplit("_", 1)[-1].removesuffix(".json") not in listed]
+    return [k for k in pipeline.folder.event_keys(cid) if event_id_of(k) not in listed]
 
 
 def repair(pipeline: Derivation, conversations: Iterable[str], markers: Iterable[str] = (),
