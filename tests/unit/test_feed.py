@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,12 +15,14 @@ from typing import Any
 import pytest
 from conftest import drain, load_event
 from tavus_callbacks import feed
+from tavus_callbacks.cli import main
 from tavus_callbacks.errors import StoreUnavailable
 from tavus_callbacks.feed import FeedWorker, MemoryFeed
 from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.state.index import recent_conversations
+from tavus_callbacks.state.repair import repair
 from tavus_callbacks.stores.sqlite import SQLiteStore
 
 TOKEN = "feed-test-token-0123456789abcdef"
@@ -141,3 +144,44 @@ def test_the_time_index_finds_recent_conversations_without_reading_the_rest(tmp_
     assert recent_conversations(counting, layout, now - timedelta(hours=24)) == ["cidx2"]  # type: ignore[arg-type]
     assert counting.calls == Counter({"iter_keys": 3}), "one listing per day: tomorrow, today, yesterday"
     assert recent_conversations(counting, layout, now - timedelta(days=7)) == ["cidx2", "cidx1"]  # type: ignore[arg-type]
+
+
+class KeysRead(Counting):
+    """Counting, plus how many keys its listings yielded."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        super().__init__(store)
+        self.keys = 0
+
+    def iter_keys(self, prefix: str) -> Any:
+        self.calls["iter_keys"] += 1
+        for key in self.store.iter_keys(prefix):
+            self.keys += 1
+            yield key
+
+
+def test_routine_work_on_a_store_of_100_000_old_objects_reads_only_the_recent_ones(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A callback, its derive, `conversations list --since 24h` and `repair --since 24h` read the same keys with or
+    without 10^5 objects of old conversations in the store."""
+    def routine(store: SQLiteStore) -> tuple[int, Counter[str]]:
+        counting = KeysRead(store)
+        pipeline = Pipeline(Settings(tokens=(TOKEN,)), store=counting)  # type: ignore[arg-type]
+        for payload in objectives("crecent", 3):
+            pipeline.derive(pipeline.handle(request(payload)).outcome.key)  # type: ignore[union-attr]
+        since = datetime.now(UTC) - timedelta(hours=24)
+        assert recent_conversations(counting, pipeline.layout, since) == ["crecent"]  # type: ignore[arg-type]
+        assert repair(pipeline, ["crecent"]).failures == 0
+        return counting.keys, counting.calls
+
+    small = routine(SQLiteStore(tmp_path / "small.db"))
+    big_path = tmp_path / "big.db"
+    big = SQLiteStore(big_path)
+    with sqlite3.connect(big_path) as conn:  # 10^5 objects of 10^4 old conversations, derived long ago
+        conn.executemany("INSERT INTO objects (key, body, content_type, version) VALUES (?, ?, 'text/plain', 'v')",
+                         [(f"cold{n // 10:05d}/events/2023_objective_{n:06d}.json" if n % 10 else
+                           f"index/2023/01/01/cold{n // 10:05d}", b"{}") for n in range(100_000)])
+        conn.execute("DELETE FROM changes")
+    assert routine(big) == small
+    assert main(["conversations", "list", "--since", "24h", "--store", big.url]) == 0
+    assert "crecent" in capsys.readouterr().out

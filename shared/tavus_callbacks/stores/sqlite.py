@@ -113,18 +113,18 @@ class SQLiteStore:
         return ObjectInfo(key, rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
     def iter_keys(self, prefix: str) -> Iterator[str]:
-        """Keys in the byte order of their UTF-8 text (SQLite's), which is the lexical order of the strings."""
-        last = ""
+        """Keys in the byte order of their UTF-8 text (SQLite's), which is the lexical order of the strings; each
+        page a range of the primary key bounded on both sides, so a listing reads only the keys under `prefix`."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
+        upper, after = ("AND key < ? ", (end,)) if end is not None else ("", ())
+        start, bound = ">=", prefix
         while True:
-            rows = self._query("SELECT key FROM objects WHERE key >= ? AND key > ? ORDER BY key LIMIT ?",
-                               (prefix, last, _PAGE))
-            for (key,) in rows:
-                if not key.startswith(prefix):
-                    return
-                yield key
+            rows = self._query(f"SELECT key FROM objects WHERE key {start} ? {upper}ORDER BY key LIMIT ?",
+                               (bound, *after, _PAGE))
+            yield from (key for (key,) in rows)
             if len(rows) < _PAGE:
                 return
-            last = rows[-1][0]
+            start, bound = ">", rows[-1][0]
 
     def delete(self, key: str) -> None:
         self._write(_DELETE, (key,))
