@@ -19,14 +19,14 @@ class MissingDependency(ConfigError):
 
 
 @contextlib.contextmanager
-def needs_extra(extra: str, purpose: str) -> Iterator[None]:
-    """Turn an ImportError inside the block into a MissingDependency naming `pip install 'tavus-callbacks[extra]'`."""
+def needs_extra(extra: str, purpose: str, package: str) -> Iterator[None]:
+    """Turn an ImportError inside the block into a MissingDependency naming the distribution to install
+    (`package`, e.g. boto3) and the extra of this project that brings it, as a source checkout installs it."""
     try:
         yield
-    except ImportError as exc:
-        missing = exc.name or "a package"
-        raise MissingDependency(f"{purpose} needs {missing}, which is not installed: "
-                                f"pip install 'tavus-callbacks[{extra}]'") from None
+    except ImportError:
+        raise MissingDependency(f"{purpose} needs {package}, which is not installed: pip install {package} "
+                                f"(or, from the project's folder, pip install -e '.[{extra}]')") from None
 
 
 class MalformedRequest(TavusCallbacksError):
