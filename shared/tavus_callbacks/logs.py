@@ -160,3 +160,17 @@ def configure_cli_logging() -> None:
     handler.setFormatter(_BriefFormatter())
     handler.addFilter(RedactingFilter())
     logger.addHandler(handler)
+
+
+class SkipCounter(logging.Handler):
+    """Collects the objects a walk of the store skipped (the log records that carry `skipped` and `why`), for a
+    command's summary when the walk happens below it (reconcile's repair)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.skipped: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key, why = getattr(record, "skipped", None), getattr(record, "why", None)
+        if isinstance(key, str) and isinstance(why, str):
+            self.skipped[key] = why

@@ -46,7 +46,7 @@ def export(store: Store, to: Path, under: str = "") -> Exported:
 
     def skip(key: str, why: str) -> None:
         shown = key if len(key) <= 200 else f"{key[:200]}... ({len(key.encode())} bytes)"
-        log.warning("skipped %r: %s", shown, why, extra={"key": key, "why": why})
+        log.warning("skipped %r: %s", shown, why, extra={"skipped": key, "why": why})
         done.skipped.append(Skipped(key, why))
 
     for key in store.iter_keys(under):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import socket
 import sys
@@ -14,6 +15,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from tavus_callbacks.errors import ConfigError, TavusCallbacksError
+from tavus_callbacks.logs import SkipCounter
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.client import DEFAULT_API_URL, DEFAULT_MAX_PER_MINUTE
 from tavus_callbacks.reconcile.scheduled import (
@@ -47,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object: checked, complete, fetched, recovered, missing, "
                              "new_conversations, pages, finished, folded, published, pending, failures ([text]), "
-                             "requests, dry_run, stopped (why the run stopped early, or null)")
+                             "requests, dry_run, stopped (why the run stopped early, or null), skipped "
+                             "([{key, why}]: objects where events belong that are not events)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,12 +67,16 @@ def run(args: argparse.Namespace) -> int:
     _check_reachable(os.environ.get(API_URL_VAR, "").strip() or DEFAULT_API_URL)
     deadline = time.monotonic() + args.budget if args.budget else None
     pipeline = Pipeline(Settings.from_env(store_url=args.store))
+    counter = SkipCounter()  # objects where events belong that are not events: skipped, named, counted
+    logging.getLogger("tavus_callbacks").addHandler(counter)
     try:
         sweep = Sweep(pipeline, client, since=since, deadline=deadline, dry_run=args.dry_run,
                       thorough=args.thorough, page_size=args.page_size, progress=Progress(sys.stderr))
         summary = sweep.run(args.conversation)
     finally:
+        logging.getLogger("tavus_callbacks").removeHandler(counter)
         pipeline.close()
+    skipped = counter.skipped
     # "stopped at the time budget" only when it is the budget that stopped the run; else the first failure says why
     budget_spent = deadline is not None and time.monotonic() >= deadline
     stopped = None if summary.finished else \
@@ -77,16 +84,19 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.failures[0]}"
     if args.json:
         print(json.dumps({**summary.as_dict(), "requests": client.requests, "dry_run": args.dry_run,
-                          "stopped": stopped}, indent=2))
+                          "stopped": stopped, "skipped": [{"key": k, "why": w} for k, w in skipped.items()]},
+                         indent=2))
     else:
         for failure in dict.fromkeys(summary.failures):  # the same failure once
             print(f"failed: {failure}", file=sys.stderr)
         line = (summary if summary.finished or budget_spent else replace(summary, finished=True)).line()
         if not summary.finished and not budget_spent and summary.failures:
             line += "; stopped early by the failure above"
+        if skipped:
+            line += f"; {len(skipped)} objects skipped (not events this package wrote, each named above)"
         print(line + (" (dry run: nothing stored)" if args.dry_run else ""))
         print(f"reconcile: {client.requests} API requests, {summary.pages} listing pages", file=sys.stderr)
-    return 1 if summary.failures else 0
+    return 1 if summary.failures or skipped else 0
 
 
 def _check_reachable(api_url: str) -> None:

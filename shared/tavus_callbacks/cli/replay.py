@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -165,11 +166,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "failed, left_out, skipped ([{key, why}]), errors ([text])")
 
 
+def _http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # e.g. an unclosed [ or a port that is not a number
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay, print the summary and each failure; exit 0 when nothing failed."""
     target: str = args.to
     forwarder = open_forwarder(target) if is_bus_url(target) else None
-    if forwarder is None and not target.lower().startswith(("http://", "https://")):
+    if forwarder is None and not _http_url(target):
         raise ConfigError(f"--to {target!r}: give an http(s):// endpoint or an eventbridge://, pubsub:// or "
                           "eventgrid:// bus")
     token = args.token

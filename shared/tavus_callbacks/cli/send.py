@@ -269,8 +269,12 @@ def target(url: str | None, token: str | None, bearer: bool) -> tuple[str, str |
     """(URL to post to, Bearer token or None, the URL as it may be shown) for the given options."""
     if not url:
         raise ConfigError("no endpoint: pass --url http://HOST:PORT/ (or set TAVUS_CALLBACK_URL)")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"--url {url!r} is not an http(s) URL: use e.g. http://127.0.0.1:8080/")
     query = parse_qsl(parts.query, keep_blank_values=True)
     has_token = any(k == "token" for k, _ in query)

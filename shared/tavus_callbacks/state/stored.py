@@ -123,7 +123,7 @@ def read_stored(store: Store, key: str, skipped: list[Skipped] | None = None) ->
     stored = parse_stored(key, blob.data)
     if isinstance(stored, str):
         log.warning("skipped %r: %s (not an event this package wrote)", key, stored,
-                    extra={"key": key, "why": stored})
+                    extra={"skipped": key, "why": stored})
         if skipped is not None:
             skipped.append(Skipped(key, stored))
         return None

@@ -12,7 +12,11 @@ __all__ = ["Blob", "ObjectInfo", "Store", "normalize_prefix", "open_store", "spl
 
 def split_store_url(url: str) -> tuple[str, str]:
     """(scheme, rest) of a store URL, with `https://<account>.blob.core.windows.net/...` as 'azure'."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [ in the host
+        raise ConfigError(f"TAVUS_STORE_URL {url!r} is not a URL ({exc}): use sqlite:///tavus.db, s3://bucket/prefix, "
+                          "gs://bucket/prefix or azure://container/prefix") from None
     scheme = parts.scheme.lower()
     if scheme in ("http", "https") and ".blob." in parts.netloc:
         return "azure", url
