@@ -85,7 +85,7 @@ def odd_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
 
 def test_load_events_skips_each_object_that_is_not_an_event_with_why(
         odd_store: tuple[str, Store, str, list[str]], caplog: pytest.LogCaptureFixture) -> None:
-    url, store, prefix, ids = odd_store
+    _, store, prefix, ids = odd_store
     skipped: list[Skipped] = []
     events, left_out = load_events(store, prefix, skipped=skipped)
     assert sorted(e.id for e in events) == sorted(set(ids))
