@@ -9,6 +9,14 @@ from collections.abc import Iterator
 class TavusCallbacksError(Exception):
     """Base of every error this package raises on purpose."""
 
+    exit_status = 2  # what the command line exits with: by default a usage or configuration mistake
+
+
+class Failed(TavusCallbacksError):
+    """Something the command relies on failed (not the user's input): the command line exits 1."""
+
+    exit_status = 1
+
 
 class ConfigError(TavusCallbacksError):
     """A setting is missing or malformed; the message names the variable or option."""
@@ -34,7 +42,7 @@ class MalformedRequest(TavusCallbacksError):
     the adapter answers 400 with this message instead of failing the invocation."""
 
 
-class StoreError(TavusCallbacksError):
+class StoreError(Failed):
     """A store operation failed for a reason that is not the caller's input."""
 
 
@@ -46,5 +54,5 @@ class PreconditionFailed(StoreError):
     """A compare-and-swap lost the race: the object changed (or appeared) since it was read."""
 
 
-class ForwardError(TavusCallbacksError):
+class ForwardError(Failed):
     """Publishing an event to the configured bus failed; the sender should retry."""

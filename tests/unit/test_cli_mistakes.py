@@ -153,7 +153,7 @@ MISTAKES: dict[str, Mistake] = {
     "unknown option": m("schema", "--pretty", says="unrecognized arguments"),
     "completion: unknown shell": m("completion", "powershell", says="choose from 'bash', 'zsh', 'fish'"),
     "build: unknown cloud": m("build", "heroku", says="choose from"),
-    "build: a file as the output folder": m("build", "gcp", "--out", "{text_dir}", code=1, says="choose another --out"),
+    "build: a file as the output folder": m("build", "gcp", "--out", "{text_dir}", says="choose another --out"),
 }
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import IO, NamedTuple, NoReturn
 
 from tavus_callbacks import __version__
-from tavus_callbacks.errors import ConfigError, TavusCallbacksError
+from tavus_callbacks.errors import TavusCallbacksError
 from tavus_callbacks.logs import configure_cli_logging
 
 EXIT_FAILURE = 1
@@ -104,10 +104,8 @@ def _run(args_list: list[str]) -> int:
     configure_cli_logging()
     try:
         code: int = runner(args)
-    except ConfigError as exc:
-        return _fail(EXIT_USAGE, str(exc))
-    except TavusCallbacksError as exc:
-        return _fail(EXIT_FAILURE, str(exc))
+    except TavusCallbacksError as exc:  # ConfigError and the like: 2; Failed (a store, a bus, an endpoint): 1
+        return _fail(exc.exit_status, str(exc))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import IO
 from urllib.parse import urlsplit
 
-from tavus_callbacks.errors import ConfigError, TavusCallbacksError
+from tavus_callbacks.errors import ConfigError, Failed
 from tavus_callbacks.logs import SkipCounter
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.client import DEFAULT_API_URL, DEFAULT_MAX_PER_MINUTE
@@ -109,7 +109,7 @@ def _check_reachable(api_url: str) -> None:
     try:
         socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise TavusCallbacksError(f"cannot resolve {host}, the Tavus API's host ({exc}): check the network "
+        raise Failed(f"cannot resolve {host}, the Tavus API's host ({exc}): check the network "
                                   f"connection (or {API_URL_VAR}), then run reconcile again") from None
 
 

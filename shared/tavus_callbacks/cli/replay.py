@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from tavus_callbacks.cli.post import post
-from tavus_callbacks.errors import ConfigError, TavusCallbacksError
+from tavus_callbacks.errors import ConfigError, Failed
 from tavus_callbacks.forward import is_bus_url, open_forwarder
 from tavus_callbacks.record import canonical_json
 from tavus_callbacks.settings import parse_tokens
@@ -31,7 +31,7 @@ MAX_RETRY_WAIT_SECONDS = 10.0
 CONNECTION_FAILURES = 3  # tries in a row that reached nobody: the endpoint is down, the rest would fail too
 
 
-class ReplayError(TavusCallbacksError):
+class ReplayError(Failed):
     """The replay cannot go on (the endpoint is not there); nothing more would succeed."""
 
 
