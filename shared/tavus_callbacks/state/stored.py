@@ -19,8 +19,6 @@ from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.normalize import Event
 from tavus_callbacks.record import StoredEvent
 
-log = logging.getLogger("tavus_callbacks")
-
 if TYPE_CHECKING:
     from tavus_callbacks.stores import Store
 
@@ -134,12 +132,7 @@ def read_record(store: Store, key: str) -> StoredEvent | None:
     """The stored event at `key` as derive works on it, or None (logged) when it is gone or is not a CloudEvent
     this package wrote (another writer's object in the same folder)."""
     stored = read_stored(store, key)
-    try:
-        return None if stored is None else stored.record()
-    except (ValidationError, AttributeError, TypeError) as exc:
-        log.warning("skipped %s: not an event object this package wrote (%s)", key, type(exc).__name__,
-                    extra={"key": key})
-        return None
+    return None if stored is None else stored.record()
 
 
 def load_events(store: Store, prefix: str = "", conversation: str | None = None,
