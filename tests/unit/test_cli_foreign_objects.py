@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import drain
 from support.bus_servers import FORWARD_TOKEN, SDK_WARNINGS, deliver
 from support.fake_tavus import FakeTavus, conversation_callbacks
 from support.servers import sqlite_url
 from tavus_callbacks.cli import main
 from tavus_callbacks.cli.send import CONVERSATION_ORDER, Ids, SampleConversation
+from tavus_callbacks.feed import ChangeFeed
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.state.stored import Skipped, load_events
@@ -60,17 +62,26 @@ NOT_FILES: dict[str, str] = {
 
 
 def foreign_store(url: str) -> tuple[Store, str, list[str]]:
-    """A store with a real conversation (sent as Tavus would) beside every kind of odd object; its ids."""
+    """A store with a real conversation (sent as Tavus would, then derived) beside every kind of odd object, which
+    the change feed hands to derive too; its ids."""
     pipeline = Pipeline(Settings(tokens=(FORWARD_TOKEN,), store_url=url))
     sample = SampleConversation(Ids(CID))
     ids = [deliver(pipeline, sample.named(name)).json_body()["event_id"] for name in CONVERSATION_ORDER]
     store, prefix = pipeline.store, pipeline.layout.prefix
+    odd = [*NOT_EVENTS, *OTHERS, *NOT_FILES]
     for key, (data, _) in NOT_EVENTS.items():
         assert store.create(prefix + key, data)
     for key, data in OTHERS.items():
         assert store.create(prefix + key, data)
     for key in NOT_FILES:
         assert store.create(prefix + key, b'{"written": "by someone else"}')
+    if isinstance(store, ChangeFeed):
+        drain(pipeline)  # every key written, odd ones included, as serve's feed worker derives them
+    else:  # as the bucket's notifications would: each event, then each odd object
+        for key in [k for k in store.iter_keys(prefix) if "/events/" in k and k.removeprefix(prefix) not in odd]:
+            pipeline.derive(key)
+        for key in odd:
+            pipeline.derive(prefix + key)
     pipeline.close()
     return store, prefix, ids
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import drain
 from support.bus_servers import FORWARD_TOKEN, deliver
 from support.fake_tavus import FakeTavus
 from support.serve_fixture import serve_command
@@ -175,6 +176,7 @@ def world(tmp_path: Path, fake_tavus: FakeTavus) -> Iterator[World]:
     sample = SampleConversation(Ids("cmistakes01"))
     for name in CONVERSATION_ORDER[:4]:
         assert deliver(pipeline, sample.named(name)).status == 200
+    drain(pipeline)
     pipeline.close()
     (tmp_path / "notes.txt").write_text("not a database\n" * 100)
     (tmp_path / "bundle").mkdir()
