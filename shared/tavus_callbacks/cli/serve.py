@@ -52,13 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate everything, print the callback URL, then serve until stopped."""
     settings, options, generated = resolve(args, os.environ)
+    _check_port_free(options)
     pipeline = Pipeline(settings)  # fail now, with a clear message, on a bad store or forward URL
     try:
         where = pipeline.store.url + (f"/{pipeline.layout.prefix}" if pipeline.layout.prefix else "")
         check_writable(pipeline.store, pipeline.layout.prefix, where)
     finally:
         pipeline.close()
-    _check_port_free(options)
     configure_logging(options.log_level, settings.tokens, options.log_format)
     print(banner(settings, options, generated, where), flush=True)
     serve(settings, options)
@@ -161,6 +161,9 @@ def _check_port_free(options: ServeOptions) -> None:
         except OSError as exc:
             raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}; "
                               "choose another --port (or TAVUS_PORT), or stop what is using it") from None
+        except (TypeError, ValueError):  # a host name that cannot be encoded (UnicodeError is a ValueError)
+            raise ConfigError(f"--host {options.host!r} is not an address to listen on: use e.g. 127.0.0.1 or "
+                              "0.0.0.0 (or TAVUS_HOST)") from None
 
 
 def _cpu_count() -> int:
