@@ -9,6 +9,14 @@ from collections.abc import Iterator
 class TavusCallbacksError(Exception):
     """Base of every error this package raises on purpose."""
 
+    exit_status = 2  # what the command line exits with: by default a usage or configuration mistake
+
+
+class Failed(TavusCallbacksError):
+    """Something the command relies on failed (not the user's input): the command line exits 1."""
+
+    exit_status = 1
+
 
 class ConfigError(TavusCallbacksError):
     """A setting is missing or malformed; the message names the variable or option."""
@@ -19,14 +27,14 @@ class MissingDependency(ConfigError):
 
 
 @contextlib.contextmanager
-def needs_extra(extra: str, purpose: str) -> Iterator[None]:
-    """Turn an ImportError inside the block into a MissingDependency naming `pip install 'tavus-callbacks[extra]'`."""
+def needs_extra(extra: str, purpose: str, package: str) -> Iterator[None]:
+    """Turn an ImportError inside the block into a MissingDependency naming the distribution to install
+    (`package`, e.g. boto3) and the extra of this project that brings it, as a source checkout installs it."""
     try:
         yield
-    except ImportError as exc:
-        missing = exc.name or "a package"
-        raise MissingDependency(f"{purpose} needs {missing}, which is not installed: "
-                                f"pip install 'tavus-callbacks[{extra}]'") from None
+    except ImportError:
+        raise MissingDependency(f"{purpose} needs {package}, which is not installed: pip install {package} "
+                                f"(or, from the project's folder, pip install -e '.[{extra}]')") from None
 
 
 class MalformedRequest(TavusCallbacksError):
@@ -34,7 +42,7 @@ class MalformedRequest(TavusCallbacksError):
     the adapter answers 400 with this message instead of failing the invocation."""
 
 
-class StoreError(TavusCallbacksError):
+class StoreError(Failed):
     """A store operation failed for a reason that is not the caller's input."""
 
 
@@ -46,5 +54,5 @@ class PreconditionFailed(StoreError):
     """A compare-and-swap lost the race: the object changed (or appeared) since it was read."""
 
 
-class ForwardError(TavusCallbacksError):
+class ForwardError(Failed):
     """Publishing an event to the configured bus failed; the sender should retry."""

@@ -90,13 +90,14 @@ _REFERENCES: tuple[tuple[re.Pattern[str], str], ...] = (
      "tool passed it through literally; set the token itself, or check how the variable is quoted"),
 )
 # A placeholder is text a person meant to replace: wrapped in <>, [] or {}, nearly one repeated character,
-# or nothing but words such as "your", "token", "here", "changeme" (at least 5 letters), then digits.
+# or nothing but words such as "your", "token", "here", "changeme" (at least 5 letters first) and numbers, as
+# in "replace-with-a-token-of-at-least-16-characters".
 _WRAPPED = re.compile(r"^(<.*>|\[.*\]|\{.*\})$", re.DOTALL)
 _PLACEHOLDER_WORDS = re.compile(
-    r"(?=[a-z]{5})(?:a|an|and|api|auth|bearer|callback|callbacks|change|changeme|default|dummy|example|fake|"
-    r"fixme|for|generate|generated|goes|here|insert|it|key|long|me|my|new|our|password|paste|placeholder|"
-    r"put|random|real|replace|sample|secret|secrets|set|string|tavus|test|testing|the|this|to|todo|token|"
-    r"tokens|value|webhook|with|your|xxx)+[0-9]*")
+    r"(?=[a-z]{5})(?:a|an|and|api|at|auth|bearer|callback|callbacks|change|changeme|char|chars|character|"
+    r"characters|default|dummy|example|fake|fixme|for|generate|generated|goes|here|insert|it|key|least|long|me|"
+    r"min|minimum|my|new|of|one|our|password|paste|placeholder|put|random|real|replace|sample|secret|secrets|set|"
+    r"string|tavus|test|testing|the|this|to|todo|token|tokens|value|webhook|with|your|xxx|[0-9]+)+")
 MIN_DISTINCT_CHARACTERS = 5
 
 

@@ -18,6 +18,7 @@ from support.servers import free_port
 from tavus_callbacks.cli import COMMANDS, main
 from tavus_callbacks.cli.send import CONVERSATION_ORDER, SAMPLES
 from tavus_callbacks.events.schema import json_schema
+from tavus_callbacks.stores.sqlite import SQLiteStore
 
 
 def cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -100,11 +101,13 @@ def test_send_all_then_list_and_show_the_conversation(serve: ServeProcess) -> No
                      "9 messages: 4 user turns, 4 assistant turns (transcript.json)",
                      "ready  s3://acme-tavus-recordings/", "no_pricing_commitments x1",
                      "collect_email  email=jordan@example.com", "send_setup_email: success",
-                     "Timeline (9 events, UTC)"):
+                     "Timeline (9 events, UTC; 2 without a time of their own, last)"):
         assert expected in text, expected
     timeline = text.split("Timeline", 1)[1].splitlines()[1:]
-    times = [line.split()[0] for line in timeline if line.split()[0] != "-"]
-    assert times == sorted(times) and len(timeline) == 9
+    times = [line.split()[0] for line in timeline]
+    assert len(timeline) == 9 and times[-2:] == ["-", "-"], "the guardrail and objective carry no time: last"
+    assert times[:-2] == sorted(times[:-2]) and "-" not in times[:-2]
+    assert timeline[0].split()[1] == "system.replica_joined"
 
     state = json.loads(cli("conversations", "show", cid, "--store", serve.store_url, "--json").stdout)
     assert state == json.loads(serve.read(f"{cid}/conversation.json"))
@@ -206,6 +209,7 @@ def _busy_port() -> tuple[socket.socket, int]:
 ])
 def test_bad_options_print_one_clear_error_and_exit_2(args: list[str], env: dict[str, str], says: str,
                                                       tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "store.db")
     env = {"TAVUS_STORE_URL": f"sqlite:///{tmp_path}/store.db", **env}
     result = cli(*args, env=env, timeout=30)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -224,15 +228,45 @@ def test_serve_on_a_busy_port_says_so(tmp_path: Path) -> None:
 
 
 def test_show_of_an_unknown_conversation_exits_1(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "store.db")
     result = cli("conversations", "show", "cnothere", "--store", f"sqlite:///{tmp_path}/store.db")
     assert result.returncode == 1
     assert "no conversation 'cnothere'" in result.stderr
 
 
 def test_list_of_an_empty_store(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "store.db")
     result = cli("conversations", "list", "--store", f"sqlite:///{tmp_path}/store.db")
     assert result.returncode == 0
     assert result.stdout.startswith("No conversations active in the last 7d in")
+
+
+def test_reads_of_a_store_that_is_not_there_create_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "store.db"
+    for args in (["conversations", "list"], ["conversations", "show", "c1"], ["export", "--to", str(tmp_path / "o")],
+                 ["replay", "--to", "http://127.0.0.1:9/"], ["doctor"]):
+        result = cli(*args, "--store", f"sqlite:///{missing}")
+        assert result.returncode in (1, 2) and "no such store" in result.stdout + result.stderr, result
+    assert not missing.parent.exists()
+
+
+def test_reads_never_write_to_the_store(serve: ServeProcess, tmp_path: Path) -> None:
+    """conversations, export and replay open the SQLite file read-only: the file is byte for byte the same."""
+    assert cli("send", "--all", "--url", serve.url, "--token", serve.token).returncode == 0
+    serve.settle()
+    store = SQLiteStore(serve.store_url.removeprefix("sqlite:///"), read_only=True)
+    before = {key: store.read(key) for key in store.iter_keys("")}  # bytes and version of every object
+    assert any(key.endswith("/conversation.json") for key in before)
+    for args in (["conversations", "list"], ["export", "--to", str(tmp_path / "files")],
+                 ["replay", "--to", f"http://127.0.0.1:{free_port()}/"]):
+        cli(*args, "--store", serve.store_url)
+    assert {key: store.read(key) for key in store.iter_keys("")} == before
+
+
+def test_version_and_its_short_form() -> None:
+    for flag in ("-V", "--version"):
+        result = cli(flag)
+        assert result.returncode == 0 and re.fullmatch(r"tavus-callbacks \d+\.\d+\.\d+\S*\n", result.stdout)
 
 
 def test_conversations_without_an_action_says_which_are_expected() -> None:

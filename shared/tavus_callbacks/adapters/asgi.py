@@ -23,7 +23,7 @@ import uvicorn
 from tavus_callbacks.auth import is_authorized
 from tavus_callbacks.feed import ChangeFeed, FeedWorker, MemoryFeed
 from tavus_callbacks.http import Outcome, Request, Response
-from tavus_callbacks.logs import configure_logging, redact, utc_stamp
+from tavus_callbacks.logs import access_text, configure_logging, redact, utc_stamp
 from tavus_callbacks.pipeline import Pipeline, internal_error, too_large
 from tavus_callbacks.settings import Settings
 
@@ -48,6 +48,7 @@ class ServeOptions:
     threads: int = 8
     read_timeout: float = 10.0
     log_level: str = "info"
+    log_format: str = "json"  # or "text": one readable line per request, for a person at a terminal
 
     @property
     def base_url(self) -> str:
@@ -62,12 +63,14 @@ class _Gone(Exception):
 class CallbackApp:
     """ASGI app around a Pipeline: scope -> Request, Response -> ASGI messages, one access line each."""
 
-    def __init__(self, pipeline: Pipeline, read_timeout: float, threads: int, stored: MemoryFeed | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, read_timeout: float, threads: int, stored: MemoryFeed | None = None,
+                 log_format: str = "json") -> None:
         self.pipeline = pipeline
         self.stored = stored  # where the keys of new events go, when the store has no change feed of its own
         self.read_timeout = read_timeout
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tavus-callbacks")
-        self.access = AccessLog(pipeline.settings.tokens) if access_log.isEnabledFor(logging.INFO) else None
+        self.access = AccessLog(pipeline.settings.tokens, text=log_format == "text") \
+            if access_log.isEnabledFor(logging.INFO) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,9 +127,10 @@ class AccessLog:
     """Each request's access line, in the JSON shape of every other line, written to stderr in one call
     (the logging machinery costs as much as storing a small event); the path is redacted like any line."""
 
-    def __init__(self, tokens: Iterable[str] = (), fd: int = 2) -> None:
+    def __init__(self, tokens: Iterable[str] = (), fd: int = 2, text: bool = False) -> None:
         self.tokens = tuple(tokens)
         self.fd = fd
+        self.text = text
         self.pid = os.getpid()
 
     def write(self, scope: Scope, response: Response, started: float) -> None:
@@ -143,8 +147,9 @@ class AccessLog:
                                 ("conversation_id", outcome.conversation_id)):
                 if value:
                     line[name] = value
+        data = f"{access_text(line)}\n".encode() if self.text else orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
         with contextlib.suppress(OSError):  # a closed or full stderr must not fail the request
-            os.write(self.fd, orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+            os.write(self.fd, data)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -189,13 +194,14 @@ def worker_app() -> CallbackApp:
     handed = orjson.loads(os.environ[_WORKER_ENV])
     settings = Settings(**{**handed["settings"], "tokens": tuple(handed["settings"]["tokens"])})
     options = ServeOptions(**handed["options"])
-    configure_logging(options.log_level, settings.tokens)
+    configure_logging(options.log_level, settings.tokens, options.log_format)
     pipeline = Pipeline(settings)
     stored = None
     if not isinstance(pipeline.store, ChangeFeed):
         stored = MemoryFeed()
         atexit.register(FeedWorker(pipeline, stored).start().stop)  # a graceful stop derives what is left
-    return CallbackApp(pipeline, read_timeout=options.read_timeout, threads=options.threads, stored=stored)
+    return CallbackApp(pipeline, read_timeout=options.read_timeout, threads=options.threads, stored=stored,
+                       log_format=options.log_format)
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:

@@ -1,8 +1,8 @@
 """`tavus-callbacks conversations list|show`: a store's conversations, their state and timeline, readably.
 
-Reads what derive writes (`<prefix><id>/conversation.json`, see state/fold.py) and nothing else: `list` finds
-the recent conversations through the time index (state/index.py), `--all` walks the store; `--json` gives the same
-facts to machines.
+Reads what derive writes (`<prefix><id>/conversation.json`, see state/fold.py) and nothing else, the store
+opened read-only: `list` finds the recent conversations through the time index (state/index.py), `--all` walks
+the store; `--json` gives the same facts to machines.
 """
 
 from __future__ import annotations
@@ -48,12 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              help="every conversation in the store, whenever it was active (reads the whole store)")
         sub.add_argument("--store", metavar="URL", default=store_url,
                          help=f"the store to read (env TAVUS_STORE_URL; default {DEFAULT_STORE_URL})")
-        sub.add_argument("--json", action="store_true", help="print JSON instead of text")
+        sub.add_argument("--json", action="store_true",
+                         help="print JSON instead of text: list, an array of {conversation_id, status, replica_id, "
+                              "joined_at, ended_at, shutdown_code, messages, recording, events, invalid_events}; "
+                              "show, the conversation.json state as stored")
 
 
 def run(args: argparse.Namespace) -> int:
     """List the conversations or show one."""
-    store, prefix = open_store(args.store)
+    store, prefix = open_store(args.store, read_only=True)
     layout = Layout(prefix)
     if args.action == "list":
         states = list(iter_states(store, layout) if args.all else recent_states(store, layout, args))
@@ -231,7 +234,11 @@ def _recording_lines(recording: dict[str, Any]) -> list[str]:
 
 
 def render_show(state: dict[str, Any]) -> str:
-    """One conversation: its state, then its events in time order."""
+    """One conversation: its state, then its events in time order.
+
+    Guardrail and objective callbacks carry no time, so when they happened is unknown: they come after the
+    dated events (in the state's order), with a dash for their time, rather than first as an empty time sorts.
+    """
     out: list[str] = [f"Conversation {state.get('conversation_id')}  ({state.get('status')})"]
 
     def field(label: str, *values: str) -> None:
@@ -270,9 +277,12 @@ def render_show(state: dict[str, Any]) -> str:
     if state.get("invalid_events"):
         field("Invalid", f"{state['invalid_events']} events failed their schema (stored whole, marked invalid)")
     events = state.get("events") or []
+    dated = sorted((e for e in events if e.get("time")), key=lambda e: str(e["time"]))
+    undated = [e for e in events if not e.get("time")]
     out.append("")
-    out.append(f"Timeline ({len(events)} event{'s' if len(events) != 1 else ''}, UTC)")
-    for e in events:
+    out.append(f"Timeline ({len(events)} event{'s' if len(events) != 1 else ''}, UTC"
+               + (f"; {len(undated)} without a time of their own, last)" if undated else ")"))
+    for e in [*dated, *undated]:
         kind = str(e.get("type", "")).removeprefix("io.tavus.").removeprefix("conversation.")
         mark = "" if e.get("valid", True) else "  [invalid]"
         out.append(f"  {_clock(e.get('time'))}  {kind:<40} {_describe(e)}{mark}".rstrip())

@@ -60,7 +60,7 @@ def _store_fix(url: str) -> str:
 
 def check_store(url: str) -> Iterator[Check]:
     try:
-        store, prefix = open_store(url)
+        store, prefix = open_store(url, create=False)  # a mistyped SQLite path is "no such store", not a new file
         probe = f"{normalize_prefix(prefix)}{PROBE_FOLDER}{uuid.uuid4().hex}.json"
         store.stat(probe)
     except Exception as exc:
@@ -313,7 +313,7 @@ def _brief(exc: Exception) -> str:
 
 
 def _aws_client(service: str) -> Any:
-    with needs_extra("aws", "checking the S3 writer role"):
+    with needs_extra("aws", "checking the S3 writer role", "boto3"):
         import boto3
 
     session: Any = boto3.session.Session()
@@ -351,13 +351,17 @@ def diagnose(store_url: str, role_arn: str | None = None, *, aws_client: Callabl
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="the store URL the deployment writes to (TAVUS_STORE_URL)")
     parser.add_argument("--role-arn", help="for an S3 store: the IAM role the vendor assumes to write recordings")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON lines, one object per check as it is done: status (PASS, FAIL, SKIP, "
+                             "INFO), what, fix (empty when none)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Print one line per check; exit 0 when nothing failed, 1 otherwise."""
     failed = 0
     for check in diagnose(args.store, args.role_arn):
-        print(check.line(), flush=True)
+        print(json.dumps({"status": check.status, "what": check.what, "fix": check.fix}) if args.json
+              else check.line(), flush=True)
         failed += check.status == FAIL
     print(f"{failed} check(s) failed" if failed else "all checks passed", file=sys.stderr)
     return 1 if failed else 0

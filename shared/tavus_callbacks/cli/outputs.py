@@ -25,21 +25,32 @@ class StackOutputs:
 
 def read_outputs(stack: str, region: str | None = None) -> StackOutputs:
     """The stack's callback URL (first token of its secret appended) and its recording_storage object."""
-    with needs_extra("aws", "reading a stack's outputs"):
+    with needs_extra("aws", "reading a stack's outputs", "boto3"):
         import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-    session = boto3.session.Session(region_name=region)
-    cloudformation, secrets = session.client("cloudformation"), session.client("secretsmanager")
+    try:
+        session = boto3.session.Session(region_name=region)
+        cloudformation, secrets = session.client("cloudformation"), session.client("secretsmanager")
+    except NoRegionError:
+        raise ConfigError("no AWS region: pass --region (the one sam deploy used, e.g. us-east-1), or set "
+                          "AWS_REGION or a region in the AWS CLI's profile (aws configure)") from None
+    except (BotoCoreError, ValueError) as exc:  # e.g. a region name that is not one
+        raise ConfigError(f"cannot use AWS with --region {region!r}: {exc}; pass a region such as us-east-1")\
+            from None
 
     where = f"stack {stack!r}" + (f" in {region}" if region else "")
     try:
         (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
     except ClientError as exc:
         raise ConfigError(f"cannot read {where}: {exc}; check the stack name and --region "
-                          "(sam deploy prints both)") from exc
+                          "(sam deploy prints both)") from None
+    except NoCredentialsError:
+        raise ConfigError("no AWS credentials: run `aws configure` (or `aws sso login`), or set AWS_PROFILE or "
+                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
     except BotoCoreError as exc:
-        raise ConfigError(f"cannot reach CloudFormation for {where}: {exc}; check --region and credentials") from exc
+        raise ConfigError(f"cannot reach CloudFormation for {where}: {exc}; check --region, the network and "
+                          "the credentials") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
     missing = [k for k in ("CallbackUrl", "TokenSecretArn", "RecordingStorage") if k not in outputs]
     if missing:
@@ -49,12 +60,12 @@ def read_outputs(stack: str, region: str | None = None) -> StackOutputs:
         secret = secrets.get_secret_value(SecretId=outputs["TokenSecretArn"])["SecretString"]
     except (ClientError, BotoCoreError) as exc:
         raise ConfigError(f"cannot read the token secret {outputs['TokenSecretArn']}: {exc}; this identity needs "
-                          "secretsmanager:GetSecretValue on it") from exc
+                          "secretsmanager:GetSecretValue on it") from None
     token = parse_tokens(secret, source=f"the secret {outputs['TokenSecretArn']}")[0]
     try:
         recording_storage = json.loads(outputs["RecordingStorage"])
     except ValueError as exc:
-        raise ConfigError(f"the RecordingStorage output of {where} is not JSON: {exc}") from exc
+        raise ConfigError(f"the RecordingStorage output of {where} is not JSON: {exc}") from None
     url = outputs["CallbackUrl"]
     return StackOutputs(callback_url=f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}",
                         recording_storage=recording_storage,
@@ -64,7 +75,9 @@ def read_outputs(stack: str, region: str | None = None) -> StackOutputs:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="the stack name given to sam deploy (e.g. tavus-callbacks)")
     parser.add_argument("--region", help="the stack's region (default: the AWS CLI's configured region)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of labelled lines")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of labelled lines: callback_url, recording_storage "
+                             "(object), store_url, alarm_topic_arn (null when the stack has none)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,15 +4,27 @@ TAVUS_API_KEY); progress on stderr, the summary on stdout, exit 1 when anything 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
+import socket
 import sys
 import time
+from dataclasses import replace
 from typing import IO
+from urllib.parse import urlsplit
 
-from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.errors import ConfigError, Failed
+from tavus_callbacks.logs import SkipCounter
 from tavus_callbacks.pipeline import Pipeline
-from tavus_callbacks.reconcile.client import DEFAULT_MAX_PER_MINUTE
-from tavus_callbacks.reconcile.scheduled import DEFAULT_SINCE, MAX_RPM_VAR, client_from_env, parse_since
+from tavus_callbacks.reconcile.client import DEFAULT_API_URL, DEFAULT_MAX_PER_MINUTE
+from tavus_callbacks.reconcile.scheduled import (
+    API_URL_VAR,
+    DEFAULT_SINCE,
+    MAX_RPM_VAR,
+    client_from_env,
+    parse_since,
+)
 from tavus_callbacks.reconcile.sweep import DEFAULT_PAGE_SIZE, Summary, Sweep
 from tavus_callbacks.settings import Settings
 
@@ -34,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{DEFAULT_MAX_PER_MINUTE}; 0: no cap)")
     parser.add_argument("--budget", type=float, default=None,
                         help="stop after this many seconds; the next run resumes where this one stopped")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object: checked, complete, fetched, recovered, missing, "
+                             "new_conversations, pages, finished, folded, published, pending, failures ([text]), "
+                             "requests, dry_run, stopped (why the run stopped early, or null), skipped "
+                             "([{key, why}]: objects where events belong that are not events)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,21 +58,59 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("no store: pass --store URL or set TAVUS_STORE_URL")
     if args.page_size < 1:
         raise ConfigError("--page-size must be at least 1")
+    if args.max_rpm is not None and args.max_rpm < 0:
+        raise ConfigError("--max-rpm must be 0 (no cap) or more")
+    if args.budget is not None and args.budget <= 0:
+        raise ConfigError("--budget must be a number of seconds above 0")
     client = client_from_env(max_per_minute=args.max_rpm)
     since = parse_since(args.since)
+    _check_reachable(os.environ.get(API_URL_VAR, "").strip() or DEFAULT_API_URL)
     deadline = time.monotonic() + args.budget if args.budget else None
     pipeline = Pipeline(Settings.from_env(store_url=args.store))
+    counter = SkipCounter()  # objects where events belong that are not events: skipped, named, counted
+    logging.getLogger("tavus_callbacks").addHandler(counter)
     try:
         sweep = Sweep(pipeline, client, since=since, deadline=deadline, dry_run=args.dry_run,
                       thorough=args.thorough, page_size=args.page_size, progress=Progress(sys.stderr))
         summary = sweep.run(args.conversation)
     finally:
+        logging.getLogger("tavus_callbacks").removeHandler(counter)
         pipeline.close()
-    for failure in summary.failures:
-        print(f"failed: {failure}", file=sys.stderr)
-    print(summary.line() + (" (dry run: nothing stored)" if args.dry_run else ""))
-    print(f"reconcile: {client.requests} API requests, {summary.pages} listing pages", file=sys.stderr)
-    return 1 if summary.failures else 0
+    skipped = counter.skipped
+    # "stopped at the time budget" only when it is the budget that stopped the run; else the first failure says why
+    budget_spent = deadline is not None and time.monotonic() >= deadline
+    stopped = None if summary.finished else \
+        "the time budget is spent; the next run resumes" if budget_spent or not summary.failures else \
+        f"{summary.failures[0]}"
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "requests": client.requests, "dry_run": args.dry_run,
+                          "stopped": stopped, "skipped": [{"key": k, "why": w} for k, w in skipped.items()]},
+                         indent=2))
+    else:
+        for failure in dict.fromkeys(summary.failures):  # the same failure once
+            print(f"failed: {failure}", file=sys.stderr)
+        line = (summary if summary.finished or budget_spent else replace(summary, finished=True)).line()
+        if not summary.finished and not budget_spent and summary.failures:
+            line += "; stopped early by the failure above"
+        if skipped:
+            line += f"; {len(skipped)} objects skipped (not events this package wrote, each named above)"
+        print(line + (" (dry run: nothing stored)" if args.dry_run else ""))
+        print(f"reconcile: {client.requests} API requests, {summary.pages} listing pages", file=sys.stderr)
+    return 1 if summary.failures or skipped else 0
+
+
+def _check_reachable(api_url: str) -> None:
+    """Resolve the API's host once before sweeping: without a network, one line says so (rather than a retried
+    name-resolution error per request)."""
+    parts = urlsplit(api_url)
+    host = parts.hostname
+    if not host:
+        return  # the client refuses a URL without a host, naming TAVUS_API_URL
+    try:
+        socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise Failed(f"cannot resolve {host}, the Tavus API's host ({exc}): check the network "
+                                  f"connection (or {API_URL_VAR}), then run reconcile again") from None
 
 
 class Progress:

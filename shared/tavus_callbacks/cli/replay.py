@@ -4,20 +4,22 @@ receiver computes the same event id and a second replay only adds duplicates), o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import orjson
 
 from tavus_callbacks.cli.post import post
-from tavus_callbacks.errors import ConfigError, TavusCallbacksError
+from tavus_callbacks.errors import ConfigError, Failed
 from tavus_callbacks.forward import is_bus_url, open_forwarder
 from tavus_callbacks.record import canonical_json
 from tavus_callbacks.settings import parse_tokens
-from tavus_callbacks.state.stored import Stored, load_events, parse_time
+from tavus_callbacks.state.stored import Skipped, Stored, load_events, parse_time
 from tavus_callbacks.stores import open_store
 
 if TYPE_CHECKING:
@@ -26,10 +28,11 @@ if TYPE_CHECKING:
 HTTP_TIMEOUT_SECONDS = 15.0
 HTTP_ATTEMPTS = 5
 MAX_RETRY_WAIT_SECONDS = 10.0
+CONNECTION_FAILURES = 3  # tries in a row that reached nobody: the endpoint is down, the rest would fail too
 
 
-class ReplayError(TavusCallbacksError):
-    """The replay cannot go on (e.g. the endpoint refuses the token); nothing more would succeed."""
+class ReplayError(Failed):
+    """The replay cannot go on (the endpoint is not there); nothing more would succeed."""
 
 
 @dataclass
@@ -42,17 +45,29 @@ class Summary:
     published: int = 0
     failed: int = 0
     left_out: int = 0
+    skipped: list[Skipped] = field(default_factory=list)  # objects where events belong that are not events
     errors: list[str] = field(default_factory=list)
+    unreachable: int = 0  # tries in a row that reached nobody
 
     @property
     def sent(self) -> int:
         return self.stored + self.duplicate + self.published + self.failed
 
     def line(self, target: str) -> str:
+        before = self.left_out - len(self.skipped)
         parts = [f"{self.sent} sent to {target}", f"{self.stored} stored", f"{self.duplicate} duplicate",
                  f"{self.published} published" if self.published else "", f"{self.failed} failed",
-                 f"{self.left_out} left out (not events, or before --since)" if self.left_out else ""]
+                 f"{before} left out (before --since)" if before else "",
+                 f"{len(self.skipped)} skipped (not events this package wrote, each named above)"
+                 if self.skipped else "",
+                 f"{self.total - self.sent} not sent" if self.sent < self.total else ""]
         return "replay: " + ", ".join(p for p in parts if p)
+
+    def as_dict(self, target: str) -> dict[str, object]:
+        """The fields `--json` prints."""
+        fields = asdict(self)
+        fields.pop("unreachable")
+        return {"to": target, "sent": self.sent, **fields}
 
 
 class Progress:
@@ -102,9 +117,15 @@ def send_http(event: Stored, url: str, token: str | None, summary: Summary) -> N
                 summary.stored += 1
             return
         if answer.status == 401:
-            raise ReplayError(f"{url} answered 401: give the endpoint's token with --token (or TAVUS_CALLBACK_TOKENS)")
+            raise ConfigError(f"{url} answered 401: give the endpoint's token with --token (or TAVUS_CALLBACK_TOKENS)")
+        summary.unreachable = summary.unreachable + 1 if answer.status == 0 else 0
         problem = answer.body.decode("utf-8", "replace") if answer.status == 0 else \
             f"HTTP {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}"
+        if summary.unreachable >= CONNECTION_FAILURES:
+            summary.failed += 1
+            raise ReplayError(f"stopped after {summary.unreachable} tries in a row reached nobody ({problem}); "
+                              f"check that the endpoint runs and --to is its URL, then replay again (what was "
+                              "stored already answers duplicate)")
         if 0 < answer.status < 500 and answer.status != 429:
             break
         time.sleep(_retry_wait(answer.header("Retry-After"), attempt))
@@ -113,9 +134,11 @@ def send_http(event: Stored, url: str, token: str | None, summary: Summary) -> N
 
 
 def replay(events: list[Stored], target: str, *, store_url: str, token: str | None = None,
-           forwarder: Forwarder | None = None, progress: Progress | None = None) -> Summary:
-    """Send every event, in order, to an HTTP endpoint or (with `forwarder`) an event bus."""
-    summary = Summary(total=len(events))
+           forwarder: Forwarder | None = None, progress: Progress | None = None,
+           summary: Summary | None = None) -> Summary:
+    """Send every event, in order, to an HTTP endpoint or (with `forwarder`) an event bus; a ReplayError stops
+    it when nothing more would succeed (`summary`, when given, holds what was done by then)."""
+    summary = summary or Summary(total=len(events))
     for done, event in enumerate(events, 1):
         if forwarder is not None:
             try:
@@ -138,27 +161,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="the endpoint's token (default: the first of TAVUS_CALLBACK_TOKENS)")
     parser.add_argument("--conversation", metavar="ID", help="only this conversation's events")
     parser.add_argument("--since", metavar="TIME", help="only events at or after this ISO-8601 date or time")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object at the end: to, sent, total, stored, duplicate, published, "
+                             "failed, left_out, skipped ([{key, why}]), errors ([text])")
+
+
+def _http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # e.g. an unclosed [ or a port that is not a number
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
     """Replay, print the summary and each failure; exit 0 when nothing failed."""
     target: str = args.to
     forwarder = open_forwarder(target) if is_bus_url(target) else None
-    if forwarder is None and not target.lower().startswith(("http://", "https://")):
+    if forwarder is None and not _http_url(target):
         raise ConfigError(f"--to {target!r}: give an http(s):// endpoint or an eventbridge://, pubsub:// or "
                           "eventgrid:// bus")
     token = args.token
     if token is None and forwarder is None:
         configured = parse_tokens(os.environ.get("TAVUS_CALLBACK_TOKENS", ""), required=False)
         token = configured[0] if configured else None
-    store, prefix = open_store(args.store)
+    store, prefix = open_store(args.store, read_only=True)
     since = parse_time(args.since) if args.since else None
-    events, left_out = load_events(store, prefix, args.conversation, since)
+    skipped: list[Skipped] = []
+    events, left_out = load_events(store, prefix, args.conversation, since, skipped)
     where = target.split("?")[0]  # a bus URL's query may hold a key
-    summary = replay(events, where if forwarder else target, store_url=store.url, token=token, forwarder=forwarder,
-                     progress=Progress(len(events)))
-    summary.left_out = left_out
+    summary = Summary(total=len(events), left_out=left_out, skipped=skipped)
+    stopped: ReplayError | None = None
+    try:
+        replay(events, where if forwarder else target, store_url=store.url, token=token, forwarder=forwarder,
+               progress=Progress(len(events)), summary=summary)
+    except ReplayError as exc:
+        stopped = exc
     for error in summary.errors:
         print(f"failed: {error}", file=sys.stderr)
-    print(summary.line(where))
-    return 1 if summary.failed else 0
+    if stopped is not None:
+        print(f"error: {stopped}", file=sys.stderr)
+    print(json.dumps(summary.as_dict(where), indent=2) if args.json else summary.line(where))
+    return 1 if summary.failed or summary.skipped or stopped else 0

@@ -258,14 +258,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conversation-id", metavar="ID", help="the conversation id of the samples (default: new)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
     parser.add_argument("--list", action="store_true", help="list the sample events and exit")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object: url (token redacted), conversation_id, sent, counts "
+                             "({outcome: n}), failed, stopped (why sending stopped early, or null), deliveries "
+                             "([{label, status, outcome, answer}]: status 0 when unreachable); with --list, "
+                             "{name: description}")
 
 
 def target(url: str | None, token: str | None, bearer: bool) -> tuple[str, str | None, str]:
     """(URL to post to, Bearer token or None, the URL as it may be shown) for the given options."""
     if not url:
         raise ConfigError("no endpoint: pass --url http://HOST:PORT/ (or set TAVUS_CALLBACK_URL)")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"--url {url!r} is not an http(s) URL: use e.g. http://127.0.0.1:8080/")
     query = parse_qsl(parts.query, keep_blank_values=True)
     has_token = any(k == "token" for k, _ in query)
@@ -321,8 +330,14 @@ def outcome(answer: Answer) -> str:
     return "accepted"
 
 
+CONNECTION_FAILURES = 3  # deliveries in a row that reached nobody: the endpoint is down, the rest would fail too
+
+
 def run(args: argparse.Namespace) -> int:
     """Post each delivery, print each answer; 0 only when every answer is 2xx."""
+    if args.list and args.json:
+        print(json.dumps(SAMPLES, indent=2))
+        return 0
     if args.list:
         width = max(map(len, SAMPLES))
         for name, what in SAMPLES.items():
@@ -335,20 +350,48 @@ def run(args: argparse.Namespace) -> int:
     url, bearer, shown = target(args.url, token, args.bearer)
     conversation = SampleConversation(Ids(args.conversation_id) if args.conversation_id else None,
                                       webhook_url=url.split("?", 1)[0])
+    if not 0 < args.timeout <= 3600:
+        raise ConfigError(f"--timeout {args.timeout:g}: give a number of seconds above 0 and at most 3600")
     todo = deliveries(args, conversation)
     if not todo:
         raise ConfigError("nothing to send: name sample events (see --list), or use --all or --file FILE")
-    print(f"POST {shown}  conversation {conversation.ids.conversation_id}")
+    if not args.json:
+        print(f"POST {shown}  conversation {conversation.ids.conversation_id}")
     width = max(len(label) for label, _ in todo)
     counts: Counter[str] = Counter()
-    failed = 0
+    failed = unreachable = 0
+    sent: list[dict[str, Any]] = []
+    stopped = None
     for i, (label, body) in enumerate(todo, 1):
         answer = post(url, body, bearer=bearer, timeout=args.timeout, agent="tavus-callbacks-send")
-        print(f"[{i:>2}/{len(todo)}] {label:<{width}}  {describe(answer)}", flush=True)
+        if not args.json:
+            print(f"[{i:>2}/{len(todo)}] {label:<{width}}  {describe(answer)}", flush=True)
         failed += not answer.ok
         counts[outcome(answer)] += 1
-    summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
-    print(f"{len(todo)} sent: {summary}")
-    if failed:
+        sent.append({"label": label, "status": answer.status, "outcome": outcome(answer), "answer": _answer(answer)})
+        unreachable = unreachable + 1 if answer.status == 0 else 0
+        if unreachable >= CONNECTION_FAILURES and i < len(todo):
+            stopped = (f"stopped after {unreachable} deliveries in a row reached nobody; {len(todo) - i} not sent: "
+                       "check --url and that the endpoint runs")
+            break
+    if args.json:
+        print(json.dumps({"url": shown, "conversation_id": conversation.ids.conversation_id, "sent": len(sent),
+                          "counts": dict(sorted(counts.items())), "failed": failed, "stopped": stopped,
+                          "deliveries": sent}, indent=2))
+    else:
+        summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+        print(f"{len(sent)} sent: {summary}")
+    if stopped:
+        print(f"error: {stopped}", file=sys.stderr)
+    elif failed:
         print(f"{failed} not accepted (answer not 2xx)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _answer(answer: Answer) -> Any:
+    """The answer's body as JSON when it is, else as text (the reason, when unreachable)."""
+    text = answer.body.decode(errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -7,15 +7,18 @@ import argparse
 import os
 import secrets
 import socket
+import sys
+import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from tavus_callbacks.adapters.asgi import ServeOptions, serve
-from tavus_callbacks.errors import ConfigError
-from tavus_callbacks.logs import configure_logging
+from tavus_callbacks.errors import ConfigError, StoreUnavailable
+from tavus_callbacks.logs import LOG_FORMATS, configure_logging
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings, parse_tokens
+from tavus_callbacks.stores import Store
 
 DEFAULT = ServeOptions()
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -39,14 +42,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--forward", metavar="URL", help="also publish every stored event to a bus (env TAVUS_FORWARD_URL)")
     option("--log-level", choices=LOG_LEVELS,
            help="log verbosity (env TAVUS_LOG_LEVEL; default info)")
+    option("--log-format", choices=("auto", *LOG_FORMATS),
+           help="text: one readable line per callback (time, answer, type, conversation); json: one JSON object "
+                "per line with the fields time, level, logger, pid, message, method, path, status, ms, remote, "
+                "result, event_id, type, conversation_id (env TAVUS_LOG_FORMAT; default auto: text when stderr "
+                "is a terminal, json otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything, print the callback URL, then serve until stopped."""
     settings, options, generated = resolve(args, os.environ)
-    where = Pipeline(settings).store.url  # fail now, with a clear message, on a bad store or forward URL
     _check_port_free(options)
-    configure_logging(options.log_level, settings.tokens)
+    pipeline = Pipeline(settings)  # fail now, with a clear message, on a bad store or forward URL
+    try:
+        where = pipeline.store.url + (f"/{pipeline.layout.prefix}" if pipeline.layout.prefix else "")
+        check_writable(pipeline.store, pipeline.layout.prefix, where)
+    finally:
+        pipeline.close()
+    configure_logging(options.log_level, settings.tokens, options.log_format)
     print(banner(settings, options, generated, where), flush=True)
     serve(settings, options)
     return 0
@@ -91,10 +104,36 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Settings,
         threads=number("threads", int, DEFAULT.threads, 1),
         read_timeout=number("read-timeout", float, DEFAULT.read_timeout, 0.001, what="number of seconds"),
         log_level=args.log_level or env.get("TAVUS_LOG_LEVEL", "").strip().lower() or "info",
+        log_format=_log_format(args.log_format or env.get("TAVUS_LOG_FORMAT", "").strip().lower() or "auto"),
     )
     if options.log_level not in LOG_LEVELS:
         raise ConfigError(f"TAVUS_LOG_LEVEL={options.log_level!r}: use debug, info, warning or error")
     return settings, options, generated
+
+
+def _log_format(chosen: str) -> str:
+    if chosen == "auto":
+        return "text" if sys.stderr.isatty() else "json"
+    if chosen not in LOG_FORMATS:
+        raise ConfigError(f"TAVUS_LOG_FORMAT={chosen!r}: use auto, text or json")
+    return chosen
+
+
+PROBE_FOLDER = "_serve/"
+
+
+def check_writable(store: Store, prefix: str, where: str) -> None:
+    """Write a probe object create-only, then remove it: a store `serve` cannot write would answer 503 to every
+    callback, so it refuses to start instead, with the store's own reason."""
+    key = f"{prefix}{PROBE_FOLDER}probe-{uuid.uuid4().hex}.json"
+    try:
+        store.create(key, b'{"probe": "tavus-callbacks serve checks that it can write here"}')
+    except StoreUnavailable as exc:
+        raise ConfigError(f"cannot write to the store {where}, so serve does not start: {exc}") from None
+    try:
+        store.delete(key)
+    except StoreUnavailable as exc:  # written, so callbacks can be stored; the probe stays behind
+        print(f"warning: could not remove the probe object {key}: {exc}", file=sys.stderr)
 
 
 def banner(settings: Settings, options: ServeOptions, generated: bool, store_url: str | None = None) -> str:
@@ -122,6 +161,9 @@ def _check_port_free(options: ServeOptions) -> None:
         except OSError as exc:
             raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}; "
                               "choose another --port (or TAVUS_PORT), or stop what is using it") from None
+        except (TypeError, ValueError):  # a host name that cannot be encoded (UnicodeError is a ValueError)
+            raise ConfigError(f"--host {options.host!r} is not an address to listen on: use e.g. 127.0.0.1 or "
+                              "0.0.0.0 (or TAVUS_HOST)") from None
 
 
 def _cpu_count() -> int:

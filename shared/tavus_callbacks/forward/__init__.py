@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["BUS_SCHEMES", "is_bus_url", "object_url", "open_forwarder", "thin_event"]
 
 BUS_SCHEMES = ("eventbridge", "pubsub", "eventgrid")
-# The SDK each bus client is made with (on first publish) and the extra that installs it.
-_SDKS = {"eventbridge": ("boto3", "aws"), "pubsub": ("google.cloud.pubsub_v1", "gcp"),
-         "eventgrid": ("azure.eventgrid", "azure")}
+# The SDK each bus client is made with (on first publish), the extra that installs it and its distribution.
+_SDKS = {"eventbridge": ("boto3", "aws", "boto3"), "pubsub": ("google.cloud.pubsub_v1", "gcp", "google-cloud-pubsub"),
+         "eventgrid": ("azure.eventgrid", "azure", "azure-eventgrid")}
 
 
 def is_bus_url(url: str) -> bool:
@@ -33,8 +33,8 @@ def open_forwarder(url: str) -> Forwarder:
     """The publisher a forward URL names; the bus client itself is created on first use and reused."""
     scheme = url.partition("://")[0].lower()
     if scheme in _SDKS:  # a missing SDK is a configuration error now, not a failed publish later
-        module, extra = _SDKS[scheme]
-        with needs_extra(extra, f"forwarding to {scheme}://"):
+        module, extra, package = _SDKS[scheme]
+        with needs_extra(extra, f"forwarding to {scheme}://", package):
             importlib.import_module(module)
     if scheme == "eventbridge":
         from tavus_callbacks.forward.eventbridge import EventBridgeForwarder

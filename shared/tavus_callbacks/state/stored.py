@@ -1,4 +1,9 @@
-"""Reading stored events back: the CloudEvents this package wrote, by key or by conversation."""
+"""Reading stored events back: the CloudEvents this package wrote, by key or by conversation.
+
+A bucket is shared with other writers (the vendor, a team's own jobs, older versions), so an object where an
+event should be that is not one this package wrote is skipped, with a log line naming its key and why, and
+counted; it never stops the tool that walks the store.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,10 @@ from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.normalize import Event
 from tavus_callbacks.record import StoredEvent
 
-log = logging.getLogger("tavus_callbacks")
-
 if TYPE_CHECKING:
     from tavus_callbacks.stores import Store
+
+log = logging.getLogger("tavus_callbacks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +35,19 @@ class Stored:
     payload: Any
     document: dict[str, Any]
     body: bytes
+    event: Event
 
     def record(self) -> StoredEvent:
         """The StoredEvent a bus forwarder publishes: the stored document and bytes as they are."""
-        fields = {k: v for k, v in self.document["data"].items() if k != "payload"}
-        return StoredEvent(id=self.id, key=self.key, event=Event.model_validate(fields), document=self.document,
-                           body=self.body)
+        return StoredEvent(id=self.id, key=self.key, event=self.event, document=self.document, body=self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An object a tool left out, and why (for its summary)."""
+
+    key: str
+    why: str
 
 
 def is_event_key(relative: str) -> bool:
@@ -64,41 +76,76 @@ def read_object(store: Store, key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def read_stored(store: Store, key: str) -> Stored | None:
-    """The stored event at `key`, or None when it is gone or is not a CloudEvent this package wrote."""
+def parse_stored(key: str, data: bytes) -> Stored | str:
+    """The stored event in `data`, or why it is not a CloudEvent this package wrote."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return "not JSON"
+    if not isinstance(document, dict):
+        return f"its JSON is {type(document).__name__}, not an object"
+    eid, when, fields = document.get("id"), document.get("time"), document.get("data")
+    if not isinstance(eid, str) or not eid:
+        return "no `id` string" if "id" not in document else "its `id` is not a non-empty string"
+    if when is not None and not _is_time(when):
+        return "its `time` is not an ISO-8601 time"
+    if not isinstance(fields, dict):
+        return "no `data` object" if fields is None else "its `data` is not an object"
+    if "payload" not in fields:
+        return "its `data` has no `payload`"
+    try:
+        event = Event.model_validate({k: v for k, v in fields.items() if k != "payload"})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "data"
+        return f"its `data` is not a normalized event (data.{where}: {first['msg']})"
+    return Stored(key, eid, when, fields["payload"], document, data, event)
+
+
+def _is_time(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def read_stored(store: Store, key: str, skipped: list[Skipped] | None = None) -> Stored | None:
+    """The stored event at `key`, or None when it is gone or is not a CloudEvent this package wrote (logged
+    with its key and why, and added to `skipped`)."""
     blob = store.read(key)
     if blob is None:
         return None
-    try:
-        document = orjson.loads(blob.data)
-        return Stored(key, str(document["id"]), document.get("time"), document["data"]["payload"], document,
-                      blob.data)
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+    stored = parse_stored(key, blob.data)
+    if isinstance(stored, str):
+        log.warning("skipped %r: %s (not an event this package wrote)", key, stored,
+                    extra={"skipped": key, "why": stored})
+        if skipped is not None:
+            skipped.append(Skipped(key, stored))
         return None
+    return stored
 
 
 def read_record(store: Store, key: str) -> StoredEvent | None:
     """The stored event at `key` as derive works on it, or None (logged) when it is gone or is not a CloudEvent
     this package wrote (another writer's object in the same folder)."""
     stored = read_stored(store, key)
-    try:
-        return None if stored is None else stored.record()
-    except (ValidationError, AttributeError, TypeError) as exc:
-        log.warning("skipped %s: not an event object this package wrote (%s)", key, type(exc).__name__,
-                    extra={"key": key})
-        return None
+    return None if stored is None else stored.record()
 
 
 def load_events(store: Store, prefix: str = "", conversation: str | None = None,
-                since: datetime | None = None) -> tuple[list[Stored], int]:
-    """The stored events to replay, sorted by (time, id) like the conversation fold; and how many were left out."""
+                since: datetime | None = None, skipped: list[Skipped] | None = None) -> tuple[list[Stored], int]:
+    """The stored events to replay, sorted by (time, id) like the conversation fold; and how many were left out
+    (before `since`, or not events: those are also added to `skipped`, with why)."""
     search = f"{prefix}{conversation}/events/" if conversation else prefix
     events: list[Stored] = []
     left_out = 0
     for key in store.iter_keys(search):
         if not is_event_key(key[len(prefix):]):
             continue
-        stored = read_stored(store, key)
+        stored = read_stored(store, key, skipped)
         if stored is None:
             left_out += 1
             continue

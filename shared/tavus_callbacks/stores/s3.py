@@ -183,7 +183,7 @@ class S3Store:
         """S3's error code (or the client's error) and what to do about it."""
         if isinstance(exc, NoCredentialsError):
             cause = "NoCredentialsError: no AWS credentials found"
-            fix = "give the function a role, or set AWS_PROFILE or AWS_ACCESS_KEY_ID"
+            fix = "set AWS_PROFILE or AWS_ACCESS_KEY_ID (or run `aws configure`); a deployed function needs its role"
         elif isinstance(exc, ClientError):
             code, status = _code(exc)
             cause = f"{code or 'error'} (HTTP {status or '?'})"

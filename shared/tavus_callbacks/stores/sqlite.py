@@ -61,35 +61,57 @@ class _Write:
 class SQLiteStore:
     """A SQLite file holding every object; safe for many threads and many processes at once."""
 
-    def __init__(self, path: str | os.PathLike[str], timeout: float = 10.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 10.0, *, create: bool = True,
+                 read_only: bool = False) -> None:
+        """Open the file, creating it and its table unless `create` is False; `read_only` opens it with
+        SQLite's `mode=ro`, so nothing can be written through this store."""
         self.path = Path(path).absolute()
         self.url = f"sqlite:///{self.path}"
         self.timeout = timeout
+        self._mode = "ro" if read_only else "rwc" if create else "rw"
         self._local = threading.local()
         self._lock = threading.Lock()
         self._queue: list[_Write] = []
         self._committing = False
         self._write_conn: sqlite3.Connection | None = None
         self._write_pid = 0
+        if self._mode != "rwc" and not self.path.is_file():
+            raise ConfigError(f"no such store: {self.path}; check the path (sqlite:///relative.db is relative to "
+                              "the working directory, sqlite:////absolute/path.db is absolute), or run "
+                              "`tavus-callbacks serve` once to create it")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._mode == "rwc":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(SCHEMA)
-            for statement in FEED_SCHEMA:
-                conn.execute(statement)
-        except (OSError, sqlite3.Error) as exc:
+            if self._mode == "rwc":
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(SCHEMA)
+                for statement in FEED_SCHEMA:
+                    conn.execute(statement)
+            elif conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'objects'").fetchone() \
+                    is None:
+                raise ConfigError(f"{self.path} is a SQLite file but not a store of this package (it has no "
+                                  "`objects` table): check --store / TAVUS_STORE_URL")
+        except sqlite3.DatabaseError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+                raise ConfigError(f"{self.path} is not a SQLite file: check --store / TAVUS_STORE_URL") from None
+            raise self._unavailable("open", exc) from exc
+        except OSError as exc:
             raise self._unavailable("open", exc) from exc
 
     @classmethod
-    def from_url(cls, url: str) -> tuple[SQLiteStore, str]:
+    def from_url(cls, url: str, *, create: bool = True, read_only: bool = False) -> tuple[SQLiteStore, str]:
         """`sqlite:///relative.db` or `sqlite:////absolute/path.db`; a SQLite store has no key prefix."""
         parts = urlsplit(url)
         path = parts.path[1:]
+        if parts.scheme.lower() == "sqlite" and not parts.netloc and parts.path and not parts.path.startswith("/"):
+            raise ConfigError(f"TAVUS_STORE_URL {url!r} lacks the slashes of a SQLite file URL: use "
+                              f"sqlite:///{parts.path} (relative to the working directory) or "
+                              "sqlite:////absolute/path/tavus.db")
         if parts.scheme.lower() != "sqlite" or parts.netloc or not path or path == ":memory:" or parts.query:
             raise ConfigError(f"TAVUS_STORE_URL {url!r} is not a SQLite file URL: use sqlite:///tavus.db "
                               "(relative to the working directory) or sqlite:////absolute/path/tavus.db")
-        return cls(path), ""
+        return cls(path, create=create, read_only=read_only), ""
 
     def create(self, key: str, data: bytes, content_type: str = "application/json") -> bool:
         return self._write(_CREATE, (key, data, content_type, _new_version())) == 1
@@ -163,7 +185,8 @@ class SQLiteStore:
         return self._write_conn
 
     def _connect(self, timeout: float) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(f"{self.path.as_uri()}?mode={self._mode}", timeout=timeout, isolation_level=None,
+                               check_same_thread=False, uri=True)
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 

@@ -102,11 +102,13 @@ def run_without(module: str, code: str, env: dict[str, str] | None = None) -> su
 @pytest.mark.parametrize("url", sorted(BLOCKED))
 def test_the_cli_without_the_clouds_sdk_names_the_extra_to_install(url: str) -> None:
     module, extra = BLOCKED[url]
+    package = {"aws": "boto3", "gcp": "google-cloud-storage", "azure": "azure-storage-blob"}[extra]
     result = run_without(module, "from tavus_callbacks.cli import main\n"
                                  f"sys.exit(main(['conversations', 'list', '--store', {url!r}]))")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert f"needs {module}, which is not installed: pip install 'tavus-callbacks[{extra}]'" in result.stderr
+    assert f"which is not installed: pip install {package} (or, from the project's folder, pip install -e " \
+           f"'.[{extra}]')" in result.stderr
 
 
 def test_a_deployment_forwarding_without_the_sdk_answers_503_and_names_the_extra(tmp_path: object) -> None:
@@ -123,7 +125,7 @@ def test_a_deployment_forwarding_without_the_sdk_answers_503_and_names_the_extra
     result = run_without("boto3", code, env)
     assert result.stdout.strip() == "503", result.stderr
     assert ("configuration error: forwarding to eventbridge:// needs boto3, which is not installed: "
-            "pip install 'tavus-callbacks[aws]'") in result.stderr
+            "pip install boto3 (or, from the project's folder, pip install -e '.[aws]')") in result.stderr
     assert "Traceback" not in result.stderr
 
 
