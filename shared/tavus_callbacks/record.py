@@ -69,7 +69,7 @@ def compact_time(iso: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """Where every object goes in the bucket (SPEC §4), under an optional key prefix."""
+    """Where every object goes in the bucket (docs/SPEC.md §4), under an optional key prefix."""
 
     prefix: str = ""
 

@@ -1,5 +1,5 @@
 """openapi.yaml is the code's own contract: generated from it, valid OpenAPI 3.1, and the pipeline's real
-answers (one per row of SPEC §3) match the documented responses."""
+answers (one per row of docs/SPEC.md §3) match the documented responses."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_a_body_that_is_not_an_object_is_outside_the_request_schema(spec: dict[s
 
 
 def _answers(tmp_path: Path) -> list[tuple[str, Response]]:
-    """One real answer of the pipeline per row of SPEC §3 (the store's outage: its file locked by another)."""
+    """One real answer of the pipeline per row of docs/SPEC.md §3 (the store's outage: its file locked by another)."""
     store = SQLiteStore(tmp_path / "store.db")
     pipeline = Pipeline(Settings(tokens=(TOKEN,), max_body_bytes=2048), store=store)
     event = (EVENTS_DIR / "conversation.system.replica_joined.json").read_bytes()

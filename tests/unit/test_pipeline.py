@@ -1,4 +1,4 @@
-"""The SPEC §3 table on the framework-neutral pipeline, with a real SQLite file as the store."""
+"""The docs/SPEC.md §3 table on the framework-neutral pipeline, with a real SQLite file as the store."""
 
 from __future__ import annotations
 

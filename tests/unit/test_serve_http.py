@@ -1,4 +1,4 @@
-"""The SPEC §3 table over real HTTP against a `tavus-callbacks serve` subprocess on a SQLite file."""
+"""The docs/SPEC.md §3 table over real HTTP against a `tavus-callbacks serve` subprocess on a SQLite file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the endpoint, built from the code: payload models and the answers of SPEC §3.
+"""The OpenAPI 3.1 description of the endpoint, built from the code: payload models and the answers of docs/SPEC.md §3.
 
 `openapi.yaml` at the repository root is this document as YAML (`tavus-callbacks openapi --yaml`); a
 test keeps the two identical, so the published contract cannot drift from what the code accepts.

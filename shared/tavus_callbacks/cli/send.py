@@ -1,6 +1,6 @@
 """Realistic sample callbacks of every family, and `tavus-callbacks send`, which posts them like Tavus would.
 
-The samples follow the vendor's documented shapes (SPEC §1) with fresh ids and times, so a whole
+The samples follow the vendor's documented shapes (docs/SPEC.md §1) with fresh ids and times, so a whole
 conversation can be replayed against any deployment.
 """
 

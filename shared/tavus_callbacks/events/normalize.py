@@ -1,6 +1,6 @@
 """`normalize`, which turns any callback body into one typed Event, and the Event itself.
 
-Families are told apart by shape (SPEC §1); each known type has an entry in the registry (catalogue.py)
+Families are told apart by shape (docs/SPEC.md §1); each known type has an entry in the registry (catalogue.py)
 whose payload model validates the payload once and whose builder makes the `details` every consumer
 relies on. `normalize` never raises: a payload that fails its model becomes an Event with `valid=False`
 and readable errors.
@@ -104,7 +104,7 @@ def normalize(payload: Any) -> Event:
 
 
 def family_of(payload: dict[str, Any]) -> Family:
-    """Which of the five families a payload belongs to, by its shape (SPEC §1)."""
+    """Which of the five families a payload belongs to, by its shape (docs/SPEC.md §1)."""
     if "event_type" in payload:
         return "conversation"
     if "video_id" in payload:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.normalize import Event
-from tavus_callbacks.record import StoredEvent
+from tavus_callbacks.record import Layout, StoredEvent
 
 if TYPE_CHECKING:
     from tavus_callbacks.stores import Store
@@ -48,12 +48,6 @@ class Skipped:
 
     key: str
     why: str
-
-
-def is_event_key(relative: str) -> bool:
-    """True for the keys of stored events (SPEC §4), not state, transcripts, recordings or quarantine."""
-    return relative.endswith(".json") and ("/events/" in relative or (
-        relative.startswith("unrecognized/") and not relative.startswith("unrecognized/pending/")))
 
 
 def parse_time(text: str) -> datetime:
@@ -140,10 +134,11 @@ def load_events(store: Store, prefix: str = "", conversation: str | None = None,
     """The stored events to replay, sorted by (time, id) like the conversation fold; and how many were left out
     (before `since`, or not events: those are also added to `skipped`, with why)."""
     search = f"{prefix}{conversation}/events/" if conversation else prefix
+    layout = Layout(prefix)
     events: list[Stored] = []
     left_out = 0
     for key in store.iter_keys(search):
-        if not is_event_key(key[len(prefix):]):
+        if not layout.is_event_key(key):
             continue
         stored = read_stored(store, key, skipped)
         if stored is None:

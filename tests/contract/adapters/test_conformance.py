@@ -1,4 +1,4 @@
-"""The contract of SPEC §3 and every recorded payload, run against each deployment (see drivers.py).
+"""The contract of docs/SPEC.md §3 and every recorded payload, run against each deployment (see drivers.py).
 
 Each test keeps to its own events (a fresh conversation id, or one recorded payload per test), so the
 deployments that share one store across the session (`serve`, `gcp-process`) give the same answers.
