@@ -12,10 +12,11 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ConfigDict, TypeAdapter
+from typing_extensions import TypedDict  # pydantic takes typing.TypedDict only from Python 3.12
 
 from tavus_callbacks.errors import PreconditionFailed, StoreUnavailable
 from tavus_callbacks.events.catalogue import (
