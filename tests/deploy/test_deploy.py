@@ -416,7 +416,7 @@ def test_gcp_the_bucket_feeds_a_derive_function_with_retries_a_dead_letter_and_a
     assert gcp["subscriptions"]["tavus-derive-dead-letter"]["topic"] == "tavus-derive-dead-letter"
     # The alert: a log-based metric on the adapter's failure line, and a policy on it and on dead letters.
     log_filter = gcp["log_metrics"]["tavus-derive-failures"]["filter"]
-    assert 'resource.labels.service_name="tavus-derive"' in log_filter and '"derive failed"' in log_filter
+    assert 'resource.labels.service_name="tavus-derive"' in log_filter and "severity>=ERROR" in log_filter
     (policy,) = gcp["alert_policies"].values()
     conditions = [c["conditionThreshold"]["filter"] for c in policy["conditions"]]
     assert any('subscription_id="tavus-derive-dead-letter"' in c and "num_undelivered_messages" in c

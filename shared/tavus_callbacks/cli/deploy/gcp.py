@@ -218,8 +218,9 @@ class Feed:
         """A log-based metric counting failed derives, and an alert policy on it and on dead letters kept."""
         gcloud, p = self.gcloud, self.p
         if gcloud.maybe_json("logging", "metrics", "describe", FAILURES_METRIC, p, "--format=json") is None:
+            # Every ERROR line of the derive function is a derive that raised (the core logs key and cause).
             log_filter = (f'resource.type="cloud_run_revision" AND resource.labels.service_name="{self.function}" '
-                          'AND severity>=ERROR AND jsonPayload.message:"derive failed"')
+                          'AND severity>=ERROR')
             gcloud.run("logging", "metrics", "create", FAILURES_METRIC, p, f"--log-filter={log_filter}",
                        "--description=tavus-callbacks: a derive that raised (the event is delivered again)")
         found = gcloud.json("monitoring", "policies", "list", p, f'--filter=displayName="{ALERT_NAME}"',
