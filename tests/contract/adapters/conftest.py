@@ -58,10 +58,21 @@ def aws_app() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def gcp_app() -> Any:
-    """The Flask app functions-framework makes of functions/gcp/main.py."""
+    """The Flask app functions-framework makes of functions/gcp/main.py. Its import gives the core's logger a
+    Cloud Logging handler; that is undone here, as for the Lambda adapter."""
     import functions_framework
 
-    return functions_framework.create_app(target="tavus_callback", source=str(FUNCTIONS / "gcp" / "main.py"))
+    with core_logger_kept():
+        return functions_framework.create_app(target="tavus_callback", source=str(FUNCTIONS / "gcp" / "main.py"))
+
+
+@pytest.fixture(scope="session")
+def gcp_derive_app(gcp_app: Any) -> Any:
+    """The Flask app functions-framework makes of the CloudEvent function tavus_derive of functions/gcp/main.py."""
+    import functions_framework
+
+    with core_logger_kept():
+        return functions_framework.create_app(target="tavus_derive", source=str(FUNCTIONS / "gcp" / "main.py"))
 
 
 @pytest.fixture(scope="session")
@@ -84,9 +95,17 @@ def azure_functions(azure_app: ModuleType) -> list[Any]:
 @pytest.fixture(scope="session")
 def azure_function(azure_functions: list[Any]) -> Callable[..., Any]:
     """The user function behind the one HTTP function the FunctionApp registers."""
-    assert sorted(f.get_function_name() for f in azure_functions) == ["tavus_callback", "tavus_reconcile"]
+    assert sorted(f.get_function_name() for f in azure_functions) == ["tavus_callback", "tavus_derive",
+                                                                      "tavus_reconcile"]
     http = next(f for f in azure_functions if f.get_function_name() == "tavus_callback")
     return http.get_user_function()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def azure_derive(azure_functions: list[Any]) -> Callable[..., Any]:
+    """The user function behind the Event Grid function tavus_derive."""
+    function = next(f for f in azure_functions if f.get_function_name() == "tavus_derive")
+    return function.get_user_function()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
