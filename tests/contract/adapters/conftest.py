@@ -160,13 +160,19 @@ def serve_driver() -> Iterator[HttpDriver]:
 
 @pytest.fixture(scope="session")
 def gcp_process_driver() -> Iterator[HttpDriver]:
-    """A real `functions-framework` process serving functions/gcp/main.py for the whole session."""
+    """Real `functions-framework` processes serving functions/gcp/main.py for the whole session: the callback
+    function, and tavus_derive (as Cloud Functions deploys them, two functions from one source)."""
     store_dir = Path(tempfile.mkdtemp(prefix="tavus-ff-store-")) / "store"
     process = FunctionsFrameworkProcess(driver_env(store_dir), store_dir)
+    deriving = None
     try:
-        yield HttpDriver("gcp-process", store_dir, base_url=process.url, logs=(process.log,))
+        deriving = FunctionsFrameworkProcess(driver_env(store_dir), store_dir, target="tavus_derive")
+        yield HttpDriver("gcp-process", store_dir, base_url=process.url, logs=(process.log, deriving.log),
+                         derive_url=deriving.url)
     finally:
         process.close()
+        if deriving is not None:
+            deriving.close()
         shutil.rmtree(store_dir.parent, ignore_errors=True)
 
 
@@ -184,5 +190,7 @@ def driver(request: pytest.FixtureRequest) -> Driver:
         return AwsDriver(name, store_dir, kind=kind, b64=encoding == "b64",
                          module=request.getfixturevalue("aws_app"))
     if name == "gcp":
-        return GcpDriver(name, store_dir, client=request.getfixturevalue("gcp_app").test_client())
-    return AzureDriver(name, store_dir, function=request.getfixturevalue("azure_function"))
+        return GcpDriver(name, store_dir, client=request.getfixturevalue("gcp_app").test_client(),
+                         derive_client=request.getfixturevalue("gcp_derive_app").test_client())
+    return AzureDriver(name, store_dir, function=request.getfixturevalue("azure_function"),
+                       derive_function=request.getfixturevalue("azure_derive"))

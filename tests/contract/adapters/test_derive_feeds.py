@@ -25,23 +25,23 @@ from tavus_callbacks.record import event_id
 from tavus_callbacks.stores import Store, open_store
 
 from .conftest import core_logger_kept
-from .drivers import AwsDriver, AzureDriver, Driver, GcpDriver, LambdaContext
+from .drivers import (
+    AwsDriver,
+    AzureDriver,
+    Driver,
+    GcpDriver,
+    LambdaContext,
+    cloudevent_request,
+    gcs_event,
+    grid_event,
+    s3_notification,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
-PLATFORM_EVENTS = Path(__file__).parent / "platform_events"
 PREFIX = "tavus/"
 CONVERSATION = sorted(p.stem for p in EVENTS_DIR.glob("*.json") if '"c123456"' in p.read_text())
 RECORDING_KEY = "c123456/adapter-recording.mp4"
-
-
-def platform_event(name: str, **values: str) -> dict[str, Any]:
-    """A recorded platform event from platform_events/, with its BUCKET, KEY, CONTAINER, ACCOUNT filled in."""
-    text = (PLATFORM_EVENTS / name).read_text()
-    for placeholder, value in values.items():
-        text = text.replace(placeholder, value)
-    event: dict[str, Any] = json.loads(text)
-    return event
 
 
 def is_event_object(key: str) -> bool:
@@ -94,37 +94,15 @@ def bucket_store(cloud_bucket: Callable[..., str], adapter_env: Path,
 
 # -- how each platform delivers "this object was created" ------------------------------------------------------
 
-def s3_notification(bucket: str, key: str) -> dict[str, Any]:
-    return platform_event("s3.object_created.eventbridge.json", BUCKET=bucket, KEY=key)
-
-
 def deliver_s3(aws_app: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = aws_app.handler(event, LambdaContext())
     return result
 
 
-def gcs_event(bucket: str, key: str) -> dict[str, Any]:
-    return platform_event("gcs.object_finalized.cloudevent.json", BUCKET=bucket, KEY=key)
-
-
 def deliver_gcs(client: Any, event: dict[str, Any], mode: str) -> int:
-    """POST a CloudEvent as Eventarc does: binary (ce-* headers, the data as the body) or structured."""
-    if mode == "structured":
-        reply = client.post("/", data=json.dumps(event), headers={"Content-Type": "application/cloudevents+json"})
-    else:
-        headers = {f"ce-{k}": str(v) for k, v in event.items() if k not in ("data", "datacontenttype")}
-        reply = client.post("/", data=json.dumps(event["data"]), headers={
-            **headers, "Content-Type": event.get("datacontenttype", "application/json")})
-    return int(reply.status_code)
-
-
-def grid_event(container: str, key: str, event_type: str = "Microsoft.Storage.BlobCreated") -> Any:
-    """An azure.functions.EventGridEvent as the worker builds it from Event Grid's BlobCreated event."""
-    import azure.functions as func
-
-    raw = platform_event("eventgrid.blob_created.json", CONTAINER=container, KEY=key, ACCOUNT=AZURITE_ACCOUNT)
-    return func.EventGridEvent(id=raw["id"], data=raw["data"], topic=raw["topic"], subject=raw["subject"],
-                               event_type=event_type, event_time=None, data_version=raw["dataVersion"])
+    """POST a CloudEvent to functions-framework as Eventarc does, in binary or structured mode."""
+    headers, body = cloudevent_request(event, mode)
+    return int(client.post("/", data=body, headers=headers).status_code)
 
 
 @pytest.fixture
@@ -204,7 +182,7 @@ def test_aws_the_documented_notification_shape_is_read_with_powertools(
     result = deliver_s3(aws_app, s3_notification(bucket, key))
     assert result == {"status": "derived", "key": key, "event_id": event_id(payload)}
     state = state_of(store, conversation)
-    assert state is not None and state["recording"]["copy_failed"]["error_code"] == payload["properties"]["error_code"]
+    assert state is not None and state["recording"]["copy_failure"]["error_code"] == payload["properties"]["error_code"]
     lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]
     (derived,) = [line for line in lines if line.get("message") == "event derived"]
     assert derived["key"] == key and derived["correlation_id"] == conversation
