@@ -56,17 +56,38 @@ RUNNER = textwrap.dedent('''
     else:
         import azure.functions as func
         import function_app
-        function = next(f for f in function_app.app.get_functions() if f.get_function_name() == "tavus_callback")
-        resp = function.get_user_function()(func.HttpRequest(
+        functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+        resp = functions["tavus_callback"](func.HttpRequest(
             method="POST", url="https://app.azurewebsites.net/?token=" + token, params={"token": token}, body=body))
         status, answer = resp.status_code, json.loads(resp.get_body())
+    # Then the platform's change feed: the event object's "created" event to the derive entry of the bundle.
+    from tavus_callbacks.stores import open_store
+    store, prefix = open_store(os.environ["TAVUS_STORE_URL"])
+    key = next(k for k in store.iter_keys(prefix) if answer["event_id"] in k)
+    if cloud == "aws":
+        derived = app.handler({"version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3",
+                               "account": "123456789012", "time": "2025-07-11T06:45:48Z", "region": "us-east-1",
+                               "resources": [], "detail": {"version": "0", "bucket": {"name": "b"},
+                                                           "object": {"key": key, "size": 1, "etag": "0",
+                                                                      "sequencer": "0"}, "reason": "PutObject"}},
+                              Context())["status"]
+    elif cloud == "gcp":
+        deriving = functions_framework.create_app("tavus_derive", os.path.join(bundle, "main.py")).test_client()
+        derived = deriving.post("/", data=json.dumps({"bucket": "b", "name": key}), headers={
+            "ce-specversion": "1.0", "ce-id": "1", "ce-source": "//storage.googleapis.com/projects/_/buckets/b",
+            "ce-type": "google.cloud.storage.object.v1.finalized", "Content-Type": "application/json"}).status_code
+    else:
+        derived = functions["tavus_derive"](func.EventGridEvent(
+            id="1", data={"url": "https://a.blob.core.windows.net/c/" + key}, topic="t", event_time=None,
+            subject="/blobServices/default/containers/c/blobs/" + key, event_type="Microsoft.Storage.BlobCreated",
+            data_version=""))
     allowed = [os.path.realpath(p) for p in (bundle, deps, sys.base_prefix)]
     files = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())
              if n not in ("__main__", "__mp_main__")}
     outside = sorted(f"{n}: {f}" for n, f in files.items()
                      if f and not any(os.path.realpath(f).startswith(a + os.sep) for a in allowed))
     import tavus_callbacks
-    print(json.dumps({"status": status, "answer": answer, "outside": outside,
+    print(json.dumps({"status": status, "answer": answer, "derived": derived, "outside": outside,
                       "core": os.path.realpath(tavus_callbacks.__file__)}))
 ''')
 
@@ -86,7 +107,7 @@ def installed_requirements(requirements: Path) -> Path:
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
-def test_a_built_bundle_answers_a_callback_in_a_clean_interpreter(
+def test_a_built_bundle_answers_a_callback_and_derives_from_it_in_a_clean_interpreter(
         cloud: str, tmp_path: Path, cloud_bucket: Callable[..., str]) -> None:
     bundle = build_bundle(cloud, tmp_path / cloud).path
     assert (bundle / "tavus_callbacks" / "pipeline.py").is_file() and not (bundle / "tavus_callbacks").is_symlink()
@@ -108,6 +129,7 @@ def test_a_built_bundle_answers_a_callback_in_a_clean_interpreter(
     assert report["outside"] == [], "modules loaded from outside the bundle, its requirements and the stdlib"
     assert report["status"] == 200 and report["answer"]["status"] == "stored", report
     assert report["answer"]["event_id"] == event_id(payload)
+    assert report["derived"] == {"aws": "derived", "gcp": 200, "azure": None}[cloud], report
     store, _ = open_store(store_url)
     keys = list(store.iter_keys("callbacks/"))
     assert any(event_id(payload) in key for key in keys), keys

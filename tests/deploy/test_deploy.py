@@ -51,9 +51,27 @@ GCLOUD = {
     ("secrets", "versions", "access"): {"--secret"},
     ("functions", "deploy"): {"--gen2", "--region", "--runtime", "--source", "--entry-point", "--trigger-http",
                               "--allow-unauthenticated", "--no-allow-unauthenticated", "--service-account",
-                              "--update-env-vars", "--update-secrets", "--memory", "--timeout"},
+                              "--update-env-vars", "--update-secrets", "--memory", "--timeout",
+                              "--trigger-event-filters", "--trigger-location", "--trigger-service-account", "--retry"},
     ("functions", "describe"): {"--gen2", "--region"},
     ("run", "services", "update"): {"--region", "--no-invoker-iam-check"},
+    ("run", "services", "get-iam-policy"): {"--region"},
+    ("run", "services", "add-iam-policy-binding"): {"--region", "--member", "--role"},
+    ("storage", "service-agent"): set(),
+    ("eventarc", "triggers", "describe"): {"--location"},
+    ("pubsub", "topics", "describe"): set(),
+    ("pubsub", "topics", "create"): set(),
+    ("pubsub", "topics", "get-iam-policy"): set(),
+    ("pubsub", "topics", "add-iam-policy-binding"): {"--member", "--role"},
+    ("pubsub", "subscriptions", "describe"): set(),
+    ("pubsub", "subscriptions", "create"): {"--topic", "--message-retention-duration"},
+    ("pubsub", "subscriptions", "update"): {"--dead-letter-topic", "--max-delivery-attempts"},
+    ("pubsub", "subscriptions", "get-iam-policy"): set(),
+    ("pubsub", "subscriptions", "add-iam-policy-binding"): {"--member", "--role"},
+    ("logging", "metrics", "describe"): set(),
+    ("logging", "metrics", "create"): {"--log-filter", "--description"},
+    ("monitoring", "policies", "list"): {"--filter"},
+    ("monitoring", "policies", "create"): {"--policy-from-file"},
 }
 AZ_WIDE = {"-o", "--output"}
 AZ = {
@@ -80,11 +98,26 @@ AZ = {
     ("keyvault", "create"): {"--name", "--resource-group", "--location", "--enable-rbac-authorization"},
     ("keyvault", "secret", "show"): {"--vault-name", "--name"},
     ("keyvault", "secret", "set"): {"--vault-name", "--name", "--file", "--encoding"},
+    ("provider", "show"): {"--namespace"},
+    ("provider", "register"): {"--namespace", "--wait"},
+    ("eventgrid", "system-topic", "list"): {"--resource-group"},
+    ("eventgrid", "system-topic", "create"): {"--name", "--resource-group", "--location", "--topic-type", "--source"},
+    ("eventgrid", "system-topic", "event-subscription", "show"): {"--name", "--resource-group", "--system-topic-name"},
+    ("eventgrid", "system-topic", "event-subscription", "create"): {
+        "--name", "--resource-group", "--system-topic-name", "--endpoint-type", "--endpoint", "--included-event-types",
+        "--subject-begins-with", "--subject-ends-with", "--advanced-filter", "--max-delivery-attempts", "--event-ttl",
+        "--deadletter-endpoint"},
+    ("monitor", "metrics", "alert", "show"): {"--name", "--resource-group"},
+    ("monitor", "metrics", "alert", "create"): {"--name", "--resource-group", "--scopes", "--condition",
+                                                "--window-size", "--evaluation-frequency", "--severity", "--action",
+                                                "--description"},
+    ("monitor", "action-group", "show"): {"--name", "--resource-group"},
+    ("monitor", "action-group", "create"): {"--name", "--resource-group", "--short-name", "--action"},
 }
 FUNC = {("azure", "functionapp", "publish"): {"--build"}}
 DOCUMENTED = {"gcloud": (GCLOUD, GCLOUD_WIDE), "az": (AZ, AZ_WIDE), "func": (FUNC, set())}
 # What changes a cloud: the second run of a deploy calls none of these.
-CREATING = ("create", "enable", "add-iam-policy-binding", "assign", "set")
+CREATING = ("create", "enable", "add-iam-policy-binding", "assign", "set", "update", "register")
 
 
 @dataclass
@@ -282,7 +315,7 @@ def test_gcp_first_run_creates_everything_and_prints_a_working_callback_url(clou
         gcp["buckets"]["p1-tavus-recordings"]["policy"]["bindings"]
     assert {"role": "roles/secretmanager.secretAccessor", "members": [f"serviceAccount:{email}"]} in \
         gcp["secrets"]["tavus-callback-tokens"]["policy"]["bindings"]
-    (deployed,) = [c for c in calls if c.command() == ("functions", "deploy")]
+    deployed, derive = [c for c in calls if c.command() == ("functions", "deploy")]
     assert deployed.argv[2] == "tavus-callback"
     assert {deployed.flag(f) for f in ("--runtime", "--entry-point", "--service-account", "--update-secrets",
                                        "--update-env-vars", "--region")} == {
@@ -290,6 +323,7 @@ def test_gcp_first_run_creates_everything_and_prints_a_working_callback_url(clou
         "TAVUS_STORE_URL=gs://p1-tavus-recordings/", "europe-west1"}
     assert "--allow-unauthenticated" in deployed.argv and "--trigger-http" in deployed.argv
     assert Path(str(deployed.flag("--source")), "tavus_callbacks", "pipeline.py").is_file(), "the built bundle"
+    assert derive.flag("--source") == deployed.flag("--source"), "both functions come from the same bundle"
     assert len(deploy_check_keys(cloud)) == 1, "the test callback reached the core and was stored"
     saved = (cloud.root / "work" / ".tavus-deploy-gcp.env").read_text()
     assert "PROJECT=p1" in saved and "REGION=europe-west1" in saved and "BUCKET=p1-tavus-recordings" in saved
@@ -304,7 +338,7 @@ def test_gcp_second_run_reads_the_names_back_and_creates_nothing(cloud: Cloud) -
     calls = cloud.calls()[before:]
     assert_documented(calls)
     assert creating(calls) == [], [c.argv for c in creating(calls)]
-    assert [c.command() for c in calls if c.command() == ("functions", "deploy")] == [("functions", "deploy")]
+    assert [c.argv[2] for c in calls if c.command() == ("functions", "deploy")] == ["tavus-callback", "tavus-derive"]
     after = cloud.state()
     assert after["gcp"]["secrets"] == state["gcp"]["secrets"] and after["gcp"]["buckets"] == state["gcp"]["buckets"]
     assert first.stdout.splitlines()[0] == second.stdout.splitlines()[0], "the same callback URL and token"
@@ -320,7 +354,7 @@ def test_gcp_a_rotated_secret_is_pinned_on_the_next_run(cloud: Cloud) -> None:
     cloud.state_file.write_text(json.dumps(state))
     done = cloud.deploy("gcp")
     assert done.returncode == 0, done.stderr[-3000:]
-    (deployed,) = [c for c in cloud.calls() if c.command() == ("functions", "deploy")][-1:]
+    (deployed,) = [c for c in cloud.calls() if c.command() == ("functions", "deploy")][-2:-1]
     assert deployed.flag("--update-secrets") == "TAVUS_CALLBACK_TOKENS=tavus-callback-tokens:2"
     assert f"?token={rotated}" in done.stdout
 
@@ -329,7 +363,7 @@ def test_gcp_without_allusers_turns_the_invoker_check_off(cloud: Cloud) -> None:
     done = cloud.deploy("gcp", "--project", "p1", "--access", "no-invoker-check")
     assert done.returncode == 0, done.stderr[-3000:]
     calls = cloud.calls()
-    (deployed,) = [c for c in calls if c.command() == ("functions", "deploy")]
+    deployed, _derive = [c for c in calls if c.command() == ("functions", "deploy")]
     assert "--no-allow-unauthenticated" in deployed.argv and "--allow-unauthenticated" not in deployed.argv
     (update,) = [c for c in calls if c.command() == ("run", "services", "update")]
     assert update.argv[3] == "tavus-callback" and "--no-invoker-iam-check" in update.argv
@@ -344,6 +378,63 @@ def test_gcp_uses_the_configured_project_and_says_what_to_do_without_one(cloud: 
     cloud.set_state(gcloud_project="")
     done = cloud.deploy("gcp")
     assert done.returncode == 2 and "give --project" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_gcp_the_bucket_feeds_a_derive_function_with_retries_a_dead_letter_and_an_alert(cloud: Cloud) -> None:
+    done = cloud.deploy("gcp", "--project", "p1", "--region", "europe-west1", "--prefix", "tavus/")
+    assert done.returncode == 0, done.stderr[-3000:]
+    calls = cloud.calls()
+    assert_documented(calls)
+    gcp = cloud.state()["gcp"]
+    email = "tavus-callbacks@p1.iam.gserviceaccount.com"
+    member = f"serviceAccount:{email}"
+    assert {"eventarc.googleapis.com", "pubsub.googleapis.com"} <= set(gcp["apis"])
+    (derive,) = [c for c in calls if c.command() == ("functions", "deploy") and c.argv[2] == "tavus-derive"]
+    filters = sorted(a.split("=", 1)[1] for a in derive.argv if a.startswith("--trigger-event-filters="))
+    assert filters == ["bucket=p1-tavus-recordings", "type=google.cloud.storage.object.v1.finalized"]
+    assert {derive.flag(f) for f in ("--entry-point", "--trigger-location", "--trigger-service-account",
+                                     "--service-account", "--update-env-vars", "--runtime")} == {
+        "tavus_derive", "europe-west1", email, "TAVUS_STORE_URL=gs://p1-tavus-recordings/tavus/", "python313"}
+    assert "--retry" in derive.argv and "--trigger-http" not in derive.argv
+    assert derive.flag("--update-secrets") is None, "derive needs no callback token"
+    # What an Eventarc storage trigger needs: the storage agent publishes, the trigger's account receives and invokes.
+    project_roles = {(b["role"], m) for b in gcp["project_policy"]["bindings"] for m in b["members"]}
+    assert ("roles/pubsub.publisher", "serviceAccount:service-123456789@gs-project-accounts.iam.gserviceaccount.com") \
+        in project_roles
+    assert ("roles/eventarc.eventReceiver", member) in project_roles
+    assert {"role": "roles/run.invoker", "members": [member]} in gcp["run_policies"]["tavus-derive"]["bindings"]
+    # The dead letter: a topic kept by a subscription, where the trigger's subscription sends after 10 deliveries.
+    agent = "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
+    (trigger,) = gcp["triggers"].values()
+    assert trigger["service_account"] == email
+    subscription = gcp["subscriptions"][trigger["subscription"].rsplit("/", 1)[1]]
+    assert subscription["dead_letter"] == {"deadLetterTopic": "projects/p1/topics/tavus-derive-dead-letter",
+                                           "maxDeliveryAttempts": 10}
+    assert {"role": "roles/pubsub.subscriber", "members": [agent]} in subscription["policy"]["bindings"]
+    assert {"role": "roles/pubsub.publisher", "members": [agent]} in \
+        gcp["topics"]["tavus-derive-dead-letter"]["policy"]["bindings"]
+    assert gcp["subscriptions"]["tavus-derive-dead-letter"]["topic"] == "tavus-derive-dead-letter"
+    # The alert: a log-based metric on the adapter's failure line, and a policy on it and on dead letters.
+    log_filter = gcp["log_metrics"]["tavus-derive-failures"]["filter"]
+    assert 'resource.labels.service_name="tavus-derive"' in log_filter and "severity>=ERROR" in log_filter
+    (policy,) = gcp["alert_policies"].values()
+    conditions = [c["conditionThreshold"]["filter"] for c in policy["conditions"]]
+    assert any('subscription_id="tavus-derive-dead-letter"' in c and "num_undelivered_messages" in c
+               for c in conditions)
+    assert any("logging.googleapis.com/user/tavus-derive-failures" in c for c in conditions)
+    # (The Cloud Storage service agent's role is granted before the trigger is made: the fake refuses otherwise.)
+
+
+def test_gcp_a_trigger_subscription_remade_without_its_dead_letter_gets_it_again(cloud: Cloud) -> None:
+    assert cloud.deploy("gcp", "--project", "p1").returncode == 0
+    state = cloud.state()
+    (trigger,) = state["gcp"]["triggers"].values()
+    del state["gcp"]["subscriptions"][trigger["subscription"].rsplit("/", 1)[1]]["dead_letter"]  # Eventarc remade it
+    cloud.state_file.write_text(json.dumps(state))
+    before = len(cloud.calls())
+    done = cloud.deploy("gcp")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [c.command() for c in creating(cloud.calls()[before:])] == [("pubsub", "subscriptions", "update")]
 
 
 def test_a_missing_cli_is_named_with_how_to_install_it(cloud: Cloud) -> None:
@@ -431,3 +522,56 @@ def test_azure_needs_a_location_for_a_new_group(cloud: Cloud) -> None:
     assert done.returncode == 2 and "give --location" in done.stderr
     assert creating(cloud.calls()) == []
 
+
+def test_azure_new_event_blobs_feed_the_derive_function_with_retries_a_dead_letter_and_an_alert(
+        cloud: Cloud) -> None:
+    cloud.set_state(azure={"groups": {}, "storage": {}, "containers": [], "apps": {}, "roles": [], "vaults": {},
+                           "unindexed": 1})  # the host lists the new function a moment after the publish
+    done = cloud.deploy("azure", "--resource-group", "tavus-rg", "--location", "westeurope", "--prefix", "tavus/",
+                        "--alert-email", "ops@example.com")
+    assert done.returncode == 0, done.stderr[-3000:]
+    calls = cloud.calls()
+    assert_documented(calls)
+    azure = cloud.state()["azure"]
+    (storage,) = azure["storage"].values()
+    (app,) = azure["apps"]
+    assert azure["providers"] == {"Microsoft.EventGrid": "Registered", "Microsoft.Insights": "Registered"}
+    assert f"{storage['name']}/tavus-dead-letter" in azure["containers"]
+    (topic,) = azure["system_topics"].values()
+    assert topic["source"] == storage["id"] and topic["topicType"] == "Microsoft.Storage.StorageAccounts"
+    assert topic["location"] == "westeurope"
+    (subscription,) = azure["event_subscriptions"].values()
+    blobs = "/blobServices/default/containers/recordings/blobs/tavus/"
+    group_id = storage["id"].split("/providers/")[0]
+    assert subscription == {
+        "name": "tavus-derive", "endpointType": "azurefunction",
+        "endpoint": f"{group_id}/providers/Microsoft.Web/sites/{app}/functions/tavus_derive",
+        "includedEventTypes": "Microsoft.Storage.BlobCreated", "subjectBeginsWith": blobs, "subjectEndsWith": ".json",
+        "advancedFilter": ["Subject", "StringContains", "/events/", f"{blobs}unrecognized/"],
+        "maxDeliveryAttempts": "30", "eventTtl": "1440",
+        "deadLetter": f"{storage['id']}/blobServices/default/containers/tavus-dead-letter"}
+    alert = azure["alerts"]["tavus-derive-dead-lettered"]
+    assert alert["scopes"] == topic["id"] and alert["condition"] == "total DeadLetteredCount > 0"
+    (group,) = azure["action_groups"].values()
+    assert group["action"] == ["email", "operator", "ops@example.com"] and alert["action"] == group["id"]
+    order = [c.program if c.program == "func" else c.command()[-1] for c in calls]
+    first_subscription = next(i for i, c in enumerate(calls) if c.command()[-2:] == ("event-subscription", "create"))
+    assert "func" in order[:first_subscription], "the subscription is made once the function is published"
+    assert len([c for c in calls if c.command()[-2:] == ("event-subscription", "create")]) == 2, "retried once"
+    assert len(deploy_check_keys(cloud)) == 1
+
+
+def test_azure_the_storage_accounts_existing_system_topic_is_reused(cloud: Cloud) -> None:
+    first = cloud.deploy("azure", "--resource-group", "tavus-rg", "--location", "westeurope")
+    assert first.returncode == 0, first.stderr[-3000:]
+    state = cloud.state()
+    (topic,) = state["azure"]["system_topics"].values()
+    state["azure"]["system_topics"] = {"made-by-hand": {**topic, "name": "made-by-hand"}}  # one per account at most
+    state["azure"]["event_subscriptions"] = {}
+    cloud.state_file.write_text(json.dumps(state))
+    before = len(cloud.calls())
+    again = cloud.deploy("azure")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [c.command() for c in creating(cloud.calls()[before:])] == [
+        ("eventgrid", "system-topic", "event-subscription", "create")]
+    assert list(cloud.state()["azure"]["event_subscriptions"]) == ["made-by-hand/tavus-derive"]

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from .cloudformation import CfnLoader, Rendered
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 SAM_BIN = Path(__file__).parents[1] / ".tools" / "sam" / "bin"
@@ -30,26 +32,6 @@ WRITER_ACTIONS = {
 }
 needs_sam = pytest.mark.skipif(not (SAM_BIN / "sam").exists(),
                                reason="aws-sam-cli is not installed: run bash tests/install/sam.sh")
-
-
-class CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Ref, !Sub, !If, ...) read as their long JSON forms."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-CfnLoader.add_multi_constructor("!", _tag)
 
 
 @pytest.fixture(scope="module")
@@ -216,93 +198,8 @@ def test_the_outputs_give_the_url_the_role_and_a_ready_recording_storage(templat
 # The SAM transform is run by the SAM CLI's own translator (tests/deploy/sam_transform.py); conditions and intrinsic
 # functions are then evaluated here, so each test reads the resources and policies a deployment would get.
 
-PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
-          "AWS::StackName": "tavus-callbacks", "AWS::URLSuffix": "amazonaws.com"}
-NO_VALUE = object()
 RECORDING_KEYS = ("c123/recording.mp4", "c123/c123.mp4", "c0123456789abcdef/1720000000.mp4", "c123/recording.webm",
                   "recording.mp4")
-
-
-class Rendered:
-    """A transformed template with its parameters applied: conditions decided, intrinsics evaluated."""
-
-    def __init__(self, transformed: dict[str, Any], parameters: dict[str, str]) -> None:
-        defaults = {name: str(p.get("Default", "")) for name, p in transformed["Parameters"].items()}
-        self.parameters = {**defaults, **parameters}
-        self.raw = transformed
-        self.conditions: dict[str, bool] = {}
-        for name in transformed.get("Conditions", {}):
-            self.condition(name)
-        self.resources = {name: self.value(r) for name, r in transformed["Resources"].items()
-                          if "Condition" not in r or self.condition(r["Condition"])}
-
-    def condition(self, name: str) -> bool:
-        if name not in self.conditions:
-            self.conditions[name] = bool(self.value(self.raw["Conditions"][name]))
-        return self.conditions[name]
-
-    def value(self, node: Any) -> Any:
-        if isinstance(node, list):
-            return [v for v in (self.value(n) for n in node) if v is not NO_VALUE]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
-            (key, arg), = node.items()
-            if key == "Ref":
-                return self.ref(arg)
-            if key == "Condition":
-                return self.condition(arg)
-            if key == "Fn::If":
-                return self.value(arg[1] if self.condition(arg[0]) else arg[2])
-            if key == "Fn::Equals":
-                left, right = (self.value(a) for a in arg)
-                return str(left) == str(right)
-            if key == "Fn::Not":
-                return not self.value(arg[0])
-            if key == "Fn::And":
-                return all(self.value(a) for a in arg)
-            if key == "Fn::Or":
-                return any(self.value(a) for a in arg)
-            if key == "Fn::GetAtt":
-                resource, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return f"<{resource}.{attribute}>"
-            if key == "Fn::Sub":
-                text, names = (arg, {}) if isinstance(arg, str) else (arg[0], self.value(arg[1]))
-                return re.sub(r"\$\{([^}!]+)\}", lambda m: str(names[m[1]] if m[1] in names else self.sub(m[1])),
-                              text)
-            if key == "Fn::Split":
-                return str(self.value(arg[1])).split(arg[0])
-            if key == "Fn::Select":
-                return self.value(arg[1])[int(arg[0])]
-            if key == "Fn::Join":
-                return arg[0].join(str(v) for v in self.value(arg[1]))
-        return {k: v for k, v in ((k, self.value(v)) for k, v in node.items()) if v is not NO_VALUE}
-
-    def ref(self, name: str) -> Any:
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        if name in PSEUDO:
-            return PSEUDO[name]
-        if name in self.parameters:
-            return self.parameters[name]
-        assert name in self.raw["Resources"], f"Ref to an unknown name {name}"
-        return f"<{name}>"
-
-    def sub(self, name: str) -> str:
-        if "." in name:
-            return str(self.value({"Fn::GetAtt": name.split(".", 1)}))
-        return str(self.ref(name))
-
-    def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {name: r for name, r in self.resources.items() if r["Type"] == kind}
-
-    def function_statements(self) -> dict[str, dict[str, Any]]:
-        (policy,) = self.resources["CallbackFunctionRole"]["Properties"]["Policies"]
-        return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
-
-    def bucket(self) -> str:
-        create = self.parameters["CreateBucket"] == "true"
-        return "<RecordingBucket>" if create else self.parameters["BucketName"]
 
 
 def as_list(value: Any) -> list[Any]:
@@ -335,10 +232,11 @@ def render() -> Callable[..., Rendered]:
 
 @pytest.fixture(scope="module")
 def written_keys(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """Every key the core writes for the recorded payloads, a body that is not JSON and one of no family."""
+    """Every key the core writes for the recorded payloads, a body that is not JSON and one of no family: the
+    callback's event objects, and what deriving from each of them writes."""
     from conftest import EVENTS_DIR
     from tavus_callbacks.http import Request
-    from tavus_callbacks.pipeline import handle, reset_default_pipeline
+    from tavus_callbacks.pipeline import derive, handle, reset_default_pipeline
     from tavus_callbacks.stores import open_store
 
     url = f"sqlite:///{tmp_path_factory.mktemp('written')}/tavus.db"
@@ -351,6 +249,8 @@ def written_keys(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
             answer = handle(Request("POST", "/", {"token": "template-test-token-0123456789"}, {}, body))
             assert answer.status in (200, 400), answer.body
         store, prefix = open_store(url)
+        for key in list(store.iter_keys(prefix)):
+            derive(key)
         keys = list(store.iter_keys(prefix))
     finally:
         for name, value in saved.items():
@@ -363,6 +263,7 @@ def written_keys(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     assert {"quarantine", "unrecognized", "replicas", "videos"} <= families, families
     assert any(k.endswith("/conversation.json") for k in keys) and any("/events/" in k for k in keys)
     assert any(k.endswith("/transcript.json") for k in keys) and any(k.endswith("/perception.json") for k in keys)
+    assert any(k.startswith("index/") for k in keys), "derive writes the time index"
     return keys
 
 
@@ -399,17 +300,20 @@ def test_the_function_may_write_every_key_it_writes_and_no_recording(
                        for s in writes for p in as_list(s["Resource"]))
 
 
-def test_the_function_reads_any_object_to_stat_recordings_but_deletes_only_pending_markers(
+def test_the_function_reads_any_object_to_stat_recordings_and_deletes_nor_marks_nothing(
         render: Callable[..., Rendered]) -> None:
     statements = render().function_statements()
     assert statements["StatRecordings"]["Action"] == "s3:GetObject"
     assert statements["StatRecordings"]["Resource"] == "arn:aws:s3:::<RecordingBucket>/*"
     assert statements["ListForNotFound"] == {"Sid": "ListForNotFound", "Effect": "Allow", "Action": "s3:ListBucket",
                                              "Resource": "arn:aws:s3:::<RecordingBucket>"}
-    (marker,) = as_list(statements["ClearPendingMarkers"]["Resource"])
-    assert statements["ClearPendingMarkers"]["Action"] == "s3:DeleteObject"
-    assert iam_matches(marker, "arn:aws:s3:::<RecordingBucket>/c123/pending/fold.json")
-    assert not iam_matches(marker, "arn:aws:s3:::<RecordingBucket>/c123/conversation.json")
+    actions = [a for s in statements.values() for a in as_list(s["Action"])]
+    assert not [a for a in actions if a.startswith("s3:Delete")], "the function deletes nothing"
+    resources = [r for s in statements.values() for r in as_list(s["Resource"])]
+    assert not any(iam_matches(r, "arn:aws:s3:::<RecordingBucket>/c123/pending/e1.json") for r in resources
+                   if r != "arn:aws:s3:::<RecordingBucket>/*"), "pending markers are never written again"
+    write = as_list(statements["WriteCallbackObjects"]["Resource"])
+    assert any(iam_matches(r, "arn:aws:s3:::<RecordingBucket>/index/2025/07/11/c123") for r in write)
 
 
 @pytest.mark.parametrize("tracing", ["true", "false"])
@@ -501,6 +405,8 @@ def test_alarms_watch_copy_failures_errors_and_503s_and_notify_the_topic(render:
     assert ("AWS/Lambda", "Errors", (("FunctionName", "<CallbackFunction>"),)) in watched
     assert ("TavusCallbacks", "Rejected", (("reason", "store_unavailable"), service)) in watched
     assert ("TavusCallbacks", "Rejected", (("reason", "config_error"), service)) in watched
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "<DeriveDeadLetterQueue.QueueName>"),)) \
+        in watched, "events whose derive kept failing"
     env = rendered.resources["CallbackFunction"]["Properties"]["Environment"]["Variables"]
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "TavusCallbacks"
     assert env["POWERTOOLS_SERVICE_NAME"] == "tavus-callbacks"
@@ -535,7 +441,7 @@ def test_reserved_concurrency_is_set_only_when_given(render: Callable[..., Rende
 def test_the_reconcile_schedule_is_off_without_an_api_key(render: Callable[..., Rendered]) -> None:
     rendered = render()
     assert rendered.parameters["ReconcileSchedule"] == "rate(15 minutes)"
-    (rule,) = rendered.of_type("AWS::Events::Rule").values()
+    rule = rendered.resources["CallbackFunctionReconcile"]
     assert rule["Properties"]["State"] == "DISABLED"
     assert "TavusApiKeyStoredSecret" not in rendered.resources
     env = rendered.resources["CallbackFunction"]["Properties"]["Environment"]["Variables"]
@@ -550,7 +456,7 @@ def test_the_reconcile_schedule_is_off_without_an_api_key(render: Callable[..., 
 def test_with_an_api_key_the_schedule_invokes_the_live_alias_which_may_read_the_key_and_keep_its_cursor(
         render: Callable[..., Rendered], parameters: dict[str, str]) -> None:
     rendered = render(**parameters)
-    (rule,) = rendered.of_type("AWS::Events::Rule").values()
+    rule = rendered.resources["CallbackFunctionReconcile"]
     assert rule["Properties"]["State"] == "ENABLED"
     assert rule["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
     (alias_name,) = rendered.of_type("AWS::Lambda::Alias")
@@ -571,3 +477,89 @@ def test_with_an_api_key_the_schedule_invokes_the_live_alias_which_may_read_the_
     prefix = rendered.parameters["KeyPrefix"]
     cursor = f"arn:aws:s3:::{rendered.bucket()}/{prefix}reconcile/cursor.json"
     assert iam_matches(statements["WriteReconcileCursor"]["Resource"], cursor)
+
+
+# -- the change feed: the bucket's EventBridge notifications invoke the function's derive step -----------------
+
+def test_a_created_bucket_sends_its_events_to_eventbridge(template: dict[str, Any]) -> None:
+    props = template["Resources"]["RecordingBucket"]["Properties"]
+    assert props["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+
+
+@pytest.mark.parametrize("parameters", PARAMETER_SETS, ids=["default", "prefix", "existing-bucket"])
+def test_new_event_objects_invoke_the_live_alias_with_retries_then_a_dead_letter_queue_with_an_alarm(
+        render: Callable[..., Rendered], parameters: dict[str, str]) -> None:
+    rendered = render(**parameters)
+    (alias_name,) = rendered.of_type("AWS::Lambda::Alias")
+    rule = rendered.resources["CallbackFunctionDeriveEvents"]["Properties"]
+    assert rule["EventPattern"]["source"] == ["aws.s3"] and rule["EventPattern"]["detail-type"] == ["Object Created"]
+    assert rule["EventPattern"]["detail"]["bucket"]["name"] == [rendered.bucket()]
+    assert "State" not in rule or rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    queue_arn = "<DeriveDeadLetterQueue.Arn>"
+    assert target["Arn"] == f"<{alias_name}>" and target["DeadLetterConfig"] == {"Arn": queue_arn}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    (permission,) = [p["Properties"] for p in rendered.of_type("AWS::Lambda::Permission").values()
+                     if p["Properties"].get("SourceArn") == "<CallbackFunctionDeriveEvents.Arn>"]
+    assert permission["Principal"] == "events.amazonaws.com" and permission["FunctionName"] == f"<{alias_name}>"
+    # A derive that raises: Lambda retries the asynchronous invocation twice, then sends it to the same queue.
+    (invoke,) = rendered.of_type("AWS::Lambda::EventInvokeConfig").values()
+    assert invoke["Properties"]["Qualifier"] == "live" and invoke["Properties"]["MaximumRetryAttempts"] == 2
+    assert invoke["Properties"]["DestinationConfig"] == {"OnFailure": {"Destination": queue_arn}}
+    assert rendered.function_statements()["SendToDeadLetter"] == {
+        "Sid": "SendToDeadLetter", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn}
+    # EventBridge may send only this rule's undeliverable events there.
+    (policy,) = rendered.of_type("AWS::SQS::QueuePolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": "<CallbackFunctionDeriveEvents.Arn>"}}
+    queue = rendered.resources["DeriveDeadLetterQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == 1209600, "the most SQS keeps: two weeks to fix the cause"
+    assert "DeadLetterQueueUrl" in rendered.raw["Outputs"]
+
+
+@pytest.mark.parametrize("parameters", [*PARAMETER_SETS, {"KeyPrefix": "odd*prefix/"}],
+                         ids=["default", "prefix", "existing-bucket", "star-in-prefix"])
+def test_the_rule_matches_the_event_objects_the_core_writes_and_nothing_else(
+        render: Callable[..., Rendered], written_keys: list[str], moto_server: Any, parameters: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rendered rule on moto's EventBridge, fed by a bucket's real notifications: every event object (events/
+    folders, unrecognized/) reaches the function, and nothing it derives (state, documents, index) nor any
+    recording or quarantined body does, so derive never triggers itself."""
+    import boto3
+    from support.servers import create_bucket, new_bucket_name, point_at
+
+    point_at(moto_server, monkeypatch)
+    bucket = new_bucket_name()
+    create_bucket(moto_server, bucket)
+    s3, sqs, events = boto3.client("s3"), boto3.client("sqs"), boto3.client("events")
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    queue = sqs.create_queue(QueueName=bucket)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rendered = render(**parameters)
+    pattern = rendered.resources["CallbackFunctionDeriveEvents"]["Properties"]["EventPattern"]
+    pattern["detail"]["bucket"]["name"] = [bucket]
+    events.put_rule(Name=bucket, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=bucket, Targets=[{"Id": "function", "Arn": queue_arn}])
+    try:
+        prefix = rendered.parameters["KeyPrefix"]
+        keys = [f"{prefix}{k}" for k in written_keys] + list(RECORDING_KEYS) + [f"{prefix}{k}" for k in RECORDING_KEYS]
+        if prefix:  # an event object of another prefix is none of this deployment's
+            event_key = next(k for k in written_keys if "/events/" in k)
+            keys += [event_key, f"x{prefix}{event_key}"]
+            if "*" in prefix:  # matched as a star, not as a wildcard
+                keys.append(f"{prefix.replace('*', 'X')}{event_key}")
+        for key in keys:
+            s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
+        delivered = []
+        while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            delivered += [json.loads(m["Body"])["detail"]["object"]["key"] for m in messages]
+            sqs.delete_message_batch(QueueUrl=queue, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+    finally:
+        events.remove_targets(Rule=bucket, Ids=["function"])
+        events.delete_rule(Name=bucket)
+    expected = [f"{prefix}{k}" for k in written_keys if "/events/" in k or k.startswith("unrecognized/")]
+    assert len(expected) > 20 and any(k.startswith(f"{prefix}replicas/") for k in expected)
+    assert sorted(delivered) == sorted(expected)
+

@@ -174,7 +174,34 @@ def run_moto(argv: list[str]) -> None:
             return super().__call__(environ, start_response)
 
     server.DomainDispatcherApplication = SerializedWrites  # type: ignore[misc]
+    _eventbridge_configuration_read_back()
     server.main(argv)
+
+
+def _eventbridge_configuration_read_back() -> None:
+    """moto 5.2 stores a bucket's EventBridgeConfiguration but leaves it out of GetBucketNotificationConfiguration,
+    where S3 returns it (an empty element): put it back, so a client can tell the bucket's events go to EventBridge."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response.get_bucket_notification
+
+    def get_bucket_notification(self: S3Response) -> object:
+        response = original(self)
+        config = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if config is None or config.event_bridge is None or not isinstance(response, tuple):
+            return response
+        status, headers, body = response
+        text = (body.decode() if isinstance(body, bytes) else str(body)).rstrip()
+        element = "<EventBridgeConfiguration></EventBridgeConfiguration></NotificationConfiguration>"
+        if "<EventBridgeConfiguration" in text:
+            return response
+        if text.endswith("</NotificationConfiguration>"):
+            text = text.removesuffix("</NotificationConfiguration>") + element
+        elif text.endswith("/>"):  # <NotificationConfiguration xmlns="..."/>
+            text = text.removesuffix("/>") + ">" + element
+        return status, {k: v for k, v in headers.items() if k.lower() != "content-length"}, text.encode()
+
+    S3Response.get_bucket_notification = get_bucket_notification  # type: ignore[method-assign]
 
 
 def moto_emulator(persistent: bool = False) -> Emulator:

@@ -49,6 +49,8 @@ def writer_policy(bucket: str, actions: tuple[str, ...] = WRITER_ACTIONS) -> dic
 def s3_store(cloud_bucket: Callable[..., str]) -> tuple[str, str]:
     """(store URL, bucket) of a fresh bucket in moto, the environment pointed at it."""
     url = cloud_bucket("s3", "tavus/")
+    boto3.client("s3").put_bucket_notification_configuration(  # as template.yaml makes it: the derive feed on
+        Bucket=url.split("/")[2], NotificationConfiguration={"EventBridgeConfiguration": {}})
     return url, url.split("/")[2]
 
 
@@ -204,8 +206,9 @@ def test_the_bucket_region_is_read_and_printed_for_bucket_region(capsys: pytest.
     point_at(moto_server, monkeypatch)
     clear_clients()
     bucket = new_bucket_name()
-    boto3.client("s3", region_name="eu-west-2").create_bucket(
-        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    s3 = boto3.client("s3", region_name="eu-west-2")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
     code, lines, _ = run_cli(capsys, "doctor", "--store", f"s3://{bucket}")
     assert code == 0, "\n".join(lines)
     line(lines, "PASS", f'bucket {bucket} is in region eu-west-2: pass bucket_region "eu-west-2"')

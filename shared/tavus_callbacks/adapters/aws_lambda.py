@@ -1,5 +1,6 @@
-"""AWS Lambda adapter: Function URL and API Gateway (payload 2.0 and 1.0) events in, the core's answer out,
-with Powertools Logger (correlation id = conversation id), Metrics (EMF) and, when enabled, Tracer."""
+"""AWS Lambda adapter: Function URL and API Gateway (payload 2.0 and 1.0) events in, the core's answer out;
+the bucket's EventBridge notifications of new event objects in, the derive step run; with Powertools Logger
+(correlation id = conversation id), Metrics (EMF) and, when enabled, Tracer."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from urllib.parse import parse_qsl, unquote_plus
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
 
 from tavus_callbacks.errors import ConfigError, MalformedRequest
 from tavus_callbacks.http import Request, Response, malformed_request
-from tavus_callbacks.pipeline import default_pipeline, handle, unavailable
+from tavus_callbacks.pipeline import default_pipeline, derive, handle, unavailable
 from tavus_callbacks.settings import parse_tokens
 
 if TYPE_CHECKING:
@@ -42,7 +44,8 @@ HTTP_EVENT_KEYS = frozenset({"requestContext", "rawPath", "rawQueryString", "rou
 
 
 class UnsupportedEvent(ValueError):
-    """An invocation that is not an HTTP request nor the schedule: a configuration error, so it fails loudly."""
+    """An invocation that is not an HTTP request, the schedule nor a bucket notification: a configuration error,
+    so it fails loudly."""
 
 
 def is_http_event(event: Any) -> bool:
@@ -180,6 +183,31 @@ def record(outcome: Outcome | None, status: int) -> None:
             m.add_dimension(name="reason", value=outcome.result)
 
 
+def is_object_created(event: Any) -> bool:
+    """Whether an invocation is an S3 `Object Created` notification delivered by EventBridge."""
+    return isinstance(event, dict) and event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created"
+
+
+def derive_object(event: dict[str, Any]) -> dict[str, Any]:
+    """Run the derive step for the object a notification names. When it cannot finish, the core's log line
+    (JSON here, like every core line) names the key and the cause, and the error goes on: Lambda retries the
+    invocation, then the dead-letter queue keeps it."""
+    try:
+        key = S3EventBridgeNotificationEvent(event).detail.object.key
+    except (KeyError, TypeError):
+        raise UnsupportedEvent("an S3 Object Created notification without detail.object.key") from None
+    derived = derive(key)
+    if derived.skipped:
+        logger.info("not an event object of this store, acknowledged", extra={"key": key})
+        return {"status": "skipped", "key": key}
+    logger.set_correlation_id(derived.conversation_id)
+    logger.info("event derived", extra={"key": key, "event_id": derived.event_id, "event_type": derived.event_type,
+                                        "conversation_id": derived.conversation_id})
+    if derived.copy_failed:
+        metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
+    return {"status": "derived", "key": key, "event_id": derived.event_id}
+
+
 def reconcile(context: Any) -> dict[str, Any]:
     """The scheduled sweep: the API key from TAVUS_API_KEY_SECRET, bounded by the invocation's remaining time."""
     from tavus_callbacks.reconcile.scheduled import run_scheduled
@@ -197,17 +225,19 @@ def reconcile(context: Any) -> dict[str, Any]:
 
 
 def _handler(event: Any, context: Any) -> dict[str, Any]:
-    """An HTTP request is answered (a malformed one 400), the template's schedule runs the reconcile sweep,
-    anything else is refused."""
+    """An HTTP request is answered (a malformed one 400), the template's schedule runs the reconcile sweep, a
+    bucket notification the derive step; anything else is refused."""
     logger.set_correlation_id(None)
     if not is_http_event(event):
         if isinstance(event, dict) and event.get("source") == "aws.events" and \
                 event.get("detail-type") == "Scheduled Event":
             return reconcile(context)
+        if is_object_created(event):
+            return derive_object(event)
         raise UnsupportedEvent(
             "this handler answers HTTP requests: Lambda Function URL, API Gateway HTTP API or REST API events, "
-            "and the template's reconcile schedule; invoke it through the template's Function URL, not directly "
-            "or from another event source"
+            "the template's reconcile schedule and the bucket's EventBridge notifications; invoke it through the "
+            "template's Function URL, not directly or from another event source"
         )
     try:
         response = answer(to_request(event))

@@ -1,5 +1,6 @@
 """Azure Functions adapter (Python v2 model): one anonymous HTTP function on every path, logging one line per
-request for Application Insights, and the reconcile timer."""
+request for Application Insights; the Event Grid function deriving from each new event blob; the reconcile
+timer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import azure.functions as func
 
 from tavus_callbacks.errors import MalformedRequest
 from tavus_callbacks.http import Request, Response, malformed_request
-from tavus_callbacks.pipeline import handle
+from tavus_callbacks.pipeline import derive, handle
 
 log = logging.getLogger("tavus_callbacks.azure")
 log.setLevel(logging.INFO)  # one line per request; host.json's logging section filters what is kept
@@ -52,6 +53,37 @@ def tavus_callback(req: func.HttpRequest) -> func.HttpResponse:
     log.log(level, "callback %s status=%s %s", outcome.result if outcome else "answered", response.status, summary,
             extra={"status": response.status, **fields})
     return from_response(response)
+
+
+BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+BLOBS = "/blobs/"  # a BlobCreated subject: /blobServices/default/containers/<container>/blobs/<blob name>
+
+
+def blob_name(event: func.EventGridEvent) -> str | None:
+    """The blob name (the key inside the container) of a BlobCreated event, or None for any other event."""
+    if event.event_type != BLOB_CREATED or BLOBS not in (event.subject or ""):
+        return None
+    return event.subject.split(BLOBS, 1)[1] or None
+
+
+@app.function_name(name="tavus_derive")
+@app.event_grid_trigger(arg_name="event")
+def tavus_derive(event: func.EventGridEvent) -> None:
+    """Derive from the event blob a BlobCreated event names; any other event is acknowledged at once. When
+    derive cannot finish, the core's error line names the key and the cause, and the error goes on: Event Grid
+    retries the delivery (the subscription's retry policy), then writes it to the dead-letter container."""
+    key = blob_name(event)
+    if key is None:
+        log.warning("not a BlobCreated event of a blob, acknowledged: %s %s", event.event_type, event.subject,
+                    extra={"event_type": event.event_type})
+        return
+    derived = derive(key)
+    if derived.skipped:
+        log.info("not an event object of this store, acknowledged: %s", key, extra={"key": key})
+        return
+    log.info("event derived key=%s event_id=%s conversation_id=%s", key, derived.event_id, derived.conversation_id,
+             extra={"key": key, "event_id": derived.event_id, "event_type": derived.event_type,
+                    "conversation_id": derived.conversation_id, "copy_failed": derived.copy_failed})
 
 
 # Every 15 minutes (NCRONTAB with seconds); off while TAVUS_API_KEY is not set.

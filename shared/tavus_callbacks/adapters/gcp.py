@@ -1,24 +1,63 @@
-"""Google Cloud Functions adapter: the HTTP function `tavus_callback` for functions-framework, with one JSON
-log line per request in the shape Cloud Logging reads from stdout."""
+"""Google Cloud Functions adapter: the HTTP function `tavus_callback` and the CloudEvent function `tavus_derive`
+(the bucket's `finalized` events, through Eventarc) for functions-framework, with one JSON log line per request
+or event in the shape Cloud Logging reads from stdout."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 import functions_framework
 import orjson
 
 from tavus_callbacks.http import Request, Response
-from tavus_callbacks.pipeline import handle
+from tavus_callbacks.logs import JsonFormatter
+from tavus_callbacks.pipeline import derive, handle
 
 if TYPE_CHECKING:
     import flask
+    from cloudevents.http import CloudEvent
 
     from tavus_callbacks.http import Outcome
 
 
 Reply = tuple[bytes, int, dict[str, str]]  # what Flask turns into its response
+
+
+class CloudLoggingFormatter(JsonFormatter):
+    """The core's log records as the JSON lines Cloud Logging reads from stdout and stderr: `severity` (which
+    it understands) for the level, the message and the record's fields (a failed derive's key and error)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = orjson.loads(super().format(record))
+        del entry["level"]
+        return orjson.dumps({"severity": record.levelname, **entry}).decode()
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler writing to whatever sys.stderr is when a record comes (a host may replace it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def send_core_logs_to_cloud_logging() -> logging.Handler:
+    """Give the core's logger (WARNING and above, as configured) a handler writing Cloud Logging's JSON lines
+    to stderr, instead of Python's plain last-resort lines; the handler, so that it can be taken off again."""
+    handler = _Stderr()
+    handler.setFormatter(CloudLoggingFormatter())
+    logging.getLogger("tavus_callbacks").addHandler(handler)
+    return handler
+
+
+send_core_logs_to_cloud_logging()
 
 
 def to_request(request: flask.Request) -> Request:
@@ -101,3 +140,44 @@ def tavus_callback(request: flask.Request) -> Reply:
     response = handle(to_request(request))
     print(log_line(response.outcome, response.status, request.headers.get("X-Cloud-Trace-Context")), flush=True)
     return from_response(response)
+
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+
+def object_name(event: CloudEvent) -> str | None:
+    """The object name of a Cloud Storage `finalized` CloudEvent (its data is the object's metadata), or None
+    for any other event."""
+    if event["type"] != FINALIZED:
+        return None
+    data = event.data
+    if isinstance(data, bytes | str):  # a binary-mode event without a JSON content type
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+@functions_framework.cloud_event
+def tavus_derive(event: CloudEvent) -> None:
+    """Derive from the event object a `finalized` event names; any other object or event is acknowledged at
+    once. When derive cannot finish, the core's ERROR line names the key and the cause, and the error goes on:
+    Eventarc (deployed with --retry) delivers the event again, then to the dead-letter topic."""
+    key = object_name(event)
+    if key is None:
+        _log({"severity": "WARNING", "message": "not a Cloud Storage finalized event, acknowledged",
+              "type": event["type"], "ce_id": event["id"]})
+        return
+    derived = derive(key)
+    if derived.skipped:
+        return  # every object of the bucket comes here (recordings, conversation.json): nothing to say
+    entry: dict[str, Any] = {"severity": "INFO", "message": "event derived", "key": key,
+                             "event_id": derived.event_id, "event_type": derived.event_type,
+                             "conversation_id": derived.conversation_id}
+    if derived.copy_failed:
+        entry["copy_failed"] = True
+    if derived.conversation_id:
+        entry["logging.googleapis.com/labels"] = {"conversation_id": derived.conversation_id}
+    _log(entry)

@@ -1,6 +1,7 @@
-"""`tavus-callbacks doctor`: the four store primitives tried on a probe object with the running identity and,
-with an S3 store and `--role-arn`, the vendor's writer role read from IAM and evaluated against what the vendor
-asks for (GCS and Azure trust cannot be checked: their federation fields are not published)."""
+"""`tavus-callbacks doctor`: the four store primitives tried on a probe object with the running identity; with an
+S3 store, the bucket's region and its EventBridge notifications (the derive step's change feed) and, with
+`--role-arn`, the vendor's writer role read from IAM and evaluated against what the vendor asks for (GCS and
+Azure trust cannot be checked: their federation fields are not published)."""
 
 from __future__ import annotations
 
@@ -296,6 +297,31 @@ def bucket_region(s3: Any, bucket: str) -> tuple[Check, str | None]:
     return Check(PASS, f"bucket {bucket} is in region {region}: pass bucket_region \"{region}\""), region
 
 
+def enable_eventbridge_command(bucket: str) -> str:
+    """The commands that turn a bucket's EventBridge notifications on and keep its other notifications (a put
+    replaces the whole configuration, so the current one is read and put back with EventBridge added)."""
+    return (f"aws s3api get-bucket-notification-configuration --bucket {bucket} "
+            "| jq -s '(.[0] // {}) + {\"EventBridgeConfiguration\": {}}' > notification.json && "
+            f"aws s3api put-bucket-notification-configuration --bucket {bucket} "
+            "--notification-configuration file://notification.json")
+
+
+def check_eventbridge(s3: Any, bucket: str) -> Check:
+    """GetBucketNotificationConfiguration holds EventBridgeConfiguration: the bucket's Object Created events reach
+    EventBridge, whose rule (template.yaml) invokes the function's derive step for each new event object."""
+    try:
+        config = s3.get_bucket_notification_configuration(Bucket=bucket)
+    except Exception as exc:
+        return Check(FAIL, f"notification configuration of bucket {bucket} ({_brief(exc)})",
+                     "allow this identity s3:GetBucketNotification on the bucket")
+    if "EventBridgeConfiguration" in config:
+        return Check(PASS, f"bucket {bucket} sends its events to EventBridge (the Lambda deployment derives "
+                           "conversation.json from them)")
+    return Check(FAIL, f"bucket {bucket} does not send its events to EventBridge: on AWS Lambda nothing derives "
+                       "conversation.json, the derived documents or the forwarded events from new event objects",
+                 enable_eventbridge_command(bucket))
+
+
 FEDERATION = {
     "gs": "the vendor's Workload Identity Federation access to the bucket (pool, provider, service account)",
     "azure": "the vendor's Entra ID federated credential and its role on the container",
@@ -331,8 +357,11 @@ def diagnose(store_url: str, role_arn: str | None = None, *, aws_client: Callabl
     yield from check_store(store_url)
     if scheme == "s3":
         bucket = urlsplit(store_url).netloc
-        check, region = bucket_region(aws_client("s3"), bucket)
+        s3 = aws_client("s3")
+        check, region = bucket_region(s3, bucket)
         yield check
+        if region:
+            yield check_eventbridge(s3, bucket)
         if role_arn is None:
             yield Check(SKIP, "the vendor's writer role: give --role-arn ARN to check its trust, session duration "
                               "and permissions")

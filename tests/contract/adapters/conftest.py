@@ -58,10 +58,21 @@ def aws_app() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def gcp_app() -> Any:
-    """The Flask app functions-framework makes of functions/gcp/main.py."""
+    """The Flask app functions-framework makes of functions/gcp/main.py. Its import gives the core's logger a
+    Cloud Logging handler; that is undone here, as for the Lambda adapter."""
     import functions_framework
 
-    return functions_framework.create_app(target="tavus_callback", source=str(FUNCTIONS / "gcp" / "main.py"))
+    with core_logger_kept():
+        return functions_framework.create_app(target="tavus_callback", source=str(FUNCTIONS / "gcp" / "main.py"))
+
+
+@pytest.fixture(scope="session")
+def gcp_derive_app(gcp_app: Any) -> Any:
+    """The Flask app functions-framework makes of the CloudEvent function tavus_derive of functions/gcp/main.py."""
+    import functions_framework
+
+    with core_logger_kept():
+        return functions_framework.create_app(target="tavus_derive", source=str(FUNCTIONS / "gcp" / "main.py"))
 
 
 @pytest.fixture(scope="session")
@@ -84,9 +95,17 @@ def azure_functions(azure_app: ModuleType) -> list[Any]:
 @pytest.fixture(scope="session")
 def azure_function(azure_functions: list[Any]) -> Callable[..., Any]:
     """The user function behind the one HTTP function the FunctionApp registers."""
-    assert sorted(f.get_function_name() for f in azure_functions) == ["tavus_callback", "tavus_reconcile"]
+    assert sorted(f.get_function_name() for f in azure_functions) == ["tavus_callback", "tavus_derive",
+                                                                      "tavus_reconcile"]
     http = next(f for f in azure_functions if f.get_function_name() == "tavus_callback")
     return http.get_user_function()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def azure_derive(azure_functions: list[Any]) -> Callable[..., Any]:
+    """The user function behind the Event Grid function tavus_derive."""
+    function = next(f for f in azure_functions if f.get_function_name() == "tavus_derive")
+    return function.get_user_function()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -141,13 +160,19 @@ def serve_driver() -> Iterator[HttpDriver]:
 
 @pytest.fixture(scope="session")
 def gcp_process_driver() -> Iterator[HttpDriver]:
-    """A real `functions-framework` process serving functions/gcp/main.py for the whole session."""
+    """Real `functions-framework` processes serving functions/gcp/main.py for the whole session: the callback
+    function, and tavus_derive (as Cloud Functions deploys them, two functions from one source)."""
     store_dir = Path(tempfile.mkdtemp(prefix="tavus-ff-store-")) / "store"
     process = FunctionsFrameworkProcess(driver_env(store_dir), store_dir)
+    deriving = None
     try:
-        yield HttpDriver("gcp-process", store_dir, base_url=process.url, logs=(process.log,))
+        deriving = FunctionsFrameworkProcess(driver_env(store_dir), store_dir, target="tavus_derive")
+        yield HttpDriver("gcp-process", store_dir, base_url=process.url, logs=(process.log, deriving.log),
+                         derive_url=deriving.url)
     finally:
         process.close()
+        if deriving is not None:
+            deriving.close()
         shutil.rmtree(store_dir.parent, ignore_errors=True)
 
 
@@ -165,5 +190,7 @@ def driver(request: pytest.FixtureRequest) -> Driver:
         return AwsDriver(name, store_dir, kind=kind, b64=encoding == "b64",
                          module=request.getfixturevalue("aws_app"))
     if name == "gcp":
-        return GcpDriver(name, store_dir, client=request.getfixturevalue("gcp_app").test_client())
-    return AzureDriver(name, store_dir, function=request.getfixturevalue("azure_function"))
+        return GcpDriver(name, store_dir, client=request.getfixturevalue("gcp_app").test_client(),
+                         derive_client=request.getfixturevalue("gcp_derive_app").test_client())
+    return AzureDriver(name, store_dir, function=request.getfixturevalue("azure_function"),
+                       derive_function=request.getfixturevalue("azure_derive"))

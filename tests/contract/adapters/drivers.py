@@ -10,6 +10,12 @@ store writes to, so the same conformance cases run against each of them:
 - `gcp-process`: the same file served by a real `functions-framework` process, over HTTP;
 - `azure`: an `azure.functions.HttpRequest` into the function the FunctionApp of functions/azure registers;
 - `serve`: `tavus-callbacks serve` over HTTP.
+
+A function derives from an event object when its platform's change feed says the object was created; a driver
+plays that feed before it shows the store (`objects`): each object the SQLite store's change feed lists goes
+through the deployment's derive entry as its platform's event (an S3 EventBridge notification to the Lambda
+handler, a Cloud Storage CloudEvent to `tavus_derive`, an Event Grid event to the Azure `tavus_derive`).
+`serve` derives by itself, from the same feed.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -44,6 +50,7 @@ from tavus_callbacks.stores.sqlite import SQLiteStore
 REPO = Path(__file__).resolve().parents[3]
 FUNCTIONS = REPO / "functions"
 LIMIT = 256 * 1024  # TAVUS_MAX_BODY_BYTES for every driver: big enough for any sample, small to exceed
+PLATFORM_EVENTS = Path(__file__).parent / "platform_events"
 IN_PROCESS = ("aws-url", "aws-url-b64", "aws-httpapi", "aws-httpapi-b64", "gcp", "azure")
 OVER_HTTP = ("gcp-process", "serve")
 ALL_DRIVERS = IN_PROCESS + OVER_HTTP
@@ -69,6 +76,44 @@ def load_module(name: str, path: Path) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def platform_event(name: str, **values: str) -> dict[str, Any]:
+    """A recorded platform event from platform_events/, with its BUCKET, KEY, CONTAINER, ACCOUNT filled in."""
+    text = (PLATFORM_EVENTS / name).read_text()
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
+    event: dict[str, Any] = json.loads(text)
+    return event
+
+
+def s3_notification(bucket: str, key: str) -> dict[str, Any]:
+    """What EventBridge hands the function when `key` is created in `bucket` (S3's documented shape)."""
+    return platform_event("s3.object_created.eventbridge.json", BUCKET=bucket, KEY=key)
+
+
+def gcs_event(bucket: str, key: str) -> dict[str, Any]:
+    """The CloudEvent Eventarc delivers when `key` is finalized in `bucket` (structured form)."""
+    return platform_event("gcs.object_finalized.cloudevent.json", BUCKET=bucket, KEY=key)
+
+
+def cloudevent_request(event: Mapping[str, Any], mode: str) -> tuple[dict[str, str], bytes]:
+    """Headers and body of a CloudEvent POST: binary (ce-* headers, the data as the body) or structured."""
+    if mode == "structured":
+        return {"Content-Type": "application/cloudevents+json"}, json.dumps(event).encode()
+    headers = {f"ce-{k}": str(v) for k, v in event.items() if k not in ("data", "datacontenttype")}
+    return {**headers, "Content-Type": str(event.get("datacontenttype", "application/json"))}, \
+        json.dumps(event["data"]).encode()
+
+
+def grid_event(container: str, key: str, event_type: str = "Microsoft.Storage.BlobCreated",
+               account: str = "devstoreaccount1") -> Any:
+    """An azure.functions.EventGridEvent as the worker builds it from Event Grid's BlobCreated event."""
+    import azure.functions as func
+
+    raw = platform_event("eventgrid.blob_created.json", CONTAINER=container, KEY=key, ACCOUNT=account)
+    return func.EventGridEvent(id=raw["id"], data=raw["data"], topic=raw["topic"], subject=raw["subject"],
+                               event_type=event_type, event_time=None, data_version=raw["dataVersion"])
 
 
 def driver_env(store_dir: Path) -> dict[str, str]:
@@ -105,12 +150,29 @@ class Driver:
         return self.store_dir.with_name(self.store_dir.name + ".export")
 
     def objects(self, containing: str = "") -> list[Path]:
-        """The store's objects whose key contains `containing`, exported afresh as plain files."""
+        """The store's objects whose key contains `containing`, exported afresh as plain files, once what was
+        stored has been derived (by the platform's feed, or by `serve` itself)."""
         if not (self.store_dir / "store.db").exists():
             return []
-        settle(f"sqlite:///{self.store_dir / 'store.db'}")  # `serve` folds just after answering
+        self.play_feed()
+        settle(f"sqlite:///{self.store_dir / 'store.db'}")  # `serve` derives just after answering
         files = exported(SQLiteStore(self.store_dir / "store.db"), self.export_dir)
         return [p for p in files if containing in self.key(p)]
+
+    def derive(self, key: str) -> None:
+        """Deliver the platform's "created" event of `key` to the deployment's derive entry; a deployment that
+        derives by itself (`serve`) has none."""
+        raise NotImplementedError
+
+    def play_feed(self) -> None:
+        """What the platform does after each create: every change the store's feed lists goes to `derive`."""
+        if type(self).derive is Driver.derive:
+            return
+        store = SQLiteStore(self.store_dir / "store.db")
+        while changes := store.changes(store.checkpoint(), 500):
+            for _seq, key in changes:
+                self.derive(key)
+            store.save_checkpoint(changes[-1][0])
 
     def key(self, path: Path) -> str:
         return path.relative_to(self.export_dir).as_posix()
@@ -226,12 +288,17 @@ class AwsDriver(Driver):
         raw = base64.b64decode(data) if result.get("isBase64Encoded") else data.encode("utf-8")
         return Reply(result["statusCode"], {k.lower(): v for k, v in (result.get("headers") or {}).items()}, raw)
 
+    def derive(self, key: str) -> None:
+        assert self.module is not None
+        self.module.handler(s3_notification("recordings", key), LambdaContext())
+
 
 # -- Google Cloud Functions -------------------------------------------------------------------------
 
 @dataclass
 class GcpDriver(Driver):
     client: Any = None
+    derive_client: Any = None  # functions-framework's test client of tavus_derive
 
     def call(self, method: str, path: str = "/", query: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, body: bytes = b"") -> Reply:
@@ -239,12 +306,18 @@ class GcpDriver(Driver):
                                 data=body)
         return Reply(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.get_data())
 
+    def derive(self, key: str) -> None:
+        headers, body = cloudevent_request(gcs_event("recordings", key), "binary")
+        reply = self.derive_client.post("/", headers=headers, data=body)
+        assert reply.status_code == 200, (key, reply.status_code)
+
 
 # -- Azure Functions --------------------------------------------------------------------------------
 
 @dataclass
 class AzureDriver(Driver):
     function: Any = None
+    derive_function: Callable[[Any], None] | None = None  # the user function of tavus_derive
 
     def call(self, method: str, path: str = "/", query: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, body: bytes = b"") -> Reply:
@@ -258,11 +331,16 @@ class AzureDriver(Driver):
         return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()},
                      response.get_body())
 
+    def derive(self, key: str) -> None:
+        assert self.derive_function is not None
+        self.derive_function(grid_event("recordings", key))
+
 
 # -- over HTTP: a real functions-framework process, and `tavus-callbacks serve` ---------------------------------
 
 def http_call(base: str, method: str, path: str, query: Mapping[str, str] | None,
               headers: Mapping[str, str] | None, body: bytes) -> Reply:
+    """An HTTP exchange; status 0 when nothing answers."""
     url = base.rstrip("/") + path + (f"?{urlencode(dict(query))}" if query else "")
     request = urllib.request.Request(url, data=body if method not in ("GET", "HEAD") else None, method=method,
                                      headers=dict(headers or {}))
@@ -271,12 +349,15 @@ def http_call(base: str, method: str, path: str, query: Mapping[str, str] | None
             return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
     except urllib.error.HTTPError as exc:
         return Reply(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
+    except (urllib.error.URLError, ConnectionError):
+        return Reply(0, {}, b"")
 
 
 @dataclass
 class HttpDriver(Driver):
     base_url: str = ""
     logs: tuple[Path, ...] = ()
+    derive_url: str = ""  # a functions-framework process serving tavus_derive; none for `serve`
 
     def call(self, method: str, path: str = "/", query: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, body: bytes = b"") -> Reply:
@@ -285,17 +366,28 @@ class HttpDriver(Driver):
     def output(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
+    def play_feed(self) -> None:
+        if self.derive_url:
+            super().play_feed()
+
+    def derive(self, key: str) -> None:
+        headers, body = cloudevent_request(gcs_event("recordings", key), "binary")
+        reply = http_call(self.derive_url, "POST", "/", None, headers, body)
+        assert reply.status == 200, (key, reply.status, reply.body[-500:])
+
 
 class FunctionsFrameworkProcess:
-    """`functions-framework --target tavus_callback --source main.py` in functions/gcp, on a free port."""
+    """`functions-framework --target tavus_callback --source main.py` in functions/gcp (or another target), on a
+    free port."""
 
-    def __init__(self, env: Mapping[str, str], store_dir: Path) -> None:
+    def __init__(self, env: Mapping[str, str], store_dir: Path, target: str = "tavus_callback") -> None:
         self.store_dir = store_dir
+        self.target = target
         self.log_dir = Path(tempfile.mkdtemp(prefix="tavus-ff-log-"))
         self.log = self.log_dir / "output.txt"
         self.port = free_port()
         script = Path(sys.executable).with_name("functions-framework")
-        argv = [str(script), "--target", "tavus_callback", "--source", "main.py",
+        argv = [str(script), "--target", target, "--source", "main.py",
                 "--host", "127.0.0.1", "--port", str(self.port)]
         clean = {k: v for k, v in os.environ.items() if not k.startswith("TAVUS_")}
         with open(self.log, "wb") as out:
@@ -310,11 +402,25 @@ class FunctionsFrameworkProcess:
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         try:
-            wait_until_healthy(f"{self.url}/healthz", self.process, "functions-framework",
-                               lambda: self.log.read_text(errors="replace"), timeout)
+            if self.target == "tavus_callback":
+                wait_until_healthy(f"{self.url}/healthz", self.process, "functions-framework",
+                                   lambda: self.log.read_text(errors="replace"), timeout)
+            else:  # a CloudEvent function has no health path: any HTTP answer means it listens
+                self._wait_listening(timeout)
         except RuntimeError:
             self.stop()
             raise
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"functions-framework exited with {self.process.returncode}:\n"
+                                   f"{self.log.read_text(errors='replace')[-4000:]}")
+            if http_call(self.url, "GET", "/", None, None, b"").status:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"functions-framework ({self.target}) did not answer within {timeout} s")
 
     def stop(self) -> None:
         """SIGTERM to the process group it leads (gunicorn and its workers), SIGKILL if it lingers."""

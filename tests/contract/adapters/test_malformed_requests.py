@@ -144,13 +144,24 @@ def test_edge_case_http_events_get_the_cores_answer(aws_app: ModuleType, adapter
 
 @pytest.mark.parametrize("event", [
     {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]},
-    # EventBridge, but not the template's schedule (which runs reconcile: test_reconcile_adapters.py)
-    {"version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3", "detail": {}},
+    # EventBridge, but neither the template's schedule (which runs reconcile: test_reconcile_adapters.py) nor the
+    # bucket's Object Created notification (which runs derive: test_derive_feeds.py)
+    {"version": "0", "id": "1", "detail-type": "Object Deleted", "source": "aws.s3",
+     "detail": {"bucket": {"name": "b"}, "object": {"key": "c1/events/e.json"}}},
     {}, [], "a string", 42, None,
 ], ids=["s3-notification", "eventbridge-other", "empty-object", "list", "string", "number", "null"])
 def test_an_invocation_that_is_not_an_http_request_is_refused_loudly(aws_app: ModuleType, adapter_env: Path,
                                                                     event: Any) -> None:
     with pytest.raises(aws_app.UnsupportedEvent, match="answers HTTP requests"):
+        invoke(aws_app, event)
+
+
+@pytest.mark.parametrize("detail", [{}, {"object": {}}, {"object": None}, None],
+                         ids=["no-object", "no-key", "null-object", "no-detail"])
+def test_an_object_created_notification_without_a_key_is_refused_loudly(aws_app: ModuleType, adapter_env: Path,
+                                                                        detail: Any) -> None:
+    event = {"version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3", "detail": detail}
+    with pytest.raises(aws_app.UnsupportedEvent, match=r"without detail\.object\.key"):
         invoke(aws_app, event)
 
 

@@ -1,6 +1,8 @@
 """`tavus-callbacks deploy azure`: resource group, storage, Flex Consumption app, managed identity, Key Vault
-secret (the app setting is a reference the platform resolves), roles and the code, created or reused. Globally
-unique names derive from the subscription and the group, so any machine finds the same ones again."""
+secret (the app setting is a reference the platform resolves), roles and the code; then the change feed: the
+storage account's Event Grid system topic, a subscription of the derive function to new event blobs (retry policy,
+dead-letter container) and an alert on dead-lettered events; created or reused. Globally unique names derive from
+the subscription and the group, so any machine finds the same ones again."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import hashlib
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,13 @@ BLOB_ROLE = "Storage Blob Data Contributor"
 SECRET_READER = "Key Vault Secrets User"
 SECRET_WRITER = "Key Vault Secrets Officer"
 TOKENS_SETTING = "TAVUS_CALLBACK_TOKENS"
+PROVIDERS = ("Microsoft.EventGrid", "Microsoft.Insights")  # the system topic; the metric alert
+DERIVE_FUNCTION = "tavus_derive"  # the Event Grid function of function_app.py
+SUBSCRIPTION = "tavus-derive"
+BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+MAX_DELIVERY_ATTEMPTS = 30  # Event Grid's most; retried with backoff within the event's time to live
+EVENT_TTL_MINUTES = 1440  # Event Grid's most (one day); then the event goes to the dead-letter container
+ALERT = "tavus-derive-dead-lettered"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-vault", help="Key Vault holding the token (default: tavus-kv- + the same hash)")
     parser.add_argument("--no-key-vault", action="store_true",
                         help="keep the token in an app setting instead of Key Vault")
+    parser.add_argument("--dead-letter-container",
+                        help="container of the events whose derive kept failing (default: tavus-dead-letter)")
+    parser.add_argument("--alert-email", help="an address the dead-letter alert notifies (an action group)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     prefix = settings.pick("PREFIX", args.prefix)
     app = settings.pick("APP", args.app, lambda: f"tavus-callbacks-{suffix}")
     vault = settings.pick("KEY_VAULT", "none" if args.no_key_vault else args.key_vault, lambda: f"tavus-kv-{suffix}")
+    dead_letter = settings.pick("DEAD_LETTER_CONTAINER", args.dead_letter_container, lambda: "tavus-dead-letter")
+    alert_email = settings.pick("ALERT_EMAIL", args.alert_email)
     g = ("--resource-group", group)
 
     existing = az.maybe_json("group", "show", "--name", group, "-o", "json")
@@ -106,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     bundle = build_bundle("azure", Path(args.out) / "azure")
     func.run("azure", "functionapp", "publish", app, "--build", "remote", cwd=bundle.path)
     shown = az.json("functionapp", "show", "--name", app, *g, "-o", "json")
+    feed = Feed(az, group, str(account_json.get("location") or location), account_json, container, prefix)
+    feed.deploy(f"{shown['id']}/functions/{DERIVE_FUNCTION}", dead_letter, alert_email, wait=args.wait)
     url = f"https://{shown['defaultHostName']}/"
     check_endpoint(url, token, wait=args.wait)
     print(f"callback_url: {url}?token={token}")
@@ -158,3 +175,86 @@ def vault_secret(az: Cli, account: dict[str, Any], vault: str, group: str, locat
             time.sleep(wait_interval(wait))
     token = str(secret["value"]).split(",")[0].strip()
     return token, f"@Microsoft.KeyVault(VaultName={vault};SecretName={name})"
+
+
+@dataclass
+class Feed:
+    """The storage account's change feed to the derive function: its Event Grid system topic, a subscription to
+    the BlobCreated events of event blobs with a retry policy and a dead-letter container, and a metric alert on
+    dead-lettered events."""
+
+    az: Cli
+    group: str
+    location: str
+    account: dict[str, Any]  # the storage account, as `az storage account show` prints it
+    container: str
+    prefix: str
+
+    @property
+    def g(self) -> tuple[str, str]:
+        return ("--resource-group", self.group)
+
+    def deploy(self, endpoint: str, dead_letter: str, alert_email: str, *, wait: float) -> None:
+        az, storage = self.az, str(self.account["name"])
+        for namespace in PROVIDERS:  # a new subscription has them unregistered
+            shown = az.maybe_json("provider", "show", "--namespace", namespace, "-o", "json") or {}
+            if shown.get("registrationState") != "Registered":
+                az.run("provider", "register", "--namespace", namespace, "--wait", "-o", "none")
+        if az.maybe_json("storage", "container-rm", "show", "--storage-account", storage, *self.g, "--name",
+                         dead_letter, "-o", "json") is None:
+            az.run("storage", "container-rm", "create", "--storage-account", storage, *self.g, "--name",
+                   dead_letter, "-o", "none")
+        topic = self.system_topic()
+        if az.maybe_json("eventgrid", "system-topic", "event-subscription", "show", "--name", SUBSCRIPTION, *self.g,
+                         "--system-topic-name", topic["name"], "-o", "json") is None:
+            blobs = f"/blobServices/default/containers/{self.container}/blobs/{self.prefix}"
+            create = ("eventgrid", "system-topic", "event-subscription", "create", "--name", SUBSCRIPTION, *self.g,
+                      "--system-topic-name", str(topic["name"]), "--endpoint-type", "azurefunction",
+                      "--endpoint", endpoint, "--included-event-types", BLOB_CREATED,
+                      "--subject-begins-with", blobs, "--subject-ends-with", ".json",
+                      # <prefix><folder>/events/<event>.json and <prefix>unrecognized/..., not the derived documents
+                      "--advanced-filter", "Subject", "StringContains", "/events/", f"{blobs}unrecognized/",
+                      "--max-delivery-attempts", str(MAX_DELIVERY_ATTEMPTS), "--event-ttl", str(EVENT_TTL_MINUTES),
+                      "--deadletter-endpoint", f"{self.account['id']}/blobServices/default/containers/{dead_letter}",
+                      "-o", "none")
+            deadline = time.monotonic() + wait
+            while True:  # the function is listed a while after the publish (the host indexes it)
+                try:
+                    az.run(*create)
+                    break
+                except DeployError as exc:
+                    if DERIVE_FUNCTION not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    log(f"  the app does not list {DERIVE_FUNCTION} yet; waiting")
+                    time.sleep(wait_interval(wait))
+        self.alert(str(topic["id"]), alert_email)
+
+    def system_topic(self) -> dict[str, Any]:
+        """The storage account's system topic (an account has at most one, whatever its name), made if missing."""
+        source = str(self.account["id"]).lower()
+        for topic in self.az.json("eventgrid", "system-topic", "list", *self.g, "-o", "json") or []:
+            if str(topic.get("source", "")).lower() == source:
+                return dict(topic)
+        return dict(self.az.json("eventgrid", "system-topic", "create", "--name", f"{self.account['name']}-events",
+                                 *self.g, "--location", self.location, "--topic-type",
+                                 "Microsoft.Storage.StorageAccounts", "--source", str(self.account["id"]),
+                                 "-o", "json"))
+
+    def alert(self, topic_id: str, email: str) -> None:
+        """A metric alert on the system topic's dead-lettered events, notifying `email` when one is given."""
+        az = self.az
+        if az.maybe_json("monitor", "metrics", "alert", "show", "--name", ALERT, *self.g, "-o", "json") is not None:
+            return
+        action: tuple[str, ...] = ()
+        if email:
+            group = az.maybe_json("monitor", "action-group", "show", "--name", "tavus-callbacks", *self.g,
+                                  "-o", "json")
+            if group is None:
+                group = az.json("monitor", "action-group", "create", "--name", "tavus-callbacks", *self.g,
+                                "--short-name", "tavus", "--action", "email", "operator", email, "-o", "json")
+            action = ("--action", str(group["id"]))
+        az.run("monitor", "metrics", "alert", "create", "--name", ALERT, *self.g, "--scopes", topic_id,
+               "--condition", "total DeadLetteredCount > 0", "--window-size", "5m", "--evaluation-frequency", "5m",
+               "--severity", "2", *action, "--description",
+               "tavus-callbacks: events whose derive kept failing went to the dead-letter container; fix the "
+               "cause, then run tavus-callbacks repair", "-o", "none")
