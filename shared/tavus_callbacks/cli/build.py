@@ -1,6 +1,6 @@
-"""`tavus-callbacks build`: a self-contained folder per cloud (its entry point from functions/<cloud>/, a copy of
-this package, the pinned requirements.txt) that `gcloud functions deploy --source` or `func azure functionapp
-publish` uploads as it is."""
+"""`tavus-callbacks build`: a self-contained folder per cloud (its entry point from functions/<cloud>/, the runtime
+part of this package, the pinned requirements.txt) that `gcloud functions deploy --source` or `func azure functionapp
+publish` uploads as it is. The tools (the CLI, the local server and its feed, the inspector) stay out of it."""
 
 from __future__ import annotations
 
@@ -39,7 +39,15 @@ class Bundle:
     size: int
 
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # copied whole into every bundle
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # its runtime part is copied into every bundle
+# What a deployed function never runs: the commands, `serve` (its ASGI app and change feed) and the inspector.
+TOOLS = frozenset({"cli", "inspector", "adapters/asgi.py", "feed.py"})
+
+
+def _runtime_only(folder: str, names: list[str]) -> set[str]:
+    """shutil.copytree's ignore: the tools and the caches, by their path inside the package."""
+    inside = Path(folder).resolve().relative_to(PACKAGE_DIR)
+    return {n for n in names if (inside / n).as_posix() in TOOLS} | set(_SKIP(folder, names))
 
 
 def functions_dir() -> Path:
@@ -63,7 +71,7 @@ def build_bundle(cloud: str, out_dir: Path | str) -> Bundle:
     shutil.copytree(source, out, ignore=_SKIP)
     if not (out / "requirements.txt").is_file():
         raise BundleError(f"{source}/requirements.txt is missing: the cloud's build needs it")
-    shutil.copytree(PACKAGE_DIR, out / PACKAGE, ignore=_SKIP)
+    shutil.copytree(PACKAGE_DIR, out / PACKAGE, ignore=_runtime_only)
     (out / MARKER).write_text(f"{cloud}\n")
     files = [p for p in out.rglob("*") if p.is_file()]
     return Bundle(cloud, out, len(files), sum(p.stat().st_size for p in files))
