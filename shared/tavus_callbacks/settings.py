@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -113,6 +115,70 @@ def not_a_secret(token: str) -> str | None:
     letters = re.sub(r"[^a-z0-9]", "", token.lower())
     if _WRAPPED.match(token) or len(set(token)) < MIN_DISTINCT_CHARACTERS or _PLACEHOLDER_WORDS.fullmatch(letters):
         return f"is a placeholder, not a secret: replace it with a random token ({MAKE_TOKEN})"
+    return None
+
+
+WEBHOOK_SECRETS_VARIABLE = "TAVUS_WEBHOOK_SECRETS"
+WEBHOOK_MAX_BYTES_VARIABLE = "TAVUS_WEBHOOK_MAX_BYTES"
+DEFAULT_WEBHOOK_MAX_BYTES = 1024 * 1024
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_KEY_BYTES = (24, 64)  # what the Standard Webhooks specification asks of a symmetric secret
+MAKE_WEBHOOK_SECRET = ("make one with: python -c 'import base64, secrets; "
+                       "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())'")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """How events are signed and sized for an HTTP sink (a Standard Webhooks endpoint of TAVUS_FORWARD_URL).
+
+    Read only when such a sink is configured, so a bad secret never stops callbacks from being stored.
+    """
+
+    secrets: tuple[str, ...]
+    max_body_bytes: int = DEFAULT_WEBHOOK_MAX_BYTES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSettings:
+        """Read `TAVUS_WEBHOOK_SECRETS` (required) and `TAVUS_WEBHOOK_MAX_BYTES`."""
+        env = os.environ if environ is None else environ
+        return cls(secrets=parse_webhook_secrets(env.get(WEBHOOK_SECRETS_VARIABLE, "")),
+                   max_body_bytes=_positive_int(env, WEBHOOK_MAX_BYTES_VARIABLE, DEFAULT_WEBHOOK_MAX_BYTES))
+
+    def __repr__(self) -> str:  # never the secrets, whoever prints the settings
+        return f"WebhookSettings(secrets=<{len(self.secrets)} hidden>, max_body_bytes={self.max_body_bytes})"
+
+
+def parse_webhook_secrets(value: str, *, source: str = WEBHOOK_SECRETS_VARIABLE) -> tuple[str, ...]:
+    """Comma-separated Standard Webhooks secrets (`whsec_` + base64 of 24 to 64 random bytes), the newest first;
+    every delivery is signed with each, so a receiver holding any of them verifies it during a rotation."""
+    secrets = tuple(s.strip() for s in value.split(",") if s.strip())
+    if not secrets:
+        raise ConfigError(f"{source} is not set: an http(s):// sink in TAVUS_FORWARD_URL signs every delivery with "
+                          f"it; give one or more comma-separated whsec_ secrets ({MAKE_WEBHOOK_SECRET})")
+    for i, secret in enumerate(secrets, 1):
+        why = _not_a_webhook_secret(secret)
+        if why is not None:
+            raise ConfigError(f"{source}: secret #{i} {why}")
+    return secrets
+
+
+def _not_a_webhook_secret(secret: str) -> str | None:
+    """Why `secret` is not a usable signing secret, or None; the reason never repeats the value."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return (f"does not start with {WEBHOOK_SECRET_PREFIX}: give the signing secret itself, not a reference "
+                "the platform left unresolved (@Microsoft.KeyVault(...), {{resolve:...}}, an ARN, a Secret Manager "
+                f"name) nor a placeholder ({MAKE_WEBHOOK_SECRET})")
+    encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return f"is not {WEBHOOK_SECRET_PREFIX} followed by base64 ({MAKE_WEBHOOK_SECRET})"
+    low, high = WEBHOOK_KEY_BYTES
+    if not low <= len(key) <= high:
+        return (f"holds {len(key)} bytes; the Standard Webhooks specification wants {low} to {high} "
+                f"({MAKE_WEBHOOK_SECRET})")
+    if len(set(key)) < MIN_DISTINCT_CHARACTERS:
+        return f"is a placeholder, not a secret: replace it with random bytes ({MAKE_WEBHOOK_SECRET})"
     return None
 
 
