@@ -31,6 +31,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from tavus_callbacks import __version__
 from tavus_callbacks.errors import ConfigError, ForwardError
 from tavus_callbacks.forward.base import redact_url, thin_record
 from tavus_callbacks.record import canonical_json
@@ -45,7 +46,7 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0  # the specification recommends giving a receiver 15 to 30 s to answer
 POOL_SIZE = 32  # connections kept per sink host: more than the threads deriving at once
 ANSWER_EXCERPT = 300  # characters of a refusal's body quoted in its log line
-USER_AGENT = "tavus-callbacks (Standard Webhooks)"
+USER_AGENT = f"tavus-callbacks/{__version__} (Standard Webhooks)"
 RETRYABLE_STATUSES = frozenset({408, 429})  # and every 5xx
 
 

@@ -323,3 +323,37 @@ def test_rotation_and_unpadded_secrets_are_accepted() -> None:
     assert parse_webhook_secrets(f" {first} ,{second}") == (first, second)
     unpadded = "whsec_" + base64.b64encode(bytes(range(25))).decode().rstrip("=")
     assert parse_webhook_secrets(unpadded) == (unpadded,)
+
+
+def test_serve_forward_delivers_to_a_typed_sink_and_never_shows_its_secrets(
+        serve_factory: Any, webhook_receiver: Any, tmp_path: Path) -> None:
+    receiver: WebhookReceiver = webhook_receiver()
+    server = serve_factory(store_url=sqlite_url(tmp_path / "store.db"),
+                           env={"TAVUS_WEBHOOK_SECRETS": receiver.secret},
+                           args=["--forward", f"{receiver.url}?key=sink-key-123&types=system.*"], workers=1, threads=2)
+    sent = [p for p in sample_payloads() if str(p.get("event_type", "")).startswith("system.")][:4]
+    ids = []
+    for payload in [*sent, *sample_payloads()[:3]]:
+        status, answer = server.post(payload)
+        assert status == 200 and answer is not None
+        ids.append(answer["event_id"])
+    delivered = receiver.wait_for(len(sent))
+    assert {d.id for d in delivered} == set(ids[:len(sent)])
+    assert all(d.verified and d.path == "/hook?key=sink-key-123" for d in receiver.deliveries)
+    server.stop()
+    output = server.output()
+    assert f"Forwarding every stored event to {receiver.url} (types system.*) as Standard Webhooks" in output
+    assert receiver.secret not in output and "sink-key-123" not in output
+
+
+def test_serve_refuses_plain_http_to_a_public_host_before_it_starts(capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tavus_callbacks.cli import main
+
+    monkeypatch.setenv("TAVUS_STORE_URL", sqlite_url(tmp_path / "store.db"))
+    monkeypatch.setenv("TAVUS_WEBHOOK_SECRETS", new_secret())
+    code = main(["serve", "--port", str(free_port()), "--forward", "http://8.8.8.8/hook?key=k1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unencrypted to a public host: use https://" in err
+    assert "Traceback" not in err and "key=k1" not in err
