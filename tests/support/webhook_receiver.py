@@ -82,6 +82,11 @@ class WebhookReceiver:
         with self._lock:
             self._script.extend(statuses)
 
+    def next_status(self) -> int:
+        """What to answer a request that verifies while not refusing (called under the lock): the script's next
+        status, else 200."""
+        return self._script.popleft() if self._script else 200
+
     def refuse(self, status: int = 503) -> None:
         """Answer every request that verifies with `status` until `accept()`."""
         with self._lock:
@@ -125,7 +130,7 @@ class WebhookReceiver:
                     elif receiver._refusing is not None:
                         status = receiver._refusing
                     else:
-                        status = receiver._script.popleft() if receiver._script else 200
+                        status = receiver.next_status()
                     receiver.deliveries.append(Delivery(self.path, headers, body, verified, status, time.time()))
                 answer = b'{"ok":true}' if status < 300 else b'{"error":"scripted failure"}'
                 self.send_response(status)
