@@ -119,6 +119,7 @@ def not_a_secret(token: str) -> str | None:
 
 
 WEBHOOK_SECRETS_VARIABLE = "TAVUS_WEBHOOK_SECRETS"
+WEBHOOK_SECRETS_SECRET_VARIABLE = "TAVUS_WEBHOOK_SECRETS_SECRET"
 WEBHOOK_MAX_BYTES_VARIABLE = "TAVUS_WEBHOOK_MAX_BYTES"
 DEFAULT_WEBHOOK_MAX_BYTES = 1024 * 1024
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -129,32 +130,43 @@ MAKE_WEBHOOK_SECRET = ("make one with: python -c 'import base64, secrets; "
 
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
-    """How events are signed and sized for an HTTP sink (a Standard Webhooks endpoint of TAVUS_FORWARD_URL).
+    """How events are signed and sized for an HTTP sink (a Standard Webhooks endpoint of TAVUS_FORWARD_URL):
+    the secrets themselves, or the Secrets Manager secret that holds them (read when signing, cached).
 
     Read only when such a sink is configured, so a bad secret never stops callbacks from being stored.
     """
 
-    secrets: tuple[str, ...]
+    secrets: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_WEBHOOK_MAX_BYTES
+    secret_id: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSettings:
-        """Read `TAVUS_WEBHOOK_SECRETS` (required) and `TAVUS_WEBHOOK_MAX_BYTES`."""
+        """Read `TAVUS_WEBHOOK_SECRETS` (or `TAVUS_WEBHOOK_SECRETS_SECRET`, the name or ARN of a Secrets Manager
+        secret holding them) and `TAVUS_WEBHOOK_MAX_BYTES`."""
         env = os.environ if environ is None else environ
-        return cls(secrets=parse_webhook_secrets(env.get(WEBHOOK_SECRETS_VARIABLE, "")),
-                   max_body_bytes=_positive_int(env, WEBHOOK_MAX_BYTES_VARIABLE, DEFAULT_WEBHOOK_MAX_BYTES))
+        value, secret_id = env.get(WEBHOOK_SECRETS_VARIABLE, ""), env.get(WEBHOOK_SECRETS_SECRET_VARIABLE, "").strip()
+        return cls(secrets=parse_webhook_secrets(value) if value.strip() or not secret_id else (),
+                   max_body_bytes=_positive_int(env, WEBHOOK_MAX_BYTES_VARIABLE, DEFAULT_WEBHOOK_MAX_BYTES),
+                   secret_id=None if value.strip() else secret_id or None)
 
     def __repr__(self) -> str:  # never the secrets, whoever prints the settings
-        return f"WebhookSettings(secrets=<{len(self.secrets)} hidden>, max_body_bytes={self.max_body_bytes})"
+        return (f"WebhookSettings(secrets=<{len(self.secrets)} hidden>, max_body_bytes={self.max_body_bytes}, "
+                f"secret_id={self.secret_id!r})")
 
 
-def parse_webhook_secrets(value: str, *, source: str = WEBHOOK_SECRETS_VARIABLE) -> tuple[str, ...]:
+def parse_webhook_secrets(value: str, *, source: str = WEBHOOK_SECRETS_VARIABLE,
+                          bare: bool = False) -> tuple[str, ...]:
     """Comma-separated Standard Webhooks secrets (`whsec_` + base64 of 24 to 64 random bytes), the newest first;
-    every delivery is signed with each, so a receiver holding any of them verifies it during a rotation."""
+    every delivery is signed with each, so a receiver holding any of them verifies it during a rotation. With
+    `bare`, an entry may be the base64 part alone (what a secret store generates), and gets the prefix."""
     secrets = tuple(s.strip() for s in value.split(",") if s.strip())
+    if bare:
+        secrets = tuple(s if s.startswith(WEBHOOK_SECRET_PREFIX) else WEBHOOK_SECRET_PREFIX + s for s in secrets)
     if not secrets:
         raise ConfigError(f"{source} is not set: an http(s):// sink in TAVUS_FORWARD_URL signs every delivery with "
-                          f"it; give one or more comma-separated whsec_ secrets ({MAKE_WEBHOOK_SECRET})")
+                          f"it; give one or more comma-separated whsec_ secrets ({MAKE_WEBHOOK_SECRET}), or on AWS "
+                          f"name the Secrets Manager secret holding them in {WEBHOOK_SECRETS_SECRET_VARIABLE}")
     for i, secret in enumerate(secrets, 1):
         why = _not_a_webhook_secret(secret)
         if why is not None:

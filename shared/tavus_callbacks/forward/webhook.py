@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -32,10 +33,10 @@ from urllib3.exceptions import (
 )
 
 from tavus_callbacks import __version__
-from tavus_callbacks.errors import ConfigError, ForwardError
+from tavus_callbacks.errors import ConfigError, ForwardError, needs_extra
 from tavus_callbacks.forward.base import redact_url, thin_record
 from tavus_callbacks.record import canonical_json
-from tavus_callbacks.settings import WebhookSettings
+from tavus_callbacks.settings import WEBHOOK_SECRETS_SECRET_VARIABLE, WebhookSettings, parse_webhook_secrets
 
 if TYPE_CHECKING:
     from tavus_callbacks.record import StoredEvent
@@ -48,6 +49,7 @@ POOL_SIZE = 32  # connections kept per sink host: more than the threads deriving
 ANSWER_EXCERPT = 300  # characters of a refusal's body quoted in its log line
 USER_AGENT = f"tavus-callbacks/{__version__} (Standard Webhooks)"
 RETRYABLE_STATUSES = frozenset({408, 429})  # and every 5xx
+SECRET_MAX_AGE = 300  # seconds a secret store's value is reused before it is read again
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +73,16 @@ class Delivery:
 class WebhookForwarder:
     """Delivers each stored event to one HTTP(S) endpoint as a Standard Webhook, over a pool of kept connections."""
 
-    def __init__(self, url: str, secrets: Sequence[str], max_body_bytes: int,
-                 connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT) -> None:
+    def __init__(self, url: str, settings: WebhookSettings, connect_timeout: float = CONNECT_TIMEOUT,
+                 read_timeout: float = READ_TIMEOUT) -> None:
         parts = urlsplit(url)
         self.url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # credentials go in a header
         self.sink = redact_url(url)
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes = settings.max_body_bytes
         self.read_timeout = read_timeout
-        self._signers = tuple(standardwebhooks.Webhook(secret) for secret in secrets)
+        self._secret_id = settings.secret_id
+        self._signed_with: str | None = None  # the secret store's value the signers were made from
+        self._signers = _signers(settings.secrets)
         self._headers = {"content-type": "application/json", "user-agent": USER_AGENT}
         if parts.username is not None:
             self._headers.update(urllib3.make_headers(
@@ -96,8 +100,7 @@ class WebhookForwarder:
         """`https://...`, or `http://` to a loopback or private address; secrets and size limit from `settings`
         (by default TAVUS_WEBHOOK_SECRETS and TAVUS_WEBHOOK_MAX_BYTES)."""
         check_sink_url(url, source)
-        settings = WebhookSettings.from_env() if settings is None else settings
-        return cls(url, settings.secrets, settings.max_body_bytes)
+        return cls(url, WebhookSettings.from_env() if settings is None else settings)
 
     def body(self, record: StoredEvent, store_url: str) -> bytes:
         """The stored CloudEvent's bytes, or its thin form (a `dataref` to the object) when over the limit."""
@@ -108,12 +111,28 @@ class WebhookForwarder:
     def headers(self, event_id: str, body: bytes, now: float | None = None) -> dict[str, str]:
         """The request's headers: content type, `webhook-id`, `webhook-timestamp` and one signature per secret."""
         moment = datetime.fromtimestamp(int(time.time() if now is None else now), UTC)
-        signatures = " ".join(signer.sign(event_id, moment, body) for signer in self._signers)
+        signatures = " ".join(signer.sign(event_id, moment, body) for signer in self.signers())
         return {**self._headers, "webhook-id": event_id, "webhook-timestamp": str(int(moment.timestamp())),
                 "webhook-signature": signatures}
 
+    def signers(self) -> tuple[standardwebhooks.Webhook, ...]:
+        """One signer per secret; those of a secret store's value are made again when the value changes (it is
+        read through Powertools' cache, so a rotation shows within POWERTOOLS_PARAMETERS_MAX_AGE seconds)."""
+        if self._secret_id is None:
+            return self._signers
+        value = _stored_secret(self._secret_id)
+        if value != self._signed_with:
+            source = f"the secret {WEBHOOK_SECRETS_SECRET_VARIABLE}={self._secret_id}"
+            try:
+                self._signers = _signers(parse_webhook_secrets(value, source=source, bare=True))
+            except ConfigError as exc:
+                raise ForwardError(str(exc)) from None
+            self._signed_with = value
+        return self._signers
+
     def deliver(self, record: StoredEvent, store_url: str) -> Delivery:
-        """One attempt, signed afresh (a new timestamp, the same id); never raises for what the sink did."""
+        """One attempt, signed afresh (a new timestamp, the same id); never raises for what the sink did (a secret
+        that cannot be read raises ForwardError)."""
         body = self.body(record, store_url)
         try:
             answer = self._pool.request("POST", self.url, body=body, headers=self.headers(record.id, body),
@@ -168,6 +187,23 @@ class WebhookForwarder:
         if isinstance(exc, ProtocolError):
             return f"the connection to {self.sink} closed before an answer"
         return f"{type(exc).__name__} from {self.sink}"
+
+
+def _signers(secrets: Sequence[str]) -> tuple[standardwebhooks.Webhook, ...]:
+    return tuple(standardwebhooks.Webhook(secret) for secret in secrets)
+
+
+def _stored_secret(secret_id: str) -> str:
+    """The value of a Secrets Manager secret, cached by Powertools for POWERTOOLS_PARAMETERS_MAX_AGE seconds."""
+    with needs_extra("aws", f"reading the signing secrets from {WEBHOOK_SECRETS_SECRET_VARIABLE}"):
+        from aws_lambda_powertools.utilities.parameters import get_secret
+    try:
+        value = get_secret(secret_id, max_age=int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE", SECRET_MAX_AGE)))
+    except Exception as exc:  # Powertools wraps the SDK's own errors; the message names the secret, not its value
+        raise ForwardError(f"cannot read the signing secrets from {WEBHOOK_SECRETS_SECRET_VARIABLE}={secret_id} "
+                           f"({type(exc).__name__}: {exc}); this identity needs secretsmanager:GetSecretValue on "
+                           "it") from None
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def check_sink_url(url: str, source: str = "TAVUS_FORWARD_URL") -> None:

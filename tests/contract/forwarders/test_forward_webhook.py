@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from support.bus_servers import deliver, forwarding_pipeline, large_transcript, sample_payloads, stored_documents
-from support.servers import free_port, sqlite_url
+from support.servers import free_port, point_at, sqlite_url
 from support.webhook_receiver import WebhookReceiver, new_secret
 from tavus_callbacks.errors import ConfigError, ForwardError
 from tavus_callbacks.events.normalize import normalize
@@ -357,3 +357,42 @@ def test_serve_refuses_plain_http_to_a_public_host_before_it_starts(capsys: pyte
     err = capsys.readouterr().err
     assert code == 2 and "unencrypted to a public host: use https://" in err
     assert "Traceback" not in err and "key=k1" not in err
+
+
+def test_secrets_kept_in_secrets_manager_are_read_when_signing_and_follow_a_rotation(
+        moto_server: Any, webhook_receiver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import secrets
+    import string
+    import uuid
+
+    import boto3
+
+    point_at(moto_server, monkeypatch)
+    monkeypatch.setenv("POWERTOOLS_PARAMETERS_MAX_AGE", "0")  # read on every signing: the rotation shows at once
+    client = boto3.client("secretsmanager")
+    generated = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(44))  # as the stack makes
+    arn = client.create_secret(Name=f"tavus-webhook-{uuid.uuid4().hex[:8]}", SecretString=generated)["ARN"]
+    monkeypatch.delenv("TAVUS_WEBHOOK_SECRETS", raising=False)
+    monkeypatch.setenv("TAVUS_WEBHOOK_SECRETS_SECRET", arn)
+    first: WebhookReceiver = webhook_receiver(f"whsec_{generated}")
+    sink = open_forwarder(first.url)
+    record = records()[0]
+    sink.publish(record, STORE_URL)
+    assert [d.verified for d in first.deliveries] == [True], "the stored base64 alone is the whsec_ secret"
+
+    rotated = new_secret()
+    client.put_secret_value(SecretId=arn, SecretString=f"{rotated},{generated}")
+    second: WebhookReceiver = webhook_receiver(rotated)
+    open_forwarder(second.url).publish(record, STORE_URL)
+    sink.publish(record, STORE_URL)  # the forwarder opened before the rotation signs with both now
+    assert [d.verified for d in second.deliveries] == [True]
+    assert [d.verified for d in first.deliveries] == [True, True]
+    assert len(first.deliveries[1].headers["webhook-signature"].split(" ")) == 2
+
+    client.put_secret_value(SecretId=arn, SecretString="whsec_c2hvcnQ=")
+    with pytest.raises(ForwardError, match=r"TAVUS_WEBHOOK_SECRETS_SECRET=.*secret #1 holds 5 bytes"):
+        sink.publish(record, STORE_URL)
+    client.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+    with pytest.raises(ForwardError, match=r"cannot read the signing secrets.*secretsmanager:GetSecretValue") as gone:
+        sink.publish(record, STORE_URL)
+    assert generated not in str(gone.value) and rotated not in str(gone.value)
