@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from support.bus_servers import EventBridgeBus, deliver, forwarding_pipeline, large_transcript
+from support.bus_servers import EventBridgeBus, deliver_and_derive, forwarding_pipeline, large_transcript
 from tavus_callbacks.forward.eventbridge import MAX_ENTRY_BYTES, SOURCE, EventBridgeForwarder, entry_size
 
 
@@ -18,7 +18,7 @@ def test_a_transcript_over_256_kb_goes_as_a_thin_event_pointing_to_the_stored_ob
     bucket = store_url.split("/")[2]
     pipeline = forwarding_pipeline(store_url, eventbridge_bus.url)
     payload = large_transcript(MAX_ENTRY_BYTES)
-    answer = deliver(pipeline, payload)
+    answer = deliver_and_derive(pipeline, payload)
     assert answer.status == 200, answer.body
     event_id = answer.json_body()["event_id"]
 

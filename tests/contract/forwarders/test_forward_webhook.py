@@ -7,16 +7,28 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.bus_servers import deliver, forwarding_pipeline, large_transcript, sample_payloads, stored_documents
+from conftest import drain
+from support.bus_servers import (
+    deliver,
+    deliver_and_derive,
+    forwarding_pipeline,
+    large_transcript,
+    sample_payloads,
+    stored_documents,
+)
 from support.servers import free_port, point_at, sqlite_url
 from support.webhook_receiver import WebhookReceiver, new_secret
 from tavus_callbacks.errors import ConfigError, ForwardError
 from tavus_callbacks.events.normalize import normalize
+from tavus_callbacks.feed import FeedWorker
 from tavus_callbacks.forward import open_forwarder, open_sinks
 from tavus_callbacks.forward.base import FanOutForwarder, split_sinks, take_types, type_admitted
 from tavus_callbacks.forward.webhook import WebhookForwarder
@@ -70,25 +82,47 @@ def test_a_receiver_answering_500_twice_gets_the_same_id_on_each_retry(webhook_r
     assert len({d.body for d in receiver.deliveries}) == 1
 
 
-def test_a_failed_delivery_through_the_pipeline_is_finished_by_its_retry(webhook_receiver: Any,
-                                                                         tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_delivery_fails_the_derive_and_its_redelivery_delivers_it(webhook_receiver: Any, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     receiver: WebhookReceiver = webhook_receiver()
     monkeypatch.setenv("TAVUS_WEBHOOK_SECRETS", receiver.secret)
     store_url = sqlite_url(tmp_path / "store.db")
     pipeline = forwarding_pipeline(store_url, receiver.url)
-    payload = sample_payloads()[0]
     receiver.answer(500, 500)
-    answers = [deliver(pipeline, payload) for _ in range(3)]
-    assert [a.status for a in answers] == [200, 200, 200], "the sink's failure never reaches the sender"
-    [event_id] = {a.json_body()["event_id"] for a in answers}
+    answer = deliver(pipeline, sample_payloads()[0])
+    assert answer.status == 200, "the sink's failure never reaches the sender"
+    for _ in range(2):  # the change feed delivers the event to derive again while it raises
+        with pytest.raises(ForwardError, match="HTTP 500"):
+            pipeline.derive(answer.outcome.key)
+    assert pipeline.derive(answer.outcome.key).event_id == answer.json_body()["event_id"]
 
     assert [d.status for d in receiver.deliveries] == [500, 500, 200]
-    assert {d.id for d in receiver.deliveries} == {event_id}
-    assert [d.document for d in receiver.delivered()] == [stored_documents(store_url)[event_id]]
+    assert {d.id for d in receiver.deliveries} == {answer.json_body()["event_id"]}
+    assert [d.document for d in receiver.delivered()] == list(stored_documents(store_url).values())
 
 
-def test_a_receiver_down_then_up_loses_nothing(tmp_path: Path) -> None:
+def test_a_receiver_down_then_up_loses_nothing_through_the_change_feed(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver = WebhookReceiver(port=free_port())  # not started: connections are refused
+    monkeypatch.setenv("TAVUS_WEBHOOK_SECRETS", receiver.secret)
+    pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), receiver.url)
+    ids = [deliver(pipeline, p).json_body()["event_id"] for p in sample_payloads()]
+    worker = FeedWorker(pipeline, pipeline.store).start()  # serve's feed: derive in order, retry with backoff
+    try:
+        deadline = time.monotonic() + 10
+        while worker.waiting < len(set(ids)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker.waiting == len(set(ids)), "every derive failed and waits for its retry"
+        receiver.start()
+        delivered = receiver.wait_for(len(set(ids)), timeout=30)
+    finally:
+        worker.stop()
+        receiver.stop()
+    assert Counter(d.id for d in delivered) == Counter(set(ids)), "every event, once each"
+    assert all(d.verified for d in receiver.deliveries)
+
+
+def test_a_receiver_down_then_up_loses_nothing_when_published_again(tmp_path: Path) -> None:
     receiver = WebhookReceiver(port=free_port())
     sink = forwarder(receiver.url, receiver.secret)
     sent = records()
@@ -173,7 +207,7 @@ def test_a_refusal_is_logged_as_an_error_and_not_retried(status: int, webhook_re
     pipeline = forwarding_pipeline(store_url, f"{receiver.url}?key=sink-own-key-123")
     receiver.answer(status)
     caplog.set_level(logging.INFO, logger="tavus_callbacks")
-    answer = deliver(pipeline, sample_payloads()[0])
+    answer = deliver_and_derive(pipeline, sample_payloads()[0])  # the derive returns: nothing to deliver again
     assert answer.status == 200
     event_id = answer.json_body()["event_id"]
 
@@ -183,8 +217,6 @@ def test_a_refusal_is_logged_as_an_error_and_not_retried(status: int, webhook_re
     assert line.__dict__["sink"] == receiver.url, "the sink without its query"
     assert line.__dict__["status"] == status and line.__dict__["key"].endswith(f"_{event_id}.json")
     assert "sink-own-key-123" not in caplog.text
-    store, _ = open_store(store_url)
-    assert not [k for k in store.iter_keys("") if "/pending/" in k], "dead-lettered by its log line, not pending"
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
@@ -208,14 +240,18 @@ def test_the_secret_is_in_no_log_error_or_stored_object(webhook_receiver: Any, t
     pipeline = forwarding_pipeline(store_url, receiver.url)
     errors: list[str] = []
     receiver.answer(500, 404)
-    for payload in sample_payloads()[:4]:  # a retried failure, a refusal, then deliveries
-        deliver(pipeline, payload)
+    for payload in sample_payloads()[:4]:  # a failure, a refusal, then deliveries
+        try:
+            deliver_and_derive(pipeline, payload)
+        except ForwardError as exc:
+            errors.append(str(exc))
+    drain(pipeline)  # the failed one again
     receiver.stop()
     try:
         pipeline.forwarder.publish(records()[0], store_url)
     except ForwardError as exc:
         errors.append(str(exc))
-    assert errors and "cannot connect" in errors[0]
+    assert len(errors) == 2 and "HTTP 500" in errors[0] and "cannot connect" in errors[1]
     with pytest.raises(ConfigError) as refused:
         parse_webhook_secrets(secret[:20])
     errors.append(str(refused.value))
@@ -396,3 +432,29 @@ def test_secrets_kept_in_secrets_manager_are_read_when_signing_and_follow_a_rota
     with pytest.raises(ForwardError, match=r"cannot read the signing secrets.*secretsmanager:GetSecretValue") as gone:
         sink.publish(record, STORE_URL)
     assert generated not in str(gone.value) and rotated not in str(gone.value)
+
+
+def test_serve_delivers_through_an_outage_and_a_crash_losing_nothing(serve_factory: Any, tmp_path: Path) -> None:
+    receiver = WebhookReceiver(port=free_port())  # down when serve starts
+    store_url = sqlite_url(tmp_path / "store.db")
+    env = {"TAVUS_WEBHOOK_SECRETS": receiver.secret}
+    server = serve_factory(store_url=store_url, env=env, args=["--forward", receiver.url], workers=1, threads=2)
+    payloads = sample_payloads()
+    half = len(payloads) // 2
+    ids = [server.post(p)[1]["event_id"] for p in payloads[:half]]  # type: ignore[index]
+    time.sleep(1.0)  # the feed tries them and backs off
+    os.killpg(server.pid, signal.SIGKILL)  # a crash while they wait for their retries
+    server.process.wait(10)
+    receiver.start()
+    try:
+        receiver.answer(500, 500)  # then busy twice
+        restarted = serve_factory(store_url=store_url, env=env, args=["--forward", receiver.url], workers=1,
+                                  threads=2)
+        ids += [restarted.post(p)[1]["event_id"] for p in payloads[half:]]  # type: ignore[index]
+        delivered = receiver.wait_for(len(set(ids)), timeout=60)
+    finally:
+        receiver.stop()
+    assert Counter(d.id for d in delivered) == Counter(set(ids)), "every acknowledged event, once each"
+    assert all(d.verified for d in receiver.deliveries)
+    retried = [d.id for d in receiver.deliveries if d.status == 500]
+    assert len(retried) == 2 and all(i in {d.id for d in delivered} for i in retried), "the same ids once through"
