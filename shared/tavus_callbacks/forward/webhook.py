@@ -79,7 +79,7 @@ class WebhookForwarder:
         self.url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # credentials go in a header
         self.sink = redact_url(url)
         self.max_body_bytes = settings.max_body_bytes
-        self.read_timeout = read_timeout
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._secret_id = settings.secret_id
         self._signed_with: str | None = None  # the secret store's value the signers were made from
         self._signers = _signers(settings.secrets)
@@ -179,7 +179,7 @@ class WebhookForwarder:
             reason = getattr(exc.__cause__ or exc.__context__, "strerror", None) or "connection failed"
             return f"cannot connect to {self.sink}: {reason}"
         if isinstance(exc, ConnectTimeoutError):
-            return f"no connection to {self.sink} within {CONNECT_TIMEOUT:g} s"
+            return f"no connection to {self.sink} within {self.connect_timeout:g} s"
         if isinstance(exc, ReadTimeoutError):
             return f"no answer from {self.sink} within {self.read_timeout:g} s"
         if isinstance(exc, SSLError):

@@ -458,3 +458,15 @@ def test_serve_delivers_through_an_outage_and_a_crash_losing_nothing(serve_facto
     assert all(d.verified for d in receiver.deliveries)
     retried = [d.id for d in receiver.deliveries if d.status == 500]
     assert len(retried) == 2 and all(i in {d.id for d in delivered} for i in retried), "the same ids once through"
+
+
+def test_a_receiver_that_never_answers_times_out_and_is_retried() -> None:
+    import socket
+
+    with socket.socket() as silent:  # listens (the kernel completes the handshake) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+        sink = WebhookForwarder(url, WebhookSettings((new_secret(),)), read_timeout=0.5)
+        with pytest.raises(ForwardError, match=r"no answer from .* within 0\.5 s"):
+            sink.publish(records()[0], STORE_URL)
