@@ -195,7 +195,8 @@ def _signers(secrets: Sequence[str]) -> tuple[standardwebhooks.Webhook, ...]:
 
 def _stored_secret(secret_id: str) -> str:
     """The value of a Secrets Manager secret, cached by Powertools for POWERTOOLS_PARAMETERS_MAX_AGE seconds."""
-    with needs_extra("aws", f"reading the signing secrets from {WEBHOOK_SECRETS_SECRET_VARIABLE}"):
+    with needs_extra("aws", f"reading the signing secrets from {WEBHOOK_SECRETS_SECRET_VARIABLE}",
+                     "aws-lambda-powertools"):
         from aws_lambda_powertools.utilities.parameters import get_secret
     try:
         value = get_secret(secret_id, max_age=int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE", SECRET_MAX_AGE)))
