@@ -82,8 +82,16 @@ def test_the_template_turns_forwarding_on_with_put_events_on_that_bus_only() -> 
     assert template["Parameters"]["ForwardBusName"]["Default"] == ""
     assert template["Conditions"]["ForwardEnabled"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ForwardBusName"}, ""]}]}
     function = template["Resources"]["CallbackFunction"]["Properties"]
-    assert function["Environment"]["Variables"]["TAVUS_FORWARD_URL"] == {
-        "Fn::If": ["ForwardEnabled", {"Fn::Sub": "eventbridge://${ForwardBusName}"}, {"Ref": "AWS::NoValue"}]}
+    def chosen(node: Any, conditions: dict[str, bool]) -> Any:
+        while isinstance(node, dict) and "Fn::If" in node:
+            name, yes, no = node["Fn::If"]
+            node = yes if conditions[name] else no
+        return node
+
+    forward_url = function["Environment"]["Variables"]["TAVUS_FORWARD_URL"]
+    bus_only = {"ForwardToBusAndWebhook": False, "ForwardEnabled": True, "WebhookEnabled": False}
+    assert chosen(forward_url, bus_only) == {"Fn::Sub": "eventbridge://${ForwardBusName}"}
+    assert chosen(forward_url, dict.fromkeys(bus_only, False)) == {"Ref": "AWS::NoValue"}
     role = template["Resources"]["CallbackFunctionRole"]["Properties"]
     statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
     [put_events] = [s["Fn::If"] for s in statements if "Fn::If" in s and s["Fn::If"][0] == "ForwardEnabled"]
