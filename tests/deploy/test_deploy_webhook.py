@@ -1,6 +1,6 @@
 """`deploy gcp|azure --forward https://...`: the webhook signing secret is made once in Secret Manager or Key Vault,
-only the function's identity may read it, the function gets it and the forward setting, and the deploy prints it
-once beside the endpoint it signs for; with the fake CLIs of test_deploy.py."""
+only the function's identity may read it, the function that derives gets it and the forward setting, and the deploy
+prints it once beside the endpoint it signs for; with the fake CLIs of test_deploy.py."""
 
 from __future__ import annotations
 
@@ -49,9 +49,11 @@ def test_gcp_forward_makes_the_signing_secret_once_and_hands_it_to_the_function(
     email = "tavus-callbacks@p1.iam.gserviceaccount.com"
     assert gcp["secrets"]["tavus-webhook-secrets"]["policy"]["bindings"] == [
         {"role": "roles/secretmanager.secretAccessor", "members": [f"serviceAccount:{email}"]}]
-    (deployed,) = [c for c in calls if c.command() == ("functions", "deploy")]
-    assert f"--update-env-vars=^|^TAVUS_FORWARD_URL={HOOK}" in deployed.argv, "its commas kept by gcloud's ^|^"
-    assert "--update-secrets=TAVUS_WEBHOOK_SECRETS=tavus-webhook-secrets:1" in deployed.argv, "its version pinned"
+    deployed = {c.argv[2]: c.argv for c in calls if c.command() == ("functions", "deploy")}
+    derive = deployed["tavus-derive"]  # it publishes; the callback function only stores
+    assert f"--update-env-vars=^|^TAVUS_FORWARD_URL={HOOK}" in derive, "its commas kept by gcloud's ^|^"
+    assert "--update-secrets=TAVUS_WEBHOOK_SECRETS=tavus-webhook-secrets:1" in derive, "its version pinned"
+    assert not [a for a in deployed["tavus-callback"] if "FORWARD" in a or "WEBHOOK" in a]
 
     before = len(cloud.calls())
     again = cloud.deploy("gcp")
@@ -65,8 +67,8 @@ def test_gcp_without_forward_makes_no_webhook_secret(cloud: Cloud) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "tavus-webhook-secrets" not in cloud.state()["gcp"]["secrets"]
     assert "webhook_secret" not in done.stdout
-    (deployed,) = [c for c in cloud.calls() if c.command() == ("functions", "deploy")]
-    assert not [a for a in deployed.argv if "FORWARD" in a or "WEBHOOK" in a]
+    deployed = [c for c in cloud.calls() if c.command() == ("functions", "deploy")]
+    assert len(deployed) == 2 and not [a for c in deployed for a in c.argv if "FORWARD" in a or "WEBHOOK" in a]
 
 
 @pytest.mark.parametrize("target", GCP[:1] + AZURE[:1])
