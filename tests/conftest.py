@@ -24,7 +24,8 @@ settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
-pytest_plugins: list[str] = ["support.servers", "support.serve_fixture", "support.bus_servers", "support.fake_tavus"]
+pytest_plugins: list[str] = ["support.servers", "support.serve_fixture", "support.bus_servers", "support.fake_tavus",
+                             "support.webhook_receiver"]
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -113,6 +115,82 @@ def not_a_secret(token: str) -> str | None:
     letters = re.sub(r"[^a-z0-9]", "", token.lower())
     if _WRAPPED.match(token) or len(set(token)) < MIN_DISTINCT_CHARACTERS or _PLACEHOLDER_WORDS.fullmatch(letters):
         return f"is a placeholder, not a secret: replace it with a random token ({MAKE_TOKEN})"
+    return None
+
+
+WEBHOOK_SECRETS_VARIABLE = "TAVUS_WEBHOOK_SECRETS"
+WEBHOOK_SECRETS_SECRET_VARIABLE = "TAVUS_WEBHOOK_SECRETS_SECRET"
+WEBHOOK_MAX_BYTES_VARIABLE = "TAVUS_WEBHOOK_MAX_BYTES"
+DEFAULT_WEBHOOK_MAX_BYTES = 1024 * 1024
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_KEY_BYTES = (24, 64)  # what the Standard Webhooks specification asks of a symmetric secret
+MAKE_WEBHOOK_SECRET = ("make one with: python -c 'import base64, secrets; "
+                       "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())'")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """How events are signed and sized for an HTTP sink (a Standard Webhooks endpoint of TAVUS_FORWARD_URL):
+    the secrets themselves, or the Secrets Manager secret that holds them (read when signing, cached).
+
+    Read only when such a sink is configured, so a bad secret never stops callbacks from being stored.
+    """
+
+    secrets: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_WEBHOOK_MAX_BYTES
+    secret_id: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSettings:
+        """Read `TAVUS_WEBHOOK_SECRETS` (or `TAVUS_WEBHOOK_SECRETS_SECRET`, the name or ARN of a Secrets Manager
+        secret holding them) and `TAVUS_WEBHOOK_MAX_BYTES`."""
+        env = os.environ if environ is None else environ
+        value, secret_id = env.get(WEBHOOK_SECRETS_VARIABLE, ""), env.get(WEBHOOK_SECRETS_SECRET_VARIABLE, "").strip()
+        return cls(secrets=parse_webhook_secrets(value) if value.strip() or not secret_id else (),
+                   max_body_bytes=_positive_int(env, WEBHOOK_MAX_BYTES_VARIABLE, DEFAULT_WEBHOOK_MAX_BYTES),
+                   secret_id=None if value.strip() else secret_id or None)
+
+    def __repr__(self) -> str:  # never the secrets, whoever prints the settings
+        return (f"WebhookSettings(secrets=<{len(self.secrets)} hidden>, max_body_bytes={self.max_body_bytes}, "
+                f"secret_id={self.secret_id!r})")
+
+
+def parse_webhook_secrets(value: str, *, source: str = WEBHOOK_SECRETS_VARIABLE,
+                          bare: bool = False) -> tuple[str, ...]:
+    """Comma-separated Standard Webhooks secrets (`whsec_` + base64 of 24 to 64 random bytes), the newest first;
+    every delivery is signed with each, so a receiver holding any of them verifies it during a rotation. With
+    `bare`, an entry may be the base64 part alone (what a secret store generates), and gets the prefix."""
+    secrets = tuple(s.strip() for s in value.split(",") if s.strip())
+    if bare:
+        secrets = tuple(s if s.startswith(WEBHOOK_SECRET_PREFIX) else WEBHOOK_SECRET_PREFIX + s for s in secrets)
+    if not secrets:
+        raise ConfigError(f"{source} is not set: an http(s):// sink in TAVUS_FORWARD_URL signs every delivery with "
+                          f"it; give one or more comma-separated whsec_ secrets ({MAKE_WEBHOOK_SECRET}), or on AWS "
+                          f"name the Secrets Manager secret holding them in {WEBHOOK_SECRETS_SECRET_VARIABLE}")
+    for i, secret in enumerate(secrets, 1):
+        why = _not_a_webhook_secret(secret)
+        if why is not None:
+            raise ConfigError(f"{source}: secret #{i} {why}")
+    return secrets
+
+
+def _not_a_webhook_secret(secret: str) -> str | None:
+    """Why `secret` is not a usable signing secret, or None; the reason never repeats the value."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return (f"does not start with {WEBHOOK_SECRET_PREFIX}: give the signing secret itself, not a reference "
+                "the platform left unresolved (@Microsoft.KeyVault(...), {{resolve:...}}, an ARN, a Secret Manager "
+                f"name) nor a placeholder ({MAKE_WEBHOOK_SECRET})")
+    encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return f"is not {WEBHOOK_SECRET_PREFIX} followed by base64 ({MAKE_WEBHOOK_SECRET})"
+    low, high = WEBHOOK_KEY_BYTES
+    if not low <= len(key) <= high:
+        return (f"holds {len(key)} bytes; the Standard Webhooks specification wants {low} to {high} "
+                f"({MAKE_WEBHOOK_SECRET})")
+    if len(set(key)) < MIN_DISTINCT_CHARACTERS:
+        return f"is a placeholder, not a secret: replace it with random bytes ({MAKE_WEBHOOK_SECRET})"
     return None
 
 

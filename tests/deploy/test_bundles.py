@@ -81,6 +81,7 @@ RUNNER = textwrap.dedent('''
             id="1", data={"url": "https://a.blob.core.windows.net/c/" + key}, topic="t", event_time=None,
             subject="/blobServices/default/containers/c/blobs/" + key, event_type="Microsoft.Storage.BlobCreated",
             data_version=""))
+    import tavus_callbacks.forward.webhook  # what a webhook sink needs is in the bundle too
     allowed = [os.path.realpath(p) for p in (bundle, deps, sys.base_prefix)]
     files = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())
              if n not in ("__main__", "__mp_main__")}
@@ -139,9 +140,10 @@ def test_a_built_bundle_answers_a_callback_and_derives_from_it_in_a_clean_interp
 def test_each_bundle_pins_exactly_what_its_cloud_needs() -> None:
     root = Path(__file__).resolve().parents[2] / "functions"
     wanted = {
-        "aws": {"pydantic", "orjson", "boto3", "aws-lambda-powertools[tracer]"},
-        "gcp": {"pydantic", "orjson", "google-cloud-storage", "functions-framework", "google-auth"},  # OIDC check
-        "azure": {"pydantic", "orjson", "azure-storage-blob", "azure-identity", "azure-functions"},
+        "aws": {"pydantic", "orjson", "boto3", "aws-lambda-powertools[tracer]", "standardwebhooks"},
+        "gcp": {"pydantic", "orjson", "google-cloud-storage", "functions-framework", "google-auth",  # OIDC check
+                "standardwebhooks"},
+        "azure": {"pydantic", "orjson", "azure-storage-blob", "azure-identity", "azure-functions", "standardwebhooks"},
     }
     for cloud in CLOUDS:
         lines = [line.strip() for line in (root / cloud / "requirements.txt").read_text().splitlines()

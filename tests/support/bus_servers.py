@@ -253,6 +253,15 @@ def deliver(pipeline: Any, payload: dict[str, Any]) -> Any:
     return pipeline.handle(Request("POST", "/", query={"token": FORWARD_TOKEN}, body=json.dumps(payload).encode()))
 
 
+def deliver_and_derive(pipeline: Any, payload: dict[str, Any]) -> Any:
+    """POST one payload, then derive from the event it stored as the store's change feed would next (it raises
+    when the derive does); the Response. A duplicate stores nothing, so the feed has nothing to derive."""
+    answer = deliver(pipeline, payload)
+    if answer.outcome is not None and answer.outcome.result == "stored" and answer.outcome.key:
+        pipeline.derive(answer.outcome.key)
+    return answer
+
+
 def stored_documents(store_url: str) -> dict[str, dict[str, Any]]:
     """Every stored CloudEvent in a store, by id."""
     from tavus_callbacks.cli.replay import load_events

@@ -1,5 +1,6 @@
 """`tavus-callbacks outputs`: what a deployed AWS stack gives you to paste into Tavus: the callback URL with the
-token from the stack's secret, and the `recording_storage` JSON."""
+token from the stack's secret, and the `recording_storage` JSON; with a webhook, the endpoint and the secret that
+signs for it, for the receiver."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tavus_callbacks.errors import ConfigError, needs_extra
-from tavus_callbacks.settings import parse_tokens
+from tavus_callbacks.settings import parse_tokens, parse_webhook_secrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,8 @@ class StackOutputs:
     recording_storage: dict[str, Any]
     store_url: str | None
     alarm_topic_arn: str | None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None  # the newest of the secrets that sign the deliveries to webhook_url
 
 
 def read_outputs(stack: str, region: str | None = None) -> StackOutputs:
@@ -66,10 +69,20 @@ def read_outputs(stack: str, region: str | None = None) -> StackOutputs:
         recording_storage = json.loads(outputs["RecordingStorage"])
     except ValueError as exc:
         raise ConfigError(f"the RecordingStorage output of {where} is not JSON: {exc}") from None
+    webhook_secret = None
+    if outputs.get("WebhookSecretArn"):
+        arn = outputs["WebhookSecretArn"]
+        try:
+            value = secrets.get_secret_value(SecretId=arn)["SecretString"]
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(f"cannot read the webhook secret {arn}: {exc}; this identity needs "
+                              "secretsmanager:GetSecretValue on it") from None
+        webhook_secret = parse_webhook_secrets(value, source=f"the secret {arn}", bare=True)[0]
     url = outputs["CallbackUrl"]
     return StackOutputs(callback_url=f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}",
                         recording_storage=recording_storage,
-                        store_url=outputs.get("StoreUrl"), alarm_topic_arn=outputs.get("AlarmTopicArn"))
+                        store_url=outputs.get("StoreUrl"), alarm_topic_arn=outputs.get("AlarmTopicArn"),
+                        webhook_url=outputs.get("WebhookUrl"), webhook_secret=webhook_secret)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,11 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="the stack's region (default: the AWS CLI's configured region)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of labelled lines: callback_url, recording_storage "
-                             "(object), store_url, alarm_topic_arn (null when the stack has none)")
+                             "(object), store_url, alarm_topic_arn, webhook_url, webhook_secret (null when the stack "
+                             "has none)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the callback URL to paste into Tavus, the recording_storage JSON and the store URL."""
+    """Print the callback URL to paste into Tavus, the recording_storage JSON, the store URL and, with a webhook,
+    its endpoint and signing secret (for the receiver's TAVUS_WEBHOOK_SECRET)."""
     found = asdict(read_outputs(args.stack, args.region))
     if args.json:
         print(json.dumps(found, indent=2))

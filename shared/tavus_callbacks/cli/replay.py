@@ -1,5 +1,6 @@
 """`tavus-callbacks replay`: re-send stored events in time order, each payload as its canonical JSON (so the
-receiver computes the same event id and a second replay only adds duplicates), or publish them to a bus."""
+receiver computes the same event id and a second replay only adds duplicates), publish them to a bus, or deliver
+them to Standard Webhooks endpoints as the forwarder does (the same body and `webhook-id`, signed afresh)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,15 @@ import orjson
 
 from tavus_callbacks.cli.post import post
 from tavus_callbacks.errors import ConfigError, Failed
-from tavus_callbacks.forward import is_bus_url, open_forwarder
+from tavus_callbacks.forward import is_bus_url, open_forwarder, open_sinks
+from tavus_callbacks.forward.webhook import WebhookForwarder
 from tavus_callbacks.record import canonical_json
 from tavus_callbacks.settings import parse_tokens
 from tavus_callbacks.state.stored import Skipped, Stored, load_events, parse_time
 from tavus_callbacks.stores import open_store
 
 if TYPE_CHECKING:
-    from tavus_callbacks.forward.base import Forwarder
+    from tavus_callbacks.forward.base import Forwarder, Sink
 
 HTTP_TIMEOUT_SECONDS = 15.0
 HTTP_ATTEMPTS = 5
@@ -43,30 +45,38 @@ class Summary:
     stored: int = 0
     duplicate: int = 0
     published: int = 0
+    delivered: int = 0  # events every sink of --webhook took
     failed: int = 0
     left_out: int = 0
+    filtered: int = 0  # events no sink's ?types= admits
     skipped: list[Skipped] = field(default_factory=list)  # objects where events belong that are not events
     errors: list[str] = field(default_factory=list)
     unreachable: int = 0  # tries in a row that reached nobody
+    webhook: bool = False  # counted as deliveries to Standard Webhooks endpoints
 
     @property
     def sent(self) -> int:
-        return self.stored + self.duplicate + self.published + self.failed
+        return self.stored + self.duplicate + self.published + self.delivered + self.failed
 
     def line(self, target: str) -> str:
         before = self.left_out - len(self.skipped)
-        parts = [f"{self.sent} sent to {target}", f"{self.stored} stored", f"{self.duplicate} duplicate",
-                 f"{self.published} published" if self.published else "", f"{self.failed} failed",
+        counts = [f"{self.delivered} delivered"] if self.webhook else [f"{self.stored} stored",
+                                                                         f"{self.duplicate} duplicate"]
+        unsent = self.total - self.sent - self.filtered
+        parts = [f"{self.sent} sent to {target}", *counts, f"{self.published} published" if self.published else "",
+                 f"{self.failed} failed",
+                 f"{self.filtered} not of the types asked for" if self.filtered else "",
                  f"{before} left out (before --since)" if before else "",
                  f"{len(self.skipped)} skipped (not events this package wrote, each named above)"
                  if self.skipped else "",
-                 f"{self.total - self.sent} not sent" if self.sent < self.total else ""]
+                 f"{unsent} not sent" if unsent > 0 else ""]
         return "replay: " + ", ".join(p for p in parts if p)
 
     def as_dict(self, target: str) -> dict[str, object]:
         """The fields `--json` prints."""
         fields = asdict(self)
         fields.pop("unreachable")
+        fields.pop("webhook")
         return {"to": target, "sent": self.sent, **fields}
 
 
@@ -133,14 +143,49 @@ def send_http(event: Stored, url: str, token: str | None, summary: Summary) -> N
     summary.errors.append(f"{event.key}: {problem}")
 
 
+def send_webhook(event: Stored, sinks: list[Sink], store_url: str, summary: Summary) -> None:
+    """Deliver one event to each sink whose filter admits it, retrying what may succeed later (a new signature
+    each time, the same webhook-id); the event counts as delivered when every such sink took it."""
+    record = event.record()
+    admitting = [sink for sink in sinks if sink.admits(record.document["type"])]
+    if not admitting:
+        summary.filtered += 1
+        return
+    problems = []
+    for sink in admitting:
+        assert isinstance(sink.forwarder, WebhookForwarder)
+        for attempt in range(HTTP_ATTEMPTS):
+            delivery = sink.forwarder.deliver(record, store_url)
+            summary.unreachable = summary.unreachable + 1 if delivery.status == 0 else 0
+            if summary.unreachable >= CONNECTION_FAILURES:
+                summary.failed += 1
+                raise ReplayError(f"stopped after {summary.unreachable} tries in a row reached nobody "
+                                  f"({delivery.problem}); check that the endpoint runs and --to is its URL, then "
+                                  "replay again (the receiver skips the webhook-ids it already has)")
+            if delivery.delivered or not delivery.retryable:
+                break
+            if attempt + 1 < HTTP_ATTEMPTS:
+                time.sleep(_retry_wait(delivery.retry_after, attempt))
+        if not delivery.delivered:
+            problems.append(delivery.problem)
+    if problems:
+        summary.failed += 1
+        summary.errors.append(f"{event.key}: {'; '.join(problems)}")
+    else:
+        summary.delivered += 1
+
+
 def replay(events: list[Stored], target: str, *, store_url: str, token: str | None = None,
-           forwarder: Forwarder | None = None, progress: Progress | None = None,
+           forwarder: Forwarder | None = None, sinks: list[Sink] | None = None, progress: Progress | None = None,
            summary: Summary | None = None) -> Summary:
-    """Send every event, in order, to an HTTP endpoint or (with `forwarder`) an event bus; a ReplayError stops
-    it when nothing more would succeed (`summary`, when given, holds what was done by then)."""
-    summary = summary or Summary(total=len(events))
+    """Send every event, in order, to an endpoint of this bundle, to an event bus (`forwarder`) or to Standard
+    Webhooks endpoints (`sinks`); a ReplayError stops it when nothing more would succeed (`summary`, when given,
+    holds what was done by then)."""
+    summary = summary or Summary(total=len(events), webhook=sinks is not None)
     for done, event in enumerate(events, 1):
-        if forwarder is not None:
+        if sinks is not None:
+            send_webhook(event, sinks, store_url, summary)
+        elif forwarder is not None:
             try:
                 forwarder.publish(event.record(), store_url)
                 summary.published += 1
@@ -157,13 +202,17 @@ def replay(events: list[Stored], target: str, *, store_url: str, token: str | No
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="the store to read events from (TAVUS_STORE_URL form)")
     parser.add_argument("--to", required=True, metavar="URL|BUS",
-                        help="an endpoint URL (http:// or https://) or a bus: eventbridge://, pubsub://, eventgrid://")
+                        help="an endpoint of this bundle (http:// or https://), a bus: eventbridge://, pubsub://, "
+                             "eventgrid://, or with --webhook your own endpoint(s), as TAVUS_FORWARD_URL takes them")
     parser.add_argument("--token", help="the endpoint's token (default: the first of TAVUS_CALLBACK_TOKENS)")
+    parser.add_argument("--webhook", action="store_true",
+                        help="deliver to --to as Standard Webhooks, as the forwarder does: the stored CloudEvent, "
+                             "webhook-id = the event id, signed with TAVUS_WEBHOOK_SECRETS")
     parser.add_argument("--conversation", metavar="ID", help="only this conversation's events")
     parser.add_argument("--since", metavar="TIME", help="only events at or after this ISO-8601 date or time")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object at the end: to, sent, total, stored, duplicate, published, "
-                             "failed, left_out, skipped ([{key, why}]), errors ([text])")
+                             "delivered, failed, left_out, filtered, skipped ([{key, why}]), errors ([text])")
 
 
 def _http_url(text: str) -> bool:
@@ -177,24 +226,28 @@ def _http_url(text: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Replay, print the summary and each failure; exit 0 when nothing failed."""
     target: str = args.to
-    forwarder = open_forwarder(target) if is_bus_url(target) else None
-    if forwarder is None and not _http_url(target):
+    sinks = open_sinks(target, source="--to") if args.webhook else None
+    if sinks is not None and not all(isinstance(s.forwarder, WebhookForwarder) for s in sinks):
+        raise ConfigError(f"--to {target.split('?')[0]!r}: --webhook delivers to http(s):// endpoints; replay to a "
+                          "bus without --webhook")
+    forwarder = open_forwarder(target) if sinks is None and is_bus_url(target) else None
+    if sinks is None and forwarder is None and not _http_url(target):
         raise ConfigError(f"--to {target!r}: give an http(s):// endpoint or an eventbridge://, pubsub:// or "
                           "eventgrid:// bus")
     token = args.token
-    if token is None and forwarder is None:
+    if token is None and forwarder is None and sinks is None:
         configured = parse_tokens(os.environ.get("TAVUS_CALLBACK_TOKENS", ""), required=False)
         token = configured[0] if configured else None
     store, prefix = open_store(args.store, read_only=True)
     since = parse_time(args.since) if args.since else None
     skipped: list[Skipped] = []
     events, left_out = load_events(store, prefix, args.conversation, since, skipped)
-    where = target.split("?")[0]  # a bus URL's query may hold a key
-    summary = Summary(total=len(events), left_out=left_out, skipped=skipped)
+    where = ", ".join(s.name for s in sinks) if sinks else target.split("?")[0]  # a query may hold a key
+    summary = Summary(total=len(events), left_out=left_out, skipped=skipped, webhook=sinks is not None)
     stopped: ReplayError | None = None
     try:
-        replay(events, where if forwarder else target, store_url=store.url, token=token, forwarder=forwarder,
-               progress=Progress(len(events)), summary=summary)
+        replay(events, where if forwarder or sinks else target, store_url=store.url, token=token,
+               forwarder=forwarder, sinks=sinks, progress=Progress(len(events)), summary=summary)
     except ReplayError as exc:
         stopped = exc
     for error in summary.errors:

@@ -9,16 +9,21 @@ import secrets
 import socket
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tavus_callbacks.adapters.asgi import ServeOptions, serve
 from tavus_callbacks.errors import ConfigError, StoreUnavailable
+from tavus_callbacks.forward import open_sinks
+from tavus_callbacks.forward.webhook import WebhookForwarder
 from tavus_callbacks.logs import LOG_FORMATS, configure_logging
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings, parse_tokens
 from tavus_callbacks.stores import Store
+
+if TYPE_CHECKING:
+    from tavus_callbacks.forward.base import Sink
 
 DEFAULT = ServeOptions()
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -39,7 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="largest body accepted (env TAVUS_MAX_BODY_BYTES; default 5 MiB)")
     option("--read-timeout", metavar="SECONDS", help="longest wait for a request's whole body "
                                                      f"(env TAVUS_READ_TIMEOUT; default {DEFAULT.read_timeout:g})")
-    option("--forward", metavar="URL", help="also publish every stored event to a bus (env TAVUS_FORWARD_URL)")
+    option("--forward", metavar="URL",
+           help="also publish every stored event to a bus (eventbridge://, pubsub://, eventgrid://) or to your own "
+                "endpoint as a Standard Webhook (https://, or http:// to a loopback or private address; signed with "
+                "TAVUS_WEBHOOK_SECRETS); several comma-separated, each limited with ?types=a,b "
+                "(env TAVUS_FORWARD_URL)")
     option("--log-level", choices=LOG_LEVELS,
            help="log verbosity (env TAVUS_LOG_LEVEL; default info)")
     option("--log-format", choices=("auto", *LOG_FORMATS),
@@ -59,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         check_writable(pipeline.store, pipeline.layout.prefix, where)
     finally:
         pipeline.close()
+    sinks = open_sinks(settings.forward_url) if settings.forward_url else []
     configure_logging(options.log_level, settings.tokens, options.log_format)
-    print(banner(settings, options, generated, where), flush=True)
+    print(banner(settings, options, generated, where, sinks), flush=True)
     serve(settings, options)
     return 0
 
@@ -136,8 +146,10 @@ def check_writable(store: Store, prefix: str, where: str) -> None:
         print(f"warning: could not remove the probe object {key}: {exc}", file=sys.stderr)
 
 
-def banner(settings: Settings, options: ServeOptions, generated: bool, store_url: str | None = None) -> str:
-    """What to paste into Tavus; the token is shown only when it was made up for this run."""
+def banner(settings: Settings, options: ServeOptions, generated: bool, store_url: str | None = None,
+           sinks: Sequence[Sink] = ()) -> str:
+    """What to paste into Tavus, and where events are forwarded; the token is shown only when it was made up for
+    this run, a signing secret never."""
     token = settings.tokens[0] if generated else "<your token>"
     lines = [f"tavus-callbacks serve: listening on {options.base_url} ({options.workers} worker processes), "
              f"storing in {store_url or settings.store_url}",
@@ -148,8 +160,18 @@ def banner(settings: Settings, options: ServeOptions, generated: bool, store_url
     lines.append(f"Tavus must reach it from the internet: expose port {options.port} with a tunnel "
                  f"(e.g. `ngrok http {options.port}`) and use the tunnel's https address with the same "
                  "?token=... as callback_url.")
+    if sinks:
+        lines.append("Forwarding every stored event to " + ", ".join(_describe(sink) for sink in sinks))
     lines.append(f"Try it: tavus-callbacks send --all --url '{options.base_url}' --token ...")
     return "\n".join(lines)
+
+
+def _describe(sink: Sink) -> str:
+    """A sink as the banner names it: where, which types, and how a webhook is signed (never the secret)."""
+    text = sink.name + (f" (types {','.join(sink.types)})" if sink.types else "")
+    if isinstance(sink.forwarder, WebhookForwarder):
+        text += " as Standard Webhooks signed with TAVUS_WEBHOOK_SECRETS (webhook-id = the event id)"
+    return text
 
 
 def _check_port_free(options: ServeOptions) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from support.bus_servers import EventBridgeBus, deliver, forwarding_pipeline, large_transcript
+from support.bus_servers import EventBridgeBus, deliver_and_derive, forwarding_pipeline, large_transcript
 from tavus_callbacks.forward.eventbridge import MAX_ENTRY_BYTES, SOURCE, EventBridgeForwarder, entry_size
 
 
@@ -18,7 +18,7 @@ def test_a_transcript_over_256_kb_goes_as_a_thin_event_pointing_to_the_stored_ob
     bucket = store_url.split("/")[2]
     pipeline = forwarding_pipeline(store_url, eventbridge_bus.url)
     payload = large_transcript(MAX_ENTRY_BYTES)
-    answer = deliver(pipeline, payload)
+    answer = deliver_and_derive(pipeline, payload)
     assert answer.status == 200, answer.body
     event_id = answer.json_body()["event_id"]
 
@@ -82,8 +82,16 @@ def test_the_template_turns_forwarding_on_with_put_events_on_that_bus_only() -> 
     assert template["Parameters"]["ForwardBusName"]["Default"] == ""
     assert template["Conditions"]["ForwardEnabled"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ForwardBusName"}, ""]}]}
     function = template["Resources"]["CallbackFunction"]["Properties"]
-    assert function["Environment"]["Variables"]["TAVUS_FORWARD_URL"] == {
-        "Fn::If": ["ForwardEnabled", {"Fn::Sub": "eventbridge://${ForwardBusName}"}, {"Ref": "AWS::NoValue"}]}
+    def chosen(node: Any, conditions: dict[str, bool]) -> Any:
+        while isinstance(node, dict) and "Fn::If" in node:
+            name, yes, no = node["Fn::If"]
+            node = yes if conditions[name] else no
+        return node
+
+    forward_url = function["Environment"]["Variables"]["TAVUS_FORWARD_URL"]
+    bus_only = {"ForwardToBusAndWebhook": False, "ForwardEnabled": True, "WebhookEnabled": False}
+    assert chosen(forward_url, bus_only) == {"Fn::Sub": "eventbridge://${ForwardBusName}"}
+    assert chosen(forward_url, dict.fromkeys(bus_only, False)) == {"Ref": "AWS::NoValue"}
     role = template["Resources"]["CallbackFunctionRole"]["Properties"]
     statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
     [put_events] = [s["Fn::If"] for s in statements if "Fn::If" in s and s["Fn::If"][0] == "ForwardEnabled"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from support.bus_servers import PubSubTopic, deliver, forwarding_pipeline, sample_payloads
+from support.bus_servers import PubSubTopic, deliver_and_derive, forwarding_pipeline, sample_payloads
 from support.servers import sqlite_url
 from tavus_callbacks.forward.pubsub import MAX_MESSAGE_BYTES, PubSubForwarder, message_size
 
@@ -16,7 +16,7 @@ def test_a_conversation_arrives_in_publish_order_under_its_ordering_key(pubsub_t
     pipeline = forwarding_pipeline(sqlite_url(tmp_path / "store.db"), pubsub_topic.url)
     conversation = [p for p in sample_payloads() if p.get("conversation_id") == "c123456"]
     assert len(conversation) > 5
-    sent = [deliver(pipeline, p).json_body()["event_id"] for p in conversation]
+    sent = [deliver_and_derive(pipeline, p).json_body()["event_id"] for p in conversation]
     messages = pubsub_topic.pull(len(sent))
     assert {m.ordering_key for m in messages} == {"c123456"}
     assert [m.attributes["ce-id"] for m in messages] == sent

@@ -1,9 +1,10 @@
-"""The Forwarder contract, run against every bus: EventBridge (moto server, a rule sending to an SQS queue), Pub/Sub
-(the Cloud SDK's emulator) and Event Grid (the real azure-eventgrid client publishing to a local HTTP sink).
+"""The Forwarder contract, run against every sink: EventBridge (moto server, a rule sending to an SQS queue), Pub/Sub
+(the Cloud SDK's emulator), Event Grid (the real azure-eventgrid client publishing to a local HTTP sink) and a
+Standard Webhooks endpoint (a local HTTP server verifying each request with the `standardwebhooks` library).
 
-Each bus is read back as the CloudEvents it delivered, its own framing checked on the way: EventBridge's envelope,
-Pub/Sub's binary mode and ordering key, Event Grid's batch of one and its key. What each bus does beyond the
-contract (size rules, ordering, outages, endpoints) is in its own test_forward_<bus>.py.
+Each sink is read back as the CloudEvents it delivered, its own framing checked on the way: EventBridge's envelope,
+Pub/Sub's binary mode and ordering key, Event Grid's batch of one and its key, the webhook's signature and id. What
+each does beyond the contract (size rules, ordering, outages, endpoints) is in its own test_forward_<sink>.py.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ from support.bus_servers import (
     EventGridSink,
     PubSubTopic,
     deliver,
+    deliver_and_derive,
     forwarding_pipeline,
     large_transcript,
     sample_payloads,
     stored_documents,
 )
 from support.servers import sqlite_url
+from support.webhook_receiver import WebhookReceiver
+from tavus_callbacks.errors import ForwardError
 from tavus_callbacks.forward.eventbridge import MAX_ENTRY_BYTES, SOURCE
 from tavus_callbacks.forward.eventgrid import KEY_VARIABLE, MAX_EVENT_BYTES
 from tavus_callbacks.forward.pubsub import MAX_MESSAGE_BYTES
+from tavus_callbacks.settings import WEBHOOK_MAX_BYTES_VARIABLE, WEBHOOK_SECRETS_VARIABLE
 
 pytestmark = SDK_WARNINGS
 EVENTGRID_KEY = "eventgrid-test-key-0123456789"
@@ -145,36 +150,70 @@ class EventGrid(Bus):
         self.read = len(self.sink.requests)  # what it refused was not published
 
 
+class Webhook(Bus):
+    limit = 64 * 1024  # TAVUS_WEBHOOK_MAX_BYTES, set low so a large transcript goes thin
+    in_order = True  # each delivery is one request, answered before the next
+
+    def __init__(self, receiver: WebhookReceiver) -> None:
+        self.receiver, self.url, self.read = receiver, receiver.url, 0
+        self.env = {WEBHOOK_SECRETS_VARIABLE: receiver.secret, WEBHOOK_MAX_BYTES_VARIABLE: str(self.limit)}
+
+    def published(self, expect: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 10
+        while len(self.receiver.delivered()) - self.read < expect and time.monotonic() < deadline:
+            time.sleep(0.05)
+        deliveries = self.receiver.delivered()[self.read:]
+        self.read += len(deliveries)
+        assert all(d.verified for d in self.receiver.deliveries), "every request verifies with standardwebhooks"
+        documents = []
+        for delivery in deliveries:
+            assert delivery.headers["content-type"] == "application/json"
+            assert delivery.id == delivery.document["id"], "webhook-id is the event id"
+            documents.append(delivery.document)
+        return documents
+
+    def refuse(self) -> None:
+        self.receiver.refuse(503)
+
+    def accept(self) -> None:
+        self.receiver.accept()
+
+
 BUSES: dict[str, Callable[[pytest.FixtureRequest], Bus]] = {
     "eventbridge": lambda request: EventBridge(request.getfixturevalue("eventbridge_bus")),
     "pubsub": lambda request: PubSub(request.getfixturevalue("pubsub_topic")),
     "eventgrid": lambda request: EventGrid(request.getfixturevalue("eventgrid_sink")),
+    "webhook": lambda request: Webhook(request.getfixturevalue("webhook_receiver")()),
 }
 
 
 @pytest.fixture(params=sorted(BUSES))
 def bus(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Bus:
     monkeypatch.setenv(KEY_VARIABLE, EVENTGRID_KEY)
-    return BUSES[request.param](request)
+    made = BUSES[request.param](request)
+    for name, value in made.env.items():
+        monkeypatch.setenv(name, value)
+    return made
 
 
-def test_every_stored_event_is_published_once_per_delivery_as_it_is_stored(bus: Bus, tmp_path: Path) -> None:
+def test_every_stored_event_is_published_once_as_it_is_stored(bus: Bus, tmp_path: Path) -> None:
     store_url = sqlite_url(tmp_path / "store.db")
     pipeline = forwarding_pipeline(store_url, bus.url)
     payloads = sample_payloads()
     sent: list[str] = []
     statuses: list[str] = []
     for payload in [*payloads, *payloads[:3]]:  # the first three delivered twice, as a retry would
-        answer = deliver(pipeline, payload)
+        answer = deliver_and_derive(pipeline, payload)
         assert answer.status == 200, answer.body
         sent.append(answer.json_body()["event_id"])
         statuses.append(answer.json_body()["status"])
     assert statuses[-3:] == ["duplicate"] * 3
 
-    published = bus.published(len(sent))
-    assert Counter(d["id"] for d in published) == Counter(sent)
+    unique = list(dict.fromkeys(sent))
+    published = bus.published(len(unique))
+    assert Counter(d["id"] for d in published) == Counter(unique), "a duplicate stores nothing, so derives nothing"
     if bus.in_order:
-        assert [d["id"] for d in published] == sent
+        assert [d["id"] for d in published] == unique
     stored = stored_documents(store_url)
     assert set(stored) == set(sent)
     for document in published:
@@ -185,7 +224,7 @@ def test_an_event_over_the_bus_limit_goes_thin_with_a_dataref_to_the_stored_obje
     store_url = sqlite_url(tmp_path / "store.db")
     pipeline = forwarding_pipeline(store_url, bus.url, max_body_bytes=2 * bus.limit)
     payload = large_transcript(bus.limit)
-    answer = deliver(pipeline, payload)
+    answer = deliver_and_derive(pipeline, payload)
     assert answer.status == 200, answer.body
     event_id = answer.json_body()["event_id"]
 
@@ -204,7 +243,8 @@ def test_an_event_over_the_bus_limit_goes_thin_with_a_dataref_to_the_stored_obje
     assert json.loads(blob.data)["data"]["payload"] == payload
 
 
-def test_a_bus_that_refuses_costs_the_sender_nothing_and_the_retry_publishes_once(bus: Bus, tmp_path: Path) -> None:
+def test_a_bus_that_refuses_costs_the_sender_nothing_and_the_redelivery_publishes_once(bus: Bus,
+                                                                                      tmp_path: Path) -> None:
     store_url = sqlite_url(tmp_path / "store.db")
     pipeline = forwarding_pipeline(store_url, bus.url)
     payload = sample_payloads()[0]
@@ -212,9 +252,12 @@ def test_a_bus_that_refuses_costs_the_sender_nothing_and_the_retry_publishes_onc
     answer = deliver(pipeline, payload)
     assert answer.status == 200 and answer.json_body()["status"] == "stored"  # durable: the bus can wait
     assert len(stored_documents(store_url)) == 1, "durable even though the bus failed"
+    with pytest.raises(ForwardError):  # the derive fails, so the change feed delivers the event to it again
+        pipeline.derive(answer.outcome.key)
 
     bus.accept()
-    retry = deliver(pipeline, payload)
+    pipeline.derive(answer.outcome.key)
+    retry = deliver_and_derive(pipeline, payload)
     assert retry.status == 200 and retry.json_body()["status"] == "duplicate"
     assert [d["id"] for d in bus.published(1)] == [retry.json_body()["event_id"]]
     assert len(stored_documents(store_url)) == 1, "exactly once in the bucket"

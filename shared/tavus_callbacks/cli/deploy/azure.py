@@ -11,11 +11,13 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tavus_callbacks.cli.build import build_bundle
+from tavus_callbacks.cli.deploy import webhooks
 from tavus_callbacks.cli.deploy.base import (
     Cli,
     DeployError,
@@ -30,6 +32,7 @@ BLOB_ROLE = "Storage Blob Data Contributor"
 SECRET_READER = "Key Vault Secrets User"
 SECRET_WRITER = "Key Vault Secrets Officer"
 TOKENS_SETTING = "TAVUS_CALLBACK_TOKENS"
+WEBHOOK_SETTING = "TAVUS_WEBHOOK_SECRETS"
 PROVIDERS = ("Microsoft.EventGrid", "Microsoft.Insights")  # the system topic; the metric alert
 DERIVE_FUNCTION = "tavus_derive"  # the Event Grid function of function_app.py
 SUBSCRIPTION = "tavus-derive"
@@ -48,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app", help="function app name (default: tavus-callbacks- + the same hash)")
     parser.add_argument("--key-vault", help="Key Vault holding the token (default: tavus-kv- + the same hash)")
     parser.add_argument("--no-key-vault", action="store_true",
-                        help="keep the token in an app setting instead of Key Vault")
+                        help="keep the token (and a webhook signing secret) in an app setting instead of Key Vault")
+    parser.add_argument("--forward", metavar="URL", help=webhooks.FORWARD_HELP)
     parser.add_argument("--dead-letter-container",
                         help="container of the events whose derive kept failing (default: tavus-dead-letter)")
     parser.add_argument("--alert-email", help="an address the dead-letter alert notifies (an action group)")
@@ -70,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     prefix = settings.pick("PREFIX", args.prefix)
     app = settings.pick("APP", args.app, lambda: f"tavus-callbacks-{suffix}")
     vault = settings.pick("KEY_VAULT", "none" if args.no_key_vault else args.key_vault, lambda: f"tavus-kv-{suffix}")
+    forward = settings.pick("FORWARD_URL", args.forward)
+    has_webhook = webhooks.check_forward(forward)
     dead_letter = settings.pick("DEAD_LETTER_CONTAINER", args.dead_letter_container, lambda: "tavus-dead-letter")
     alert_email = settings.pick("ALERT_EMAIL", args.alert_email)
     g = ("--resource-group", group)
@@ -104,14 +110,28 @@ def run(args: argparse.Namespace) -> int:
 
     current = {s["name"]: s.get("value") for s in
                az.json("functionapp", "config", "appsettings", "list", "--name", app, *g, "-o", "json") or []}
+    signing, signing_reference = "", ""
     if vault != "none":
         token, reference = vault_secret(az, account, vault, group, location, principal, wait=args.wait)
+        if has_webhook:
+            signing, signing_reference = vault_secret(az, account, vault, group, location, principal,
+                                                      wait=args.wait, name=webhooks.SECRET_NAME,
+                                                      make=webhooks.new_secret)
     else:
         kept = current.get(TOKENS_SETTING) or ""
         reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else secrets.token_urlsafe(32)
         token = reference.split(",")[0].strip()
+        if has_webhook:
+            kept = current.get(WEBHOOK_SETTING) or ""
+            signing_reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else webhooks.new_secret()
+    if has_webhook:
+        signing = webhooks.newest(signing or signing_reference, f"the webhook secret {webhooks.SECRET_NAME}")
     wanted = {TOKENS_SETTING: reference, "AzureWebJobsDisableHomepage": "true",
               "TAVUS_STORE_URL": f"https://{storage}.blob.core.windows.net/{container}/{prefix}"}
+    if forward:
+        wanted["TAVUS_FORWARD_URL"] = forward
+    if has_webhook:
+        wanted[WEBHOOK_SETTING] = signing_reference
     if any(current.get(k) != v for k, v in wanted.items()):
         listed = [{"name": k, "value": v, "slotSetting": False} for k, v in wanted.items()]
         with private_file(json.dumps(listed), ".json") as path:  # a token may be in it: never on the command line
@@ -127,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
     check_endpoint(url, token, wait=args.wait)
     print(f"callback_url: {url}?token={token}")
     print(f"store_url:    azure://{container}/{prefix}  (account {storage})")
+    if signing:
+        print(f"webhook_url:    {forward}")
+        print(f"webhook_secret: {signing}  (give it to the receiver; it signs every delivery)")
     return 0
 
 
@@ -148,9 +171,10 @@ def signed_in_object(az: Cli, account: dict[str, Any]) -> tuple[str, str]:
 
 
 def vault_secret(az: Cli, account: dict[str, Any], vault: str, group: str, location: str, principal: str, *,
-                 wait: float) -> tuple[str, str]:
-    """The token from the vault (made and stored on the first run) and the app setting's Key Vault reference."""
-    name = "tavus-callback-tokens"
+                 wait: float, name: str = "tavus-callback-tokens",
+                 make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> tuple[str, str]:
+    """The first value of the vault's secret `name` (made with `make` and stored on the first run) and the app
+    setting's Key Vault reference to it."""
     shown = az.maybe_json("keyvault", "show", "--name", vault, "--resource-group", group, "-o", "json")
     if shown is None:
         shown = az.json("keyvault", "create", "--name", vault, "--resource-group", group, "--location", location,
@@ -164,7 +188,7 @@ def vault_secret(az: Cli, account: dict[str, Any], vault: str, group: str, locat
             secret = az.maybe_json("keyvault", "secret", "show", "--vault-name", vault, "--name", name, "-o", "json",
                                    missing=("SecretNotFound",))
             if secret is None:
-                with private_file(secrets.token_urlsafe(32)) as path:
+                with private_file(make()) as path:
                     secret = az.json("keyvault", "secret", "set", "--vault-name", vault, "--name", name,
                                      "--file", str(path), "--encoding", "utf-8", "-o", "json")
             break

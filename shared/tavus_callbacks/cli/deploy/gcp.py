@@ -9,12 +9,13 @@ import argparse
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tavus_callbacks.cli.build import build_bundle
+from tavus_callbacks.cli.deploy import webhooks
 from tavus_callbacks.cli.deploy.base import (
     Cli,
     DeployError,
@@ -60,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--access", choices=ACCESS,
                         help="allusers: grant roles/run.invoker to allUsers (default); no-invoker-check: turn the "
                              "Cloud Run invoker check off instead, where an organization policy refuses allUsers")
+    parser.add_argument("--forward", metavar="URL", help=webhooks.FORWARD_HELP + " (set on the derive function)")
+    parser.add_argument("--webhook-secret",
+                        help=f"Secret Manager secret holding the webhook signing secret(s) (default: "
+                             f"{webhooks.SECRET_NAME})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     account_name = settings.pick("SERVICE_ACCOUNT", args.service_account, lambda: "tavus-callbacks")
     secret = settings.pick("SECRET", args.secret, lambda: "tavus-callback-tokens")
     access = settings.pick("ACCESS", args.access, lambda: "allusers")
+    forward = settings.pick("FORWARD_URL", args.forward)
+    webhook_secret = settings.pick("WEBHOOK_SECRET", args.webhook_secret, lambda: webhooks.SECRET_NAME)
+    has_webhook = webhooks.check_forward(forward)
     settings.save("names used by `tavus-callbacks deploy gcp`; the next run reuses them")
     p = f"--project={project}"
     member = f"serviceAccount:{account_name}@{project}.iam.gserviceaccount.com"
@@ -113,6 +121,20 @@ def run(args: argparse.Namespace) -> int:
     version = str(latest["name"]).rsplit("/", 1)[-1]
     token = (gcloud.run("secrets", "versions", "access", version, f"--secret={secret}", p) or "").split(",")[0].strip()
 
+    forwarding = [f"--update-env-vars=^|^TAVUS_FORWARD_URL={forward}"] if forward else []  # commas are its own
+    signing = ""
+    if has_webhook:
+        if gcloud.maybe_json("secrets", "describe", webhook_secret, p, "--format=json") is None:
+            gcloud.run("secrets", "create", webhook_secret, p, "--replication-policy=automatic", "--data-file=-",
+                       stdin=webhooks.new_secret())
+        bind(gcloud, ("secrets",), (webhook_secret, p), SECRET_ROLE, member)
+        latest = gcloud.json("secrets", "versions", "describe", "latest", f"--secret={webhook_secret}", p,
+                             "--format=json")
+        signing_version = str(latest["name"]).rsplit("/", 1)[-1]
+        signing = webhooks.newest(gcloud.run("secrets", "versions", "access", signing_version,
+                                             f"--secret={webhook_secret}", p) or "", f"the secret {webhook_secret}")
+        forwarding.append(f"--update-secrets=TAVUS_WEBHOOK_SECRETS={webhook_secret}:{signing_version}")
+
     bundle = build_bundle("gcp", Path(args.out) / "gcp")
     gcloud.run("functions", "deploy", function, "--gen2", p, f"--region={region}", "--runtime=python313",
                f"--source={bundle.path}", "--entry-point=tavus_callback", "--trigger-http",
@@ -124,12 +146,16 @@ def run(args: argparse.Namespace) -> int:
         gcloud.run("run", "services", "update", function, p, f"--region={region}", "--no-invoker-iam-check",
                    "--quiet")
     feed = Feed(gcloud, project, str(number), region, member, derive_function, dead_letter)
-    feed.deploy(bucket, str(described_bucket.get("location") or region), prefix, bundle.path, wait=args.wait)
+    feed.deploy(bucket, str(described_bucket.get("location") or region), prefix, bundle.path, wait=args.wait,
+                forwarding=forwarding)
     described = gcloud.json("functions", "describe", function, "--gen2", p, f"--region={region}", "--format=json")
     url = str(described["serviceConfig"]["uri"]).rstrip("/") + "/"
     check_endpoint(url, token, wait=args.wait)
     print(f"callback_url: {url}?token={token}")
     print(f"store_url:    gs://{bucket}/{prefix}")
+    if signing:
+        print(f"webhook_url:    {forward}")
+        print(f"webhook_secret: {signing}  (give it to the receiver; it signs every delivery)")
     return 0
 
 
@@ -158,7 +184,8 @@ class Feed:
     def p(self) -> str:
         return f"--project={self.project}"
 
-    def deploy(self, bucket: str, bucket_location: str, prefix: str, source: Path, *, wait: float) -> None:
+    def deploy(self, bucket: str, bucket_location: str, prefix: str, source: Path, *, wait: float,
+               forwarding: Sequence[str] = ()) -> None:
         gcloud, p = self.gcloud, self.p
         agent = (gcloud.run("storage", "service-agent", p) or "").strip()
         if not agent:
@@ -173,7 +200,7 @@ class Feed:
                   f"--trigger-event-filters=type={FINALIZED}", f"--trigger-event-filters=bucket={bucket}",
                   f"--trigger-location={bucket_location.lower()}", f"--trigger-service-account={email}", "--retry",
                   f"--service-account={email}", f"--update-env-vars=TAVUS_STORE_URL=gs://{bucket}/{prefix}",
-                  "--memory=512Mi", "--timeout=60s", "--quiet")
+                  *forwarding, "--memory=512Mi", "--timeout=60s", "--quiet")
         # A project's first Eventarc trigger waits for the roles of Google's service agents to propagate.
         retrying(lambda: gcloud.run(*deploy), ("Eventarc Service Agent", "unable to publish", "propagated"), wait=wait)
         bind(gcloud, ("run", "services"), (self.function, p, f"--region={self.region}"), INVOKER_ROLE, self.member)
