@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ log = logging.getLogger("tavus_callbacks")
 
 RETRY_AFTER_SECONDS = "5"
 CONVERSATION_FAMILIES = ("conversation", "guardrail", "objective")
+PUBLISHERS = 16  # events of one derive batch published at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +65,15 @@ class Pipeline:
         self.layout = Layout(prefix or "")
         self.redactor = TokenRedactor(settings.tokens)
         self.folder = ConversationFolder(store, self.layout, attempts=settings.fold_attempts)
-        self.forwarder = forwarder
-        if forwarder is None and settings.forward_url:
-            self.forwarder = open_forwarder(settings.forward_url)
+        self._forwarder = forwarder
+
+    @property
+    def forwarder(self) -> Forwarder | None:
+        """The forwarder of `settings.forward_url`, opened on first use by derive: a callback's answer never
+        depends on it."""
+        if self._forwarder is None and self.settings.forward_url:
+            self._forwarder = open_forwarder(self.settings.forward_url)
+        return self._forwarder
 
     def close(self) -> None:
         """Let go of the store, for a store that holds something open."""
@@ -154,32 +162,37 @@ class Pipeline:
                 results[key] = Derived(key, skipped=True)
             else:
                 groups.setdefault(conversation_of(record), []).append(record)
+        folded: list[tuple[StoredEvent, bool]] = []  # each record and whether it newly reports a copy failure
         for cid, records in groups.items():
-            copy_failed: list[bool] = [False] * len(records)
             try:
-                if cid is not None:
-                    self._index(cid, records)
-                    copy_failed = self.folder.apply_all(records)
+                if cid is None:
+                    folded += [(r, False) for r in records]
+                    continue
+                self._index(cid, records)
+                folded += zip(records, self.folder.apply_all(records), strict=True)
             except Exception as exc:  # the store's own errors, or a bug: either way the feed delivers it again
                 for record in records:
                     results[record.key] = exc
-                continue
-            for record, failed in zip(records, copy_failed, strict=True):
-                event = record.event
-                try:
-                    if self.forwarder is not None:
-                        self.forwarder.publish(record, self.store.url)
-                except Exception as exc:  # a bus client's own error types vary by SDK
-                    results[record.key] = exc if isinstance(exc, ForwardError) else ForwardError(
-                        f"{type(exc).__name__}: {exc}")
-                    continue
-                results[record.key] = Derived(record.key, record.id, event.type, event.conversation_id,
-                                              copy_failed=failed)
+        with ThreadPoolExecutor(max_workers=PUBLISHERS) as pool:  # one sink's round trip at a time is too slow
+            published = list(pool.map(self._publish, [r for r, _ in folded]))
+        for (record, copy_failed), error in zip(folded, published, strict=True):
+            event = record.event
+            results[record.key] = error or Derived(record.key, record.id, event.type, event.conversation_id,
+                                                   copy_failed=copy_failed)
         for key, result in results.items():
             if isinstance(result, Exception):
                 log.error("derive of %s failed: %s; the change feed delivers it again", key, result,
                           extra={"key": key, "error": f"{type(result).__name__}: {result}"})
         return [results[key] for key in keys]
+
+    def _publish(self, record: StoredEvent) -> ForwardError | None:
+        """Publish one derived event to the forwarder, if any; what went wrong, or None."""
+        try:
+            if self.forwarder is not None:
+                self.forwarder.publish(record, self.store.url)
+        except Exception as exc:  # a bus client's own error types vary by SDK
+            return exc if isinstance(exc, ForwardError) else ForwardError(f"{type(exc).__name__}: {exc}")
+        return None
 
     def _index(self, cid: str, records: Sequence[StoredEvent]) -> None:
         """Mark the conversation active on each event's own day (the day of now for an undated one)."""

@@ -32,7 +32,9 @@ class Derivation(Protocol):
     store: Store
     layout: Layout
     folder: ConversationFolder
-    forwarder: Forwarder | None
+
+    @property
+    def forwarder(self) -> Forwarder | None: ...
 
 
 @dataclass
