@@ -37,7 +37,7 @@ log = logging.getLogger("tavus_callbacks")
 
 RETRY_AFTER_SECONDS = "5"
 CONVERSATION_FAMILIES = ("conversation", "guardrail", "objective")
-PUBLISHERS = 16  # events of one derive batch published at once
+PUBLISHERS = 16  # conversations of one derive batch published at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,26 +173,32 @@ class Pipeline:
             except Exception as exc:  # the store's own errors, or a bug: either way the feed delivers it again
                 for record in records:
                     results[record.key] = exc
-        with ThreadPoolExecutor(max_workers=PUBLISHERS) as pool:  # one sink's round trip at a time is too slow
-            published = list(pool.map(self._publish, [r for r, _ in folded]))
-        for (record, copy_failed), error in zip(folded, published, strict=True):
+        by_conversation: dict[str, list[StoredEvent]] = {}  # published in order within one, several at once
+        for record, _ in folded:
+            by_conversation.setdefault(conversation_of(record) or record.id, []).append(record)
+        with ThreadPoolExecutor(max_workers=PUBLISHERS) as pool:
+            errors = dict(kv for group in pool.map(self._publish, by_conversation.values()) for kv in group.items())
+        for record, copy_failed in folded:
             event = record.event
-            results[record.key] = error or Derived(record.key, record.id, event.type, event.conversation_id,
-                                                   copy_failed=copy_failed)
+            results[record.key] = errors.get(record.key) or Derived(record.key, record.id, event.type,
+                                                                    event.conversation_id, copy_failed=copy_failed)
         for key, result in results.items():
             if isinstance(result, Exception):
                 log.error("derive of %s failed: %s; the change feed delivers it again", key, result,
                           extra={"key": key, "error": f"{type(result).__name__}: {result}"})
         return [results[key] for key in keys]
 
-    def _publish(self, record: StoredEvent) -> ForwardError | None:
-        """Publish one derived event to the forwarder, if any; what went wrong, or None."""
-        try:
-            if self.forwarder is not None:
-                self.forwarder.publish(record, self.store.url)
-        except Exception as exc:  # a bus client's own error types vary by SDK
-            return exc if isinstance(exc, ForwardError) else ForwardError(f"{type(exc).__name__}: {exc}")
-        return None
+    def _publish(self, records: list[StoredEvent]) -> dict[str, ForwardError]:
+        """Publish derived events of one conversation to the forwarder, in order; what failed, by key."""
+        errors: dict[str, ForwardError] = {}
+        for record in records:
+            try:
+                if self.forwarder is not None:
+                    self.forwarder.publish(record, self.store.url)
+            except Exception as exc:  # a bus client's own error types vary by SDK
+                errors[record.key] = exc if isinstance(exc, ForwardError) else ForwardError(
+                    f"{type(exc).__name__}: {exc}")
+        return errors
 
     def _index(self, cid: str, records: Sequence[StoredEvent]) -> None:
         """Mark the conversation active on each event's own day (the day of now for an undated one)."""
