@@ -33,6 +33,7 @@ log = logging.getLogger("tavus_callbacks.adapters.asgi")
 access_log = logging.getLogger("tavus_callbacks.access")
 
 MAX_CONNECTIONS = 8192  # per worker process: beyond it, uvicorn answers 503; an idle one costs a few KiB
+MAX_DISCARDING = 64  # per worker: connections dropping an unread body at once; beyond it, closed at once
 MAX_HEAD_BYTES = 16 * 1024  # a request line and headers still incomplete after this many bytes are refused (431)
 
 Scope = dict[str, Any]
@@ -128,6 +129,7 @@ class CallbackApp:
         self.stored = stored  # where the keys of new events go, when the store has no change feed of its own
         self.read_timeout = read_timeout
         self.tokens = pipeline.settings.tokens
+        self.discarding = 0
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tavus-callbacks")
         self.access = AccessLog(pipeline.settings.tokens, text=log_format == "text") \
             if access_log.isEnabledFor(logging.INFO) else None
@@ -151,9 +153,17 @@ class CallbackApp:
         else:  # a body left unread: the answer goes out whole at once, then what the client still sends is dropped
             headers.append((b"connection", b"close"))
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            await send({"type": "http.response.body", "body": response.body, "more_body": True})
-            await self._discard(receive)
-            await send({"type": "http.response.body", "body": b""})
+            if self.discarding < MAX_DISCARDING:  # beyond, memory first: the connection is closed at once
+                await send({"type": "http.response.body", "body": response.body, "more_body": True})
+                self.discarding += 1
+                try:
+                    await self._discard(receive)
+                finally:
+                    self.discarding -= 1
+                response_end = b""
+            else:
+                response_end = response.body
+            await send({"type": "http.response.body", "body": response_end})
         outcome = response.outcome
         # a duplicate too: its first create may have succeeded in the bucket while its answer was lost
         if self.stored is not None and outcome is not None and outcome.key:
