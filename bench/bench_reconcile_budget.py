@@ -2,7 +2,7 @@
 
 For each behaviour of the fake vendor API (tests/support/fake_tavus.py) the real command runs in its own process
 on a fresh SQLite file; the script prints the wall-clock time from start to exit, how far past B it ended
-(target: at most 2 s), the exit status and the summary line it printed.
+(target: at most 2 s), the exit status, the summary line it printed and its first `failed:` line, if any.
 
     .venv/bin/python bench/bench_reconcile_budget.py [--budget 8] [--only dripping,stalled]
 
@@ -61,7 +61,8 @@ def run(behaviour: str, budget: float) -> tuple[float, int, str]:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=budget + 600)
         elapsed = time.monotonic() - started
     line = next((x for x in done.stdout.splitlines() if x.startswith("reconcile:")), done.stdout.strip()[-200:])
-    return elapsed, done.returncode, line
+    failed = next((x for x in done.stderr.splitlines() if x.startswith("failed:")), "")
+    return elapsed, done.returncode, f"{line} [{failed}]" if failed else line
 
 
 def main() -> int:

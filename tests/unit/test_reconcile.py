@@ -406,9 +406,9 @@ def test_an_api_that_only_fails_is_a_failure_within_the_budget(fake_tavus: FakeT
     status, retry_after = (500, None) if fault == "500" else (429, "nan")
     fake_tavus.fail("/v2/conversations", status=status, retry_after=retry_after, times=1000)
     code = main(["reconcile", "--store", local.store.url, "--budget", "3"])
-    out = capsys.readouterr().out
-    assert code == 1 and "1 failures" in out, out
-    assert f"stopped: GET /v2/conversations: {status} (" in out and "time budget" not in out
+    out, err = capsys.readouterr()
+    assert code == 1 and "1 failures" in out and "stopped early by the failure above" in out, out
+    assert f"failed: GET /v2/conversations: {status} (" in err and "time budget" not in out + err
 
 
 def test_a_retry_after_beyond_the_budget_is_not_waited_for_and_says_so(fake_tavus: FakeTavus, local: Pipeline,
@@ -425,8 +425,9 @@ def test_an_answer_that_is_not_json_stops_the_run_as_a_failure(fake_tavus: FakeT
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     fake_tavus.fail("/v2/conversations?", status=200, body=b"<html>maintenance</html>")
     code = main(["reconcile", "--store", local.store.url])
-    out = capsys.readouterr().out
-    assert code == 1 and "stopped: GET /v2/conversations answered 200 with a body that is not JSON" in out, out
+    out, err = capsys.readouterr()
+    assert code == 1 and "stopped early by the failure above" in out, out
+    assert "failed: GET /v2/conversations answered 200 with a body that is not JSON" in err
 
 
 def test_a_key_refused_mid_run_stops_the_run_once(fake_tavus: FakeTavus, local: Pipeline) -> None:
