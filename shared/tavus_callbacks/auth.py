@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, unquote_plus
 
 import orjson
 
@@ -36,6 +36,8 @@ def is_authorized(request: Request, tokens: tuple[str, ...]) -> bool:
 
 
 REDACTED = "[redacted]"
+MAX_DECODE_ROUNDS = 8  # percent-decodings of a query value tried, each as `+` kept and as a space
+_MAX_DECODINGS = 64  # distinct decoded forms of one value looked at, at most
 _SHORT_ESCAPES = {'"': b'\\"', "\\": b"\\\\", "/": b"\\/", "\b": b"\\b", "\f": b"\\f", "\n": b"\\n", "\r": b"\\r",
                   "\t": b"\\t"}
 
@@ -44,11 +46,14 @@ class TokenRedactor:
     """Takes the configured tokens out of what is stored and logged, however the body wrote them.
 
     A body may echo the callback URL (`webhook_url`): a token as written, percent-encoded, or behind JSON
-    escapes (`\\u0072`, `\\/`). The decoded payload is searched, and a body stored as received (quarantine)
-    byte by byte; a first look at the raw bytes lets a body that cannot hold one skip the rest.
+    escapes (`\\u0072`, `\\/`). In the decoded payload, an http(s) URL's query is parsed and each value decoded
+    until it stops changing, so no mix or depth of percent-encoding hides a token there; other strings are
+    searched for the token as written or percent-encoded once. A body stored as received (quarantine) is
+    searched byte by byte. A first look at the raw bytes lets a body that cannot hold one skip the rest.
     """
 
     def __init__(self, tokens: tuple[str, ...]) -> None:
+        self.tokens = tuple(sorted({t for t in tokens if t}, key=len, reverse=True))
         forms = {form for token in tokens for form in _url_forms(token)}
         self.forms = tuple(sorted(forms, key=len, reverse=True))
         # A token as a JSON string holds it with only the escapes JSON requires: how orjson writes it.
@@ -57,7 +62,13 @@ class TokenRedactor:
         escapes = (b"\\u", b"\\/") if any("/" in form for form in self.forms) else (b"\\u",)
         # What the first look searches for: a token as written, or an escape that could hide one.
         self.signs = (*self.needles, *escapes) if self.forms else ()
-        self.patterns = tuple(_any_encoding(token) for token in sorted(set(tokens), key=len, reverse=True))
+        self.patterns = tuple(_any_encoding(token) for token in self.tokens)
+        # What a URL needs to hide a token from the search of its forms: a percent sign, or a `+` standing for
+        # a space of a token; written as such, or (looked for only when the body has a `\\u`) JSON-escaped.
+        spaced = any(" " in token for token in self.tokens)
+        plain, escaped = ((b"%", b"+"), (b"\\u0025", b"\\u002b", b"\\u002B")) if spaced else ((b"%",), (b"\\u0025",))
+        self.url_signs = plain if self.tokens else ()
+        self.url_signs_escaped = (*plain, *escaped) if self.tokens else ()
 
     def may_hold(self, body: bytes) -> bool:
         """False when `body` cannot hold a token: neither one as written nor an escape that could hide one."""
@@ -67,12 +78,26 @@ class TokenRedactor:
                 return True
         return False
 
+    def may_hide_in_url(self, body: bytes, escaped: bool = True) -> bool:
+        """False when no URL in `body` can hide a token behind percent-encoding: no `%` (nor a `+`, when a
+        token holds a space), as written or, with `escaped` (the body has a `\\u`), JSON-escaped."""
+        find = body.find
+        for sign in self.url_signs_escaped if escaped else self.url_signs:  # noqa: SIM110
+            if find(sign) >= 0:
+                return True
+        return False
+
     def redact(self, body: bytes, payload: Any) -> tuple[bytes, Any]:
         """`body` and its decoded `payload` (a JSON object, or anything else for a body not stored as JSON)
         with every token replaced by `[redacted]`; both as given when they hold none."""
         if isinstance(payload, dict):
-            if self.may_hold(body) and self.held_in(payload):
+            held = self.may_hold(body)
+            if held and self.held_in(payload):
                 return self.redact_bytes(body), self.redact_value(payload)
+            if self.may_hide_in_url(body, escaped=held):  # a URL may hide one, percent-encoded: parse, compare
+                redacted = self.redact_value(payload)
+                if redacted != payload:
+                    return self.redact_bytes(body), redacted
             return body, payload
         if self.may_hold(body) or (self.signs and b"%" in body):
             return self.redact_bytes(body), payload
@@ -94,8 +119,11 @@ class TokenRedactor:
 
     def redact_value(self, value: Any) -> Any:
         """A decoded JSON value with every token replaced in its strings and keys; a number holding one
-        becomes the string `[redacted]`."""
+        becomes the string `[redacted]`; in an http(s) URL, every query parameter whose decoded name or value
+        holds one becomes `name=[redacted]`."""
         if isinstance(value, str):
+            if "?" in value and value[:8].lower().startswith(("http://", "https://")):
+                value = self.redact_query(value)
             for form in self.forms:
                 if form in value:
                     value = value.replace(form, REDACTED)
@@ -108,6 +136,48 @@ class TokenRedactor:
             text = repr(value)
             return REDACTED if any(form in text for form in self.forms) else value
         return value
+
+    def redact_query(self, url: str) -> str:
+        """`url` with each query parameter whose name or value, percent-decoded any number of times (up to
+        MAX_DECODE_ROUNDS, `+` read as `+` and as a space), holds a token replaced by `name=[redacted]`; the
+        rest of the URL is kept as written."""
+        before, _, rest = url.partition("?")
+        if "#" in before:  # that `?` is in the fragment: no query
+            return url
+        query, hash_, fragment = rest.partition("#")
+        pieces = query.split("&")
+        changed = False
+        for i, piece in enumerate(pieces):
+            name, equals, value = piece.partition("=")
+            if self._hides_token(value):
+                name = REDACTED if self._hides_token(name) else name
+                pieces[i], changed = f"{name}={REDACTED}" if equals else REDACTED, True
+            elif self._hides_token(name):
+                pieces[i], changed = f"{REDACTED}{equals}{value}", True
+        return f"{before}?{'&'.join(pieces)}{hash_}{fragment}" if changed else url
+
+    def _hides_token(self, text: str) -> bool:
+        return any(token in form for form in _decodings(text) for token in self.tokens)
+
+
+def _decodings(text: str) -> set[str]:
+    """`text` and what percent-decoding it again and again gives, `+` taken as itself and as a space."""
+    seen = {text}
+    frontier = [text]
+    for _ in range(MAX_DECODE_ROUNDS):
+        found = []
+        for form in frontier:
+            if "%" in form:
+                found.append(unquote(form))
+            if "+" in form:
+                found.append(unquote_plus(form))
+        frontier = [form for form in found if form not in seen]
+        if not frontier:
+            break
+        seen.update(frontier)
+        if len(seen) >= _MAX_DECODINGS:
+            break
+    return seen
 
 
 def _url_forms(token: str) -> tuple[str, ...]:

@@ -4,7 +4,8 @@
 first; `GET /v2/conversations/{id}?verbose=true` gives the conversation with its `events` and top-level
 `shutdown_reason`. The API's copy of an event is not the callback's bytes: no `webhook_url`, other key
 order, another timestamp form, at times no `conversation_id`. Faults are planned per path: a status (429
-with Retry-After, 500s) or a slow answer. Used by the tests (fixture `fake_tavus`) and bench/bench_reconcile.py.
+with Retry-After, 500s), a body that is not JSON, a slow answer, or one sent a byte at a time. Used by the tests
+(fixture `fake_tavus`), bench/bench_reconcile.py and bench/bench_reconcile_budget.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -37,6 +39,8 @@ class Fault:
     times: int = 1
     retry_after: str | None = None
     delay: float = 0.0  # a slow answer: wait this long, then answer normally (status 0) or with `status`
+    drip: float = 0.0  # seconds between the bytes of the answer (head and body), sent one at a time
+    body: bytes | None = None  # the answer's body as given (with `status`), instead of a JSON message
 
 
 @dataclass
@@ -70,9 +74,9 @@ class FakeTavus:
         return verbose
 
     def fail(self, path: str, status: int = 500, times: int = 1, retry_after: str | None = None,
-             delay: float = 0.0) -> None:
+             delay: float = 0.0, drip: float = 0.0, body: bytes | None = None) -> None:
         with self.lock:
-            self.faults.append(Fault(path, status, times, retry_after, delay))
+            self.faults.append(Fault(path, status, times, retry_after, delay, drip, body))
 
     def count(self, fragment: str) -> int:
         """How many requests had `fragment` in their path and query."""
@@ -138,6 +142,7 @@ def conversation_callbacks(conversation_id: str, start: datetime, *, extra: tupl
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    drip = 0.0
 
     def do_GET(self) -> None:
         fake = self.server.fake
@@ -147,11 +152,12 @@ class _Handler(BaseHTTPRequestHandler):
         key = self.headers.get("x-api-key")
         fake.keys_seen.add(str(key))
         fault = fake._fault(self.path)
+        self.drip = fault.drip if fault is not None else 0.0
         if fault is not None:
             time.sleep(fault.delay)
             if fault.status:
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-                return self._send(fault.status, {"message": "planned fault"}, headers)
+                return self._send(fault.status, fault.body or {"message": "planned fault"}, headers)
         if key != API_KEY:
             return self._send(401, {"message": "Invalid access token"})
         query = parse_qs(parts.query)
@@ -175,11 +181,21 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404, {"message": "not found"})
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})}
+        if self.drip:  # the whole answer, head included, a byte at a time
+            head = f"{self.protocol_version} {status} {HTTPStatus(status).phrase}\r\n" + "".join(
+                f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+            answer = head.encode() + data
+            with contextlib.suppress(OSError):  # the client gave up
+                for i in range(len(answer)):
+                    self.wfile.write(answer[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(self.drip)
+            self.close_connection = True
+            return
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         with contextlib.suppress(OSError):  # the client may have given up on a slow answer

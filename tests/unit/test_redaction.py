@@ -1,5 +1,6 @@
 """The token never leaves the request: whatever JSON escape or percent-encoding the body used, it is out of
-the stored event, the quarantined bytes, every object key and every log line; an id holding it is no id."""
+the stored event, the quarantined bytes, every object key and every log line; an id holding it is no id; in a
+URL's query, no mix or depth of percent-encoding hides it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus
 
 import orjson
 import pytest
@@ -72,7 +73,20 @@ def readable(data: bytes) -> str:
         text += json.dumps(json.loads(data), ensure_ascii=False)
     unescaped = re.sub(r"(\\u[0-9a-fA-F]{4})+", lambda m: m.group(0).encode().decode("unicode_escape")
                        .encode("utf-16", "surrogatepass").decode("utf-16", "replace"), text).replace("\\/", "/")
-    return "\n".join((text, unescaped, unquote(text), unquote(unescaped)))
+    return "\n".join((text, unescaped, *decoded(text), *decoded(unescaped)))
+
+
+def decoded(text: str) -> list[str]:
+    """`text` percent-decoded again and again (ten times at most), `+` kept and read as a space."""
+    forms = [text]
+    for undo in (unquote, unquote_plus):
+        form = text
+        for _ in range(10):
+            form, before = undo(form), form
+            if form == before:
+                break
+            forms.append(form)
+    return forms
 
 
 def written_out(p: Pipeline, to: Path) -> Path:
@@ -163,3 +177,95 @@ def test_a_body_without_the_token_is_stored_byte_for_byte(pipeline: Pipeline, tm
     (key,) = [k for k in assert_nowhere(written_out(pipeline, tmp_path / "store"), TOKEN) if "/events/" in k]
     stored: dict[str, Any] = orjson.loads((tmp_path / "store" / key).read_bytes())["data"]["payload"]
     assert stored == payload
+
+
+# -- a URL's query, parsed: any depth or mix of percent-encoding --------------------------------------------
+
+B64_TOKEN = "Zk9+Q2/xL0pR7bT+W3s/Yc=="  # as `openssl rand -base64` gives: `+`, `/` and `=`
+SPACED_TOKEN = "my secret token 0123 4567"
+
+
+def percent_every(text: str, case: str = "upper") -> str:
+    """Every byte as %XX; hex letters upper, lower, or alternating ("mixed")."""
+    out = []
+    for i, byte in enumerate(text.encode()):
+        hex_ = f"{byte:02X}"
+        out.append("%" + (hex_ if case == "upper" or (case == "mixed" and i % 2) else hex_.lower()))
+    return "".join(out)
+
+
+def percent_some(text: str) -> str:
+    """Every other character as %XX (lower-case hex), the rest as it is (unreserved) or %XX (upper-case)."""
+    return "".join(percent_every(c, "lower") if i % 2 else quote(c, safe="") for i, c in enumerate(text))
+
+
+URL_ENCODINGS = {
+    "as-written": lambda t: t,
+    "quote-default": quote,  # Python's default: keeps `/`, encodes `+`, `=` and a space
+    "quote-plus": quote_plus,  # a space as `+`
+    "every-byte-upper-hex": percent_every,
+    "every-byte-lower-hex": lambda t: percent_every(t, "lower"),
+    "every-byte-mixed-hex": lambda t: percent_every(t, "mixed"),
+    "partial": percent_some,
+    "double": lambda t: quote(quote(t, safe=""), safe=""),
+    "double-lower-hex": lambda t: quote(percent_every(t, "lower"), safe=""),
+    "double-partial": lambda t: quote(percent_some(t), safe=""),
+    "triple": lambda t: quote(quote(quote(t, safe=""), safe=""), safe=""),
+    "plus-then-double": lambda t: quote(quote_plus(t), safe=""),
+    "space-as-%20-kept-plus": lambda t: quote(t, safe="+/="),
+}
+
+
+@pytest.fixture
+def url_pipeline(tmp_path: Path) -> Pipeline:
+    return Pipeline(Settings(tokens=(B64_TOKEN, SPACED_TOKEN)), store=SQLiteStore(tmp_path / "tavus.db"))
+
+
+@pytest.mark.parametrize("json_escape", [False, True], ids=["percent", "percent-as-u0025"])
+@pytest.mark.parametrize("encoding", sorted(URL_ENCODINGS))
+@pytest.mark.parametrize("token", [B64_TOKEN, SPACED_TOKEN], ids=["base64", "spaced"])
+def test_a_token_in_webhook_url_is_redacted_however_the_url_encodes_it(
+        url_pipeline: Pipeline, tmp_path: Path, caplog: pytest.LogCaptureFixture, token: str, encoding: str,
+        json_escape: bool) -> None:
+    written = URL_ENCODINGS[encoding](token)
+    url = f"https://example.com/cb?conversation=c1&token={written}&next=%41%2F"
+    # The callback URL authenticates as any adapter reads it (the query decoded once), encoded this way or not
+    presented = dict(parse_qsl(url.partition("?")[2], keep_blank_values=True))["token"]
+    body = json.dumps({**load_event("conversation.system.replica_joined"), "webhook_url": url})
+    if json_escape:
+        body = body.replace("%", "\\u0025")
+    with caplog.at_level(logging.DEBUG):
+        response = url_pipeline.handle(Request("POST", "/", {}, {"authorization": f"Bearer {token}"},
+                                               body.encode()))
+    assert response.status == 200 and response.json_body()["status"] == "stored"
+    keys = assert_nowhere(written_out(url_pipeline, tmp_path / "store"), token)
+    (event_key,) = [k for k in keys if "/events/" in k]
+    stored = orjson.loads((tmp_path / "store" / event_key).read_bytes())["data"]["payload"]
+    assert stored["webhook_url"] == "https://example.com/cb?conversation=c1&token=[redacted]&next=%41%2F"
+    for record in caplog.records:
+        assert token not in readable(json.dumps({**record.__dict__, "msg": record.getMessage()}, default=str).encode())
+    if encoding in ("quote-default", "every-byte-upper-hex", "partial"):
+        assert presented == token
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.com/cb?token=TOKEN#frag", "HTTP://example.com/cb?a=1&TOKEN", "https://u@h:8/p;x?token=TOKEN&x",
+    "https://example.com/cb?TOKEN=1", "https://example.com/cb?redirect=https%3A%2F%2Fx%2F%3Ftoken%3DTOKEN",
+], ids=["fragment-kept", "bare-value", "userinfo-port-params", "as-a-name", "nested-url"])
+def test_every_query_parameter_holding_a_token_goes_and_the_rest_of_the_url_stays(url_pipeline: Pipeline,
+                                                                                 url: str) -> None:
+    hidden = url.replace("TOKEN", quote(quote(B64_TOKEN, safe=""), safe=""))
+    redacted = url_pipeline.redactor.redact_value({"webhook_url": hidden})["webhook_url"]
+    assert all(B64_TOKEN not in form for form in decoded(redacted)), redacted
+    assert redacted.startswith(url.partition("?")[0] + "?") and redacted.count("[redacted]") == 1
+    assert redacted.endswith("#frag") == url.endswith("#frag")
+
+
+def test_a_url_that_hides_no_token_is_kept_byte_for_byte(url_pipeline: Pipeline, tmp_path: Path) -> None:
+    payload = {**load_event("conversation.system.replica_joined"),
+               "webhook_url": "https://example.com/cb?a=%2561&b=+x&token=not-the-token%2B%3D"}
+    response = url_pipeline.handle(Request("POST", "/", {"token": B64_TOKEN}, {}, orjson.dumps(payload)))
+    assert response.status == 200
+    (key,) = [k for k in url_pipeline.store.iter_keys("") if "/events/" in k]
+    blob = url_pipeline.store.read(key)
+    assert blob is not None and orjson.loads(blob.data)["data"]["payload"] == payload

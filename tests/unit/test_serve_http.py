@@ -237,6 +237,107 @@ def test_a_body_trickling_in_is_timed_out_as_a_whole(server: ServeProcess) -> No
     assert server.objects() == before
 
 
+def closed_by_server(sock: socket.socket, wait: float) -> bool:
+    """True when the server ends the connection (EOF or reset) within `wait` s; what it sent before is read."""
+    sock.settimeout(wait)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def test_a_connection_that_sends_nothing_is_closed(server: ServeProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        assert closed_by_server(sock, READ_TIMEOUT * 10)
+
+
+@pytest.mark.parametrize("when", ["first-request", "after-a-response"])
+def test_a_head_sent_a_byte_at_a_time_is_closed(server: ServeProcess, when: str) -> None:
+    """Each byte comes well within any read timeout; only a deadline on the whole head ends it."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        if when == "after-a-response":
+            body = json.dumps(fresh("guardrail")).encode()
+            sock.sendall(f"POST /?token={TOKENS[0]} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+                         .encode() + body)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        closed = False
+        for _ in range(int(READ_TIMEOUT * 10 / 0.25)):
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                closed = True
+                break
+            if closed_by_server(sock, 0.25):
+                closed = True
+                break
+        assert closed, "the server kept a head trickling in for ever"
+
+
+def test_a_head_larger_than_its_bound_is_refused(server: ServeProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        answer = b""
+        with contextlib.suppress(OSError):
+            for _ in range(64):
+                sock.sendall(b"X-Padding: " + b"p" * 1000 + b"\r\n")
+                time.sleep(0.01)
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+def test_a_stranger_is_answered_401_from_the_head_without_its_body(server: ServeProcess) -> None:
+    """The body is never sent: a server that read it before checking the token would answer 408."""
+    head = f"POST /?token={WRONG_TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY - 1}\r\n\r\n"
+    answer = raw_exchange(server, head.encode(), timeout=READ_TIMEOUT * 10)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+@pytest.mark.parametrize("who", ["over-the-limit", "stranger"])
+def test_a_client_that_sends_its_whole_body_before_reading_gets_the_answer(server: ServeProcess, who: str) -> None:
+    """The server answers from the head and drops the body as it comes, instead of closing on unread data
+    (which resets the connection, and the client never sees why)."""
+    token, status = (TOKENS[0], b"413") if who == "over-the-limit" else (WRONG_TOKEN, b"401")
+    body = b"x" * (4 * 1024 * 1024)
+    before = server.objects()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(f"POST /?token={token} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        sock.sendall(body)
+        answer = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
+    assert server.objects() == before
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    (f"token={WRONG_TOKEN}&token={TOKENS[0]}", 401),
+    (f"token={TOKENS[0]}&token={WRONG_TOKEN}", 200),
+    (f"token=&token={TOKENS[0]}", 401),
+], ids=["wrong-then-right", "right-then-wrong", "empty-then-right"])
+def test_a_repeated_token_parameter_presents_its_first_value(server: ServeProcess, query: str, status: int) -> None:
+    """As on AWS Lambda and Google Cloud (the conformance rule): the first value of `token` is the one presented."""
+    body = json.dumps(fresh("guardrail")).encode()
+    assert request(server, "POST", f"/?{query}", body=body)[0] == status
+
+
+def test_a_token_past_the_logged_length_of_the_path_is_not_logged(server: ServeProcess) -> None:
+    secret = TOKENS[1]
+    path = "/" + "p" * 180 + "/" + secret + "/x"  # it crosses character 200, where the logged path is cut
+    request(server, "POST", path, body=b"{}", headers={"Authorization": f"Bearer {TOKENS[0]}"})
+    time.sleep(0.5)
+    output = server.output()
+    assert '"path":"/ppp' in output
+    assert all(secret[i:i + 8] not in output for i in range(len(secret) - 7))
+
+
 def test_slow_clients_do_not_hold_the_workers(server: ServeProcess) -> None:
     # More stalled connections than the server has threads (2 workers x 8), each half-way through its headers:
     # they hold a socket each, never a thread, so the others are answered.

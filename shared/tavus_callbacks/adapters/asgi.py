@@ -1,7 +1,8 @@
 """`tavus-callbacks serve`: the pipeline as a small ASGI app run by `uvicorn.run`, each request handed to a
-thread of its worker's pool; a body over the limit is refused from its Content-Length, and every body has a deadline.
-Derived work runs from the change feed (feed.py): the SQLite store's own, read by the serving process, or, with a
-cloud store, each worker's in-memory feed of what it stored."""
+thread of its worker's pool. A request's head and its body each have a deadline; the token and the size are checked
+from the head, so a stranger's body, or one over the limit, is never held in memory. Derived work runs from the
+change feed (feed.py): the SQLite store's own, read by the serving process, or, with a cloud store, each worker's
+in-memory feed of what it stored."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tavus_callbacks.auth import is_authorized
 from tavus_callbacks.feed import ChangeFeed, FeedWorker, MemoryFeed
@@ -30,8 +32,9 @@ from tavus_callbacks.settings import Settings
 log = logging.getLogger("tavus_callbacks.adapters.asgi")
 access_log = logging.getLogger("tavus_callbacks.access")
 
-MAX_CONNECTIONS = 1000  # per worker process: beyond it, uvicorn answers 503
-DISCARD_BYTES = 64 * 1024  # of a chunked body over the limit, read and dropped so the 413 is not reset away
+MAX_CONNECTIONS = 8192  # per worker process: beyond it, uvicorn answers 503; an idle one costs a few KiB
+MAX_DISCARDING = 64  # per worker: connections dropping an unread body at once; beyond it, closed at once
+MAX_HEAD_BYTES = 16 * 1024  # a request line and headers still incomplete after this many bytes are refused (431)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -60,6 +63,63 @@ class _Gone(Exception):
     """The client hung up before its body arrived: nobody to answer."""
 
 
+class HeadDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with a deadline and a size bound on each request's head.
+
+    uvicorn times a connection out only between requests (`timeout_keep_alive`, armed after a response), and
+    the app is called once a head is complete: a connection that sends nothing, or its headers a byte at a
+    time, would be held for ever. Here each head must arrive within `head_timeout` of the connection (or of its
+    first byte, for the next request on a kept-alive one), and be complete within MAX_HEAD_BYTES, or the
+    connection is closed.
+    """
+
+    head_timeout: ClassVar[float] = 10.0  # set by the worker from --read-timeout
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_timer is not None:  # still waiting for the end of a head
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self._disarm()
+                body = orjson.dumps({"error": f"the request head is larger than {MAX_HEAD_BYTES} bytes"})
+                self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json"
+                                     b"\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:  # the next request of a kept-alive connection: its head has a deadline too
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def _arm(self) -> None:
+        self._head_bytes = 0
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_expired)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
 class CallbackApp:
     """ASGI app around a Pipeline: scope -> Request, Response -> ASGI messages, one access line each."""
 
@@ -68,6 +128,8 @@ class CallbackApp:
         self.pipeline = pipeline
         self.stored = stored  # where the keys of new events go, when the store has no change feed of its own
         self.read_timeout = read_timeout
+        self.tokens = pipeline.settings.tokens
+        self.discarding = 0
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tavus-callbacks")
         self.access = AccessLog(pipeline.settings.tokens, text=log_format == "text") \
             if access_log.isEnabledFor(logging.INFO) else None
@@ -85,10 +147,23 @@ class CallbackApp:
             response, read = internal_error(), False
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
         headers.append((b"content-length", str(len(response.body)).encode()))
-        if not read:  # the rest of an unread body would be taken for the next request: end the connection
+        if read:
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            await send({"type": "http.response.body", "body": response.body})
+        else:  # a body left unread: the answer goes out whole at once, then what the client still sends is dropped
             headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            if self.discarding < MAX_DISCARDING:  # beyond, memory first: the connection is closed at once
+                await send({"type": "http.response.body", "body": response.body, "more_body": True})
+                self.discarding += 1
+                try:
+                    await self._discard(receive)
+                finally:
+                    self.discarding -= 1
+                response_end = b""
+            else:
+                response_end = response.body
+            await send({"type": "http.response.body", "body": response_end})
         outcome = response.outcome
         # a duplicate too: its first create may have succeeded in the bucket while its answer was lost
         if self.stored is not None and outcome is not None and outcome.key:
@@ -97,16 +172,18 @@ class CallbackApp:
             self.access.write(scope, response, started)
 
     async def answer(self, scope: Scope, receive: Receive) -> tuple[Response, bool]:
-        """The pipeline's answer, and whether the whole body was read (only when it may be one we would accept)."""
-        head = Request(method=scope["method"], path=scope["path"] or "/",
-                       query=dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)),
+        """The pipeline's answer, and whether the whole body was read: only a sender with a valid token, whose
+        body is within the limit, has it read (into memory); anyone else is answered from the head."""
+        head = Request(method=scope["method"], path=scope["path"] or "/", query=first_values(scope["query_string"]),
                        headers=_headers(scope))
         if head.method != "POST":
-            return self.pipeline.handle(head), True
+            return self.pipeline.handle(head), True  # uvicorn drops a body nobody reads, and keeps the connection
+        if not is_authorized(head, self.tokens):
+            return self.pipeline.handle(head), False  # 401, its body unread
         limit = self.pipeline.settings.max_body_bytes
         length = _content_length(head.headers)
-        if length is not None and length > limit:  # not read
-            return self._over_limit(head, limit), False
+        if length is not None and length > limit:
+            return too_large(limit), False
         try:
             async with asyncio.timeout(self.read_timeout):  # the whole body, not each read
                 body = await _read_body(receive, limit)
@@ -114,13 +191,19 @@ class CallbackApp:
             return Response.json(408, {"error": f"the body did not arrive within {self.read_timeout:g} s"},
                                  outcome=Outcome("timeout")), False
         if body is None:
-            return self._over_limit(head, limit), False
+            return too_large(limit), False
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self.pipeline.handle, replace(head, body=body)), True
 
-    def _over_limit(self, head: Request, limit: int) -> Response:
-        """413 to a sender we know; to a stranger, what the pipeline answers (401)."""
-        return too_large(limit) if is_authorized(head, self.pipeline.settings.tokens) else self.pipeline.handle(head)
+    async def _discard(self, receive: Receive) -> None:
+        """Read and drop the rest of a body (a buffer at a time) until it ends, the client goes, or the read
+        timeout passes: closing a connection with unread data resets it, and the client could lose the answer."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.read_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                        return
 
 
 class AccessLog:
@@ -134,7 +217,7 @@ class AccessLog:
         self.pid = os.getpid()
 
     def write(self, scope: Scope, response: Response, started: float) -> None:
-        path, outcome = redact(str(scope["path"] or "/")[:200], self.tokens), response.outcome
+        path, outcome = redact(str(scope["path"] or "/"), self.tokens)[:200], response.outcome  # cut once redacted
         client = scope.get("client")
         line: dict[str, Any] = {
             "time": utc_stamp(time.time()), "level": "info", "logger": access_log.name, "pid": self.pid,
@@ -152,6 +235,14 @@ class AccessLog:
             os.write(self.fd, data)
 
 
+def first_values(query_string: bytes) -> dict[str, str]:
+    """The query parameters, each with its first value: `?token=A&token=B` presents A, as on every platform."""
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        query.setdefault(name, value)
+    return query
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in scope["headers"]:
@@ -161,8 +252,7 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The body, or None once it runs over `limit` bytes; up to DISCARD_BYTES more are read and dropped so the
-    kernel does not reset the connection (and the 413 with it) over unread data."""
+    """The body, or None as soon as it runs over `limit` bytes (the rest is left unread)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -171,12 +261,11 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             raise _Gone
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit + DISCARD_BYTES:
+        if size > limit:
             return None
-        if size <= limit:
-            chunks.append(chunk)
+        chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks) if size <= limit else None
+            return b"".join(chunks)
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:
@@ -195,6 +284,7 @@ def worker_app() -> CallbackApp:
     settings = Settings(**{**handed["settings"], "tokens": tuple(handed["settings"]["tokens"])})
     options = ServeOptions(**handed["options"])
     configure_logging(options.log_level, settings.tokens, options.log_format)
+    HeadDeadlineProtocol.head_timeout = options.read_timeout
     pipeline = Pipeline(settings)
     stored = None
     if not isinstance(pipeline.store, ChangeFeed):
@@ -225,9 +315,24 @@ def _run_uvicorn(settings: Settings, options: ServeOptions) -> None:
     os.environ[_WORKER_ENV] = orjson.dumps({"settings": settings, "options": options}).decode()
     # uvloop's libuv otherwise accepts every waiting connection in the worker that wakes first: spread them
     os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
+    _allow_open_files(MAX_CONNECTIONS * options.workers + 256)
     uvicorn.run(
         f"{__name__}:worker_app", factory=True, host=options.host, port=options.port, workers=options.workers,
-        lifespan="off", access_log=False, log_config=None, log_level=options.log_level, server_header=False,
-        proxy_headers=False, limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5,
-        timeout_graceful_shutdown=10, h11_max_incomplete_event_size=16 * 1024, backlog=2048,
+        http=HeadDeadlineProtocol, lifespan="off", access_log=False, log_config=None, log_level=options.log_level,
+        server_header=False, proxy_headers=False, limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5,
+        timeout_graceful_shutdown=10, backlog=2048,
     )
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's open-file limit towards `wanted` (within its hard limit), so that connections,
+    not the default soft limit of 1024 descriptors, are what MAX_CONNECTIONS bounds."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     skipped = counter.skipped
     # "stopped at the time budget" only when it is the budget that stopped the run; else the first failure says why
     budget_spent = deadline is not None and time.monotonic() >= deadline
-    stopped = None if summary.finished else \
-        "the time budget is spent; the next run resumes" if budget_spent or not summary.failures else \
-        f"{summary.failures[0]}"
+    said = summary.stopped.removeprefix("stopped: ") if not summary.failures else ""  # a rate limit, the budget
+    stopped = None if summary.finished else (said or "the time budget is spent; the next run resumes") \
+        if budget_spent or not summary.failures else f"{summary.failures[0]}"
     if args.json:
         print(json.dumps({**summary.as_dict(), "requests": client.requests, "dry_run": args.dry_run,
                           "stopped": stopped, "skipped": [{"key": k, "why": w} for k, w in skipped.items()]},
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for failure in dict.fromkeys(summary.failures):  # the same failure once
             print(f"failed: {failure}", file=sys.stderr)
-        line = (summary if summary.finished or budget_spent else replace(summary, finished=True)).line()
+        line = (summary if summary.finished or budget_spent or said else replace(summary, finished=True)).line()
         if not summary.finished and not budget_spent and summary.failures:
             line += "; stopped early by the failure above"
         if skipped:

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--threads", metavar="N", help=f"threads per worker (env TAVUS_THREADS; default {DEFAULT.threads})")
     option("--max-body-bytes", type=int, metavar="N",
            help="largest body accepted (env TAVUS_MAX_BODY_BYTES; default 5 MiB)")
-    option("--read-timeout", metavar="SECONDS", help="longest wait for a request's whole body "
+    option("--read-timeout", metavar="SECONDS", help="longest wait for a request's head, then for its whole body "
                                                      f"(env TAVUS_READ_TIMEOUT; default {DEFAULT.read_timeout:g})")
     option("--forward", metavar="URL",
            help="also publish every stored event to a bus (eventbridge://, pubsub://, eventgrid://) or to your own "

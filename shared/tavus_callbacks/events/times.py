@@ -1,4 +1,5 @@
-"""Callback timestamps in their three forms (ISO-8601, naive `YYYY-MM-DD HH:MM:SS.ffffff`, epoch seconds) to UTC.
+"""Callback timestamps to UTC: RFC 3339 / ISO-8601 in any letter case (`T` or a space, `Z` or an offset), naive
+`YYYY-MM-DD HH:MM:SS.ffffff` (UTC), epoch seconds or milliseconds; so one instant written two ways is one event.
 
 Every normalized time is `YYYY-MM-DDTHH:MM:SS.ffffffZ`: fixed width, so it sorts as text and fits in an object key.
 """
@@ -6,13 +7,17 @@ Every normalized time is `YYYY-MM-DDTHH:MM:SS.ffffffZ`: fixed width, so it sorts
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MIN_YEAR = 1970
 MAX_YEAR = 2200
-ACCEPTED_FORMS = "ISO-8601 (2025-07-11T06:45:47.472000Z), 'YYYY-MM-DD HH:MM:SS.ffffff' (read as UTC) or epoch seconds"
+ACCEPTED_FORMS = ("ISO-8601 (2025-07-11T06:45:47.472000Z), 'YYYY-MM-DD HH:MM:SS.ffffff' (read as UTC) or epoch "
+                  "seconds or milliseconds")
+# An epoch number from here on is milliseconds: as seconds it would be after the year 5000 (as milliseconds, 1973).
+EPOCH_MILLISECONDS_FROM = 10**11
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_EPOCH = datetime(MAX_YEAR + 1, 1, 1, tzinfo=UTC).timestamp()
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
 _MAX_TEXT = 64
@@ -57,7 +62,7 @@ def _from_text(value: str) -> str:
     if not _ISO_CHARS.fullmatch(text):
         raise _not_a_time(value)
     try:
-        when = _fromisoformat(text)
+        when = _fromisoformat(text.upper())  # RFC 3339 allows `t` and `z`; fromisoformat takes only `Z`
     except ValueError:
         raise _not_a_time(value) from None
     if when.tzinfo is None:  # naive: read as UTC
@@ -93,11 +98,14 @@ def _format_naive(when: datetime) -> str:
     return f"{text}Z" if len(text) == 26 else f"{text}.000000Z"
 
 
-def _from_epoch(seconds: float, original: Any) -> str:
-    # NaN fails both comparisons; ints of any size compare exactly without conversion.
-    if not 0 <= seconds < _MAX_EPOCH:
+def _from_epoch(number: float, original: Any) -> str:
+    """Epoch seconds, or milliseconds from EPOCH_MILLISECONDS_FROM on (told apart by magnitude)."""
+    # NaN fails every comparison; ints of any size compare exactly without conversion.
+    if EPOCH_MILLISECONDS_FROM <= number < _MAX_EPOCH * 1000:
+        return format_utc(_EPOCH + timedelta(milliseconds=number))  # exact for integers, unlike a division
+    if not 0 <= number < _MAX_EPOCH:
         raise _out_of_range(original)
-    return format_utc(datetime.fromtimestamp(seconds, UTC))
+    return format_utc(datetime.fromtimestamp(number, UTC))
 
 
 def _not_a_time(value: Any) -> TimeParseError:

@@ -23,7 +23,7 @@ import orjson
 from tavus_callbacks.errors import PreconditionFailed, TavusCallbacksError
 from tavus_callbacks.events.normalize import is_plain_id, normalize
 from tavus_callbacks.events.times import format_utc, to_utc_iso_or_none
-from tavus_callbacks.reconcile.client import DeadlineReached, TavusAPIError, TavusClient
+from tavus_callbacks.reconcile.client import DeadlineReached, KeyRefused, TavusAPIError, TavusClient
 from tavus_callbacks.record import identity
 from tavus_callbacks.state.fold import RECONCILED
 from tavus_callbacks.state.stored import read_object
@@ -59,7 +59,8 @@ class Summary:
     new_conversations: int = 0
     outside_window: int = 0
     pages: int = 0
-    finished: bool = False  # the whole window was swept (False: stopped at the deadline, resumes next run)
+    finished: bool = False  # the whole window was swept (False: stopped early, resumes next run)
+    stopped: str = ""  # why the run stopped early: the budget, a rate limit, a refused key, an API failing
     failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -71,7 +72,7 @@ class Summary:
             parts.append(f"{self.new_conversations} new to the store")
         parts.append(f"{len(self.failures)} failures")
         if not self.finished:
-            parts.append("stopped at the time budget; the next run resumes")
+            parts.append(self.stopped or "stopped at the time budget; the next run resumes")
         return "reconcile: " + ", ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -101,10 +102,12 @@ class Sweep:
                 self.summary.finished = True
             else:
                 self._window()
-        except DeadlineReached as exc:
+        except DeadlineReached as exc:  # the budget, or a rate limit beyond it: not a failure
             log.info("reconcile stopped: %s", exc)
-        except TavusAPIError as exc:
+            self.summary.stopped = f"stopped: {exc}; the next run resumes"
+        except TavusAPIError as exc:  # a refused key, an API failing or answering nonsense
             self.summary.failures.append(str(exc))
+            self.summary.stopped = f"stopped: {exc}"
         finally:
             self.client.close()
         self.progress(self.summary)
@@ -163,7 +166,7 @@ class Sweep:
             conversation = self.client.conversation(cid, deadline=self.deadline)
             self.summary.fetched += 1
             self._recover(cid, state, conversation, listed=listed)
-        except DeadlineReached:
+        except (DeadlineReached, KeyRefused):  # no other conversation would do better in this run
             raise
         except (TavusCallbacksError, OSError) as exc:
             self.summary.failures.append(f"conversation {cid}: {exc}")
@@ -181,15 +184,17 @@ class Sweep:
         if isinstance(mark, dict) and item.get("updated_at") and mark.get("updated_at") == item.get("updated_at") \
                 and mark.get("status") == item.get("status"):
             return True
-        if self.thorough or item.get("status") != "ended":
+        events = state.get("events")
+        if self.thorough or item.get("status") != "ended" or not isinstance(events, list):  # unreadable: fetch
             return False
-        types = {e.get("type") for e in state.get("events") or () if isinstance(e, dict)}
+        types = {e.get("type") for e in events if isinstance(e, dict)}
         return all(not group.isdisjoint(types) for group in TERMINAL)
 
     def _recover(self, cid: str, state: dict[str, Any] | None, conversation: dict[str, Any], *,
                  listed: bool) -> None:
         """Store the events the state lacks (and derive them, when asked), then mark it reconciled."""
-        entries = [e for e in (state or {}).get("events") or () if isinstance(e, dict)]
+        held = (state or {}).get("events")
+        entries = [e for e in held if isinstance(e, dict)] if isinstance(held, list) else []
         have_ids = {e.get("id") for e in entries}
         have_times = {(e.get("type"), e.get("time")) for e in entries if e.get("time")}
         if state is None:

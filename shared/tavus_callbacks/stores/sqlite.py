@@ -8,6 +8,7 @@ derives from, in the order of creation, up to a checkpoint kept in the same file
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sqlite3
@@ -184,6 +185,12 @@ class SQLiteStore:
             self._write_conn, self._write_pid = self._connect(0), os.getpid()
         return self._write_conn
 
+    def _drop_writer(self) -> None:
+        conn, self._write_conn = self._write_conn, None
+        if conn is not None and self._write_pid == os.getpid():  # never one inherited through a fork
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
     def _connect(self, timeout: float) -> sqlite3.Connection:
         conn = sqlite3.connect(f"{self.path.as_uri()}?mode={self._mode}", timeout=timeout, isolation_level=None,
                                check_same_thread=False, uri=True)
@@ -218,8 +225,8 @@ class SQLiteStore:
     def _commit_queued(self) -> None:
         with self._lock:
             group, self._queue = self._queue[:_MAX_GROUP], self._queue[_MAX_GROUP:]
-        conn = self._writer()
         try:
+            conn = self._writer()
             self._begin(conn)
             try:
                 for write in group:
@@ -233,6 +240,9 @@ class SQLiteStore:
             failure = self._unavailable("write", exc)
             for write in group:
                 write.error = failure
+            # The connection may be what fails (one opened while the file was read-only stays read-only): the
+            # next write opens a new one, so the store recovers as soon as the file does.
+            self._drop_writer()
         finally:
             with self._lock:
                 if self._queue:
