@@ -25,9 +25,19 @@ def new_id() -> str:
 
 
 def rows(page: Any, table: str) -> list[list[str]]:
-    """The cells' text of each row of a table body (payload rows left out)."""
-    found = page.find_elements(By.CSS_SELECTOR, f"tbody#{table} > tr[data-id]")
-    return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in found]
+    """The cells' text of each row of a table body (payload rows left out), read at one instant: the page
+    refills its tables whenever something changed."""
+    found: list[list[str]] = page.execute_script(
+        "return [...document.querySelectorAll('tbody#' + arguments[0] + ' > tr[data-id]')]"
+        ".map(tr => [...tr.children].map(td => td.innerText.trim()))", table)
+    return found
+
+
+def row_classes(page: Any, table: str) -> list[str]:
+    classes: list[str] = page.execute_script(
+        "return [...document.querySelectorAll('tbody#' + arguments[0] + ' > tr[data-id]')].map(tr => tr.className)",
+        table)
+    return classes
 
 
 def wait_for(page: Any, check: Callable[[], Any], what: str) -> Any:
@@ -92,8 +102,7 @@ def test_the_page_updates_when_a_callback_arrives(serve: ServeProcess, page: Any
     assert serve.post(first.shutdown())[0] == 200  # a new event in a conversation shown
     wait_for(page, lambda: len(rows(page, "callbacks")) == 2, "the shutdown in the list of callbacks")
     assert rows(page, "conversations")[0][1] == "ended"
-    arrived = page.find_element(By.CSS_SELECTOR, "tbody#callbacks > tr[data-id]")
-    assert "system.shutdown" in arrived.text and "new" in (arrived.get_attribute("class") or "")
+    assert rows(page, "callbacks")[0][1] == "system.shutdown" and row_classes(page, "callbacks")[0] == "new"
 
     second = SampleConversation(Ids(new_id()), start=dt.datetime.now(dt.UTC))  # a new conversation, later
     assert serve.post(second.replica_joined())[0] == 200
@@ -145,9 +154,8 @@ def test_a_payload_holding_script_is_shown_as_text(serve: ServeProcess, page: An
     assert PWN in {r[4] for r in callbacks}  # the guardrail's name, as text
     assert any(PWN in r[4] for r in callbacks if r[1] == "system.shutdown")
 
-    guardrail = next(tr for tr in page.find_elements(By.CSS_SELECTOR, "tbody#callbacks > tr[data-id]")
-                     if "guardrail" in tr.text)
-    guardrail.find_element(By.CSS_SELECTOR, "button.show").click()
+    guardrail = next(i for i, r in enumerate(rows(page, "callbacks")) if r[1] == "guardrail.triggered")
+    page.find_elements(By.CSS_SELECTOR, "tbody#callbacks > tr[data-id] button.show")[guardrail].click()
     shown = wait_for(page, lambda: next((p.text for p in page.find_elements(By.CSS_SELECTOR, "tr.payload pre")
                                          if "conversation_id" in p.text), None), "the payload")
     assert PWN.replace('"', '\\"') in shown  # the JSON of the payload, its string as written

@@ -4,6 +4,7 @@ what the endpoints give, and hostile payloads escaped in every page."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -37,7 +38,12 @@ def whole_conversation(server: ServeProcess, cid: str | None = None) -> tuple[st
         status, _ = server.post(sample.named(name))
         assert status == 200, name
     server.settle()
-    return sample.ids.conversation_id, sample
+    cid = sample.ids.conversation_id
+    derived = {f"{cid}/transcript.json", f"{cid}/perception.json"}  # written just after conversation.json
+    deadline = time.monotonic() + 30
+    while not derived <= set(server.objects(cid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return cid, sample
 
 
 def hostile_conversation(server: ServeProcess) -> str:

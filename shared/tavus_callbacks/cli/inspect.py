@@ -19,7 +19,6 @@ from tavus_callbacks.inspector.reading import Reader, open_read_only
 from tavus_callbacks.logs import configure_logging
 from tavus_callbacks.record import Layout
 from tavus_callbacks.settings import DEFAULT_STORE_URL, parse_tokens
-from tavus_callbacks.stores import split_store_url
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081  # beside serve's 8080
@@ -58,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
     store, prefix = open_read_only(args.store)
     listener = _bind(args.host, args.port)
     port = listener.getsockname()[1]
-    poll = args.poll if args.poll is not None else 2.0 if split_store_url(store.url)[0] == "sqlite" else 5.0
     inspector = InspectorApp(Reader(store, Layout(prefix), limit=args.limit), tokens, args.host, port,
-                             read_only=True, poll_ms=int(poll * 1000))
+                             read_only=True, poll_ms=int(args.poll * 1000) if args.poll else None)
     token = tokens[0] if generated else "<your token>"
     print(f"tavus-callbacks inspect: reading {store.url}{f' (prefix {prefix})' if prefix else ''}, read-only\n"
           f"Open {inspector.origin}{ROOT}?token={token}", flush=True)

@@ -22,6 +22,7 @@ from tavus_callbacks.http import Request
 from tavus_callbacks.inspector import views
 from tavus_callbacks.inspector.assets import CONTENT_SECURITY_POLICY
 from tavus_callbacks.inspector.reading import is_conversation_id
+from tavus_callbacks.stores import split_store_url
 
 if TYPE_CHECKING:
     from tavus_callbacks.inspector.reading import Reader
@@ -47,6 +48,7 @@ _HEADERS = (
     ("cross-origin-opener-policy", "same-origin"),
     ("cross-origin-resource-policy", "same-origin"),
 )
+POLL_MS_LOCAL, POLL_MS_BUCKET = 2000, 5000  # how often the page asks for news, by default
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
@@ -76,11 +78,12 @@ class InspectorApp:
     """The inspector of one store, for whoever holds one of `tokens`, at the address `host`:`port`."""
 
     def __init__(self, reader: Reader, tokens: Sequence[str], host: str, port: int, *, read_only: bool,
-                 poll_ms: int = 2000) -> None:
+                 poll_ms: int | None = None) -> None:
         self.reader = reader
         self.tokens = tuple(tokens)
         self.read_only = read_only
-        self.poll_ms = poll_ms
+        local = split_store_url(reader.url)[0] == "sqlite"
+        self.poll_ms = poll_ms or (POLL_MS_LOCAL if local else POLL_MS_BUCKET)  # a bucket's reads cost more
         self.port = port
         name = f"[{host}]" if ":" in host else host
         self.origin = f"http://{name}:{port}"
