@@ -132,7 +132,7 @@ def test_a_visitor_without_the_token_is_refused(serve: ServeProcess, page: Any) 
         assert not page.get_cookies()
     page.get(f"{serve.url}_/?token={serve.token}")
     assert cid in page.find_element(By.ID, "conversations").text
-    cookie = next(c for c in page.get_cookies() if c["name"] == "tavus_inspector")
+    cookie = next(c for c in page.get_cookies() if c["name"] == f"tavus_inspector_{serve.port}")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/_/"
     assert page.execute_script("return document.cookie") == ""  # out of the page script's reach
     page.execute_cdp_cmd("Network.clearBrowserCookies", {})

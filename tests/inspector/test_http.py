@@ -85,7 +85,8 @@ def test_without_the_token_every_page_and_endpoint_is_401_and_tells_nothing(serv
              "/_/nothing-here"]
     forged = session_value(TOKENS[0], "http://127.0.0.1:1")  # the right token's cookie for another address
     refusals = [{}, {"Authorization": "Bearer wrong-token-but-long-enough-0000"},
-                {"Cookie": f"tavus_inspector={forged}"}, {"Cookie": "tavus_inspector="},
+                {"Cookie": f"tavus_inspector_{server.port}={forged}"}, {"Cookie": f"tavus_inspector_{server.port}="},
+                {"Cookie": f"tavus_inspector_1={session_value(TOKENS[0], server.url[:-1])}"},  # another port's name
                 {"Cookie": f"other={session_value(TOKENS[0], server.url[:-1])}"},  # the right value, another name
                 {"Authorization": f"Basic {TOKENS[0]}"}]
     for path in paths:
@@ -110,6 +111,7 @@ def test_the_token_once_becomes_a_session_cookie_and_leaves_the_address(server: 
     attributes = {part.strip() for part in cookie.split(";")[1:]}
     assert attributes == {"Path=/_/", "HttpOnly", "SameSite=Strict"}
     assert token not in cookie
+    assert cookie.startswith(f"tavus_inspector_{server.port}=")  # another inspector on this host keeps its own
     page = get(server.url, f"/_/c/{cid}", {"Cookie": f"other=1; {session_cookie(entered)}"})
     assert page.status == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
     assert f"Conversation {cid}" in page.text

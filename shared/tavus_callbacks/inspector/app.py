@@ -35,7 +35,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ROOT = views.ROOT
-COOKIE = "tavus_inspector"
+COOKIE = "tavus_inspector_"  # + the port: a browser keeps one cookie jar per host, whatever the port
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 _SESSION_CONTEXT = b"tavus-callbacks inspector session\n"
@@ -85,6 +85,7 @@ class InspectorApp:
         local = split_store_url(reader.url)[0] == "sqlite"
         self.poll_ms = poll_ms or (POLL_MS_LOCAL if local else POLL_MS_BUCKET)  # a bucket's reads cost more
         self.port = port
+        self.cookie = f"{COOKIE}{port}"
         name = f"[{host}]" if ":" in host else host
         self.origin = f"http://{name}:{port}"
         self.sessions = tuple(session_value(token, self.origin).encode() for token in self.tokens)
@@ -120,7 +121,7 @@ class InspectorApp:
             rest = {k: v for k, v in query.items() if k != "token"}
             if not is_authorized(Request("GET", path, {"token": query["token"]}), self.tokens):
                 return _redirect(path, rest)  # let in by another credential: the token given is not kept
-            cookie = (f"{COOKIE}={session_value(query['token'], self.origin)}; Path={ROOT}; HttpOnly; "
+            cookie = (f"{self.cookie}={session_value(query['token'], self.origin)}; Path={ROOT}; HttpOnly; "
                       "SameSite=Strict")
             return _redirect(path, rest, (("set-cookie", cookie),))
         try:
@@ -185,7 +186,7 @@ class InspectorApp:
         matched = False
         for part in cookie_header.split(";"):
             name, _, value = part.strip().partition("=")
-            if name == COOKIE and value:
+            if name == self.cookie and value:
                 given = value.encode("utf-8", "surrogateescape")
                 for session in self.sessions:
                     matched |= hmac.compare_digest(given, session)
