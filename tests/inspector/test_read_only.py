@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import orjson
 import pytest
+from conftest import handle_and_derive
 from support.servers import sqlite_url
 from tavus_callbacks.cli.send import SAMPLES, Ids, SampleConversation
 from tavus_callbacks.http import Request
@@ -25,7 +26,7 @@ TOKEN = "inspect-test-token-0123456789abcdef"
 
 
 def fill(store_url: str, conversations: int = 2) -> list[str]:
-    """Every sample callback of a few conversations, stored and folded by the pipeline; their ids."""
+    """Every sample callback of a few conversations, stored and derived by the pipeline; their ids."""
     pipeline = Pipeline(Settings(tokens=(TOKEN,), store_url=store_url))
     ids = []
     for _ in range(conversations):
@@ -33,7 +34,7 @@ def fill(store_url: str, conversations: int = 2) -> list[str]:
         ids.append(sample.ids.conversation_id)
         for name in SAMPLES:
             body = orjson.dumps(sample.named(name))
-            assert pipeline.handle(Request("POST", "/", {"token": TOKEN}, body=body)).status == 200, name
+            assert handle_and_derive(pipeline, Request("POST", "/", {"token": TOKEN}, body=body)).status == 200, name
     pipeline.close()
     return ids
 

@@ -10,6 +10,7 @@ import argparse
 import os
 import secrets
 import socket
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
 
@@ -17,12 +18,15 @@ from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.inspector.app import ROOT, InspectorApp, standalone
 from tavus_callbacks.inspector.reading import Reader, open_read_only
 from tavus_callbacks.logs import configure_logging
+from tavus_callbacks.reconcile.scheduled import parse_since
 from tavus_callbacks.record import Layout
 from tavus_callbacks.settings import DEFAULT_STORE_URL, parse_tokens
+from tavus_callbacks.state.stored import parse_time
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081  # beside serve's 8080
 DEFAULT_LIMIT = 100
+DEFAULT_SINCE = "7d"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--token", action="append", metavar="TOKEN",
            help="the token the page asks for; repeat or comma-separate for several (env TAVUS_CALLBACK_TOKENS; "
                 "default: a new random token, printed once)")
+    option("--since", metavar="WHEN", default=DEFAULT_SINCE,
+           help=f"list the conversations active since then: a window such as 24h or 7d, or an ISO-8601 time "
+                f"(default {DEFAULT_SINCE}; from the time index)")
+    option("--all", action="store_true",
+           help="list every conversation in the store, whenever it was active (walks the whole store on each look)")
     option("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
            help=f"conversations listed, those with the latest activity first (default {DEFAULT_LIMIT})")
     option("--poll", type=float, metavar="SECONDS",
@@ -54,11 +63,13 @@ def run(args: argparse.Namespace) -> int:
     generated = not tokens
     if generated:
         tokens = (secrets.token_urlsafe(32),)
+    since = _since(args.since)
     store, prefix = open_read_only(args.store)
     listener = _bind(args.host, args.port)
     port = listener.getsockname()[1]
-    inspector = InspectorApp(Reader(store, Layout(prefix), limit=args.limit), tokens, args.host, port,
-                             read_only=True, poll_ms=int(args.poll * 1000) if args.poll else None)
+    reader = Reader(store, Layout(prefix), limit=args.limit, since=since, whole_store=args.all)
+    inspector = InspectorApp(reader, tokens, args.host, port, read_only=True,
+                             poll_ms=int(args.poll * 1000) if args.poll else None)
     token = tokens[0] if generated else "<your token>"
     print(f"tavus-callbacks inspect: reading {store.url}{f' (prefix {prefix})' if prefix else ''}, read-only\n"
           f"Open {inspector.origin}{ROOT}?token={token}", flush=True)
@@ -67,6 +78,17 @@ def run(args: argparse.Namespace) -> int:
                             log_level="warning", server_header=False, proxy_headers=False, timeout_keep_alive=5)
     uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def _since(text: str) -> datetime | timedelta:
+    """An ISO-8601 time as it is; a duration (24h, 7d) as a window that moves with the clock."""
+    now = datetime.now(UTC)
+    start = parse_since(text, now)  # a ConfigError naming --since when it is neither
+    try:
+        parse_time(text)
+    except ConfigError:
+        return now - start
+    return start
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -16,6 +17,8 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from tavus_callbacks.errors import ConfigError, StoreError
+from tavus_callbacks.state.fold import readable_state
+from tavus_callbacks.state.index import recent_conversations
 from tavus_callbacks.state.stored import is_event_key, read_object
 from tavus_callbacks.stores import open_store, split_store_url
 
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from tavus_callbacks.stores import Blob, ObjectInfo, Store
 
 STATE_FILE = "conversation.json"
+WINDOW = timedelta(days=7)  # conversations listed: those active within it (as `conversations list` does)
+DAMAGED = "damaged"  # the mark of a state shown in place of one that cannot be read
 OTHER_FOLDERS = ("replicas/", "videos/")  # the families whose callbacks belong to no conversation
 _COMPACT_TIME = len("20250711T064547.472000Z")
 
@@ -99,6 +104,7 @@ class Recent:
     states: list[dict[str, Any]]
     total: int  # conversations found, of which `states` holds the newest `limit`
     version: str
+    scope: str = ""  # which conversations, in words (e.g. "active in the last 7 days")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +130,19 @@ class Other:
 
 
 class Reader:
-    """Reads what the inspector shows from a store (through a ReadOnlyStore); safe to share between threads."""
+    """Reads what the inspector shows from a store (through a ReadOnlyStore); safe to share between threads.
 
-    def __init__(self, store: Store, layout: Layout, limit: int = 100) -> None:
+    The conversations listed are those the time index holds since `since` (a window moving with the clock, or a
+    fixed time), so a look costs the recent activity only; `whole_store` walks every key instead, when asked.
+    """
+
+    def __init__(self, store: Store, layout: Layout, limit: int = 100, since: timedelta | datetime = WINDOW,
+                 whole_store: bool = False) -> None:
         self.store = store if isinstance(store, ReadOnlyStore) else ReadOnlyStore(store)
         self.layout = layout
         self.limit = limit
+        self.since = since
+        self.whole_store = whole_store
         self._parsed: dict[str, tuple[str, dict[str, Any]]] = {}  # key -> (version, state): parsed once each
         self._lock = threading.Lock()
 
@@ -137,8 +150,23 @@ class Reader:
     def url(self) -> str:
         return self.store.url
 
+    @property
+    def scope(self) -> str:
+        """Which conversations are listed, in words."""
+        if self.whole_store:
+            return "in the whole store"
+        if isinstance(self.since, datetime):
+            return f"active since {self.since.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        days, seconds = self.since.days, self.since.seconds
+        window = f"{days} day{'s' if days != 1 else ''}" if days and not seconds \
+            else f"{self.since.total_seconds() / 3600:g} h"
+        return f"active in the last {window}"
+
     def conversation_ids(self) -> list[str]:
-        """The ids of the store's conversations: every `<prefix><id>/conversation.json`."""
+        """The ids of the conversations to list: from the time index, or every `<prefix><id>/conversation.json`."""
+        if not self.whole_store:
+            since = self.since if isinstance(self.since, datetime) else datetime.now(UTC) - self.since
+            return recent_conversations(self.store, self.layout, since)
         prefix, ids = self.layout.prefix, []
         for key in self.store.iter_keys(prefix):
             cid, _, name = key[len(prefix):].partition("/")
@@ -153,17 +181,17 @@ class Reader:
         parsed: dict[str, tuple[str, dict[str, Any]]] = {}
         for cid in self.conversation_ids():
             key = self.layout.conversation_key(cid)
-            blob = self.store.read(key)
-            state = self._parse(key, blob) if blob is not None else None
-            if blob is None or state is None:
+            blob = self.store.read(key) if is_conversation_id(cid) else None
+            if blob is None:  # listed before its state is written: the next look has it
                 continue
+            state = self._parse(key, cid, blob)
             parsed[key] = (blob.version, state)
             states.append(state)
             versions.append(f"{key}\0{blob.version}")
         with self._lock:
             self._parsed = parsed  # only what is still recent stays cached
         states.sort(key=lambda s: (last_activity(s), str(s.get("conversation_id"))), reverse=True)
-        return Recent(states[:self.limit], len(states), _digest(sorted(versions)))
+        return Recent(states[:self.limit], len(states), _digest(sorted(versions)), self.scope)
 
     def conversation(self, conversation_id: str) -> Conversation | None:
         """One conversation's state, transcript.json and perception.json; None when it has no state."""
@@ -172,10 +200,10 @@ class Reader:
         keys = (self.layout.conversation_key(conversation_id), self.layout.transcript_key(conversation_id),
                 self.layout.perception_key(conversation_id))
         blobs = [self.store.read(key) for key in keys]
-        documents = [_object(blob) for blob in blobs]
-        state = documents[0]
-        if state is None:
+        if blobs[0] is None:
             return None
+        state = self._parse(keys[0], conversation_id, blobs[0])
+        documents = [_object(blob) for blob in blobs]
         version = _digest(f"{key}\0{blob.version}" for key, blob in zip(keys, blobs, strict=True) if blob)
         transcript = documents[1] or self._from_event(state, "transcript", "transcript")
         perception = documents[2] or self._from_event(state, "perception", "analysis")
@@ -218,13 +246,18 @@ class Reader:
         found.sort(key=lambda o: (o.time or "", o.key), reverse=True)
         return [Other(o.key, o.id, o.type, o.time, o.subject, read_object(self.store, o.key)) for o in found[:limit]]
 
-    def _parse(self, key: str, blob: Blob) -> dict[str, Any] | None:
+    def _parse(self, key: str, cid: str, blob: Blob) -> dict[str, Any]:
+        """The state as readers show it (see fold.readable_state), or one saying it is damaged."""
         with self._lock:
             cached = self._parsed.get(key)
         if cached is not None and cached[0] == blob.version:
             return cached[1]
-        state = _object(blob)
-        return state if state is not None and isinstance(state.get("events"), list) else None
+        return readable_state(cid, blob.data) or damaged_state(cid)
+
+
+def damaged_state(cid: str) -> dict[str, Any]:
+    """What is shown for a conversation.json that cannot be read (damaged, or written by something else)."""
+    return {"conversation_id": cid, "status": "damaged", "events": [], DAMAGED: True}
 
 
 def is_conversation_id(text: str) -> bool:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from tavus_callbacks.events.catalogue import kind_of, variables_text
 from tavus_callbacks.inspector.assets import SCRIPT, STYLE
-from tavus_callbacks.inspector.reading import last_activity
+from tavus_callbacks.inspector.reading import DAMAGED, last_activity
 
 if TYPE_CHECKING:
     from tavus_callbacks.inspector.reading import Conversation, Other, Recent
@@ -206,6 +206,10 @@ def _key(entry: dict[str, Any]) -> str | None:
 
 def conversation_fields(state: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """The state at a glance: label and lines, as `conversations show` gives them."""
+    if state.get(DAMAGED) is True:
+        cid = text(state.get("conversation_id"))
+        return [("Status", ["damaged: its conversation.json cannot be read (damaged, or written by something else); "
+                            f"`tavus-callbacks repair --conversation {cid}` rebuilds it from its stored events"])]
     fields: list[tuple[str, list[str]]] = [("Status", [text(state.get("status"))])]
     face = f" (face {state['face_id']})" if state.get("face_id") else ""
     fields.append(("Replica", [text(state.get("replica_id")) + face]))
@@ -269,14 +273,15 @@ def perception_text(conversation: Conversation) -> str:
 def index_data(recent: Recent) -> dict[str, Any]:
     """What the first page shows and its script updates: the recent conversations and their callbacks."""
     shown = len(recent.states)
-    note = (f"{recent.total} conversation{'s' if recent.total != 1 else ''}"
+    scope = f" {recent.scope}" if recent.scope else ""
+    note = (f"{recent.total} conversation{'s' if recent.total != 1 else ''}{scope}"
             + (f"; the {shown} with the latest activity first" if shown < recent.total else ", latest activity first"))
     callbacks = callback_rows(recent.states)
     return {
         "version": recent.version,
         "tables": {"conversations": [r.json() for r in map(conversation_row, recent.states)],
                    "callbacks": [r.json() for r in callbacks]},
-        "notes": {"conversations": note if recent.total else "No conversations in this store yet.",
+        "notes": {"conversations": note if recent.total else f"No conversation{scope or ' in this store'} yet.",
                   "callbacks": f"the latest {len(callbacks)} events of these conversations, newest first "
                                "(time from the payload; guardrails and objectives carry none and sit at their "
                                "conversation's last event)" if callbacks else "No callbacks yet."},
