@@ -25,6 +25,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from tavus_callbacks.auth import is_authorized
 from tavus_callbacks.feed import ChangeFeed, FeedWorker, MemoryFeed
 from tavus_callbacks.http import Outcome, Request, Response
+from tavus_callbacks.inspector.app import ASGIApp, InspectorApp, mount
+from tavus_callbacks.inspector.reading import Reader
 from tavus_callbacks.logs import access_text, configure_logging, redact, utc_stamp
 from tavus_callbacks.pipeline import Pipeline, internal_error, too_large
 from tavus_callbacks.settings import Settings
@@ -278,8 +280,9 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
 _WORKER_ENV = "TAVUS_SERVE_WORKER"  # the settings and options `serve` hands its worker processes
 
 
-def worker_app() -> CallbackApp:
-    """One worker process's app, with its own Pipeline; with a cloud store, also its own in-memory feed."""
+def worker_app() -> ASGIApp:
+    """One worker process's app, with its own Pipeline; with a cloud store, also its own in-memory feed; and
+    the inspector at /_/."""
     handed = orjson.loads(os.environ[_WORKER_ENV])
     settings = Settings(**{**handed["settings"], "tokens": tuple(handed["settings"]["tokens"])})
     options = ServeOptions(**handed["options"])
@@ -290,8 +293,10 @@ def worker_app() -> CallbackApp:
     if not isinstance(pipeline.store, ChangeFeed):
         stored = MemoryFeed()
         atexit.register(FeedWorker(pipeline, stored).start().stop)  # a graceful stop derives what is left
-    return CallbackApp(pipeline, read_timeout=options.read_timeout, threads=options.threads, stored=stored,
-                       log_format=options.log_format)
+    inspector = InspectorApp(Reader(pipeline.store, pipeline.layout), settings.tokens, options.host, options.port,
+                             read_only=False)
+    return mount(CallbackApp(pipeline, read_timeout=options.read_timeout, threads=options.threads, stored=stored,
+                             log_format=options.log_format), inspector)
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:

@@ -36,6 +36,7 @@ COMMANDS = [
     Command("serve", "run the callback endpoint as a local HTTP server"),
     Command("send", "post realistic sample callbacks to an endpoint, as Tavus would"),
     Command("conversations", "list stored conversations or show one's state and timeline"),
+    Command("inspect", "open the page that shows a store's callbacks and conversations, read-only"),
     Command("schema", "print the JSON Schema of the normalized events"),
     Command("doctor", "check a store and the vendor's S3 writer role, one line per check"),
     Command("recording-storage", "print the recording_storage JSON for a create-conversation call"),

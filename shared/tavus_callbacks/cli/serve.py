@@ -153,7 +153,8 @@ def banner(settings: Settings, options: ServeOptions, generated: bool, store_url
     token = settings.tokens[0] if generated else "<your token>"
     lines = [f"tavus-callbacks serve: listening on {options.base_url} ({options.workers} worker processes), "
              f"storing in {store_url or settings.store_url}",
-             f"Callback URL: {options.base_url}?token={token}"]
+             f"Callback URL: {options.base_url}?token={token}",
+             f"Look at what arrives: {options.base_url}_/?token={token}"]
     if generated:
         lines.append("This token was generated for this run: pass --token or set TAVUS_CALLBACK_TOKENS "
                      "to keep the same URL across restarts.")
