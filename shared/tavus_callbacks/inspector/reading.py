@@ -19,7 +19,7 @@ import orjson
 from tavus_callbacks.errors import ConfigError, StoreError
 from tavus_callbacks.state.fold import readable_state
 from tavus_callbacks.state.index import recent_conversations
-from tavus_callbacks.state.stored import is_event_key, read_object
+from tavus_callbacks.state.stored import read_object
 from tavus_callbacks.stores import open_store, split_store_url
 
 if TYPE_CHECKING:
@@ -227,8 +227,7 @@ class Reader:
 
     def event(self, key: str) -> dict[str, Any] | None:
         """The stored event (a CloudEvent document) at `key`; None for a key that is not a stored event's."""
-        prefix = self.layout.prefix
-        if not key.startswith(prefix) or not is_event_key(key[len(prefix):]) or "/../" in f"/{key}/":
+        if not self.layout.is_event_key(key) or "/../" in f"/{key}/":
             return None
         return read_object(self.store, key)
 
@@ -239,7 +238,7 @@ class Reader:
             for key in self.store.iter_keys(prefix + folder):
                 relative = key[len(prefix):]
                 parts = relative.split("/")
-                if len(parts) == 4 and parts[2] == "events" and is_event_key(relative):
+                if len(parts) == 4 and parts[2] == "events" and self.layout.is_event_key(key):
                     other = _other(key, parts[1], parts[3])
                     if other is not None:
                         found.append(other)
