@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,6 +44,32 @@ class Outcome:
     def log_fields(self) -> dict[str, Any]:
         """The fields that are set, for a structured log line."""
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """The one log line of a request's outcome, which each platform's logger writes in its own shape."""
+
+    message: str
+    level: int  # a `logging` level: INFO below 400, WARNING for the sender's mistakes, ERROR from 500
+    fields: dict[str, Any]
+
+    @property
+    def severity(self) -> str:
+        """The level's name (INFO, WARNING, ERROR), as Cloud Logging reads it."""
+        return logging.getLevelName(self.level)
+
+
+def severity_of(status: int) -> int:
+    """The log level of an answer's status: the sender's mistakes warn, the server's failures are errors."""
+    return logging.INFO if status < 400 else (logging.ERROR if status >= 500 else logging.WARNING)
+
+
+def answered_line(outcome: Outcome | None, status: int) -> LogLine:
+    """The log line of an answered request: `callback <result>`, its level from the status, and the status with
+    the outcome's fields (never the token or the body)."""
+    message = f"callback {outcome.result}" if outcome else "answered"
+    return LogLine(message, severity_of(status), {"status": status, **(outcome.log_fields() if outcome else {})})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,41 +1,23 @@
 """AWS Lambda adapter: Function URL and API Gateway (payload 2.0 and 1.0) events in, the core's answer out;
-the bucket's EventBridge notifications of new event objects in, the derive step run; with Powertools Logger
-(correlation id = conversation id), Metrics (EMF) and, when enabled, Tracer."""
+the bucket's EventBridge notifications of new event objects in, the derive step run; the schedule's sweep.
+Secrets, logs and metrics are platforms.aws's."""
 
 from __future__ import annotations
 
 import base64
 import functools
-import os
-import warnings
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
 
-from tavus_callbacks.errors import ConfigError, MalformedRequest
+from tavus_callbacks.errors import MalformedRequest
 from tavus_callbacks.http import Request, Response, malformed_request
 from tavus_callbacks.pipeline import default_pipeline, derive, handle, unavailable
-from tavus_callbacks.settings import parse_tokens
+from tavus_callbacks.platforms import aws
+from tavus_callbacks.platforms.aws import logger
 
-if TYPE_CHECKING:
-    from tavus_callbacks.http import Outcome
-
-SERVICE = "tavus-callbacks"
-TOKENS_SECRET_VAR = "TAVUS_CALLBACK_TOKENS_SECRET"
-API_KEY_SECRET_VAR = "TAVUS_API_KEY_SECRET"
-DEFAULT_SECRET_MAX_AGE = 300
 SAFETY_SECONDS = 3.0  # of the invocation's time, kept for writing the cursor and the metrics
-
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TavusCallbacks"),
-                  service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
-copy_config_to_registered_loggers(source_logger=logger, include={"tavus_callbacks"})  # the core's lines as JSON too
-warnings.filterwarnings("ignore", message="No application metrics to publish")  # a health check stores nothing
 
 # Any of these marks an HTTP request (Function URL, HTTP API 2.0 and 1.0, REST API), well formed or not.
 HTTP_EVENT_KEYS = frozenset({"requestContext", "rawPath", "rawQueryString", "routeKey", "httpMethod", "headers",
@@ -128,59 +110,13 @@ def from_response(response: Response) -> dict[str, Any]:
     return {"statusCode": response.status, "headers": dict(response.headers), "body": body, "isBase64Encoded": encoded}
 
 
-def secret(variable: str) -> str | None:
-    """The value of the Secrets Manager secret `variable` names (None when unset), cached by Powertools for
-    POWERTOOLS_PARAMETERS_MAX_AGE seconds, so a rotation shows on a later fetch."""
-    secret_id = os.environ.get(variable, "").strip()
-    if not secret_id:
-        return None
-    from aws_lambda_powertools.utilities.parameters import get_secret
-
-    value = get_secret(secret_id, max_age=int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE", DEFAULT_SECRET_MAX_AGE)))
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-@functools.lru_cache(maxsize=1)
-def _tokens_of(text: str) -> tuple[str, ...]:
-    source = f"the secret {TOKENS_SECRET_VAR}={os.environ.get(TOKENS_SECRET_VAR, '').strip()}"
-    if text.lstrip().startswith(("{", "[")):
-        raise ConfigError(f"{source} holds JSON: store the token(s) as plain text, comma-separated")
-    return parse_tokens(text, source=source)
-
-
-def secret_tokens() -> tuple[str, ...] | None:
-    """The tokens of TAVUS_CALLBACK_TOKENS_SECRET (the pipeline is rebuilt when they change), or None when it is
-    not set and TAVUS_CALLBACK_TOKENS holds them."""
-    text = secret(TOKENS_SECRET_VAR)
-    return None if text is None else _tokens_of(text)
-
-
 def answer(request: Request) -> Response:
     try:
-        tokens = secret_tokens()
+        tokens = aws.secret_tokens()
     except Exception as exc:  # a configuration problem (missing secret, no permission, bad token): 503, logged
         logger.error("cannot load the callback tokens from Secrets Manager: %s: %s", type(exc).__name__, exc)
         return unavailable("the endpoint is not configured; see its logs", "config_error")
     return handle(request, tokens)
-
-
-def record(outcome: Outcome | None, status: int) -> None:
-    """One log line and the EMF metrics for a request's outcome."""
-    if outcome is None:
-        logger.info("request answered", extra={"status": status})
-        return
-    logger.set_correlation_id(outcome.conversation_id)
-    logger.info("request answered", extra={"status": status, **outcome.log_fields()})
-    if outcome.result == "stored":
-        metrics.add_metric(name="EventsStored", unit=MetricUnit.Count, value=1)
-        if outcome.event_type:
-            metrics.add_metadata(key="event_type", value=outcome.event_type)
-    elif outcome.result == "duplicate":
-        metrics.add_metric(name="Duplicates", unit=MetricUnit.Count, value=1)
-    elif outcome.result != "health":
-        with single_metric(name="Rejected", unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as m:
-            m.add_dimension(name="service", value=metrics.service or SERVICE)
-            m.add_dimension(name="reason", value=outcome.result)
 
 
 def is_object_created(event: Any) -> bool:
@@ -197,30 +133,21 @@ def derive_object(event: dict[str, Any]) -> dict[str, Any]:
     except (KeyError, TypeError):
         raise UnsupportedEvent("an S3 Object Created notification without detail.object.key") from None
     derived = derive(key)
-    if derived.skipped:
-        logger.info("not an event object of this store, acknowledged", extra={"key": key})
-        return {"status": "skipped", "key": key}
-    logger.set_correlation_id(derived.conversation_id)
-    logger.info("event derived", extra={"key": key, "event_id": derived.event_id, "event_type": derived.event_type,
-                                        "conversation_id": derived.conversation_id})
-    if derived.copy_failed:
-        metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
-    return {"status": "derived", "key": key, "event_id": derived.event_id}
+    aws.record_derived(derived)
+    return {"status": "skipped" if derived.skipped else "derived", "key": key,
+            **({} if derived.skipped else {"event_id": derived.event_id})}
 
 
 def reconcile(context: Any) -> dict[str, Any]:
     """The scheduled sweep: the API key from TAVUS_API_KEY_SECRET, bounded by the invocation's remaining time."""
     from tavus_callbacks.reconcile.scheduled import run_scheduled
 
-    tokens, key = secret_tokens(), secret(API_KEY_SECRET_VAR)
-    summary = run_scheduled(functools.partial(default_pipeline, tokens), api_key=key,
+    summary = run_scheduled(functools.partial(default_pipeline, aws.secret_tokens()),
+                            api_key=aws.secret(aws.API_KEY_SECRET_VAR),
                             seconds_left=context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS)
+    aws.record_sweep(summary)
     if summary is None:
-        logger.info("reconcile is off: no API key (TAVUS_API_KEY_SECRET)")
         return {"status": "off"}
-    metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=summary.recovered)
-    metrics.add_metric(name="ReconcileFailures", unit=MetricUnit.Count, value=len(summary.failures))
-    (logger.error if summary.failures else logger.info)(summary.line(), extra=summary.as_dict())
     return {"status": "failed" if summary.failures else "ok", **summary.as_dict()}
 
 
@@ -244,18 +171,8 @@ def _handler(event: Any, context: Any) -> dict[str, Any]:
     except MalformedRequest as exc:
         logger.warning("malformed HTTP event, answering 400: %s", exc)
         response = malformed_request(str(exc))
-    record(response.outcome, response.status)
+    aws.record(response.outcome, response.status)
     return from_response(response)
 
 
-def _decorate(fn: Callable[[Any, Any], dict[str, Any]]) -> Callable[[Any, Any], Any]:
-    wrapped = logger.inject_lambda_context(clear_state=True)(fn)
-    wrapped = metrics.log_metrics(capture_cold_start_metric=True)(wrapped)
-    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "true").strip().lower() in ("false", "0", "no"):
-        from aws_lambda_powertools import Tracer
-
-        wrapped = Tracer(service=metrics.service or SERVICE).capture_lambda_handler(wrapped)
-    return wrapped
-
-
-handler = _decorate(_handler)
+handler = aws.instrument(_handler)

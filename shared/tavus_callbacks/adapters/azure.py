@@ -1,6 +1,6 @@
 """Azure Functions adapter (Python v2 model): one anonymous HTTP function on every path, logging one line per
-request for Application Insights; the Event Grid function deriving from each new event blob; the reconcile
-timer."""
+request (platforms.azure writes it for Application Insights); the Event Grid function deriving from each new event
+blob; the reconcile timer."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 
 from tavus_callbacks.errors import MalformedRequest
-from tavus_callbacks.http import Request, Response, malformed_request
+from tavus_callbacks.http import LogLine, Request, Response, answered_line, malformed_request
 from tavus_callbacks.pipeline import derive, handle
-
-log = logging.getLogger("tavus_callbacks.azure")
-log.setLevel(logging.INFO)  # one line per request; host.json's logging section filters what is kept
+from tavus_callbacks.platforms.azure import log, write
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -46,12 +44,7 @@ def tavus_callback(req: func.HttpRequest) -> func.HttpResponse:
         response = handle(to_request(req))
     except MalformedRequest as exc:
         response = malformed_request(str(exc))
-    outcome = response.outcome
-    fields = outcome.log_fields() if outcome else {}
-    level = logging.INFO if response.status < 400 else (logging.ERROR if response.status >= 500 else logging.WARNING)
-    summary = " ".join(f"{k}={v}" for k, v in fields.items() if k != "result")
-    log.log(level, "callback %s status=%s %s", outcome.result if outcome else "answered", response.status, summary,
-            extra={"status": response.status, **fields})
+    write(answered_line(response.outcome, response.status))
     return from_response(response)
 
 
@@ -81,9 +74,10 @@ def tavus_derive(event: func.EventGridEvent) -> None:
     if derived.skipped:
         log.info("not an event object of this store, acknowledged: %s", key, extra={"key": key})
         return
-    log.info("event derived key=%s event_id=%s conversation_id=%s", key, derived.event_id, derived.conversation_id,
-             extra={"key": key, "event_id": derived.event_id, "event_type": derived.event_type,
-                    "conversation_id": derived.conversation_id, "copy_failed": derived.copy_failed})
+    write(LogLine("event derived", logging.INFO, {"key": key, "event_id": derived.event_id,
+                                                 "event_type": derived.event_type,
+                                                 "conversation_id": derived.conversation_id,
+                                                 "copy_failed": derived.copy_failed}))
 
 
 # Every 15 minutes (NCRONTAB with seconds); off while TAVUS_API_KEY is not set.

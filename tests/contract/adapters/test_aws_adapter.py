@@ -105,7 +105,7 @@ def test_logs_are_json_with_the_conversation_as_correlation_id_and_no_token_or_b
     assert aws.post(payload).status == 200
     assert aws.post(payload, token="wrong-token-0123456789abcdef").status == 401
     records = lines(captured_logs())
-    answered = [r for r in records if r.get("message") == "request answered"]
+    answered = [r for r in records if str(r.get("message")).startswith("callback ") and "status" in r]
     assert [r["result"] for r in answered] == ["stored", "unauthorized"]
     line = answered[0]
     assert line["correlation_id"] == conversation and line["service"] == "tavus-callbacks"
@@ -224,7 +224,9 @@ def test_a_secret_that_is_no_token_list_answers_503_and_says_why(
 
 def test_tracing_can_be_switched_on(aws_app: ModuleType, adapter_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "false")
-    traced = SimpleNamespace(handler=aws_app._decorate(aws_app._handler))
+    from tavus_callbacks.platforms.aws import instrument
+
+    traced = SimpleNamespace(handler=instrument(aws_app._handler))
     assert "Tracer" in traced.handler.__qualname__ or hasattr(traced.handler, "__wrapped__")
     driver = AwsDriver("aws-url", adapter_env, kind="url", module=traced)
     assert driver.post(load_event("video.error")).status == 200
@@ -238,7 +240,7 @@ def test_a_conversation_id_holding_an_escaped_token_reaches_no_log_field(
     reply = aws.post(json.dumps(payload).replace("PLACEHOLDER", escaped).encode())
     assert reply.status == 200 and reply.json()["valid"] is False
     records = lines(captured_logs())
-    (answered,) = [r for r in records if r.get("message") == "request answered"]
+    (answered,) = [r for r in records if str(r.get("message")).startswith("callback ") and "status" in r]
     assert "conversation_id" not in answered and answered.get("correlation_id") is None
     text = json.dumps(records)
     assert TOKENS[0] not in text and escaped not in text

@@ -291,7 +291,7 @@ def test_gcp_a_derive_that_fails_answers_500_logs_its_key_and_the_next_delivery_
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    from tavus_callbacks.adapters.gcp import send_core_logs_to_cloud_logging
+    from tavus_callbacks.platforms.gcp import send_core_logs_to_cloud_logging
 
     emulator = start_emulator("gcs")
     bucket = new_bucket_name()

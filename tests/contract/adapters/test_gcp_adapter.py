@@ -55,9 +55,10 @@ def test_each_request_logs_one_structured_line_for_cloud_logging(
 
 
 def test_a_store_outage_logs_at_error_severity(gcp_app: Any) -> None:
-    from tavus_callbacks.adapters import gcp as main
+    from tavus_callbacks.http import answered_line
+    from tavus_callbacks.platforms import gcp
 
-    line = json.loads(main.log_line(Outcome("store_unavailable"), 503, None))
+    line = json.loads(gcp.log_line(answered_line(Outcome("store_unavailable"), 503)))
     assert line["severity"] == "ERROR" and line["message"] == "callback store_unavailable"
     assert "logging.googleapis.com/labels" not in line
 

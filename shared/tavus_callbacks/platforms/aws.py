@@ -1,0 +1,117 @@
+"""AWS services for the Lambda adapter: Powertools Logger (correlation id = conversation id), Metrics (EMF) and,
+when enabled, Tracer; the callback tokens and the API key from Secrets Manager, cached by Powertools."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from tavus_callbacks.errors import ConfigError
+from tavus_callbacks.http import answered_line
+from tavus_callbacks.settings import parse_tokens
+
+if TYPE_CHECKING:
+    from tavus_callbacks.http import Outcome
+    from tavus_callbacks.pipeline import Derived
+    from tavus_callbacks.reconcile.sweep import Summary
+
+SERVICE = "tavus-callbacks"
+TOKENS_SECRET_VAR = "TAVUS_CALLBACK_TOKENS_SECRET"
+API_KEY_SECRET_VAR = "TAVUS_API_KEY_SECRET"
+DEFAULT_SECRET_MAX_AGE = 300
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TavusCallbacks"),
+                  service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
+copy_config_to_registered_loggers(source_logger=logger, include={"tavus_callbacks"})  # the core's lines as JSON too
+warnings.filterwarnings("ignore", message="No application metrics to publish")  # a health check stores nothing
+
+
+def secret(variable: str) -> str | None:
+    """The value of the Secrets Manager secret `variable` names (None when unset), cached by Powertools for
+    POWERTOOLS_PARAMETERS_MAX_AGE seconds, so a rotation shows on a later fetch."""
+    secret_id = os.environ.get(variable, "").strip()
+    if not secret_id:
+        return None
+    from aws_lambda_powertools.utilities.parameters import get_secret
+
+    value = get_secret(secret_id, max_age=int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE", DEFAULT_SECRET_MAX_AGE)))
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+@functools.lru_cache(maxsize=1)
+def _tokens_of(text: str) -> tuple[str, ...]:
+    source = f"the secret {TOKENS_SECRET_VAR}={os.environ.get(TOKENS_SECRET_VAR, '').strip()}"
+    if text.lstrip().startswith(("{", "[")):
+        raise ConfigError(f"{source} holds JSON: store the token(s) as plain text, comma-separated")
+    return parse_tokens(text, source=source)
+
+
+def secret_tokens() -> tuple[str, ...] | None:
+    """The tokens of TAVUS_CALLBACK_TOKENS_SECRET, or None when it is not set and TAVUS_CALLBACK_TOKENS holds
+    them; a missing secret, a missing permission or a bad token raises."""
+    text = secret(TOKENS_SECRET_VAR)
+    return None if text is None else _tokens_of(text)
+
+
+def record(outcome: Outcome | None, status: int) -> None:
+    """The request's log line and its EMF metrics."""
+    line = answered_line(outcome, status)
+    if outcome is not None:
+        logger.set_correlation_id(outcome.conversation_id)
+    write = {logging.ERROR: logger.error, logging.WARNING: logger.warning}.get(line.level, logger.info)
+    write(line.message, extra=line.fields)
+    if outcome is None or outcome.result == "health":
+        return
+    if outcome.result == "stored":
+        metrics.add_metric(name="EventsStored", unit=MetricUnit.Count, value=1)
+        if outcome.event_type:
+            metrics.add_metadata(key="event_type", value=outcome.event_type)
+    elif outcome.result == "duplicate":
+        metrics.add_metric(name="Duplicates", unit=MetricUnit.Count, value=1)
+    else:
+        with single_metric(name="Rejected", unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as m:
+            m.add_dimension(name="service", value=metrics.service or SERVICE)
+            m.add_dimension(name="reason", value=outcome.result)
+
+
+def record_derived(derived: Derived) -> None:
+    """The derive step's log line and, when a recording copy newly failed, its metric."""
+    if derived.skipped:
+        logger.info("not an event object of this store, acknowledged", extra={"key": derived.key})
+        return
+    logger.set_correlation_id(derived.conversation_id)
+    logger.info("event derived", extra={"key": derived.key, "event_id": derived.event_id,
+                                        "event_type": derived.event_type, "conversation_id": derived.conversation_id})
+    if derived.copy_failed:
+        metrics.add_metric(name="CopyFailures", unit=MetricUnit.Count, value=1)
+
+
+def record_sweep(summary: Summary | None) -> None:
+    """The reconcile sweep's log line and metrics."""
+    if summary is None:
+        logger.info("reconcile is off: no API key (TAVUS_API_KEY_SECRET)")
+        return
+    metrics.add_metric(name="EventsRecovered", unit=MetricUnit.Count, value=summary.recovered)
+    metrics.add_metric(name="ReconcileFailures", unit=MetricUnit.Count, value=len(summary.failures))
+    (logger.error if summary.failures else logger.info)(summary.line(), extra=summary.as_dict())
+
+
+def instrument(fn: Callable[[Any, Any], dict[str, Any]]) -> Callable[[Any, Any], Any]:
+    """`fn` with the Lambda context in its log lines, its metrics flushed (and the cold start counted) and,
+    when POWERTOOLS_TRACE_DISABLED is false, traced by X-Ray."""
+    wrapped = logger.inject_lambda_context(clear_state=True)(fn)
+    wrapped = metrics.log_metrics(capture_cold_start_metric=True)(wrapped)
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "true").strip().lower() in ("false", "0", "no"):
+        from aws_lambda_powertools import Tracer
+
+        wrapped = Tracer(service=metrics.service or SERVICE).capture_lambda_handler(wrapped)
+    return wrapped
