@@ -111,20 +111,26 @@ def test_the_cli_without_the_clouds_sdk_names_the_extra_to_install(url: str) -> 
            f"'.[{extra}]')" in result.stderr
 
 
-def test_a_deployment_forwarding_without_the_sdk_answers_503_and_names_the_extra(tmp_path: object) -> None:
+def test_a_deployment_forwarding_without_the_sdk_stores_the_callback_and_its_derive_names_the_extra(
+        tmp_path: object) -> None:
+    """The answer never depends on the forwarder: the callback is stored (200); its derive fails, naming the fix."""
     code = ("import json, logging\n"
             "logging.basicConfig(level=logging.ERROR, format='%(message)s')\n"
             "from tavus_callbacks.http import Request\n"
-            "from tavus_callbacks.pipeline import handle\n"
+            "from tavus_callbacks.pipeline import derive, handle\n"
             f"r = handle(Request('POST', '/', {{'token': {TOKEN!r}}}, {{}}, b'{{}}'))\n"
-            "print(r.status)\n")
+            "print(r.status)\n"
+            "try:\n"
+            "    derive(r.outcome.key)\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__)\n")
     import os
 
     env = {**os.environ, "TAVUS_CALLBACK_TOKENS": TOKEN, "TAVUS_STORE_URL": f"sqlite:///{tmp_path}/tavus.db",
            "TAVUS_FORWARD_URL": "eventbridge://tavus-bus"}
     result = run_without("boto3", code, env)
-    assert result.stdout.strip() == "503", result.stderr
-    assert ("configuration error: forwarding to eventbridge:// needs boto3, which is not installed: "
+    assert result.stdout.split() == ["200", "ForwardError"], result.stderr
+    assert ("forwarding to eventbridge:// needs boto3, which is not installed: "
             "pip install boto3 (or, from the project's folder, pip install -e '.[aws]')") in result.stderr
     assert "Traceback" not in result.stderr
 
