@@ -118,6 +118,7 @@ def contained(tmp: Path) -> Iterator[None]:
         patch.setattr(socket, "getaddrinfo", getaddrinfo)
         patch.setattr(socket.socket, "connect", connect)
         patch.setattr("tavus_callbacks.cli.serve.serve", lambda settings, options: None)
+        patch.setattr("tavus_callbacks.cli.inspect.run_server", lambda server, listener: listener.close())
         try:
             yield
         finally:

@@ -76,8 +76,13 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("warning", tokens)
     config = uvicorn.Config(standalone(inspector), lifespan="off", access_log=False, log_config=None,
                             log_level="warning", server_header=False, proxy_headers=False, timeout_keep_alive=5)
-    uvicorn.Server(config).run(sockets=[listener])
+    run_server(uvicorn.Server(config), listener)
     return 0
+
+
+def run_server(server: uvicorn.Server, listener: socket.socket) -> None:
+    """Serve on the bound socket until stopped (SIGINT / SIGTERM)."""
+    server.run(sockets=[listener])
 
 
 def _since(text: str) -> datetime | timedelta:

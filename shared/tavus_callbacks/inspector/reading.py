@@ -3,24 +3,20 @@ conversation's documents, a stored event, and the replica training and video gen
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
 
 import orjson
 
-from tavus_callbacks.errors import ConfigError, StoreError
+from tavus_callbacks.errors import StoreError
 from tavus_callbacks.state.fold import readable_state
 from tavus_callbacks.state.index import recent_conversations
 from tavus_callbacks.state.stored import read_object
-from tavus_callbacks.stores import open_store, split_store_url
+from tavus_callbacks.stores import open_store
 
 if TYPE_CHECKING:
     from tavus_callbacks.events.recording import RecordingLocation
@@ -68,33 +64,10 @@ class ReadOnlyStore:
 
 
 def open_read_only(url: str) -> tuple[ReadOnlyStore, str]:
-    """The store a URL names and its key prefix, for reading only: a SQLite file must already hold a store
-    (opening one creates nothing); a bucket is opened as it is, which writes nothing."""
-    if split_store_url(url)[0] == "sqlite":
-        _check_sqlite_store(url)
-    store, prefix = open_store(url)
+    """The store a URL names and its key prefix, for reading only: a SQLite file must already hold a store and is
+    opened read-only (opening creates nothing); a bucket is opened as it is, which writes nothing."""
+    store, prefix = open_store(url, read_only=True)
     return ReadOnlyStore(store), prefix
-
-
-def _check_sqlite_store(url: str) -> None:
-    """A ConfigError unless `url` is `sqlite:///path` to an existing file with the store's table."""
-    parts = urlsplit(url)
-    if parts.netloc or parts.query or not parts.path.startswith("/") or len(parts.path) < 2:
-        raise ConfigError(f"--store {url!r} is not a SQLite file URL: use sqlite:///tavus.db (relative to the "
-                          "working directory) or sqlite:////absolute/path/tavus.db")
-    path = Path(parts.path[1:]).absolute()
-    if not path.is_file():
-        raise ConfigError(f"no such store: {path} does not exist (the inspector only reads, it creates nothing); "
-                          "check --store, or start `tavus-callbacks serve --store ...` to make one")
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)) as conn:
-            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'objects'")
-            found = tables.fetchall()
-    except sqlite3.Error as exc:
-        raise ConfigError(f"--store {url!r}: {path} cannot be read as a SQLite file ({exc})") from None
-    if not found:
-        raise ConfigError(f"--store {url!r}: {path} is a SQLite file but not a tavus-callbacks store "
-                          "(it has no objects table)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +200,7 @@ class Reader:
 
     def event(self, key: str) -> dict[str, Any] | None:
         """The stored event (a CloudEvent document) at `key`; None for a key that is not a stored event's."""
-        if not self.layout.is_event_key(key) or "/../" in f"/{key}/":
+        if not self.layout.is_event_key(key) or "/../" in f"/{key}/" or "/./" in f"/{key}/":
             return None
         return read_object(self.store, key)
 
