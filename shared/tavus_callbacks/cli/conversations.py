@@ -12,11 +12,11 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.catalogue import kind_of, variables_text
+from tavus_callbacks.events.times import elapsed_text
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.scheduled import parse_since
 from tavus_callbacks.record import Layout
@@ -165,15 +165,9 @@ def _clock(iso: str | None) -> str:
     return iso[11:23].ljust(12)
 
 
-def _duration(start: str | None, end: str | None) -> str:
-    if not (start and end):
-        return ""
-    try:
-        seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
-    except (TypeError, ValueError):
-        return ""
-    minutes, seconds = divmod(max(seconds, 0), 60)
-    return f"  (after {minutes}m {seconds:02d}s)"
+def _duration(start: Any, end: Any) -> str:
+    text = elapsed_text(start, end)
+    return f"  (after {text})" if text else ""
 
 
 def render_list(states: list[dict[str, Any]], store_url: str, since: str | None = None) -> str:

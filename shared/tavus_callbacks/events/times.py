@@ -131,3 +131,14 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "array"
     return type(value).__name__
+
+
+def elapsed_text(start: Any, end: Any) -> str:
+    """'3m 05s' from one ISO time to another (as a conversation's joined and ended), or '' when either is missing
+    or unreadable."""
+    try:
+        seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+    except (TypeError, ValueError):
+        return ""
+    minutes, seconds = divmod(max(seconds, 0), 60)
+    return f"{minutes}m {seconds:02d}s"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tavus_callbacks.events.catalogue import kind_of, variables_text
+from tavus_callbacks.events.times import elapsed_text
 from tavus_callbacks.inspector.assets import SCRIPT, STYLE
 from tavus_callbacks.inspector.reading import DAMAGED, last_activity
 
@@ -99,12 +99,8 @@ def describe(entry: dict[str, Any]) -> str:
 
 
 def _duration(start: Any, end: Any) -> str:
-    try:
-        seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
-    except (TypeError, ValueError):
-        return ""
-    minutes, seconds = divmod(max(seconds, 0), 60)
-    return f" (after {minutes}m {seconds:02d}s)"
+    text = elapsed_text(start, end)
+    return f" (after {text})" if text else ""
 
 
 def _size(n: Any) -> str:
