@@ -127,22 +127,11 @@ class _WatchedConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedTLSConnection(HTTPSConnection):
-    """The same for https."""
-
-    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.watch = watch
-
-    def connect(self) -> None:
-        _connect(self, super().connect)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self.watch.sent += 1
-        super().request(*args, **kwargs)
+class _WatchedTLSConnection(_WatchedConnection, HTTPSConnection):
+    """The same for https (urllib3's HTTPSConnection is an HTTPConnection: the methods above wrap its own)."""
 
 
-def _connect(connection: _WatchedConnection | _WatchedTLSConnection, connect: Callable[[], None]) -> None:
+def _connect(connection: _WatchedConnection, connect: Callable[[], None]) -> None:
     left = connection.watch.left()
     if left is not None:
         if left <= 0:
