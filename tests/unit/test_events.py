@@ -16,12 +16,14 @@ import jsonschema
 import orjson
 import pytest
 from conftest import EVENTS_DIR, RECORDED, load_event
+from tavus_callbacks.cli.conversations import render_show
 from tavus_callbacks.events.catalogue import CONVERSATION_TYPES, KINDS, kind_of, shutdown_code
 from tavus_callbacks.events.normalize import MAX_DETAIL_DEPTH, Event, family_of, normalize, status_part
 from tavus_callbacks.events.registry import SAMPLES_DIR
 from tavus_callbacks.events.schema import details_model_for, json_schema, payload_json_schema
 from tavus_callbacks.events.times import TimeParseError, to_utc_iso
 from tavus_callbacks.record import Layout, build_record
+from tavus_callbacks.state.fold import entry_for, fold
 
 ALL_FILES = sorted(p.stem for p in RECORDED)
 EVENT_SCHEMA = jsonschema.Draft202012Validator(json_schema())
@@ -103,6 +105,25 @@ def test_participant_joined() -> None:
     assert event.details == {"participant_id": "p4e1b7c92d03", "name": "Jordan Lee", "replica_id": R}
     assert normalize({"conversation_id": "c1", "event_type": "system.participant_joined", "properties": {}}).details \
         == {"participant_id": None, "name": None, "replica_id": None}
+
+
+def test_participant_left_and_its_state_field() -> None:
+    event = normalize(load_event("conversation.system.participant_left"))
+    assert event.type == "io.tavus.conversation.system.participant_left" and event.valid
+    assert (event.conversation_id, event.replica_id, event.time) == ("c7d2e9a41b05", R, "2025-07-11T06:48:12.530000Z")
+    assert event.details == {"participant_id": "p4e1b7c92d03", "name": "Jordan Lee", "replica_id": R}
+    joined = load_event("conversation.system.participant_joined")
+    later = {**load_event("conversation.system.participant_left"), "timestamp": "2025-07-11T06:50:00Z"}
+    entries = [entry_for(build_record(p, normalize(p), Layout())) for p in (later, load_event(
+        "conversation.system.participant_left"), joined)]
+    state = fold("c7d2e9a41b05", entries)
+    assert state["left_at"] == "2025-07-11T06:48:12.530000Z", "the first to leave"
+    assert fold("c7d2e9a41b05", entries[2:])["left_at"] is None
+    shown = render_show(state).splitlines()
+    assert "  Left         2025-07-11 06:48:12 UTC" in shown
+    assert shown.index("  Left         2025-07-11 06:48:12 UTC") == 3, "between Joined and Ended"
+    assert not any(line.startswith("  Left") for line in render_show(fold("c7d2e9a41b05", entries[2:])).splitlines())
+    assert any("system.participant_left" in line and "participant Jordan Lee" in line for line in shown)
 
 
 SHUTDOWNS = {

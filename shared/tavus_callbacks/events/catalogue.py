@@ -106,6 +106,30 @@ PARTICIPANT_JOINED = conversation(
                     "a person joined the room (observed)"),))
 
 
+# -- system.participant_left (modelled) --------------------------------------------------------------
+
+class ParticipantLeftProperties(Payload):
+    """`system.participant_left` (modelled: no payload seen yet, shaped as participant_joined): a person left."""
+
+    participant_id: str | None = None
+    name: str | None = None
+    replica_id: Any = None
+
+
+def _fold_participant_left(state: StateDict, entry: Entry) -> None:
+    state["left_at"] = state["left_at"] or entry.get("time")  # the first to leave: entries come in time order
+
+
+PARTICIPANT_LEFT = conversation(
+    "system.participant_left", ParticipantLeftProperties, facts=pick("participant_id", "name"),
+    fold=_fold_participant_left,
+    describe=lambda f: f"participant {f.get('name') or f.get('participant_id') or '?'}",
+    state=(StateField("left_at", str | None),),
+    show=(Line(25, "Left", lambda s: [when(s["left_at"])] if s.get("left_at") else []),),
+    samples=(Sample("participant_left", "conversation.system.participant_left.json",
+                    "a person left the room (modelled)"),))
+
+
 # -- system.shutdown ---------------------------------------------------------------------------------
 
 ShutdownCode = Literal["max_call_duration", "participant_left_timeout", "participant_absent_timeout",
@@ -652,8 +676,8 @@ VIDEO_GENERATION = event_kind(
 
 KINDS: tuple[EventKind, ...] = (
     REPLICA_JOINED, PAL_JOINED, SHUTDOWN, TRANSCRIPTION_READY, RECORDING_READY, RECORDING_COPY_FAILED,
-    PERCEPTION_ANALYSIS, PERCEPTION_UNAVAILABLE, POST_CALL_ACTION, PARTICIPANT_JOINED, UNKNOWN_CONVERSATION,
-    GUARDRAIL, OBJECTIVE, REPLICA_TRAINING, VIDEO_GENERATION,
+    PERCEPTION_ANALYSIS, PERCEPTION_UNAVAILABLE, POST_CALL_ACTION, PARTICIPANT_JOINED, PARTICIPANT_LEFT,
+    UNKNOWN_CONVERSATION, GUARDRAIL, OBJECTIVE, REPLICA_TRAINING, VIDEO_GENERATION,
 )
 # conversation event_type -> its entry (the known ones); the other families -> their entry
 CONVERSATION_TYPES: dict[str, EventKind] = {
