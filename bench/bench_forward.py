@@ -41,7 +41,9 @@ from tavus_callbacks.settings import Settings  # noqa: E402
 
 def payloads(count: int) -> list[bytes]:
     """`count` distinct bodies: the recorded payloads, each conversation id made unique."""
-    recorded = [json.loads(p.read_bytes()) for p in sorted((ROOT / "tests" / "events").glob("*.json"))]
+    folders = (ROOT / "shared" / "tavus_callbacks" / "events" / "samples", ROOT / "tests" / "events")
+    recorded = [json.loads(p.read_bytes()) for p in sorted((p for d in folders for p in d.glob("*.json")),
+                                                           key=lambda p: p.name)]
     bodies = []
     for i in range(count):
         payload = dict(recorded[i % len(recorded)])

@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/bench_normalize.py [--seconds 10] [--slices 100] [--profile]
 
-Pinned to one core. Each side runs over every body in tests/events/ (as sent: the raw file bytes), in
-short slices interleaved with the other side's; it prints events/s of each side (fastest slice) and
-their ratio (target: at most 2.0x).
+Pinned to one core. Each side runs over every recorded payload (events/samples/ and tests/events/, as sent:
+the raw file bytes), in short slices interleaved with the other side's; it prints events/s of each side
+(fastest slice) and their ratio (target: at most 2.0x).
 Our side is the pipeline's whole CPU path from bytes to the stored bytes: decode, the token redaction,
 normalize, build_record (which includes the id hash and the canonical JSON of the CloudEvent).
 `--redaction` prints what the redaction alone costs per body: as sent, with every non-ASCII character
@@ -30,11 +30,12 @@ from tavus_callbacks.record import Layout, build_record
 LAYOUT = Layout()
 TOKEN = "bench-normalize-token-0123456789"
 REDACTOR = TokenRedactor((TOKEN,))
-EVENTS = Path(__file__).resolve().parent.parent / "tests" / "events"
+ROOT = Path(__file__).resolve().parent.parent
+RECORDED = (ROOT / "shared" / "tavus_callbacks" / "events" / "samples", ROOT / "tests" / "events")
 
 
 def bodies() -> list[bytes]:
-    return [p.read_bytes() for p in sorted(EVENTS.glob("*.json"))]
+    return [p.read_bytes() for p in sorted((p for d in RECORDED for p in d.glob("*.json")), key=lambda p: p.name)]
 
 
 def floor(mix: list[bytes]) -> None:
@@ -127,7 +128,7 @@ def main() -> int:
     base_s, mine_s, paired = compare(mix, args.seconds, args.slices)
     base, mine = 1 / base_s, 1 / mine_s
     sizes = sorted(len(b) for b in mix)
-    print(f"sample mix: {len(mix)} bodies from tests/events, {min(sizes)}..{max(sizes)} bytes "
+    print(f"sample mix: {len(mix)} recorded bodies, {min(sizes)}..{max(sizes)} bytes "
           f"(median {sizes[len(sizes) // 2]}), Python {sys.version.split()[0]}, one core")
     print(f"json.loads + json.dumps                   {base:>10,.0f} events/s")
     print(f"decode + redact + normalize + build_record {mine:>10,.0f} events/s")

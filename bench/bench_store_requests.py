@@ -53,7 +53,7 @@ from tavus_callbacks import pipeline  # noqa: E402
 from tavus_callbacks.sdk import clear_clients  # noqa: E402
 from tavus_callbacks.stores import open_store  # noqa: E402
 
-EVENTS_DIR = ROOT / "tests" / "events"
+RECORDED = (ROOT / "shared" / "tavus_callbacks" / "events" / "samples", ROOT / "tests" / "events")
 TOKEN = "bench-requests-token-0123456789abcdef"
 PREFIX = "tavus/"
 STORE_OF = {"aws": "s3", "gcp": "gcs", "azure": "azure"}
@@ -63,7 +63,8 @@ NAMES = {"aws": "Lambda on S3 (moto)", "gcp": "Cloud Functions on GCS (fake-gcs)
 
 def payloads(count: int) -> Iterator[dict[str, Any]]:
     """`count` new conversation events: the recorded ones in turn, each under a conversation id of its own."""
-    samples = [json.loads(p.read_text()) for p in sorted(EVENTS_DIR.glob("conversation.*.json"))]
+    samples = [json.loads(p.read_text()) for p in sorted((p for d in RECORDED for p in d.glob("conversation.*.json")),
+                                                          key=lambda p: p.name)]
     for i in range(count):
         payload = json.loads(json.dumps(samples[i % len(samples)]))
         payload["conversation_id"] = f"c{uuid.uuid4().hex[:12]}"

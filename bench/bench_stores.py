@@ -96,7 +96,7 @@ class CountingStore:
 
 def payloads(count: int, tag: str) -> list[bytes]:
     """`count` distinct objective callbacks over 10 conversations."""
-    base = json.loads((ROOT / "tests" / "events" / "objective.json").read_text())
+    base = json.loads((ROOT / "shared" / "tavus_callbacks" / "events" / "samples" / "objective.json").read_text())
     out = []
     for i in range(count):
         payload = copy.deepcopy(base)

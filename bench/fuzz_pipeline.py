@@ -12,7 +12,7 @@ An input is one control byte, an optional header block and the body:
 so a corpus file is readable and a crash becomes a regression file (tests/robustness/fuzz_regressions/) as is.
 Any exception, any 5xx, an answer outside the contract or a file outside the store is a crash.
 
-    python bench/fuzz_pipeline.py -atheris_runs=200000            # a long run (seeded from tests/events)
+    python bench/fuzz_pipeline.py -atheris_runs=200000            # a long run (seeded from the recorded payloads)
     python bench/fuzz_pipeline.py -max_total_time=600 CORPUS_DIR   # libFuzzer options and corpus dirs
 
 It prints libFuzzer's progress, then one line: inputs fuzzed, seconds, and the crash files if any
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from tavus_callbacks.http import Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENTS_DIR = ROOT / "tests" / "events"
+RECORDED = (ROOT / "shared" / "tavus_callbacks" / "events" / "samples", ROOT / "tests" / "events")
 TOKEN = "fuzz-token-0123456789abcdef"
 ROTATED_TOKEN = "fuzz-rotated-0123456789abcdef"
 MAX_BODY = 64 * 1024
@@ -194,7 +194,7 @@ class Target:
 def seeds() -> list[bytes]:
     """The recorded payloads, each with the query token, the bearer token, and on another path."""
     out: list[bytes] = []
-    for path in sorted(EVENTS_DIR.glob("*.json")):
+    for path in sorted((p for d in RECORDED for p in d.glob("*.json")), key=lambda p: p.name):
         body = path.read_bytes()
         out += [b"\x00" + body, b"\x01" + body, b"\x80" + body]
     out += [b"\x10", b"\x40", b"\x02{}", b"\x00[]", b"\x00not json",

@@ -1,4 +1,5 @@
-"""Shared fixtures: the fixture modules of support/ register through `pytest_plugins` below; payloads in events/."""
+"""Shared fixtures: the fixture modules of support/ register through `pytest_plugins` below; the recorded payloads
+are the package's samples (tavus_callbacks/events/samples/, which `send` posts) and the test-only ones in events/."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Any
 import pytest
 from hypothesis import settings
 from tavus_callbacks.cli.export import export
+from tavus_callbacks.events.registry import SAMPLES_DIR
 from tavus_callbacks.feed import FeedWorker
 from tavus_callbacks.http import Request, Response
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.stores import Store
 
-EVENTS_DIR = Path(__file__).parent / "events"
+EVENTS_DIR = Path(__file__).parent / "events"  # test-only payloads; with the package's samples: RECORDED
+RECORDED = sorted([*SAMPLES_DIR.glob("*.json"), *EVENTS_DIR.glob("*.json")], key=lambda p: p.name)
 
 # The suite draws the same examples on every run, so a result never depends on luck;
 # HYPOTHESIS_PROFILE=explore draws new ones (and keeps what fails in .hypothesis/ for the next run).
@@ -28,10 +31,15 @@ pytest_plugins: list[str] = ["support.servers", "support.serve_fixture", "suppor
                              "support.webhook_receiver"]
 
 
+def event_path(name: str) -> Path:
+    """The file of a recorded payload by name (with or without .json): a sample of the package, or test-only."""
+    file = name if name.endswith(".json") else f"{name}.json"
+    return next((d / file for d in (SAMPLES_DIR, EVENTS_DIR) if (d / file).is_file()), EVENTS_DIR / file)
+
+
 def load_event(name: str) -> dict[str, Any]:
-    """A recorded payload from tests/events/ by file name (with or without .json)."""
-    path = EVENTS_DIR / (name if name.endswith(".json") else f"{name}.json")
-    data: dict[str, Any] = json.loads(path.read_text())
+    """A recorded payload by file name (with or without .json)."""
+    data: dict[str, Any] = json.loads(event_path(name).read_text())
     return data
 
 

@@ -104,6 +104,10 @@ class Layout:
     def perception_key(self, conversation_id: str) -> str:
         return f"{self.prefix}{conversation_id}/perception.json"
 
+    def document_key(self, conversation_id: str, name: str) -> str:
+        """A document derived beside conversation.json (a registry entry's `document`: transcript.json, ...)."""
+        return f"{self.prefix}{conversation_id}/{name}"
+
     def index_key(self, day: str, conversation_id: str) -> str:
         """The time index's mark that a conversation was active on `day` (yyyy/mm/dd): what `--since` reads."""
         return f"{self.index_prefix(day)}{conversation_id}"

@@ -234,7 +234,7 @@ def render() -> Callable[..., Rendered]:
 def written_keys(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Every key the core writes for the recorded payloads, a body that is not JSON and one of no family: the
     callback's event objects, and what deriving from each of them writes."""
-    from conftest import EVENTS_DIR
+    from conftest import RECORDED
     from tavus_callbacks.http import Request
     from tavus_callbacks.pipeline import derive, handle, reset_default_pipeline
     from tavus_callbacks.stores import open_store
@@ -244,7 +244,7 @@ def written_keys(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     os.environ.update(TAVUS_STORE_URL=url, TAVUS_CALLBACK_TOKENS="template-test-token-0123456789")
     reset_default_pipeline()
     try:
-        bodies = [p.read_bytes() for p in sorted(EVENTS_DIR.glob("*.json"))] + [b"[not an object]", b"\xff"]
+        bodies = [p.read_bytes() for p in RECORDED] + [b"[not an object]", b"\xff"]
         for body in bodies:
             answer = handle(Request("POST", "/", {"token": "template-test-token-0123456789"}, {}, body))
             assert answer.status in (200, 400), answer.body

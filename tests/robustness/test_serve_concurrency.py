@@ -9,7 +9,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from conftest import EVENTS_DIR, load_event
+from conftest import RECORDED, load_event
 from support.serve_fixture import ServeProcess
 from tavus_callbacks.record import event_id
 from tavus_callbacks.state.fold import fold
@@ -21,7 +21,7 @@ CONVERSATION_ID = "cconcurrent01"
 
 def conversation_payloads() -> list[bytes]:
     """20 distinct callbacks of one conversation, from the recorded payloads of the three conversation families."""
-    names = sorted(p.stem for p in EVENTS_DIR.glob("*.json")
+    names = sorted(p.stem for p in RECORDED
                    if p.stem.startswith(("conversation.", "guardrail", "objective")))
     payloads = []
     for name in names[:20]:

@@ -219,10 +219,10 @@ FORWARD_TOKEN = "forward-test-token-0123456789abcdef"
 
 
 def sample_payloads() -> list[dict[str, Any]]:
-    """Every recorded payload under tests/events/, in file-name order."""
-    from conftest import EVENTS_DIR, load_event
+    """Every recorded payload, in file-name order."""
+    from conftest import RECORDED, load_event
 
-    return [load_event(path.name) for path in sorted(EVENTS_DIR.glob("*.json"))]
+    return [load_event(path.name) for path in RECORDED]
 
 
 def large_transcript(min_bytes: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from conftest import EVENTS_DIR
+from conftest import event_path
 from support.serve_fixture import TOKENS, ServeProcess, serve_command
 from support.servers import free_port
 from tavus_callbacks.cli import COMMANDS, main
@@ -120,9 +120,9 @@ def test_send_named_samples_files_and_bearer(serve: ServeProcess, tmp_path: Path
     assert result.stdout.count(" 200 OK ") == 2
 
     array = tmp_path / "two.json"
-    array.write_text(json.dumps([json.loads((EVENTS_DIR / "guardrail.json").read_text()),
-                                 json.loads((EVENTS_DIR / "objective.json").read_text())]))
-    result = cli("send", "--file", str(EVENTS_DIR / "video.ready.json"), "--file", str(array),
+    array.write_text(json.dumps([json.loads(event_path("guardrail").read_text()),
+                                 json.loads(event_path("objective").read_text())]))
+    result = cli("send", "--file", str(event_path("video.ready")), "--file", str(array),
                  "--url", f"{serve.url}?token={serve.token}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(" 200 OK ") == 3
@@ -171,7 +171,7 @@ def test_serve_without_a_token_makes_one_and_prints_the_url_to_paste(
     assert match, proc.output()
     assert len(match.group(2)) >= 32
     assert "tunnel" in proc.output()
-    status, answer = proc.post(json.loads((EVENTS_DIR / "guardrail.json").read_text()), token=match.group(2))
+    status, answer = proc.post(json.loads(event_path("guardrail").read_text()), token=match.group(2))
     assert status == 200 and answer is not None and answer["status"] == "stored"
 
 

@@ -15,14 +15,17 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
-from conftest import EVENTS_DIR, load_event
-from tavus_callbacks.events.catalogue import CONVERSATION_TYPES, shutdown_code
+from conftest import EVENTS_DIR, RECORDED, load_event
+from tavus_callbacks.cli.conversations import render_show
+from tavus_callbacks.events.catalogue import CONVERSATION_TYPES, KINDS, kind_of, shutdown_code
 from tavus_callbacks.events.normalize import MAX_DETAIL_DEPTH, Event, family_of, normalize, status_part
+from tavus_callbacks.events.registry import SAMPLES_DIR
 from tavus_callbacks.events.schema import details_model_for, json_schema, payload_json_schema
 from tavus_callbacks.events.times import TimeParseError, to_utc_iso
 from tavus_callbacks.record import Layout, build_record
+from tavus_callbacks.state.fold import entry_for, fold
 
-ALL_FILES = sorted(p.stem for p in EVENTS_DIR.glob("*.json"))
+ALL_FILES = sorted(p.stem for p in RECORDED)
 EVENT_SCHEMA = jsonschema.Draft202012Validator(json_schema())
 PAYLOAD_SCHEMA = payload_json_schema()
 R = "r5f0577fc829"
@@ -104,6 +107,25 @@ def test_participant_joined() -> None:
         == {"participant_id": None, "name": None, "replica_id": None}
 
 
+def test_participant_left_and_its_state_field() -> None:
+    event = normalize(load_event("conversation.system.participant_left"))
+    assert event.type == "io.tavus.conversation.system.participant_left" and event.valid
+    assert (event.conversation_id, event.replica_id, event.time) == ("c7d2e9a41b05", R, "2025-07-11T06:48:12.530000Z")
+    assert event.details == {"participant_id": "p4e1b7c92d03", "name": "Jordan Lee", "replica_id": R}
+    joined = load_event("conversation.system.participant_joined")
+    later = {**load_event("conversation.system.participant_left"), "timestamp": "2025-07-11T06:50:00Z"}
+    entries = [entry_for(build_record(p, normalize(p), Layout())) for p in (later, load_event(
+        "conversation.system.participant_left"), joined)]
+    state = fold("c7d2e9a41b05", entries)
+    assert state["left_at"] == "2025-07-11T06:48:12.530000Z", "the first to leave"
+    assert fold("c7d2e9a41b05", entries[2:])["left_at"] is None
+    shown = render_show(state).splitlines()
+    assert "  Left         2025-07-11 06:48:12 UTC" in shown
+    assert shown.index("  Left         2025-07-11 06:48:12 UTC") == 3, "between Joined and Ended"
+    assert not any(line.startswith("  Left") for line in render_show(fold("c7d2e9a41b05", entries[2:])).splitlines())
+    assert any("system.participant_left" in line and "participant Jordan Lee" in line for line in shown)
+
+
 SHUTDOWNS = {
     "max_call_duration": ("max_call_duration reached", "max_call_duration", None),
     "participant_left_timeout": ("participant_left_timeout", "participant_left_timeout", None),
@@ -152,16 +174,19 @@ def test_transcription_ready_with_per_turn_fields() -> None:
     event = normalize(load_event("conversation.application.transcription_ready"))
     d = event.details
     assert event.time == "2025-07-11T06:48:37.566057Z" and event.replica_id == R
-    assert (d["messages"], d["user_turns"], d["assistant_turns"], d["system_messages"]) == (5, 2, 2, 1)
-    assert [t["role"] for t in d["transcript"]] == ["system", "user", "assistant", "user", "assistant"]
-    assert [t["timestamp"] for t in d["transcript"]] == [
-        None, "2025-07-11T06:45:49.125000Z", "2025-07-11T06:45:50.310000Z", "2025-07-11T06:45:53.804000Z",
-        "2025-07-11T06:45:56.002000Z"]
-    assert d["transcript"][2] == {"role": "assistant", "content": "Hello! How can I help?",
-                                  "timestamp": "2025-07-11T06:45:50.310000Z", "seconds_from_start": 2.838,
-                                  "duration": 1.47, "inference_id": "inf_7c1f02a9e4b3"}
-    assert d["transcript"][0] == {"role": "system", "content": "You are a helpful assistant.", "timestamp": None,
-                                  "seconds_from_start": None, "duration": None, "inference_id": None}
+    assert (d["messages"], d["user_turns"], d["assistant_turns"], d["system_messages"]) == (9, 4, 4, 1)
+    assert [t["role"] for t in d["transcript"]] == ["system", *["assistant", "user"] * 4]
+    assert [t["timestamp"] for t in d["transcript"]] == [  # epoch seconds and ISO times, all made UTC ISO
+        None, "2025-07-11T06:45:49.125000Z", "2025-07-11T06:45:55.310000Z", "2025-07-11T06:45:59.804000Z",
+        "2025-07-11T06:46:04.002000Z", "2025-07-11T06:46:06.412000Z", "2025-07-11T06:46:12.105000Z",
+        "2025-07-11T06:46:15.020000Z", "2025-07-11T06:46:19.377000Z"]
+    assert d["transcript"][1] == {
+        "role": "assistant", "content": "Hi, I'm Maya. Welcome to Acme Cloud! What would you like to set up today?",
+        "timestamp": "2025-07-11T06:45:49.125000Z", "seconds_from_start": 1.653, "duration": 4.62,
+        "inference_id": "inf_7c1f02a9e4b3"}
+    assert d["transcript"][0] == {
+        "role": "system", "content": "You are Maya, a friendly onboarding assistant for Acme Cloud.", "timestamp": None,
+        "seconds_from_start": None, "duration": None, "inference_id": None}
 
 
 def test_transcription_ready_documented_form() -> None:
@@ -178,8 +203,8 @@ def test_a_turn_timestamp_that_cannot_be_read_is_left_out_without_failing_the_tr
 
 
 RECORDINGS = {
-    "s3": {"storage_provider": "s3", "storage_uri": "s3://tavus-recordings-example/c123456/1752216347472.mp4",
-           "bucket": "tavus-recordings-example", "key": "c123456/1752216347472.mp4", "account": None,
+    "s3": {"storage_provider": "s3", "storage_uri": "s3://acme-tavus-recordings/c123456/1752216347472.mp4",
+           "bucket": "acme-tavus-recordings", "key": "c123456/1752216347472.mp4", "account": None,
            "duration": 162.4, "legacy": False, "replica_id": None},
     "gcs": {"storage_provider": "gcs", "storage_uri": "gs://acme-tavus-recordings/c3b9f0e6a214/1777586954112.mp4",
             "bucket": "acme-tavus-recordings", "key": "c3b9f0e6a214/1777586954112.mp4", "account": None,
@@ -258,8 +283,8 @@ def test_perception_unavailable_reason(props: dict[str, Any], reason: str | None
 
 def test_post_call_action_executed() -> None:
     d = normalize(load_event("conversation.application.post_call_action_executed")).details
-    assert (d["tool_id"], d["tool_name"], d["status"]) == ("t4b8e02c6a1f", "send_order_followup_email", "success")
-    assert d["request"]["body"]["email"] == "a@example.com" and d["response"]["status_code"] == 202
+    assert (d["tool_id"], d["tool_name"], d["status"]) == ("t4b8e02c6a1f", "send_setup_email", "success")
+    assert d["request"]["body"]["email"] == "jordan@example.com" and d["response"]["status_code"] == 202
 
 
 def test_an_unknown_event_type_is_a_normal_valid_event() -> None:
@@ -292,14 +317,15 @@ def test_guardrail() -> None:
     event = normalize(load_event("guardrail"))
     assert (event.family, event.type, event.conversation_id) == ("guardrail", "io.tavus.guardrail.triggered",
                                                                  "c123456")
-    assert event.details == {"guardrail": "no_medical_advice"} and event.time is None
+    assert event.details == {"guardrail": "no_pricing_commitments"} and event.time is None
 
 
 def test_objective() -> None:
     event = normalize(load_event("objective"))
     assert (event.family, event.type, event.conversation_id) == ("objective", "io.tavus.objective.completed",
                                                                  "c123456")
-    assert event.details == {"objective_name": "collect_email", "output_variables": {"email": "a@example.com"}}
+    assert event.details == {"objective_name": "collect_email",
+                             "output_variables": {"email": "jordan@example.com", "storage_provider": "s3"}}
 
 
 @pytest.mark.parametrize(("name", "type_", "replica_id", "error_message"), [
@@ -631,9 +657,22 @@ def payload_validator(ref: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator({"$ref": ref, "$defs": PAYLOAD_SCHEMA["$defs"]})
 
 
-def test_the_events_folder_holds_only_payloads() -> None:
-    assert {p.suffix for p in Path(EVENTS_DIR).iterdir() if p.is_file()} <= {".json", ".md"}
+def test_the_events_folders_hold_only_payloads() -> None:
+    for folder in (SAMPLES_DIR, EVENTS_DIR):
+        assert {p.suffix for p in Path(folder).iterdir() if p.is_file()} <= {".json", ".md"}
     assert len(ALL_FILES) >= 29
+    assert not {p.name for p in SAMPLES_DIR.glob("*.json")} & {p.name for p in EVENTS_DIR.glob("*.json")}, \
+        "a payload is either a sample of the package or test-only, not both"
+
+
+def test_every_sample_of_the_registry_is_a_valid_event_of_its_entry() -> None:
+    samples = [(kind, sample) for kind in KINDS for sample in kind.samples]
+    assert {sample.file for _, sample in samples} == {p.name for p in SAMPLES_DIR.glob("*.json")}, \
+        "every file in samples/ is an entry's sample, and every sample has its file"
+    assert len({sample.name for _, sample in samples}) == len(samples)
+    for kind, sample in samples:
+        event = normalize(sample.payload())
+        assert event.valid and kind_of(event.type) is kind, sample.file
 
 
 # --- raw values copied into details stay serializable ------------------------------------------------

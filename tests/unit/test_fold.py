@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import EVENTS_DIR, drain
+from conftest import RECORDED, drain
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tavus_callbacks.events.normalize import normalize
@@ -25,7 +25,7 @@ TOKEN = "fold-token-0123456789abcdef"
 def conversation_payloads(conversation_id: str = "c123456") -> list[dict[str, Any]]:
     """Every recorded payload of one conversation (all families that carry a conversation_id)."""
     payloads = []
-    for path in sorted(EVENTS_DIR.glob("*.json")):
+    for path in RECORDED:
         data = json.loads(path.read_text())
         if isinstance(data, dict) and data.get("conversation_id") == conversation_id:
             payloads.append(data)

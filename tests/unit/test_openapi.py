@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import EVENTS_DIR
+from conftest import RECORDED, event_path
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry
@@ -66,10 +66,10 @@ def test_503_documents_retry_after_and_405_documents_allow(spec: dict[str, Any])
     assert spec["components"]["headers"]["Retry-After"]["required"] is True
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EVENTS_DIR.glob("*.json")))
+@pytest.mark.parametrize("name", [p.name for p in RECORDED])
 def test_every_recorded_payload_matches_the_request_schema(spec: dict[str, Any], name: str) -> None:
     body_schema = spec["paths"]["/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    payload = json.loads((EVENTS_DIR / name).read_text())
+    payload = json.loads(event_path(name).read_text())
     errors = list(validator(spec, body_schema).iter_errors(payload))
     assert not errors, errors
 
@@ -84,7 +84,7 @@ def _answers(tmp_path: Path) -> list[tuple[str, Response]]:
     """One real answer of the pipeline per row of docs/SPEC.md §3 (the store's outage: its file locked by another)."""
     store = SQLiteStore(tmp_path / "store.db")
     pipeline = Pipeline(Settings(tokens=(TOKEN,), max_body_bytes=2048), store=store)
-    event = (EVENTS_DIR / "conversation.system.replica_joined.json").read_bytes()
+    event = event_path("conversation.system.replica_joined").read_bytes()
     q = {"token": TOKEN}
     answers = [
         ("post", pipeline.handle(Request("POST", "/", q, {}, event))),

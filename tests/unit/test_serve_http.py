@@ -14,14 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import EVENTS_DIR, load_event
+from conftest import RECORDED, load_event
 from support.serve_fixture import TOKENS, ServeProcess, running_serve
 from tavus_callbacks.record import event_id
 
 MAX_BODY = 64 * 1024
 READ_TIMEOUT = 2.0
 WRONG_TOKEN = "wrong-token-but-long-enough-0000"
-EVENT_FILES = sorted(p.stem for p in EVENTS_DIR.glob("*.json"))
+EVENT_FILES = sorted(p.stem for p in RECORDED)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from tavus_callbacks.errors import ConfigError
-from tavus_callbacks.events.catalogue import kind_of, variables_text
-from tavus_callbacks.events.times import elapsed_text
+from tavus_callbacks.events.catalogue import LINES, kind_of
+from tavus_callbacks.events.display import when
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.scheduled import parse_since
 from tavus_callbacks.record import Layout
@@ -151,23 +151,11 @@ def summary(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _when(iso: str | None) -> str:
-    """'2025-07-11T06:45:47.472000Z' -> '2025-07-11 06:45:47 UTC'."""
-    if not iso:
-        return "-"
-    return f"{iso[:10]} {iso[11:19]} UTC" if len(iso) >= 19 else iso
-
-
 def _clock(iso: str | None) -> str:
     """The time of day to the millisecond, or a dash for events that carry no time."""
     if not iso or len(iso) < 19:
         return "-".center(12)
     return iso[11:23].ljust(12)
-
-
-def _duration(start: Any, end: Any) -> str:
-    text = elapsed_text(start, end)
-    return f"  (after {text})" if text else ""
 
 
 def render_list(states: list[dict[str, Any]], store_url: str, since: str | None = None) -> str:
@@ -181,8 +169,8 @@ def render_list(states: list[dict[str, Any]], store_url: str, since: str | None 
     rows.sort(key=lambda r: (r["joined_at"] or r["ended_at"] or "", r["conversation_id"] or ""))
     header = ("CONVERSATION", "STATUS", "REPLICA", "JOINED", "ENDED", "SHUTDOWN", "MSGS", "RECORDING", "EVENTS")
     table = [header] + [(
-        str(r["conversation_id"]), str(r["status"]), r["replica_id"] or "-", _when(r["joined_at"]),
-        _when(r["ended_at"]), r["shutdown_code"] or "-", "-" if r["messages"] is None else str(r["messages"]),
+        str(r["conversation_id"]), str(r["status"]), r["replica_id"] or "-", when(r["joined_at"]),
+        when(r["ended_at"]), r["shutdown_code"] or "-", "-" if r["messages"] is None else str(r["messages"]),
         r["recording"] or "-", str(r["events"]) + (f" ({r['invalid_events']} invalid)" if r["invalid_events"] else ""),
     ) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -192,84 +180,20 @@ def render_list(states: list[dict[str, Any]], store_url: str, since: str | None 
     return "\n".join(lines)
 
 
-def _size(n: Any) -> str:
-    if not isinstance(n, int):
-        return "?"
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} bytes"
-
-
-def _recording_lines(recording: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    if recording.get("status") == "ready" or recording.get("uri"):
-        where = f"{recording.get('uri') or '?'}"
-        extras = [x for x in (recording.get("provider"),
-                              f"{recording['duration']} s" if recording.get("duration") is not None else None,
-                              "legacy bucket_name + s3_key" if recording.get("legacy") else None) if x]
-        lines.append(f"ready  {where}" + (f"  ({', '.join(extras)})" if extras else ""))
-        if recording.get("checked"):
-            if recording.get("found"):
-                lines.append(f"found in the bucket: {_size(recording.get('size'))}, "
-                             f"{recording.get('content_type') or 'unknown type'}")
-            else:
-                lines.append("MISSING: the object is not in the bucket")
-        else:
-            lines.append(str(recording.get("note") or "not checked"))
-    failure = recording.get("copy_failure")
-    if failure:
-        lines.append(f"COPY FAILED: {failure.get('error_code')} - {failure.get('error_message')}")
-        if failure.get("hint"):
-            lines.append(f"fix: {failure['hint']}")
-    return lines
-
-
 def render_show(state: dict[str, Any]) -> str:
-    """One conversation: its state, then its events in time order.
+    """One conversation: its state (the lines of the registry's entries, events/catalogue.py LINES), then its
+    events in time order.
 
     Guardrail and objective callbacks carry no time, so when they happened is unknown: they come after the
     dated events (in the state's order), with a dash for their time, rather than first as an empty time sorts.
     """
     out: list[str] = [f"Conversation {state.get('conversation_id')}  ({state.get('status')})"]
-
-    def field(label: str, *values: str) -> None:
-        for i, value in enumerate(values):
-            out.append(f"  {label if i == 0 else '':<12} {value}")
-
-    replica = state.get("replica_id") or "-"
-    field("Replica", replica + (f"  (face {state['face_id']})" if state.get("face_id") else ""))
-    field("Joined", _when(state.get("joined_at")))
-    field("Ended", _when(state.get("ended_at")) + _duration(state.get("joined_at"), state.get("ended_at")))
-    shutdown = state.get("shutdown")
-    if shutdown:
-        step = f" (step {shutdown['step']})" if shutdown.get("step") else ""
-        field("Shutdown", f"{shutdown.get('code')}{step}  \"{shutdown.get('reason')}\"")
-    transcript = state.get("transcript")
-    field("Transcript", (f"{transcript.get('messages')} messages: {transcript.get('user_turns')} user turns, "
-                         f"{transcript.get('assistant_turns')} assistant turns ({transcript.get('object')})")
-          if transcript else "-")
-    recording = state.get("recording")
-    field("Recording", *(_recording_lines(recording) if recording else ["-"]))
-    perception = state.get("perception")
-    if perception and perception.get("status") == "ready":
-        field("Perception", f"ready, {perception.get('chars')} characters ({perception.get('object')})")
-    elif perception:
-        field("Perception", f"unavailable: {perception.get('reason')}")
-    else:
-        field("Perception", "-")
-    guardrails = state.get("guardrails") or []
-    field("Guardrails", ", ".join(f"{g.get('name')} x{g.get('count')}" for g in guardrails) or "none triggered")
-    objectives = state.get("objectives") or {}
-    field("Objectives", *([f"{name}  {variables_text(o.get('output_variables'))}" for name, o in objectives.items()]
-                          or ["none completed"]))
-    actions = state.get("post_call_actions") or []
-    if actions:
-        field("Post-call", *[f"{a.get('tool_name')}: {a.get('status')}" for a in actions])
+    lines = [(line.label, line.text(state)) for line in LINES]
     if state.get("invalid_events"):
-        field("Invalid", f"{state['invalid_events']} events failed their schema (stored whole, marked invalid)")
+        lines.append(("Invalid", [f"{state['invalid_events']} events failed their schema (stored whole, marked "
+                                  "invalid)"]))
+    for label, values in lines:
+        out += [f"  {label if i == 0 else '':<12} {value}" for i, value in enumerate(values)]
     events = state.get("events") or []
     dated = sorted((e for e in events if e.get("time")), key=lambda e: str(e["time"]))
     undated = [e for e in events if not e.get("time")]

@@ -1,7 +1,7 @@
-"""Realistic sample callbacks of every family, and `tavus-callbacks send`, which posts them like Tavus would.
+"""`tavus-callbacks send`: posts sample callbacks like Tavus would, or JSON files.
 
-The samples follow the vendor's documented shapes (docs/SPEC.md §1) with fresh ids and times, so a whole
-conversation can be replayed against any deployment.
+The samples are the registry's (each entry's `samples`, files in events/samples/), with fresh ids and times, so
+a whole conversation can be replayed against any deployment.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import sys
 from collections import Counter
@@ -23,44 +24,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tavus_callbacks.cli.post import Answer, post
 from tavus_callbacks.errors import ConfigError
-from tavus_callbacks.events.catalogue import (
-    PAL_JOINED,
-    PERCEPTION_ANALYSIS,
-    PERCEPTION_UNAVAILABLE,
-    POST_CALL_ACTION,
-    RECORDING_COPY_FAILED,
-    RECORDING_READY,
-    REPLICA_JOINED,
-    SHUTDOWN,
-    TRANSCRIPTION_READY,
-)
-from tavus_callbacks.events.registry import EventKind
+from tavus_callbacks.events.catalogue import KINDS
+from tavus_callbacks.events.registry import EventKind, Sample
+from tavus_callbacks.events.times import EPOCH_MILLISECONDS_FROM, to_utc_iso
 from tavus_callbacks.settings import parse_tokens
 
 Payload = dict[str, Any]
-
-TRANSCRIPT = [
-    ("system", "You are Maya, a friendly onboarding assistant for Acme Cloud."),
-    ("assistant", "Hi, I'm Maya. Welcome to Acme Cloud! What would you like to set up today?"),
-    ("user", "Hi. I'd like to connect our storage bucket so recordings land there."),
-    ("assistant", "Sure. Which provider do you use: S3, Google Cloud Storage or Azure?"),
-    ("user", "S3, in eu-west-1."),
-    ("assistant", "Great. I'll send you the role setup. Could I have an email to send it to?"),
-    ("user", "Yes, it's jordan@example.com."),
-    ("assistant", "Thanks Jordan, it's on its way. Anything else?"),
-    ("user", "No, that's all. Thanks!"),
-]
-
-PERCEPTION = """## Visual summary
-- **Participant**: one adult, seated, in a well-lit home office; looked at the camera most of the call.
-- **Engagement**: attentive; nodded while the setup steps were explained.
-- **Objects**: a laptop and a notebook on the desk; a bookshelf behind.
-- **Screen share**: none.
-
-## Notable moments
-1. 00:41 - smiled when the storage options were listed.
-2. 03:12 - wrote something down while the email address was confirmed.
-"""
 
 
 def _new_id(letter: str) -> str:
@@ -87,159 +56,75 @@ def _plain(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _about(kind: EventKind, sample: Sample) -> str:
+    return f"{kind.event_type}: {sample.about}" if kind.event_type else sample.about
+
+
+# The registry's samples: those of `send --all` in their order, then the others in the registry's.
+_PAIRS = sorted(((k, s) for k in KINDS for s in k.samples), key=lambda ks: (ks[1].step is None, ks[1].step or 0))
+_SAMPLES: dict[str, Sample] = {s.name: s for _, s in _PAIRS}
+# Every sample by name, with what it shows; CONVERSATION_ORDER is what `send --all` posts.
+SAMPLES: dict[str, str] = {s.name: _about(k, s) for k, s in _PAIRS}
+CONVERSATION_ORDER = tuple(s.name for s in _SAMPLES.values() if s.step is not None)
+_TIMES = ("timestamp", "created_at", "updated_at")  # the fields of a payload that hold a time
+
+
 class SampleConversation:
-    """A conversation's worth of callbacks with shared ids, timed from `start` (default: eight minutes ago)."""
+    """The registry's samples as one conversation's callbacks: the ids of each sample file replaced with `ids`, and
+    every time moved by the same amount, so that the first sample of `send --all` happens at `start` (default:
+    eight minutes ago)."""
 
     def __init__(self, ids: Ids | None = None, *, start: dt.datetime | None = None,
                  webhook_url: str = "https://example.com/webhook") -> None:
         self.ids = ids or Ids()
         self.start = start or (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=8))
         self.webhook_url = webhook_url
+        first = _SAMPLES[CONVERSATION_ORDER[0]].payload()["timestamp"]
+        self._shift = self.start - dt.datetime.fromisoformat(to_utc_iso(first))
 
-    def _at(self, seconds: float) -> str:
-        return iso(self.start + dt.timedelta(seconds=seconds))
-
-    def _conversation(self, kind: EventKind, seconds: float, properties: Payload) -> Payload:
-        event_type = str(kind.event_type)
-        return {
-            "properties": properties,
-            "conversation_id": self.ids.conversation_id,
-            "webhook_url": self.webhook_url,
-            "event_type": event_type,
-            "message_type": event_type.split(".", 1)[0],
-            "timestamp": self._at(seconds),
-        }
-
-    # -- conversation callbacks -----------------------------------------------------------
-    def replica_joined(self) -> Payload:
-        return self._conversation(REPLICA_JOINED, 0.0, {"replica_id": self.ids.replica_id})
-
-    def pal_joined(self) -> Payload:
-        return self._conversation(PAL_JOINED, 0.35, {"face_id": self.ids.face_id})
-
-    def shutdown(self) -> Payload:
-        return self._conversation(SHUTDOWN, 312.8, {
-            "replica_id": self.ids.replica_id, "shutdown_reason": "participant_left_timeout reached"})
-
-    def shutdown_internal_error(self) -> Payload:  # its own instant: one shutdown per time (see record.identity)
-        return self._conversation(SHUTDOWN, 312.9, {
-            "replica_id": self.ids.replica_id, "shutdown_reason": "internal error occurred at step 3"})
-
-    def transcription_ready(self) -> Payload:
-        turns = []
-        for i, (role, content) in enumerate(TRANSCRIPT):
-            turn: Payload = {"role": role, "content": content}
-            if role != "system":
-                offset = 4.0 + 33.0 * i
-                turn.update({"timestamp": self._at(offset), "seconds_from_start": round(offset, 3),
-                             "duration": round(2.5 + len(content) / 18, 2)})
-            turns.append(turn)
-        return self._conversation(TRANSCRIPTION_READY, 316.1,
-                                  {"replica_id": self.ids.replica_id, "transcript": turns})
-
-    def recording_ready(self) -> Payload:
-        key = f"{self.ids.conversation_id}/{self.ids.conversation_id}-{int(self.start.timestamp() * 1000)}.mp4"
-        return self._conversation(RECORDING_READY, 338.4, {
-            "replica_id": self.ids.replica_id, "storage_provider": "s3",
-            "storage_uri": f"s3://acme-tavus-recordings/{key}", "duration": 309})
-
-    def recording_ready_legacy(self) -> Payload:
-        return self._conversation(RECORDING_READY, 338.5, {
-            "replica_id": self.ids.replica_id, "bucket_name": "acme-tavus-recordings",
-            "s3_key": f"{self.ids.conversation_id}/{self.ids.conversation_id}.mp4", "duration": 309})
-
-    def recording_copy_failed(self) -> Payload:
-        return self._conversation(RECORDING_COPY_FAILED, 401.0, {
-            "replica_id": self.ids.replica_id, "storage_provider": "gcs", "error_code": "DESTINATION_AUTH_FAILED",
-            "error_message": "Permission 'storage.objects.create' denied on resource (or it may not exist)."})
-
-    def perception_analysis(self) -> Payload:
-        return self._conversation(PERCEPTION_ANALYSIS, 351.9,
-                                  {"replica_id": self.ids.replica_id, "analysis": PERCEPTION})
-
-    def perception_unavailable(self) -> Payload:
-        return self._conversation(PERCEPTION_UNAVAILABLE, 352.0,
-                                  {"replica_id": self.ids.replica_id, "reason": "no_vision_history"})
-
-    def post_call_action_executed(self) -> Payload:
-        return self._conversation(POST_CALL_ACTION, 355.2, {
-            "replica_id": self.ids.replica_id, "tool_id": "t" + self.ids.video_id, "tool_name": "send_setup_email",
-            "status": "success", "request": {"email": "jordan@example.com", "provider": "s3"},
-            "response": {"status_code": 202, "body": "queued"}})
-
-    # -- guardrail and objective callbacks (no event_type, no timestamp) ---------------------
-    def guardrail(self) -> Payload:
-        return {"conversation_id": self.ids.conversation_id, "properties": {"guardrail": "no_pricing_commitments"}}
-
-    def objective(self) -> Payload:
-        return {"conversation_id": self.ids.conversation_id, "objective_name": "collect_email",
-                "output_variables": {"email": "jordan@example.com", "storage_provider": "s3"}}
-
-    # -- replica training and video generation -------------------------------------------------
-    def replica_training(self) -> Payload:
-        return {"replica_id": self.ids.replica_id, "status": "ready"}
-
-    def replica_training_error(self) -> Payload:
-        return {"replica_id": self.ids.replica_id, "status": "error",
-                "error_message": "The training video has less than one minute of speech; upload a longer video."}
-
-    def video_generation(self) -> Payload:
-        vid, mux = self.ids.video_id, secrets.token_urlsafe(24).replace("-", "x").replace("_", "y")
-        created = self.start - dt.timedelta(hours=2)
-        return {
-            "created_at": _plain(created),
-            "data": {"script": "Hi Jordan, here is how to connect your S3 bucket to Acme Cloud in two minutes."},
-            "download_url": f"https://stream.mux.com/{mux}/high.mp4?download={vid}",
-            "generation_progress": "100/100",
-            "hosted_url": f"https://videos.tavus.io/video/{vid}",
-            "replica_id": self.ids.replica_id,
-            "status": "ready",
-            "status_details": "Your request has processed successfully!",
-            "stream_url": f"https://stream.mux.com/{mux}.m3u8",
-            "updated_at": _plain(created + dt.timedelta(seconds=98.97)),
-            "video_id": vid,
-            "video_name": f"replica_id: {self.ids.replica_id} - {created:%B %d, %Y} - video: {vid}",
-        }
-
-    def video_error(self) -> Payload:
-        created = self.start - dt.timedelta(hours=2)
-        return {"video_id": self.ids.video_id, "video_name": "onboarding", "replica_id": self.ids.replica_id,
-                "status": "error", "status_details": "The script is empty.", "generation_progress": "0/100",
-                "created_at": _plain(created), "updated_at": _plain(created + dt.timedelta(seconds=3))}
-
-    # -- by name ----------------------------------------------------------------------------------
     def named(self, name: str) -> Payload:
         """One sample by its name (see SAMPLES); a ConfigError lists the names when it is unknown."""
-        if name not in SAMPLES:
+        if name not in _SAMPLES:
             raise ConfigError(f"unknown sample event {name!r}: choose one of {', '.join(SAMPLES)}")
-        method: Callable[[], Payload] = getattr(self, name)
-        return method()
+        payload = _SAMPLES[name].payload()
+        text = json.dumps(payload)
+        for old, new in self._id_changes(payload):  # wherever the id is written: fields, URLs, object keys, names
+            written = json.dumps(new)[1:-1]  # as JSON text, whatever characters an id given on the command line has
+            text = re.sub(rf"(?<![\w-]){re.escape(old)}(?![\w-])", written.replace("\\", "\\\\"), text)
+        fresh: Payload = self._moved(json.loads(text))
+        if "webhook_url" in fresh:
+            fresh["webhook_url"] = self.webhook_url
+        return fresh
 
+    def __getattr__(self, name: str) -> Callable[[], Payload]:
+        """`conversation.shutdown()` is `conversation.named("shutdown")`, for every sample name."""
+        if name in _SAMPLES:
+            return lambda: self.named(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-# Every sample by name, with what it shows; CONVERSATION_ORDER is what `send --all` posts.
-SAMPLES: dict[str, str] = {
-    "replica_joined": f"{REPLICA_JOINED.event_type}: the replica is ready in the room",
-    "pal_joined": f"{PAL_JOINED.event_type}: observed beside replica_joined, with a face_id",
-    "objective": "objective completed, with its output variables",
-    "guardrail": "guardrail triggered",
-    "shutdown": f"{SHUTDOWN.event_type}: participant_left_timeout reached",
-    "transcription_ready": f"{TRANSCRIPTION_READY.event_type}: the transcript, with per-turn timing",
-    "recording_ready": f"{RECORDING_READY.event_type}: storage_provider + storage_uri (s3)",
-    "perception_analysis": f"{PERCEPTION_ANALYSIS.event_type}: a markdown visual summary",
-    "post_call_action_executed": f"{POST_CALL_ACTION.event_type}: a tool call after the conversation",
-    "replica_training": "replica training finished (status ready)",
-    "video_generation": "video generation finished (status ready)",
-    "shutdown_internal_error": f"{SHUTDOWN.event_type}: internal error occurred at step 3",
-    "recording_ready_legacy": f"{RECORDING_READY.event_type}, legacy form: bucket_name + s3_key",
-    "recording_copy_failed": f"{RECORDING_COPY_FAILED.event_type}: DESTINATION_AUTH_FAILED",
-    "perception_unavailable": f"{PERCEPTION_UNAVAILABLE.event_type}: no_vision_history",
-    "replica_training_error": "replica training failed",
-    "video_error": "video generation failed",
-}
-CONVERSATION_ORDER = (
-    "replica_joined", "pal_joined", "objective", "guardrail", "shutdown", "transcription_ready",
-    "recording_ready", "perception_analysis", "post_call_action_executed", "replica_training", "video_generation",
-)
+    def _id_changes(self, payload: Payload) -> list[tuple[str, str]]:
+        """(id in the sample, the one of this conversation) for each id the sample names."""
+        properties = payload["properties"] if isinstance(payload.get("properties"), dict) else {}
+        found = [(payload.get("conversation_id"), self.ids.conversation_id),
+                 (payload.get("replica_id"), self.ids.replica_id),
+                 (properties.get("replica_id"), self.ids.replica_id),
+                 (properties.get("face_id"), self.ids.face_id),
+                 (payload.get("video_id"), self.ids.video_id)]
+        return [(old, new) for old, new in found if isinstance(old, str) and old]
+
+    def _moved(self, value: Any, key: str | None = None) -> Any:
+        """`value` with every time in it moved by this conversation's shift, each in the form it had."""
+        if isinstance(value, dict):
+            return {k: self._moved(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._moved(v) for v in value]
+        if key not in _TIMES or value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int | float):  # epoch seconds, or milliseconds
+            moved = value + self._shift.total_seconds() * (1000 if value >= EPOCH_MILLISECONDS_FROM else 1)
+            return round(moved) if isinstance(value, int) else round(moved, 6)
+        when = dt.datetime.fromisoformat(to_utc_iso(value)) + self._shift
+        return iso(when) if "T" in str(value) else _plain(when)
 
 
 # -- `tavus-callbacks send` ----------------------------------------------------------------------
@@ -335,15 +220,8 @@ CONNECTION_FAILURES = 3  # deliveries in a row that reached nobody: the endpoint
 
 def run(args: argparse.Namespace) -> int:
     """Post each delivery, print each answer; 0 only when every answer is 2xx."""
-    if args.list and args.json:
-        print(json.dumps(SAMPLES, indent=2))
-        return 0
     if args.list:
-        width = max(map(len, SAMPLES))
-        for name, what in SAMPLES.items():
-            marker = "*" if name in CONVERSATION_ORDER else " "
-            print(f"{marker} {name:<{width}}  {what}")
-        print("(* sent by --all, in this order)")
+        print_samples(args.json)
         return 0
     tokens = parse_tokens(os.environ.get("TAVUS_CALLBACK_TOKENS", ""), required=False)
     token = args.token or next(iter(tokens), None)
@@ -357,35 +235,65 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to send: name sample events (see --list), or use --all or --file FILE")
     if not args.json:
         print(f"POST {shown}  conversation {conversation.ids.conversation_id}")
+    report = _Report()
     width = max(len(label) for label, _ in todo)
-    counts: Counter[str] = Counter()
-    failed = unreachable = 0
-    sent: list[dict[str, Any]] = []
-    stopped = None
     for i, (label, body) in enumerate(todo, 1):
         answer = post(url, body, bearer=bearer, timeout=args.timeout, agent="tavus-callbacks-send")
         if not args.json:
             print(f"[{i:>2}/{len(todo)}] {label:<{width}}  {describe(answer)}", flush=True)
-        failed += not answer.ok
-        counts[outcome(answer)] += 1
-        sent.append({"label": label, "status": answer.status, "outcome": outcome(answer), "answer": _answer(answer)})
-        unreachable = unreachable + 1 if answer.status == 0 else 0
-        if unreachable >= CONNECTION_FAILURES and i < len(todo):
-            stopped = (f"stopped after {unreachable} deliveries in a row reached nobody; {len(todo) - i} not sent: "
-                       "check --url and that the endpoint runs")
+        if not report.add(label, answer, left=len(todo) - i):
             break
     if args.json:
-        print(json.dumps({"url": shown, "conversation_id": conversation.ids.conversation_id, "sent": len(sent),
-                          "counts": dict(sorted(counts.items())), "failed": failed, "stopped": stopped,
-                          "deliveries": sent}, indent=2))
+        print(json.dumps({"url": shown, "conversation_id": conversation.ids.conversation_id, **report.as_dict()},
+                         indent=2))
     else:
-        summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
-        print(f"{len(sent)} sent: {summary}")
-    if stopped:
-        print(f"error: {stopped}", file=sys.stderr)
-    elif failed:
-        print(f"{failed} not accepted (answer not 2xx)", file=sys.stderr)
-    return 1 if failed else 0
+        summary = ", ".join(f"{n} {what}" for what, n in sorted(report.counts.items()))
+        print(f"{len(report.sent)} sent: {summary}")
+    if report.stopped:
+        print(f"error: {report.stopped}", file=sys.stderr)
+    elif report.failed:
+        print(f"{report.failed} not accepted (answer not 2xx)", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def print_samples(as_json: bool) -> None:
+    """`send --list`: each sample's name and what it shows (as one JSON object with --json)."""
+    if as_json:
+        print(json.dumps(SAMPLES, indent=2))
+        return
+    width = max(map(len, SAMPLES))
+    for name, what in SAMPLES.items():
+        marker = "*" if name in CONVERSATION_ORDER else " "
+        print(f"{marker} {name:<{width}}  {what}")
+    print("(* sent by --all, in this order)")
+
+
+@dataclass
+class _Report:
+    """What the deliveries so far were answered: counted by outcome, the failures, and why sending stopped."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    failed: int = 0
+    unreachable: int = 0  # in a row
+    stopped: str | None = None
+
+    def add(self, label: str, answer: Answer, left: int) -> bool:
+        """Count one answer; False when the rest should not be sent (the endpoint reached nobody too often)."""
+        self.failed += not answer.ok
+        self.counts[outcome(answer)] += 1
+        self.sent.append({"label": label, "status": answer.status, "outcome": outcome(answer),
+                          "answer": _answer(answer)})
+        self.unreachable = self.unreachable + 1 if answer.status == 0 else 0
+        if self.unreachable >= CONNECTION_FAILURES and left:
+            self.stopped = (f"stopped after {self.unreachable} deliveries in a row reached nobody; {left} not sent: "
+                            "check --url and that the endpoint runs")
+            return False
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sent": len(self.sent), "counts": dict(sorted(self.counts.items())), "failed": self.failed,
+                "stopped": self.stopped, "deliveries": self.sent}
 
 
 def _answer(answer: Answer) -> Any:

@@ -1,8 +1,8 @@
 """Every event type this version knows: one registry entry each (registry.py says what an entry holds).
 
-Adding a type is adding an entry here (listed in KINDS), a sample payload under tests/events/ and its
-expected normalization in the tests. A payload model's `replica_id` is `Any`: normalize checks it as a
-plain identifier itself.
+Adding a type is adding an entry here (listed in KINDS), a sample payload under samples/ and its expected
+normalization in the tests (README: "Adding an event type"). A payload model's `replica_id` is `Any`:
+normalize checks it as a plain identifier itself.
 """
 
 from __future__ import annotations
@@ -11,17 +11,22 @@ import re
 from functools import lru_cache
 from typing import Any, Literal
 
+from tavus_callbacks.events.display import duration, size, when
 from tavus_callbacks.events.recording import legacy_location, parse_storage_uri, remediation
 from tavus_callbacks.events.registry import (
     TYPE_PREFIX,
     Details,
     DetailsModel,
+    Document,
     EventKind,
     Facts,
     Found,
     Invalid,
+    Line,
     Payload,
-    State,
+    Sample,
+    StateDict,
+    StateField,
     conversation,
     event_kind,
     pick,
@@ -44,12 +49,18 @@ class ReplicaJoinedProperties(Payload):
     replica_id: Any = None
 
 
-def _fold_replica_joined(state: State, entry: Entry) -> None:
+def _fold_replica_joined(state: StateDict, entry: Entry) -> None:
     state["joined_at"] = state["joined_at"] or entry.get("time")
+    if state["joined_at"] and state["status"] != "ended":
+        state["status"] = "in_progress"
 
 
-REPLICA_JOINED = conversation("system.replica_joined", ReplicaJoinedProperties,
-                              facts=pick("replica_id"), fold=_fold_replica_joined)
+REPLICA_JOINED = conversation(
+    "system.replica_joined", ReplicaJoinedProperties, facts=pick("replica_id"), fold=_fold_replica_joined,
+    state=(StateField("joined_at", str | None),), completes="joined",
+    show=(Line(20, "Joined", lambda s: [when(s.get("joined_at"))]),),
+    samples=(Sample("replica_joined", "conversation.system.replica_joined.json", "the replica is ready in the room",
+                    step=1),))
 
 
 # -- system.pal_joined -------------------------------------------------------------------------------
@@ -61,12 +72,20 @@ class PalJoinedProperties(Payload):
     replica_id: Any = None
 
 
-def _fold_pal_joined(state: State, entry: Entry) -> None:
+def _fold_pal_joined(state: StateDict, entry: Entry) -> None:
     state["face_id"] = entry["facts"].get("face_id") or state["face_id"]
 
 
-PAL_JOINED = conversation("system.pal_joined", PalJoinedProperties,
-                          facts=pick("face_id", "replica_id"), fold=_fold_pal_joined)
+def _replica_line(state: StateDict) -> list[str]:
+    face = f"  (face {state['face_id']})" if state.get("face_id") else ""
+    return [(state.get("replica_id") or "-") + face]
+
+
+PAL_JOINED = conversation(
+    "system.pal_joined", PalJoinedProperties, facts=pick("face_id", "replica_id"), fold=_fold_pal_joined,
+    state=(StateField("face_id", str | None),), completes="joined", show=(Line(10, "Replica", _replica_line),),
+    samples=(Sample("pal_joined", "conversation.system.pal_joined.json",
+                    "observed beside replica_joined, with a face_id", step=2),))
 
 
 # -- system.participant_joined -----------------------------------------------------------------------
@@ -82,7 +101,33 @@ class ParticipantJoinedProperties(Payload):
 PARTICIPANT_JOINED = conversation(
     "system.participant_joined", ParticipantJoinedProperties,
     facts=pick("participant_id", "name"),
-    describe=lambda f: f"participant {f.get('name') or f.get('participant_id') or '?'}")
+    describe=lambda f: f"participant {f.get('name') or f.get('participant_id') or '?'}",
+    samples=(Sample("participant_joined", "conversation.system.participant_joined.json",
+                    "a person joined the room (observed)"),))
+
+
+# -- system.participant_left (modelled) --------------------------------------------------------------
+
+class ParticipantLeftProperties(Payload):
+    """`system.participant_left` (modelled: no payload seen yet, shaped as participant_joined): a person left."""
+
+    participant_id: str | None = None
+    name: str | None = None
+    replica_id: Any = None
+
+
+def _fold_participant_left(state: StateDict, entry: Entry) -> None:
+    state["left_at"] = state["left_at"] or entry.get("time")  # the first to leave: entries come in time order
+
+
+PARTICIPANT_LEFT = conversation(
+    "system.participant_left", ParticipantLeftProperties, facts=pick("participant_id", "name"),
+    fold=_fold_participant_left,
+    describe=lambda f: f"participant {f.get('name') or f.get('participant_id') or '?'}",
+    state=(StateField("left_at", str | None),),
+    show=(Line(25, "Left", lambda s: [when(s["left_at"])] if s.get("left_at") else []),),
+    samples=(Sample("participant_left", "conversation.system.participant_left.json",
+                    "a person left the room (modelled)"),))
 
 
 # -- system.shutdown ---------------------------------------------------------------------------------
@@ -145,18 +190,34 @@ def _shutdown(m: ShutdownProperties, raw: dict[str, Any]) -> Details:
             "shutdown_step": step}
 
 
-def _fold_shutdown(state: State, entry: Entry) -> None:
+def _fold_shutdown(state: StateDict, entry: Entry) -> None:
     facts = entry["facts"]
     state["ended_at"] = entry.get("time")
     state["shutdown"] = {"code": facts.get("code"), "reason": facts.get("reason"), "step": facts.get("step"),
                          "event_id": entry["id"]}
+    state["status"] = "ended"
+
+
+def _shutdown_line(state: StateDict) -> list[str]:
+    shutdown = state.get("shutdown")
+    if not shutdown:
+        return []
+    step = f" (step {shutdown['step']})" if shutdown.get("step") else ""
+    return [f"{shutdown.get('code')}{step}  \"{shutdown.get('reason')}\""]
 
 
 SHUTDOWN = conversation(
     "system.shutdown", ShutdownProperties, ShutdownDetails, details=_shutdown, fold=_fold_shutdown,
     facts=lambda d, found: {"replica_id": d.get("replica_id"), "code": d.get("shutdown_code"),
                             "reason": d.get("shutdown_reason"), "step": d.get("shutdown_step")},
-    describe=lambda f: f"{f.get('code')}  \"{f.get('reason')}\"")
+    describe=lambda f: f"{f.get('code')}  \"{f.get('reason')}\"",
+    state=(StateField("ended_at", str | None), StateField("shutdown", dict[str, Any] | None)), completes="ended",
+    show=(Line(30, "Ended", lambda s: [when(s.get("ended_at")) + duration(s.get("joined_at"), s.get("ended_at"))]),
+          Line(40, "Shutdown", _shutdown_line)),
+    samples=(Sample("shutdown", "conversation.system.shutdown.participant_left_timeout_reached.json",
+                    "participant_left_timeout reached", step=5),
+             Sample("shutdown_internal_error", "conversation.system.shutdown.internal_error.json",
+                    "internal error occurred at step 7")))
 
 
 # -- application.transcription_ready -----------------------------------------------------------------
@@ -214,16 +275,32 @@ def _transcription_ready(m: TranscriptionReadyProperties, raw: dict[str, Any]) -
             "system_messages": roles.count("system")}
 
 
-def _fold_transcription_ready(state: State, entry: Entry) -> None:
+TRANSCRIPT_DOCUMENT = Document("transcript.json", "transcript",
+                               lambda d: {k: d.get(k) for k in ("replica_id", *TRANSCRIPT_COUNTS, "transcript")})
+
+
+def _fold_transcription_ready(state: StateDict, entry: Entry) -> None:
     counts = {k: entry["facts"].get(k) for k in TRANSCRIPT_COUNTS}
-    state["transcript"] = _mark(entry, **counts, object="transcript.json")
+    state["transcript"] = _mark(entry, **counts, object=TRANSCRIPT_DOCUMENT.name)
+
+
+def _transcript_line(state: StateDict) -> list[str]:
+    t = state.get("transcript")
+    if not t:
+        return ["-"]
+    return [f"{t.get('messages')} messages: {t.get('user_turns')} user turns, {t.get('assistant_turns')} assistant "
+            f"turns ({t.get('object')})"]
 
 
 TRANSCRIPTION_READY = conversation(
     "application.transcription_ready", TranscriptionReadyProperties, TranscriptionReadyDetails,
     details=_transcription_ready, facts=pick("replica_id", *TRANSCRIPT_COUNTS), fold=_fold_transcription_ready,
     describe=lambda f: f"{f.get('messages')} messages, {f.get('user_turns')} user / "
-                       f"{f.get('assistant_turns')} assistant turns")
+                       f"{f.get('assistant_turns')} assistant turns",
+    state=(StateField("transcript", dict[str, Any] | None),), completes="transcript",
+    show=(Line(50, "Transcript", _transcript_line),), document=TRANSCRIPT_DOCUMENT,
+    samples=(Sample("transcription_ready", "conversation.application.transcription_ready.json",
+                    "the transcript, with per-turn timing", step=6),))
 
 
 # -- application.recording_ready ---------------------------------------------------------------------
@@ -277,16 +354,51 @@ def _recording_facts(d: Details, found: Found) -> Facts:
     return {**facts, **(found.recording_check or {"checked": False, "note": "not checked"})}
 
 
-def _fold_recording_ready(state: State, entry: Entry) -> None:
+def _fold_recording_ready(state: StateDict, entry: Entry) -> None:
     before = state["recording"] or {}
     kept = {"copy_failure": before["copy_failure"]} if "copy_failure" in before else {}
     state["recording"] = _mark(entry, status="ready", **{k: v for k, v in entry["facts"].items() if k != "replica_id"},
                                **kept)
 
 
+def _recording_lines(state: StateDict) -> list[str]:
+    recording = state.get("recording")
+    if not recording:
+        return ["-"]
+    lines = _ready_lines(recording) if recording.get("status") == "ready" or recording.get("uri") else []
+    failure = recording.get("copy_failure")
+    if failure:
+        lines.append(f"COPY FAILED: {failure.get('error_code')} - {failure.get('error_message')}")
+        if failure.get("hint"):
+            lines.append(f"fix: {failure['hint']}")
+    return lines
+
+
+def _ready_lines(recording: dict[str, Any]) -> list[str]:
+    """Where a ready recording is, and whether it was found in the bucket."""
+    extras = [x for x in (recording.get("provider"),
+                          f"{recording['duration']} s" if recording.get("duration") is not None else None,
+                          "legacy bucket_name + s3_key" if recording.get("legacy") else None) if x]
+    lines = [f"ready  {recording.get('uri') or '?'}" + (f"  ({', '.join(extras)})" if extras else "")]
+    if not recording.get("checked"):
+        lines.append(str(recording.get("note") or "not checked"))
+    elif recording.get("found"):
+        lines.append(f"found in the bucket: {size(recording.get('size'))}, "
+                     f"{recording.get('content_type') or 'unknown type'}")
+    else:
+        lines.append("MISSING: the object is not in the bucket")
+    return lines
+
+
 RECORDING_READY = conversation(
     "application.recording_ready", RecordingReadyProperties, RecordingReadyDetails, details=_recording_ready,
-    facts=_recording_facts, fold=_fold_recording_ready, describe=lambda f: str(f.get("uri") or ""))
+    facts=_recording_facts, fold=_fold_recording_ready, describe=lambda f: str(f.get("uri") or ""),
+    state=(StateField("recording", dict[str, Any] | None),), completes="recording",
+    show=(Line(60, "Recording", _recording_lines),),
+    samples=(Sample("recording_ready", "conversation.application.recording_ready.s3.json",
+                    "storage_provider + storage_uri (s3)", step=7),
+             Sample("recording_ready_legacy", "conversation.application.recording_ready.legacy.json",
+                    "the legacy form, bucket_name + s3_key")))
 
 
 # -- application.recording_copy_failed ---------------------------------------------------------------
@@ -306,7 +418,7 @@ def _copy_failed_facts(d: Details, found: Found) -> Facts:
             "hint": remediation(provider)}
 
 
-def _fold_copy_failed(state: State, entry: Entry) -> None:
+def _fold_copy_failed(state: StateDict, entry: Entry) -> None:
     state["recording"] = state["recording"] or {"status": "copy_failed"}
     state["recording"]["copy_failure"] = _mark(entry, **entry["facts"])
 
@@ -314,7 +426,9 @@ def _fold_copy_failed(state: State, entry: Entry) -> None:
 RECORDING_COPY_FAILED = conversation(
     "application.recording_copy_failed", RecordingCopyFailedProperties,
     facts=_copy_failed_facts, fold=_fold_copy_failed,
-    describe=lambda f: f"{f.get('error_code')}: {f.get('error_message')}")
+    describe=lambda f: f"{f.get('error_code')}: {f.get('error_message')}", completes="recording",
+    samples=(Sample("recording_copy_failed", "conversation.application.recording_copy_failed.json",
+                    "DESTINATION_AUTH_FAILED"),))
 
 
 # -- application.perception_analysis / perception_unavailable ----------------------------------------
@@ -326,15 +440,31 @@ class PerceptionAnalysisProperties(Payload):
     analysis: str | dict[str, Any] | list[Any]
 
 
-def _fold_perception_analysis(state: State, entry: Entry) -> None:
-    state["perception"] = _mark(entry, status="ready", chars=entry["facts"].get("chars"), object="perception.json")
+PERCEPTION_DOCUMENT = Document("perception.json", "perception",
+                               lambda d: {"replica_id": d.get("replica_id"), "analysis": d.get("analysis")})
+
+
+def _fold_perception_analysis(state: StateDict, entry: Entry) -> None:
+    state["perception"] = _mark(entry, status="ready", chars=entry["facts"].get("chars"),
+                                object=PERCEPTION_DOCUMENT.name)
+
+
+def _perception_line(state: StateDict) -> list[str]:
+    perception = state.get("perception")
+    if perception and perception.get("status") == "ready":
+        return [f"ready, {perception.get('chars')} characters ({perception.get('object')})"]
+    return [f"unavailable: {perception.get('reason')}"] if perception else ["-"]
 
 
 PERCEPTION_ANALYSIS = conversation(
     "application.perception_analysis", PerceptionAnalysisProperties,
     facts=lambda d, found: {"replica_id": d.get("replica_id"),
                             "chars": len(d["analysis"]) if isinstance(d.get("analysis"), str) else 0},
-    fold=_fold_perception_analysis, describe=lambda f: f"{f.get('chars')} characters")
+    fold=_fold_perception_analysis, describe=lambda f: f"{f.get('chars')} characters",
+    state=(StateField("perception", dict[str, Any] | None),), completes="perception",
+    show=(Line(70, "Perception", _perception_line),), document=PERCEPTION_DOCUMENT,
+    samples=(Sample("perception_analysis", "conversation.application.perception_analysis.json",
+                    "a markdown visual summary", step=8),))
 
 
 class PerceptionUnavailableProperties(Payload):
@@ -360,14 +490,16 @@ def _perception_unavailable(m: PerceptionUnavailableProperties, raw: dict[str, A
     return {"replica_id": m.replica_id, "reason": reason}
 
 
-def _fold_perception_unavailable(state: State, entry: Entry) -> None:
+def _fold_perception_unavailable(state: StateDict, entry: Entry) -> None:
     if not (state["perception"] and state["perception"]["status"] == "ready"):
         state["perception"] = _mark(entry, status="unavailable", reason=entry["facts"].get("reason"))
 
 
 PERCEPTION_UNAVAILABLE = conversation(
     "application.perception_unavailable", PerceptionUnavailableProperties, PerceptionUnavailableDetails,
-    details=_perception_unavailable, facts=pick("reason"), fold=_fold_perception_unavailable)
+    details=_perception_unavailable, facts=pick("reason"), fold=_fold_perception_unavailable, completes="perception",
+    samples=(Sample("perception_unavailable", "conversation.application.perception_unavailable.json",
+                    "no_vision_history"),))
 
 
 # -- application.post_call_action_executed -----------------------------------------------------------
@@ -387,7 +519,12 @@ POST_CALL_ACTION = conversation(
     "application.post_call_action_executed", PostCallActionProperties,
     facts=pick("tool_id", "tool_name", "status"),
     fold=lambda state, entry: state["post_call_actions"].append(_mark(entry, **entry["facts"])),
-    describe=lambda f: f"{f.get('tool_name')}: {f.get('status')}")
+    describe=lambda f: f"{f.get('tool_name')}: {f.get('status')}",
+    state=(StateField("post_call_actions", list[dict[str, Any]], []),),
+    show=(Line(100, "Post-call", lambda s: [f"{a.get('tool_name')}: {a.get('status')}"
+                                            for a in s.get("post_call_actions") or ()]),),
+    samples=(Sample("post_call_action_executed", "conversation.application.post_call_action_executed.json",
+                    "a tool call after the conversation", step=9),))
 
 
 # -- any other conversation event_type ---------------------------------------------------------------
@@ -419,16 +556,24 @@ class GuardrailDetails(DetailsModel):
     guardrail: str
 
 
-def _fold_guardrail(state: State, entry: Entry) -> None:
+def _fold_guardrail(state: StateDict, entry: Entry) -> None:
     name = str(entry["facts"].get("guardrail"))
     counts = {g["name"]: g["count"] for g in state["guardrails"]}
     counts[name] = counts.get(name, 0) + 1
     state["guardrails"] = [{"name": n, "count": c} for n, c in sorted(counts.items())]
 
 
-GUARDRAIL = event_kind("guardrail", f"{TYPE_PREFIX}guardrail.triggered", GuardrailPayload, GuardrailDetails,
-                       details=lambda m, raw: {"guardrail": m.properties.guardrail},
-                       facts=pick("guardrail"), fold=_fold_guardrail, describe=lambda f: str(f.get("guardrail")))
+def _guardrails_line(state: StateDict) -> list[str]:
+    guardrails = state.get("guardrails") or []
+    return [", ".join(f"{g.get('name')} x{g.get('count')}" for g in guardrails) or "none triggered"]
+
+
+GUARDRAIL = event_kind(
+    "guardrail", f"{TYPE_PREFIX}guardrail.triggered", GuardrailPayload, GuardrailDetails,
+    details=lambda m, raw: {"guardrail": m.properties.guardrail},
+    facts=pick("guardrail"), fold=_fold_guardrail, describe=lambda f: str(f.get("guardrail")),
+    state=(StateField("guardrails", list[dict[str, Any]], []),), show=(Line(80, "Guardrails", _guardrails_line),),
+    samples=(Sample("guardrail", "guardrail.json", "guardrail triggered", step=4),))
 
 
 class ObjectivePayload(Payload):
@@ -445,16 +590,24 @@ def variables_text(variables: Any) -> str:
     return "" if variables is None else str(variables)
 
 
-def _fold_objective(state: State, entry: Entry) -> None:
+def _fold_objective(state: StateDict, entry: Entry) -> None:
     facts = entry["facts"]
     state["objectives"][str(facts.get("objective_name"))] = {"output_variables": facts.get("output_variables"),
                                                              "event_id": entry["id"]}
 
 
+def _objectives_line(state: StateDict) -> list[str]:
+    objectives = state.get("objectives") or {}
+    return [f"{name}  {variables_text(o.get('output_variables'))}" for name, o in objectives.items()] \
+        or ["none completed"]
+
+
 OBJECTIVE = event_kind(
     "objective", f"{TYPE_PREFIX}objective.completed", ObjectivePayload,
     facts=pick("objective_name", "output_variables"), fold=_fold_objective,
-    describe=lambda f: f"{f.get('objective_name')}  {variables_text(f.get('output_variables'))}")
+    describe=lambda f: f"{f.get('objective_name')}  {variables_text(f.get('output_variables'))}",
+    state=(StateField("objectives", dict[str, dict[str, Any]], {}),), show=(Line(90, "Objectives", _objectives_line),),
+    samples=(Sample("objective", "objective.json", "objective completed, with its output variables", step=3),))
 
 
 class ReplicaTrainingPayload(Payload):
@@ -464,7 +617,11 @@ class ReplicaTrainingPayload(Payload):
     error_message: str | None = None
 
 
-REPLICA_TRAINING = event_kind("replica_training", f"{TYPE_PREFIX}replica.*", ReplicaTrainingPayload)
+REPLICA_TRAINING = event_kind(
+    "replica_training", f"{TYPE_PREFIX}replica.*", ReplicaTrainingPayload,
+    samples=(Sample("replica_training", "replica.training.ready.json", "replica training finished (status ready)",
+                    step=10),
+             Sample("replica_training_error", "replica.training.error.json", "replica training failed")))
 
 
 class VideoData(Payload):
@@ -509,21 +666,30 @@ def _video(m: VideoGenerationPayload, raw: dict[str, Any]) -> Details:
             "created_at": None, "updated_at": None}  # normalize sets both from the payload's times
 
 
-VIDEO_GENERATION = event_kind("video_generation", f"{TYPE_PREFIX}video.*", VideoGenerationPayload,
-                              VideoGenerationDetails, details=_video)
+VIDEO_GENERATION = event_kind(
+    "video_generation", f"{TYPE_PREFIX}video.*", VideoGenerationPayload, VideoGenerationDetails, details=_video,
+    samples=(Sample("video_generation", "video.ready.json", "video generation finished (status ready)", step=11),
+             Sample("video_error", "video.error.json", "video generation failed")))
 
 
 # -- the registry ------------------------------------------------------------------------------------
 
 KINDS: tuple[EventKind, ...] = (
     REPLICA_JOINED, PAL_JOINED, SHUTDOWN, TRANSCRIPTION_READY, RECORDING_READY, RECORDING_COPY_FAILED,
-    PERCEPTION_ANALYSIS, PERCEPTION_UNAVAILABLE, POST_CALL_ACTION, PARTICIPANT_JOINED, UNKNOWN_CONVERSATION,
-    GUARDRAIL, OBJECTIVE, REPLICA_TRAINING, VIDEO_GENERATION,
+    PERCEPTION_ANALYSIS, PERCEPTION_UNAVAILABLE, POST_CALL_ACTION, PARTICIPANT_JOINED, PARTICIPANT_LEFT,
+    UNKNOWN_CONVERSATION, GUARDRAIL, OBJECTIVE, REPLICA_TRAINING, VIDEO_GENERATION,
 )
 # conversation event_type -> its entry (the known ones); the other families -> their entry
 CONVERSATION_TYPES: dict[str, EventKind] = {
     k.event_type: k for k in KINDS if k.event_type is not None and k is not UNKNOWN_CONVERSATION}
 FAMILIES: dict[str, EventKind] = {k.family: k for k in KINDS if k.family != "conversation"}
+# The parts of a fully received conversation, each as the types that complete it (an entry's `completes`): an
+# ended conversation whose state holds an event of every part has nothing more to come from the vendor.
+WHOLE: tuple[frozenset[str], ...] = tuple(
+    frozenset(k.type for k in KINDS if k.completes == part) for part in dict.fromkeys(
+        k.completes for k in KINDS if k.completes))
+# Every line of `conversations show` that an entry adds, in their order.
+LINES: tuple[Line, ...] = tuple(sorted((line for k in KINDS for line in k.show), key=lambda line: line.place))
 _BY_TYPE = {k.type: k for k in KINDS}
 _WILDCARDS = [k for k in KINDS if k.type.endswith("*")]
 

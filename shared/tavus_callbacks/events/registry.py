@@ -3,14 +3,19 @@
 An entry is one conversation `event_type`, or one of the other families (whose CloudEvents type is fixed
 or named after a status). It gives the payload model `normalize` validates with, how the `details` are
 built, the model of those details (for the JSON Schema), the `facts` the conversation state keeps of an
-event, and how such an entry changes the conversation state.
+event, how such an entry changes the conversation state, the state fields it adds and its lines in
+`conversations show`, the document derive writes from it, whether it completes a fully received
+conversation, and the sample payloads `tavus-callbacks send` posts (files in `samples/` beside this module).
 """
 
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, create_model
@@ -18,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, create_model
 Family = Literal["conversation", "guardrail", "objective", "replica_training", "video_generation", "unrecognized"]
 Details = dict[str, Any]
 Facts = dict[str, Any]
-State = dict[str, Any]
+StateDict = dict[str, Any]  # a conversation state as `fold` makes it; its fields: state/fold.py State
 TYPE_PREFIX = "io.tavus."
 CONVERSATION_PREFIX = f"{TYPE_PREFIX}conversation."
+SAMPLES_DIR = Path(__file__).with_name("samples")
 
 
 class Payload(BaseModel):
@@ -61,6 +67,58 @@ def no_facts(d: Details, found: Found) -> Facts:
     return {}
 
 
+@dataclass(frozen=True, slots=True)
+class StateField:
+    """A field an entry adds to the conversation state: its type (in the State model) and its value before any
+    event of the entry's type (copied for each state)."""
+
+    name: str
+    type: Any
+    initial: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A line of `conversations show`: its label, its text from the state (one row per string; none: no line),
+    and its place among the lines of every entry (smaller first)."""
+
+    place: int
+    label: str
+    text: Callable[[StateDict], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document derive writes beside conversation.json (`name`), from the event whose id the state field `mark`
+    holds: the conversation id, event id and time, with `body` of the event's details."""
+
+    name: str
+    mark: str
+    body: Callable[[Details], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A payload `tavus-callbacks send` posts under `name`: the file `samples/<file>`, which the tests use too.
+
+    `step` is its place in `send --all` (None: sent only when named)."""
+
+    name: str
+    file: str
+    about: str
+    step: int | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The sample as recorded (a fresh copy)."""
+        data: dict[str, Any] = json.loads(_sample_text(self.file))
+        return data
+
+
+@cache
+def _sample_text(file: str) -> str:
+    return (SAMPLES_DIR / file).read_text(encoding="utf-8")
+
+
 @dataclass(frozen=True, kw_only=True)
 class EventKind:
     """One registered event type (see the module's docstring); `type` ends in `*` for status-named families."""
@@ -71,8 +129,13 @@ class EventKind:
     details_model: builtins.type[BaseModel]
     details: Callable[[Any, dict[str, Any]], Details] = all_fields
     facts: Callable[[Details, Found], Facts] = no_facts
-    fold: Callable[[State, dict[str, Any]], None] | None = None  # (state, entry): the entry's mark on the state
+    fold: Callable[[StateDict, dict[str, Any]], None] | None = None  # (state, entry): the entry's mark on the state
     describe: Callable[[Facts], str] | None = None  # a few words on the entry in `conversations show`
+    state: tuple[StateField, ...] = ()  # the state fields the entries of this type write
+    show: tuple[Line, ...] = ()  # their lines in `conversations show`
+    document: Document | None = None  # what derive writes beside conversation.json from it
+    completes: str | None = None  # the part of a fully received conversation it stands for ("ended", ...)
+    samples: tuple[Sample, ...] = ()
 
     @property
     def event_type(self) -> str | None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tavus_callbacks.errors import PreconditionFailed, TavusCallbacksError
+from tavus_callbacks.events.catalogue import WHOLE
 from tavus_callbacks.events.normalize import is_plain_id, normalize
 from tavus_callbacks.events.times import format_utc, to_utc_iso_or_none
 from tavus_callbacks.reconcile.client import DeadlineReached, KeyRefused, TavusAPIError, TavusClient
@@ -36,15 +37,9 @@ log = logging.getLogger("tavus_callbacks")
 ORIGIN = "api"
 DEFAULT_PAGE_SIZE = 100
 CURSOR_SCHEMA = 1
-_CONVERSATION = "io.tavus.conversation."
-# An ended conversation whose state holds one type of each group has nothing more to come from the vendor.
-TERMINAL: tuple[frozenset[str], ...] = tuple(frozenset(_CONVERSATION + t for t in group) for group in (
-    ("system.replica_joined", "system.pal_joined"),
-    ("system.shutdown",),
-    ("application.transcription_ready",),
-    ("application.perception_analysis", "application.perception_unavailable"),
-    ("application.recording_ready", "application.recording_copy_failed"),
-))
+# An ended conversation whose state holds one type of each group has nothing more to come from the vendor (the
+# registry's entries say which part of a whole conversation they complete).
+TERMINAL = WHOLE
 
 
 @dataclass

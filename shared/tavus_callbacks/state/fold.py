@@ -3,11 +3,13 @@
 Every stored event of a conversation becomes an entry (id, type, time, key and a few facts) in
 the state's `events` list; all other fields are derived from that set by `fold`, sorted by
 (time, id). So the state depends only on which events arrived, never on their order or count:
-replaying, racing or duplicating deliveries gives the same `conversation.json`.
+replaying, racing or duplicating deliveries gives the same `conversation.json`. Its fields are a few of
+its own (`CORE_FIELDS`) and those the registry's entries add (events/catalogue.py); `State` is their model.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
@@ -15,20 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ConfigDict, TypeAdapter
+from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict  # pydantic takes typing.TypedDict only from Python 3.12
 
 from tavus_callbacks.errors import PreconditionFailed, StoreUnavailable
-from tavus_callbacks.events.catalogue import (
-    PERCEPTION_ANALYSIS,
-    RECORDING_COPY_FAILED,
-    RECORDING_READY,
-    TRANSCRIPT_COUNTS,
-    TRANSCRIPTION_READY,
-    kind_of,
-)
+from tavus_callbacks.events.catalogue import KINDS, RECORDING_COPY_FAILED, RECORDING_READY, kind_of
 from tavus_callbacks.events.recording import RecordingLocation
-from tavus_callbacks.events.registry import Found
+from tavus_callbacks.events.registry import Found, StateField
 from tavus_callbacks.state.stored import read_record
 from tavus_callbacks.stores import split_store_url
 
@@ -59,29 +54,33 @@ class Entry(TypedDict):
     facts: dict[str, Any]
 
 
-class State(TypedDict):
-    """What `fold` makes of the entries (conversation.json): a state whose fold is not of this shape is rebuilt."""
-
-    __pydantic_config__ = ConfigDict(strict=True)  # type: ignore[misc]
-
-    schema: int
-    conversation_id: str
-    status: str
-    replica_id: str | None
-    face_id: str | None
-    joined_at: str | None
-    ended_at: str | None
-    shutdown: dict[str, Any] | None
-    transcript: dict[str, Any] | None
-    recording: dict[str, Any] | None
-    perception: dict[str, Any] | None
-    guardrails: list[dict[str, Any]]
-    objectives: dict[str, dict[str, Any]]
-    post_call_actions: list[dict[str, Any]]
-    invalid_events: int
-    events: list[Entry]
+# The state's own fields, before and after those of the entries (`fold` sets `conversation_id` and `events`):
+# `status` starts "unknown", the entries' folds make it "in_progress" or "ended".
+CORE_FIELDS = (StateField("schema", int, STATE_SCHEMA), StateField("conversation_id", str, ""),
+               StateField("status", str, "unknown"), StateField("replica_id", str | None))
+CLOSING_FIELDS = (StateField("invalid_events", int, 0), StateField("events", list[Entry], []))
 
 
+def state_fields() -> tuple[StateField, ...]:
+    """Every field of a conversation state, in order: its own, then each entry's (a name given twice is an error)."""
+    fields = (*CORE_FIELDS, *(f for kind in KINDS for f in kind.state), *CLOSING_FIELDS)
+    names = [f.name for f in fields]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"state fields declared more than once in the registry: {', '.join(twice)}")
+    return fields
+
+
+def _typed_dict(name: str, fields: tuple[StateField, ...], doc: str) -> Any:
+    """A strict TypedDict of `fields` (as Entry is), made at run time: its fields come from the registry."""
+    shape: Any = TypedDict(name, {f.name: f.type for f in fields})  # type: ignore[misc]
+    shape.__doc__ = doc
+    return with_config(ConfigDict(strict=True))(shape)
+
+
+STATE_FIELDS = state_fields()
+State = _typed_dict("State", STATE_FIELDS, "What `fold` makes of the entries (conversation.json): a state whose "
+                                           "fold is not of this shape is rebuilt.")
 _ENTRIES = TypeAdapter(list[Entry])
 _STATE = TypeAdapter(State)
 
@@ -119,24 +118,8 @@ def fold(conversation_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
     Each valid entry leaves its mark through its registry entry's `fold`, in (time, id) order.
     """
     unique = sorted({e["id"]: e for e in entries}.values(), key=_rank)
-    state: dict[str, Any] = {
-        "schema": STATE_SCHEMA,
-        "conversation_id": conversation_id,
-        "status": "unknown",
-        "replica_id": None,
-        "face_id": None,
-        "joined_at": None,
-        "ended_at": None,
-        "shutdown": None,
-        "transcript": None,
-        "recording": None,
-        "perception": None,
-        "guardrails": [],
-        "objectives": {},
-        "post_call_actions": [],
-        "invalid_events": 0,
-        "events": unique,
-    }
+    state: dict[str, Any] = {f.name: copy.copy(f.initial) for f in STATE_FIELDS}
+    state.update(conversation_id=conversation_id, events=unique)
     for e in unique:
         if not e.get("valid", True):
             state["invalid_events"] += 1
@@ -146,7 +129,6 @@ def fold(conversation_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         kind = kind_of(e["type"])
         if kind is not None and kind.fold is not None:
             kind.fold(state, e)
-    state["status"] = "ended" if state["shutdown"] else "in_progress" if state["joined_at"] else "unknown"
     return state
 
 
@@ -286,19 +268,17 @@ class ConversationFolder:
                       extra={"conversation_id": cid, "uri": facts.get("uri")})
 
     def _write_derived(self, record: StoredEvent, state: dict[str, Any]) -> None:
-        """transcript.json / perception.json from the winning event (latest by time, then id)."""
+        """The document of the event's registry entry (transcript.json, perception.json), when the state's mark
+        names this event (the winner: latest by time, then id)."""
         event, cid = record.event, record.event.conversation_id
         assert cid is not None
-        if event.type == TRANSCRIPTION_READY.type and state["transcript"] \
-                and state["transcript"]["event_id"] == record.id:
-            doc = {"conversation_id": cid, "event_id": record.id, "time": event.time,
-                   **{k: event.details.get(k) for k in ("replica_id", *TRANSCRIPT_COUNTS, "transcript")}}
-            self._replace_if_newer(self.layout.transcript_key(cid), doc)
-        elif event.type == PERCEPTION_ANALYSIS.type and state["perception"] \
-                and state["perception"].get("event_id") == record.id:
-            doc = {"conversation_id": cid, "event_id": record.id, "time": event.time,
-                   "replica_id": event.details.get("replica_id"), "analysis": event.details.get("analysis")}
-            self._replace_if_newer(self.layout.perception_key(cid), doc)
+        kind = kind_of(event.type)
+        document = kind.document if kind is not None else None
+        mark = state.get(document.mark) if document is not None else None
+        if document is None or not isinstance(mark, dict) or mark.get("event_id") != record.id:
+            return
+        doc = {"conversation_id": cid, "event_id": record.id, "time": event.time, **document.body(event.details)}
+        self._replace_if_newer(self.layout.document_key(cid, document.name), doc)
 
     def _replace_if_newer(self, key: str, doc: dict[str, Any]) -> None:
         rank = (doc["time"] or "", doc["event_id"])

@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import EVENTS_DIR, load_event
+from conftest import RECORDED, load_event
 from support.servers import AZURITE_ACCOUNT
 from tavus_callbacks.record import event_id
 from tavus_callbacks.stores import open_store
@@ -19,7 +19,7 @@ from .drivers import AwsDriver, AzureDriver, Driver, GcpDriver
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
-CONVERSATION = sorted(p.stem for p in EVENTS_DIR.glob("*.json") if '"c123456"' in p.read_text())
+CONVERSATION = sorted(p.stem for p in RECORDED if '"c123456"' in p.read_text())
 RECORDING_KEY = "c123456/adapter-recording.mp4"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EVENTS_DIR, load_event
+from conftest import RECORDED, load_event
 from support.serve_fixture import TOKENS
 from tavus_callbacks.record import event_id
 
@@ -22,7 +22,7 @@ from .drivers import IN_PROCESS, LIMIT, Driver
 # A health check publishes no metric; Powertools says so with a warning, which is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
-SAMPLES = sorted(p.stem for p in EVENTS_DIR.glob("*.json"))
+SAMPLES = sorted(p.stem for p in RECORDED)
 WRONG_TOKEN = "wrong-token-0123456789abcdefghij"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from conftest import EVENTS_DIR, load_event
+from conftest import RECORDED, load_event
 from deploy.cloudformation import derive_rule_pattern
 from support.servers import AZURITE_ACCOUNT, Emulator, create_bucket, new_bucket_name, store_url_for
 from tavus_callbacks.pipeline import reset_default_pipeline
@@ -40,7 +40,7 @@ from .drivers import (
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 PREFIX = "tavus/"
-CONVERSATION = sorted(p.stem for p in EVENTS_DIR.glob("*.json") if '"c123456"' in p.read_text())
+CONVERSATION = sorted(p.stem for p in RECORDED if '"c123456"' in p.read_text())
 RECORDING_KEY = "c123456/adapter-recording.mp4"
 
 

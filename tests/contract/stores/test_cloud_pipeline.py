@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import EVENTS_DIR, handle_and_derive, load_event
+from conftest import RECORDED, handle_and_derive, load_event
 from support.servers import CLOUD_BACKENDS, Emulator, create_bucket, new_bucket_name, store_url_for
 from tavus_callbacks.errors import StoreUnavailable
 from tavus_callbacks.events.normalize import normalize
@@ -79,8 +79,8 @@ def state_of(store: Store, conversation_id: str, prefix: str = "") -> dict[str, 
 
 
 def twenty_events() -> list[dict[str, Any]]:
-    """20 distinct recorded payloads of every family, from tests/events/."""
-    names = sorted(p.stem for p in EVENTS_DIR.glob("*.json"))
+    """20 distinct recorded payloads of every family."""
+    names = sorted(p.stem for p in RECORDED)
     payloads = [load_event(n) for n in names]
     assert len(payloads) >= 20
     return payloads[:20]
