@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.bus_servers import FORWARD_TOKEN, PUBSUB_EMULATOR, pubsub_missing  # noqa: E402
 from support.servers import Emulator, emulator_env, free_port, moto_emulator  # noqa: E402
+from tavus_callbacks.clients import clear_clients  # noqa: E402
 from tavus_callbacks.http import Request  # noqa: E402
 from tavus_callbacks.pipeline import Pipeline  # noqa: E402
-from tavus_callbacks.sdk import clear_clients  # noqa: E402
 from tavus_callbacks.settings import Settings  # noqa: E402
 
 

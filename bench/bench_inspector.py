@@ -37,8 +37,8 @@ from tavus_callbacks.cli.send import Ids, SampleConversation  # noqa: E402
 from tavus_callbacks.http import Request  # noqa: E402
 from tavus_callbacks.inspector import views  # noqa: E402
 from tavus_callbacks.inspector.reading import Reader, open_read_only  # noqa: E402
+from tavus_callbacks.layout import Layout  # noqa: E402
 from tavus_callbacks.pipeline import Pipeline  # noqa: E402
-from tavus_callbacks.record import Layout  # noqa: E402
 from tavus_callbacks.settings import Settings  # noqa: E402
 
 TOKEN = "bench-inspector-token-0123456789abcdef"

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from tavus_callbacks.auth import TokenRedactor
 from tavus_callbacks.events.normalize import normalize
+from tavus_callbacks.layout import Layout
 from tavus_callbacks.pipeline import decode
-from tavus_callbacks.record import Layout, build_record
+from tavus_callbacks.record import build_record
 
 LAYOUT = Layout()
 TOKEN = "bench-normalize-token-0123456789"

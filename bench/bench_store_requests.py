@@ -50,7 +50,7 @@ from support.servers import (  # noqa: E402 - tests/ likewise
     store_url_for,
 )
 from tavus_callbacks import pipeline  # noqa: E402
-from tavus_callbacks.sdk import clear_clients  # noqa: E402
+from tavus_callbacks.clients import clear_clients  # noqa: E402
 from tavus_callbacks.stores import open_store  # noqa: E402
 
 RECORDED = (ROOT / "shared" / "tavus_callbacks" / "events" / "samples", ROOT / "tests" / "events")

@@ -41,9 +41,9 @@ from support.servers import (  # noqa: E402 - tests/ is put on the path just abo
     new_bucket_name,
     store_url_for,
 )
+from tavus_callbacks.clients import clear_clients  # noqa: E402
 from tavus_callbacks.http import Request  # noqa: E402
 from tavus_callbacks.pipeline import Pipeline  # noqa: E402
-from tavus_callbacks.sdk import clear_clients  # noqa: E402
 from tavus_callbacks.settings import Settings  # noqa: E402
 from tavus_callbacks.stores import open_store  # noqa: E402
 

@@ -45,7 +45,7 @@ from faulty_proxy import FaultPlan, FaultyProxy  # noqa: E402
 from tavus_callbacks.cli.send import CONVERSATION_ORDER, Ids, SampleConversation  # noqa: E402
 from tavus_callbacks.events.normalize import Event  # noqa: E402
 from tavus_callbacks.pipeline import Pipeline  # noqa: E402
-from tavus_callbacks.record import StoredEvent, event_id  # noqa: E402
+from tavus_callbacks.record import Record, event_id  # noqa: E402
 from tavus_callbacks.settings import Settings  # noqa: E402
 from tavus_callbacks.state.fold import encode_state, entry_for, fold  # noqa: E402
 from tavus_callbacks.state.repair import repair, walk  # noqa: E402
@@ -172,18 +172,18 @@ class Audit:
             self.problems.append(problem)
 
 
-def stored_event(key: str, raw: bytes) -> StoredEvent:
-    """The StoredEvent a stored CloudEvent document stands for, rebuilt from the document alone."""
+def stored_event(key: str, raw: bytes) -> Record:
+    """The Record a stored CloudEvent document stands for, rebuilt from the document alone."""
     document = orjson.loads(raw)
     data = {k: v for k, v in document["data"].items() if k != "payload"}
-    return StoredEvent(id=document["id"], key=key, event=Event.model_validate(data), document=document, body=raw)
+    return Record(id=document["id"], key=key, event=Event.model_validate(data), document=document, body=raw)
 
 
 def audit(store: Store, prefix: str, sent: set[str], acknowledged: set[str]) -> Audit:
     """Check the store against what was sent: exactly once, intact, and every conversation.json an exact fold."""
     result = Audit()
     by_id: dict[str, list[str]] = {}
-    by_conversation: dict[str, list[StoredEvent]] = {}
+    by_conversation: dict[str, list[Record]] = {}
     states: dict[str, str] = {}
     for key in store.iter_keys(prefix):
         rest = key[len(prefix):]
@@ -231,7 +231,7 @@ def audit(store: Store, prefix: str, sent: set[str], acknowledged: set[str]) -> 
     return result
 
 
-def offline_fold(cid: str, records: list[StoredEvent], state: dict[str, Any]) -> dict[str, Any]:
+def offline_fold(cid: str, records: list[Record], state: dict[str, Any]) -> dict[str, Any]:
     """fold() over entry_for() of the stored events, with the recording checks the state recorded."""
     recorded = {e["id"]: e.get("facts", {}) for e in state.get("events", [])}
     entries = []
@@ -295,7 +295,7 @@ class Report:
 def s3_backend(rate: float, seed: int) -> Iterator[tuple[str, dict[str, str], Store, FaultPlan | None, list[str]]]:
     """moto server, a bucket, and the fault-injecting proxy in front; serve's env points at the proxy."""
     from support.servers import create_bucket, emulator_env, moto_emulator, new_bucket_name
-    from tavus_callbacks.sdk import clear_clients
+    from tavus_callbacks.clients import clear_clients
 
     moto = moto_emulator().start()
     proxy: FaultyProxy | None = None

@@ -23,7 +23,8 @@ from tavus_callbacks.errors import ConfigError, ForwardError, StoreUnavailable
 from tavus_callbacks.events.normalize import normalize
 from tavus_callbacks.forward import open_forwarder
 from tavus_callbacks.http import Outcome, Request, Response
-from tavus_callbacks.record import Layout, StoredEvent, build_record, day_path
+from tavus_callbacks.layout import Layout, day_path
+from tavus_callbacks.record import Record, build_record
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.state.fold import ConversationFolder
 from tavus_callbacks.state.stored import read_record
@@ -104,7 +105,7 @@ class Pipeline:
             return internal_error()
 
     def ingest(self, payload: dict[str, Any], *, origin: str = "api",
-               fields: dict[str, Any] | None = None) -> tuple[StoredEvent, bool]:
+               fields: dict[str, Any] | None = None) -> tuple[Record, bool]:
         """Store an event that did not come as a callback (e.g. from the vendor's API) as a callback is, and
         whether it is new; `fields` is what to normalize when it differs from the payload kept verbatim.
         Raises StoreUnavailable when the event could not be stored."""
@@ -149,7 +150,7 @@ class Pipeline:
         """`derive` for several keys, one compare-and-swap per conversation; per key, its result or what it raised
         (logged here, with the key and the cause)."""
         results: dict[str, Derived | Exception] = {}
-        groups: dict[str | None, list[StoredEvent]] = {}
+        groups: dict[str | None, list[Record]] = {}
         for key in dict.fromkeys(keys):
             record = None
             if self.layout.is_event_key(key):
@@ -162,7 +163,7 @@ class Pipeline:
                 results[key] = Derived(key, skipped=True)
             else:
                 groups.setdefault(conversation_of(record), []).append(record)
-        folded: list[tuple[StoredEvent, bool]] = []  # each record and whether it newly reports a copy failure
+        folded: list[tuple[Record, bool]] = []  # each record and whether it newly reports a copy failure
         for cid, records in groups.items():
             try:
                 if cid is None:
@@ -173,7 +174,7 @@ class Pipeline:
             except Exception as exc:  # the store's own errors, or a bug: either way the feed delivers it again
                 for record in records:
                     results[record.key] = exc
-        by_conversation: dict[str, list[StoredEvent]] = {}  # published in order within one, several at once
+        by_conversation: dict[str, list[Record]] = {}  # published in order within one, several at once
         for record, _ in folded:
             by_conversation.setdefault(conversation_of(record) or record.id, []).append(record)
         with ThreadPoolExecutor(max_workers=PUBLISHERS) as pool:
@@ -188,7 +189,7 @@ class Pipeline:
                           extra={"key": key, "error": f"{type(result).__name__}: {result}"})
         return [results[key] for key in keys]
 
-    def _publish(self, records: list[StoredEvent]) -> dict[str, ForwardError]:
+    def _publish(self, records: list[Record]) -> dict[str, ForwardError]:
         """Publish derived events of one conversation to the forwarder, in order; what failed, by key."""
         errors: dict[str, ForwardError] = {}
         for record in records:
@@ -200,14 +201,14 @@ class Pipeline:
                     f"{type(exc).__name__}: {exc}")
         return errors
 
-    def _index(self, cid: str, records: Sequence[StoredEvent]) -> None:
+    def _index(self, cid: str, records: Sequence[Record]) -> None:
         """Mark the conversation active on each event's own day (the day of now for an undated one)."""
         today = datetime.now(UTC).isoformat()
         for day in {day_path(r.event.time or today) for r in records}:
             self.store.create(self.layout.index_key(day, cid), orjson.dumps({"conversation_id": cid, "day": day}))
 
 
-def conversation_of(record: StoredEvent) -> str | None:
+def conversation_of(record: Record) -> str | None:
     """The conversation whose state an event is folded into, if any."""
     event = record.event
     return event.conversation_id if event.family in CONVERSATION_FAMILIES else None

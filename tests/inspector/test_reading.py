@@ -14,8 +14,8 @@ from support.servers import sqlite_url
 from tavus_callbacks.cli.send import Ids, SampleConversation
 from tavus_callbacks.http import Request
 from tavus_callbacks.inspector.reading import Reader
+from tavus_callbacks.layout import Layout
 from tavus_callbacks.pipeline import Pipeline
-from tavus_callbacks.record import Layout
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.stores import Store, open_store
 

@@ -14,7 +14,8 @@ from tavus_callbacks.events.catalogue import CONVERSATION_TYPES
 from tavus_callbacks.events.normalize import Event, is_plain_id, normalize
 from tavus_callbacks.events.schema import details_model_for
 from tavus_callbacks.events.times import MAX_YEAR, MIN_YEAR, TimeParseError, to_utc_iso
-from tavus_callbacks.record import Layout, build_record
+from tavus_callbacks.layout import Layout
+from tavus_callbacks.record import build_record
 
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GUARD = "could not be normalized"  # the last-resort message: no generated input may reach it

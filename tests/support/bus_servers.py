@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tavus_callbacks.sdk import clear_clients
+from tavus_callbacks.clients import clear_clients
 
 from support.servers import Emulator, free_port, point_at, serving
 

@@ -36,7 +36,7 @@ from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
-from tavus_callbacks.sdk import clear_clients
+from tavus_callbacks.clients import clear_clients
 
 BACKENDS = ("sqlite", "s3", "gcs", "azure")
 CLOUD_BACKENDS = ("s3", "gcs", "azure")

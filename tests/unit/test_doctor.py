@@ -201,7 +201,7 @@ def test_the_bucket_region_is_read_and_printed_for_bucket_region(capsys: pytest.
                                                                  moto_server: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from support.servers import new_bucket_name, point_at
-    from tavus_callbacks.sdk import clear_clients
+    from tavus_callbacks.clients import clear_clients
 
     point_at(moto_server, monkeypatch)
     clear_clients()

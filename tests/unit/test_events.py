@@ -22,7 +22,8 @@ from tavus_callbacks.events.normalize import MAX_DETAIL_DEPTH, Event, family_of,
 from tavus_callbacks.events.registry import SAMPLES_DIR
 from tavus_callbacks.events.schema import details_model_for, json_schema, payload_json_schema
 from tavus_callbacks.events.times import TimeParseError, to_utc_iso
-from tavus_callbacks.record import Layout, build_record
+from tavus_callbacks.layout import Layout
+from tavus_callbacks.record import build_record
 from tavus_callbacks.state.fold import entry_for, fold
 
 ALL_FILES = sorted(p.stem for p in RECORDED)

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tavus_callbacks.events.normalize import normalize
 from tavus_callbacks.http import Request
+from tavus_callbacks.layout import Layout
 from tavus_callbacks.pipeline import Pipeline
-from tavus_callbacks.record import Layout, build_record
+from tavus_callbacks.record import build_record
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.state.fold import entry_for, fold
 from tavus_callbacks.stores.sqlite import SQLiteStore

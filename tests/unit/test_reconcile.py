@@ -19,13 +19,13 @@ from support.bus_servers import deliver as bus_deliver
 from support.fake_tavus import API_KEY, FakeTavus, conversation_callbacks
 from support.servers import sqlite_url
 from tavus_callbacks.cli import main
+from tavus_callbacks.clients import clear_clients
 from tavus_callbacks.forward.eventgrid import KEY_VARIABLE
 from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.client import DeadlineReached, TavusAPIError, TavusClient
 from tavus_callbacks.reconcile.scheduled import parse_since
 from tavus_callbacks.reconcile.sweep import Sweep
-from tavus_callbacks.sdk import clear_clients
 from tavus_callbacks.settings import Settings
 
 TOKEN = "reconcile-token-0123456789abcdef"

@@ -17,9 +17,9 @@ from typing import Any
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.catalogue import LINES, kind_of
 from tavus_callbacks.events.display import when
+from tavus_callbacks.layout import Layout
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.scheduled import parse_since
-from tavus_callbacks.record import Layout
 from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings
 from tavus_callbacks.state.fold import readable_state
 from tavus_callbacks.state.index import recent_conversations

@@ -21,7 +21,7 @@ from tavus_callbacks.forward import is_bus_url, open_forwarder, open_sinks
 from tavus_callbacks.forward.webhook import WebhookForwarder
 from tavus_callbacks.record import canonical_json
 from tavus_callbacks.settings import parse_tokens
-from tavus_callbacks.state.stored import Skipped, Stored, load_events, parse_time
+from tavus_callbacks.state.stored import Skipped, StoredRecord, load_events, parse_time
 from tavus_callbacks.stores import open_store
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _retry_wait(retry_after: str | None, attempt: int) -> float:
     return min(max(wait, 0.1), MAX_RETRY_WAIT_SECONDS)
 
 
-def send_http(event: Stored, url: str, token: str | None, summary: Summary) -> None:
+def send_http(event: StoredRecord, url: str, token: str | None, summary: Summary) -> None:
     """Post one payload, retrying 429/5xx and connection errors; count it as stored, duplicate or failed."""
     body = canonical_json(event.payload)
     problem = ""
@@ -143,7 +143,7 @@ def send_http(event: Stored, url: str, token: str | None, summary: Summary) -> N
     summary.errors.append(f"{event.key}: {problem}")
 
 
-def send_webhook(event: Stored, sinks: list[Sink], store_url: str, summary: Summary) -> None:
+def send_webhook(event: StoredRecord, sinks: list[Sink], store_url: str, summary: Summary) -> None:
     """Deliver one event to each sink whose filter admits it, retrying what may succeed later (a new signature
     each time, the same webhook-id); the event counts as delivered when every such sink took it."""
     record = event.record()
@@ -175,7 +175,7 @@ def send_webhook(event: Stored, sinks: list[Sink], store_url: str, summary: Summ
         summary.delivered += 1
 
 
-def replay(events: list[Stored], target: str, *, store_url: str, token: str | None = None,
+def replay(events: list[StoredRecord], target: str, *, store_url: str, token: str | None = None,
            forwarder: Forwarder | None = None, sinks: list[Sink] | None = None, progress: Progress | None = None,
            summary: Summary | None = None) -> Summary:
     """Send every event, in order, to an endpoint of this bundle, to an event bus (`forwarder`) or to Standard

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from tavus_callbacks.errors import ConfigError, ForwardError
 
 if TYPE_CHECKING:
-    from tavus_callbacks.record import StoredEvent
+    from tavus_callbacks.record import Record
 
 # CloudEvents context attributes a thin event keeps: everything but the data itself.
 THIN_ATTRIBUTES = ("specversion", "id", "type", "source", "subject", "time")
@@ -39,7 +39,7 @@ def thin_event(document: dict[str, Any], dataref: str) -> dict[str, Any]:
     return {**{name: document[name] for name in THIN_ATTRIBUTES if name in document}, "dataref": dataref}
 
 
-def thin_record(record: StoredEvent, store_url: str) -> dict[str, Any]:
+def thin_record(record: Record, store_url: str) -> dict[str, Any]:
     """The thin form of a stored event, pointing to its object: what goes to a bus when the event is too big."""
     return thin_event(record.document, object_url(store_url, record.key))
 
@@ -62,7 +62,7 @@ class Forwarder(Protocol):
     """Publishes a durably stored event to a bus or an HTTP sink. Raises when the publish must be tried again (the
     change feed redelivers); returns once delivered, or once a sink refused it for good (logged as an error)."""
 
-    def publish(self, record: StoredEvent, store_url: str) -> None: ...
+    def publish(self, record: Record, store_url: str) -> None: ...
 
 
 # A comma followed by `scheme://` starts the next sink; any other comma belongs to the sink before it (`types=a,b`).
@@ -148,7 +148,7 @@ class FanOutForwarder:
     def __init__(self, sinks: Sequence[Sink]) -> None:
         self.sinks = tuple(sinks)
 
-    def publish(self, record: StoredEvent, store_url: str) -> None:
+    def publish(self, record: Record, store_url: str) -> None:
         failures: list[str] = []
         tried = 0
         for sink in self.sinks:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tavus_callbacks import sdk
+from tavus_callbacks import clients
 from tavus_callbacks.errors import ConfigError, ForwardError
 from tavus_callbacks.forward.base import publish_failed, split_bus_url, thin_record
 from tavus_callbacks.record import canonical_json
 
 if TYPE_CHECKING:
-    from tavus_callbacks.record import StoredEvent
+    from tavus_callbacks.record import Record
 
 SOURCE = "tavus-callbacks"
 MAX_ENTRY_BYTES = 256 * 1024  # PutEvents entry limit, counted as `entry_size` does
@@ -41,15 +41,15 @@ class EventBridgeForwarder:
         return cls(bus, region=region, source=query.get("source", SOURCE))
 
     def _client(self) -> Any:
-        return sdk.cached_client((*sdk.env_key("events", _CLIENT_ENV), self.region), self._make_client)
+        return clients.cached_client((*clients.env_key("events", _CLIENT_ENV), self.region), self._make_client)
 
     def _make_client(self) -> Any:
         import boto3
         from botocore.config import Config
         from botocore.exceptions import NoRegionError
 
-        config = Config(connect_timeout=sdk.CONNECT_TIMEOUT, read_timeout=sdk.READ_TIMEOUT,
-                        retries={"max_attempts": sdk.ATTEMPTS, "mode": "standard"})
+        config = Config(connect_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT,
+                        retries={"max_attempts": clients.ATTEMPTS, "mode": "standard"})
         try:
             return boto3.session.Session().client("events", region_name=self.region, config=config)
         except NoRegionError:
@@ -58,7 +58,7 @@ class EventBridgeForwarder:
                 "or add ?region=<region> to TAVUS_FORWARD_URL"
             ) from None
 
-    def entry(self, record: StoredEvent, store_url: str) -> dict[str, Any]:
+    def entry(self, record: Record, store_url: str) -> dict[str, Any]:
         """The PutEvents entry for a record: the whole CloudEvent, or its thin form when over the limit."""
         entry: dict[str, Any] = {"EventBusName": self.bus, "Source": self.source,
                                  "DetailType": record.document["type"], "Detail": record.body.decode("utf-8")}
@@ -66,7 +66,7 @@ class EventBridgeForwarder:
             entry["Detail"] = canonical_json(thin_record(record, store_url)).decode("utf-8")
         return entry
 
-    def publish(self, record: StoredEvent, store_url: str) -> None:
+    def publish(self, record: Record, store_url: str) -> None:
         """One PutEvents call; a failed entry is a failure (PutEvents answers 200 with FailedEntryCount)."""
         entry = self.entry(record, store_url)
         try:

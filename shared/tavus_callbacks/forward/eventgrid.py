@@ -11,12 +11,12 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from tavus_callbacks import sdk
+from tavus_callbacks import clients
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.forward.base import publish_failed, split_bus_url, thin_record
 
 if TYPE_CHECKING:
-    from tavus_callbacks.record import StoredEvent
+    from tavus_callbacks.record import Record
 
 MAX_EVENT_BYTES = 1024 * 1024
 KEY_VARIABLE = "TAVUS_EVENTGRID_KEY"
@@ -41,7 +41,7 @@ class EventGridForwarder:
         return cls(endpoint, key=env.get(KEY_VARIABLE, "").strip() or None)
 
     def _client(self) -> Any:
-        return sdk.cached_client(("eventgrid", self.endpoint, self._key), self._make_client)
+        return clients.cached_client(("eventgrid", self.endpoint, self._key), self._make_client)
 
     def _make_client(self) -> Any:
         # The basic-topic client takes our retry and timeout bounds and sends a CloudEvent dict as it is; the
@@ -60,17 +60,17 @@ class EventGridForwarder:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential()
-        return EventGridPublisherClient(self.endpoint, credential, retry_total=sdk.ATTEMPTS - 1,
-                                        retry_backoff_factor=sdk.BACKOFF,
-                                        connection_timeout=sdk.CONNECT_TIMEOUT, read_timeout=sdk.READ_TIMEOUT)
+        return EventGridPublisherClient(self.endpoint, credential, retry_total=clients.ATTEMPTS - 1,
+                                        retry_backoff_factor=clients.BACKOFF,
+                                        connection_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT)
 
-    def event(self, record: StoredEvent, store_url: str) -> dict[str, Any]:
+    def event(self, record: Record, store_url: str) -> dict[str, Any]:
         """The stored document, or its thin form when the JSON the client sends (ASCII-escaped) is over 1 MB."""
         if len(record.body) * 6 > MAX_EVENT_BYTES and len(json.dumps(record.document)) > MAX_EVENT_BYTES:
             return thin_record(record, store_url)
         return record.document
 
-    def publish(self, record: StoredEvent, store_url: str) -> None:
+    def publish(self, record: Record, store_url: str) -> None:
         event = self.event(record, store_url)
         try:
             self._client().send([event])

@@ -11,13 +11,13 @@ import contextlib
 import re
 from typing import TYPE_CHECKING, Any
 
-from tavus_callbacks import sdk
+from tavus_callbacks import clients
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.forward.base import publish_failed, split_bus_url, thin_record
 from tavus_callbacks.record import canonical_json
 
 if TYPE_CHECKING:
-    from tavus_callbacks.record import StoredEvent
+    from tavus_callbacks.record import Record
 
 MAX_MESSAGE_BYTES = 10_000_000
 PUBLISH_TIMEOUT_SECONDS = 10.0
@@ -59,7 +59,7 @@ class PubSubForwarder:
 
     def _client(self) -> Any:
         """The process-wide publisher (made on first publish, so after any fork)."""
-        return sdk.cached_client((*sdk.env_key("pubsub", _CLIENT_ENV), self.timeout), self._make_client)
+        return clients.cached_client((*clients.env_key("pubsub", _CLIENT_ENV), self.timeout), self._make_client)
 
     def _make_client(self) -> Any:
         from google.api_core.retry import Retry
@@ -72,7 +72,7 @@ class PubSubForwarder:
         batch = pubsub_v1.types.BatchSettings(max_latency=0.005)
         return pubsub_v1.PublisherClient(batch_settings=batch, publisher_options=options)
 
-    def message(self, record: StoredEvent, store_url: str) -> tuple[bytes, dict[str, str], str]:
+    def message(self, record: Record, store_url: str) -> tuple[bytes, dict[str, str], str]:
         """(data, attributes, ordering key) for a record, thin when the message would be over the limit."""
         ordering_key = record.document.get("subject") or ""
         data, attributes = message_for(record.document)
@@ -80,7 +80,7 @@ class PubSubForwarder:
             data, attributes = message_for(thin_record(record, store_url))
         return data, attributes, ordering_key
 
-    def publish(self, record: StoredEvent, store_url: str) -> None:
+    def publish(self, record: Record, store_url: str) -> None:
         data, attributes, ordering_key = self.message(record, store_url)
         client = self._client()
         for attempt in (1, 2):

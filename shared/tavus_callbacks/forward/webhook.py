@@ -39,7 +39,7 @@ from tavus_callbacks.record import canonical_json
 from tavus_callbacks.settings import WEBHOOK_SECRETS_SECRET_VARIABLE, WebhookSettings, parse_webhook_secrets
 
 if TYPE_CHECKING:
-    from tavus_callbacks.record import StoredEvent
+    from tavus_callbacks.record import Record
 
 log = logging.getLogger("tavus_callbacks")
 
@@ -102,7 +102,7 @@ class WebhookForwarder:
         check_sink_url(url, source)
         return cls(url, WebhookSettings.from_env() if settings is None else settings)
 
-    def body(self, record: StoredEvent, store_url: str) -> bytes:
+    def body(self, record: Record, store_url: str) -> bytes:
         """The stored CloudEvent's bytes, or its thin form (a `dataref` to the object) when over the limit."""
         if len(record.body) > self.max_body_bytes:
             return canonical_json(thin_record(record, store_url))
@@ -130,7 +130,7 @@ class WebhookForwarder:
             self._signed_with = value
         return self._signers
 
-    def deliver(self, record: StoredEvent, store_url: str) -> Delivery:
+    def deliver(self, record: Record, store_url: str) -> Delivery:
         """One attempt, signed afresh (a new timestamp, the same id); never raises for what the sink did (a secret
         that cannot be read raises ForwardError)."""
         body = self.body(record, store_url)
@@ -157,7 +157,7 @@ class WebhookForwarder:
             problem += f": {' '.join(excerpt.split())}"
         return Delivery(status, problem, answer.headers.get("retry-after"))
 
-    def publish(self, record: StoredEvent, store_url: str) -> None:
+    def publish(self, record: Record, store_url: str) -> None:
         """Deliver once: return when delivered or refused for good (logged), raise ForwardError to be retried."""
         delivery = self.deliver(record, store_url)
         if delivery.delivered:

@@ -20,7 +20,7 @@ from tavus_callbacks.stores import open_store
 
 if TYPE_CHECKING:
     from tavus_callbacks.events.recording import RecordingLocation
-    from tavus_callbacks.record import Layout
+    from tavus_callbacks.layout import Layout
     from tavus_callbacks.stores import Blob, ObjectInfo, Store
 
 STATE_FILE = "conversation.json"
@@ -248,14 +248,14 @@ def last_activity(state: dict[str, Any]) -> str:
 
 
 def iso_of_compact(compact: str) -> str | None:
-    """'20250711T064547.472000Z' -> '2025-07-11T06:45:47.472000Z' (the inverse of record.compact_time)."""
+    """'20250711T064547.472000Z' -> '2025-07-11T06:45:47.472000Z' (the inverse of layout.compact_time)."""
     if len(compact) < 16 or compact[8] != "T" or not (compact[:8] + compact[9:15]).isdigit():
         return None
     return f"{compact[:4]}-{compact[4:6]}-{compact[6:8]}T{compact[9:11]}:{compact[11:13]}:{compact[13:]}"
 
 
 def _other(key: str, subject: str, name: str) -> Other | None:
-    """What an event object's name tells: `[<compact time>_]<type>_<id>.json` (see record.Layout)."""
+    """What an event object's name tells: `[<compact time>_]<type>_<id>.json` (see layout.Layout)."""
     stem = name.removesuffix(".json")
     head, _, eid = stem.rpartition("_")
     if not head or not eid:

@@ -29,7 +29,8 @@ from tavus_callbacks.stores import split_store_url
 
 if TYPE_CHECKING:
     from tavus_callbacks.events.normalize import Event
-    from tavus_callbacks.record import Layout, StoredEvent
+    from tavus_callbacks.layout import Layout
+    from tavus_callbacks.record import Record
     from tavus_callbacks.stores import Blob, Store
 
 log = logging.getLogger("tavus_callbacks")
@@ -85,7 +86,7 @@ _ENTRIES = TypeAdapter(list[Entry])
 _STATE = TypeAdapter(State)
 
 
-def entry_for(record: StoredEvent, recording_check: dict[str, Any] | None = None,
+def entry_for(record: Record, recording_check: dict[str, Any] | None = None,
               store_provider: str | None = None) -> dict[str, Any]:
     """The state's entry for one stored event: what the timeline shows and what `fold` derives from."""
     event = record.event
@@ -170,7 +171,7 @@ class ConversationFolder:
         self.budget_seconds = budget_seconds
         self.store_provider = _PROVIDER_OF_SCHEME.get(split_store_url(store.url)[0])
 
-    def apply(self, record: StoredEvent) -> bool:
+    def apply(self, record: Record) -> bool:
         """Fold one event into its conversation; True when it newly reports a failed recording copy.
 
         Idempotent: an event already in the state changes nothing, but the derived documents are
@@ -178,7 +179,7 @@ class ConversationFolder:
         """
         return self.apply_all([record])[0]
 
-    def apply_all(self, records: Sequence[StoredEvent]) -> list[bool]:
+    def apply_all(self, records: Sequence[Record]) -> list[bool]:
         """Fold events of one conversation with one compare-and-swap, with every other event of its events folder
         the state lacks (one listing: a derive that never ran, a damaged state); per event given, True when it
         newly reports a failed recording copy."""
@@ -186,7 +187,7 @@ class ConversationFolder:
         assert cid is not None and all(r.event.conversation_id == cid for r in records)
         given = {r.id: r for r in records}
         folder = {event_id_of(k): k for k in self.event_keys(cid)}
-        loaded: dict[str, StoredEvent | None] = dict(given)  # id -> record, read once whatever the retries
+        loaded: dict[str, Record | None] = dict(given)  # id -> record, read once whatever the retries
         built: dict[str, dict[str, Any]] = {}  # id -> entry, made once whatever the retries
         fresh: list[dict[str, Any]] = []
         state: dict[str, Any] = {}
@@ -267,7 +268,7 @@ class ConversationFolder:
             log.error("recording of conversation %s is missing from the bucket: %s", cid, facts.get("uri"),
                       extra={"conversation_id": cid, "uri": facts.get("uri")})
 
-    def _write_derived(self, record: StoredEvent, state: dict[str, Any]) -> None:
+    def _write_derived(self, record: Record, state: dict[str, Any]) -> None:
         """The document of the event's registry entry (transcript.json, perception.json), when the state's mark
         names this event (the winner: latest by time, then id)."""
         event, cid = record.event, record.event.conversation_id

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tavus_callbacks.record import Layout
+    from tavus_callbacks.layout import Layout
     from tavus_callbacks.stores import Store
 
 

@@ -17,7 +17,7 @@ from tavus_callbacks.state.stored import read_object, read_record
 
 if TYPE_CHECKING:
     from tavus_callbacks.forward.base import Forwarder
-    from tavus_callbacks.record import Layout
+    from tavus_callbacks.layout import Layout
     from tavus_callbacks.state.fold import ConversationFolder
     from tavus_callbacks.stores import Store
 

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.normalize import Event
-from tavus_callbacks.record import Layout, StoredEvent
+from tavus_callbacks.layout import Layout
+from tavus_callbacks.record import Record
 
 if TYPE_CHECKING:
     from tavus_callbacks.stores import Store
@@ -26,7 +27,7 @@ log = logging.getLogger("tavus_callbacks")
 
 
 @dataclass(frozen=True, slots=True)
-class Stored:
+class StoredRecord:
     """One stored event as replay needs it: where it is, its id and time, and the bytes to send."""
 
     key: str
@@ -37,9 +38,9 @@ class Stored:
     body: bytes
     event: Event
 
-    def record(self) -> StoredEvent:
-        """The StoredEvent a bus forwarder publishes: the stored document and bytes as they are."""
-        return StoredEvent(id=self.id, key=self.key, event=self.event, document=self.document, body=self.body)
+    def record(self) -> Record:
+        """The Record a bus forwarder publishes: the stored document and bytes as they are."""
+        return Record(id=self.id, key=self.key, event=self.event, document=self.document, body=self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ def read_object(store: Store, key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def parse_stored(key: str, data: bytes) -> Stored | str:
+def parse_stored(key: str, data: bytes) -> StoredRecord | str:
     """The stored event in `data`, or why it is not a CloudEvent this package wrote."""
     try:
         document = orjson.loads(data)
@@ -93,7 +94,7 @@ def parse_stored(key: str, data: bytes) -> Stored | str:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "data"
         return f"its `data` is not a normalized event (data.{where}: {first['msg']})"
-    return Stored(key, eid, when, fields["payload"], document, data, event)
+    return StoredRecord(key, eid, when, fields["payload"], document, data, event)
 
 
 def _is_time(value: Any) -> bool:
@@ -106,7 +107,7 @@ def _is_time(value: Any) -> bool:
     return True
 
 
-def read_stored(store: Store, key: str, skipped: list[Skipped] | None = None) -> Stored | None:
+def read_stored(store: Store, key: str, skipped: list[Skipped] | None = None) -> StoredRecord | None:
     """The stored event at `key`, or None when it is gone or is not a CloudEvent this package wrote (logged
     with its key and why, and added to `skipped`)."""
     blob = store.read(key)
@@ -122,7 +123,7 @@ def read_stored(store: Store, key: str, skipped: list[Skipped] | None = None) ->
     return stored
 
 
-def read_record(store: Store, key: str) -> StoredEvent | None:
+def read_record(store: Store, key: str) -> Record | None:
     """The stored event at `key` as derive works on it, or None (logged) when it is gone or is not a CloudEvent
     this package wrote (another writer's object in the same folder)."""
     stored = read_stored(store, key)
@@ -130,12 +131,12 @@ def read_record(store: Store, key: str) -> StoredEvent | None:
 
 
 def load_events(store: Store, prefix: str = "", conversation: str | None = None,
-                since: datetime | None = None, skipped: list[Skipped] | None = None) -> tuple[list[Stored], int]:
+                since: datetime | None = None, skipped: list[Skipped] | None = None) -> tuple[list[StoredRecord], int]:
     """The stored events to replay, sorted by (time, id) like the conversation fold; and how many were left out
     (before `since`, or not events: those are also added to `skipped`, with why)."""
     search = f"{prefix}{conversation}/events/" if conversation else prefix
     layout = Layout(prefix)
-    events: list[Stored] = []
+    events: list[StoredRecord] = []
     left_out = 0
     for key in store.iter_keys(search):
         if not layout.is_event_key(key):

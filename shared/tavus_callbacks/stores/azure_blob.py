@@ -28,7 +28,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, C
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from tavus_callbacks import sdk
+from tavus_callbacks import clients
 from tavus_callbacks.errors import ConfigError, PreconditionFailed, StoreUnavailable
 from tavus_callbacks.stores.base import Blob, ObjectInfo, normalize_prefix
 
@@ -73,15 +73,15 @@ def blob_service(account: AzureAccount) -> BlobServiceClient:
     """The process-wide client of one storage account, with bounded timeouts and retries."""
     def make() -> BlobServiceClient:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=sdk.POOL_SIZE,
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=clients.POOL_SIZE,
                               max_retries=Retry(total=False, redirect=False, raise_on_status=False))
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         options: dict[str, Any] = {
             "transport": RequestsTransport(session=session, session_owner=False,
-                                           connection_timeout=sdk.CONNECT_TIMEOUT,
-                                           read_timeout=sdk.READ_TIMEOUT),
-            "retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=sdk.ATTEMPTS - 1),
+                                           connection_timeout=clients.CONNECT_TIMEOUT,
+                                           read_timeout=clients.READ_TIMEOUT),
+            "retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=clients.ATTEMPTS - 1),
         }
         if account.connection_string:
             return BlobServiceClient.from_connection_string(account.connection_string, **options)
@@ -89,7 +89,7 @@ def blob_service(account: AzureAccount) -> BlobServiceClient:
 
         return BlobServiceClient(account.url, credential=DefaultAzureCredential(), **options)
 
-    return sdk.cached_client(("azure", account), make)
+    return clients.cached_client(("azure", account), make)
 
 
 class AzureBlobStore:

@@ -1,7 +1,7 @@
 """The Store protocol: four primitives every backend implements, plus three for tools.
 
 Keys are '/'-separated paths inside the bucket (or SQLite file). The key prefix of docs/SPEC.md §4 is applied by
-`record.Layout`, not here, so a store can also stat the recordings the vendor writes beside our folders.
+`layout.Layout`, not here, so a store can also stat the recordings the vendor writes beside our folders.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from requests.adapters import HTTPAdapter
 from requests.exceptions import RequestException, Timeout
 
-from tavus_callbacks import sdk
+from tavus_callbacks import clients
 from tavus_callbacks.errors import ConfigError, PreconditionFailed, StoreUnavailable
 from tavus_callbacks.stores.base import Blob, ObjectInfo, normalize_prefix
 
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from tavus_callbacks.events.recording import RecordingLocation
 
 _CLIENT_ENV = ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS")
-_TIMEOUT = (sdk.CONNECT_TIMEOUT, sdk.READ_TIMEOUT)
+_TIMEOUT = (clients.CONNECT_TIMEOUT, clients.READ_TIMEOUT)
 # Retries stop after about ATTEMPTS tries: the deadline leaves room for one backoff, not more.
-_RETRY = DEFAULT_RETRY.with_delay(initial=sdk.BACKOFF, maximum=2 * sdk.BACKOFF).with_timeout(
-    sdk.BACKOFF * 2 * (sdk.ATTEMPTS - 1))
+_RETRY = DEFAULT_RETRY.with_delay(initial=clients.BACKOFF, maximum=2 * clients.BACKOFF).with_timeout(
+    clients.BACKOFF * 2 * (clients.ATTEMPTS - 1))
 _FAILURES = (gexc.GoogleAPIError, GoogleAuthError, RequestException, InvalidResponse, DataCorruption, OSError)
 
 
@@ -39,12 +39,12 @@ def gcs_client() -> Any:
     def make() -> Any:
         # Object calls need no project: without GOOGLE_CLOUD_PROJECT, skip looking one up.
         client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=sdk.POOL_SIZE)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=clients.POOL_SIZE)
         client._http.mount("https://", adapter)  # the authorized requests session the client sends through
         client._http.mount("http://", adapter)
         return client
 
-    return sdk.cached_client(sdk.env_key("gcs", _CLIENT_ENV), make)
+    return clients.cached_client(clients.env_key("gcs", _CLIENT_ENV), make)
 
 
 class GCSStore:

@@ -15,7 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, NoCredentialsError, ReadTimeoutError
 
-from tavus_callbacks import sdk
+from tavus_callbacks import clients
 from tavus_callbacks.errors import ConfigError, PreconditionFailed, StoreUnavailable
 from tavus_callbacks.stores.base import Blob, ObjectInfo, normalize_prefix
 
@@ -45,14 +45,14 @@ _FIXES = {
 def s3_client() -> S3Client:
     """The process-wide S3 client for the current environment, with bounded timeouts and retries."""
     def make() -> S3Client:
-        config = Config(connect_timeout=sdk.CONNECT_TIMEOUT, read_timeout=sdk.READ_TIMEOUT,
-                        retries={"total_max_attempts": sdk.ATTEMPTS, "mode": "standard"},
-                        max_pool_connections=sdk.POOL_SIZE)
+        config = Config(connect_timeout=clients.CONNECT_TIMEOUT, read_timeout=clients.READ_TIMEOUT,
+                        retries={"total_max_attempts": clients.ATTEMPTS, "mode": "standard"},
+                        max_pool_connections=clients.POOL_SIZE)
         client = boto3.session.Session().client("s3", config=config)
         client.meta.events.register("before-send.s3.PutObject", _no_continue_for_small_bodies)
         return client
 
-    return sdk.cached_client(sdk.env_key("s3", _CLIENT_ENV), make)
+    return clients.cached_client(clients.env_key("s3", _CLIENT_ENV), make)
 
 
 def _no_continue_for_small_bodies(request: Any, **_: Any) -> None:

@@ -38,7 +38,8 @@ def test_a_transcript_over_256_kb_goes_as_a_thin_event_pointing_to_the_stored_ob
 
 def _record(body_bytes: int) -> Any:
     from tavus_callbacks.events.normalize import normalize
-    from tavus_callbacks.record import Layout, build_record
+    from tavus_callbacks.layout import Layout
+    from tavus_callbacks.record import build_record
 
     payload = large_transcript(0)
     payload["properties"]["transcript"] = [{"role": "user", "content": "x" * body_bytes}]
@@ -55,9 +56,9 @@ def test_the_size_rule_counts_the_encoded_entry_as_eventbridge_does() -> None:
     # Non-ASCII text: the limit is on UTF-8 bytes, not characters.
     wide = _record(0)
     wide.document["data"]["payload"]["properties"]["transcript"] = [{"role": "user", "content": "é" * 140_000}]
-    from tavus_callbacks.record import StoredEvent, canonical_json
+    from tavus_callbacks.record import Record, canonical_json
 
-    wide = StoredEvent(wide.id, wide.key, wide.event, wide.document, canonical_json(wide.document))
+    wide = Record(wide.id, wide.key, wide.event, wide.document, canonical_json(wide.document))
     assert len(wide.body.decode()) < MAX_ENTRY_BYTES < len(wide.body)
     thin = json.loads(forwarder.entry(wide, "s3://bucket")["Detail"])
     assert thin["dataref"] == f"s3://bucket/{wide.key}" and "data" not in thin

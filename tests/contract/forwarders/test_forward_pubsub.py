@@ -24,7 +24,8 @@ def test_a_conversation_arrives_in_publish_order_under_its_ordering_key(pubsub_t
 
 def test_a_message_over_10_mb_goes_thin_with_a_dataref(pubsub_topic: PubSubTopic) -> None:
     from tavus_callbacks.events.normalize import normalize
-    from tavus_callbacks.record import Layout, build_record
+    from tavus_callbacks.layout import Layout
+    from tavus_callbacks.record import build_record
 
     payload = sample_payloads()[0]
     payload["properties"]["note"] = "x" * MAX_MESSAGE_BYTES
@@ -46,10 +47,11 @@ def test_an_emulator_outage_fails_the_publish_and_the_same_publisher_recovers(
     from google.cloud import pubsub_v1
     from support.bus_servers import PUBSUB_EMULATOR, PUBSUB_PROJECT
     from support.servers import Emulator
+    from tavus_callbacks.clients import clear_clients
     from tavus_callbacks.errors import ForwardError
     from tavus_callbacks.events.normalize import normalize
-    from tavus_callbacks.record import Layout, build_record
-    from tavus_callbacks.sdk import clear_clients
+    from tavus_callbacks.layout import Layout
+    from tavus_callbacks.record import build_record
 
     emulator = Emulator("pubsub", lambda port, _dir: [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"],
                         ready_path="/")

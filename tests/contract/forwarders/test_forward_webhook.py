@@ -32,14 +32,15 @@ from tavus_callbacks.feed import FeedWorker
 from tavus_callbacks.forward import open_forwarder, open_sinks
 from tavus_callbacks.forward.base import FanOutForwarder, split_sinks, take_types, type_admitted
 from tavus_callbacks.forward.webhook import WebhookForwarder
-from tavus_callbacks.record import Layout, StoredEvent, build_record
+from tavus_callbacks.layout import Layout
+from tavus_callbacks.record import Record, build_record
 from tavus_callbacks.settings import WebhookSettings, parse_webhook_secrets
 from tavus_callbacks.stores import open_store
 
 STORE_URL = "s3://acme-recordings"
 
 
-def records(payloads: list[dict[str, Any]] | None = None) -> list[StoredEvent]:
+def records(payloads: list[dict[str, Any]] | None = None) -> list[Record]:
     """The stored form of every recorded payload (or of `payloads`), as derive hands them to a forwarder."""
     return [build_record(p, normalize(p), Layout()) for p in (payloads or sample_payloads())]
 

@@ -17,12 +17,13 @@ import orjson
 import pytest
 from conftest import RECORDED, handle_and_derive, load_event
 from support.servers import CLOUD_BACKENDS, Emulator, create_bucket, new_bucket_name, store_url_for
+from tavus_callbacks.clients import clear_clients
 from tavus_callbacks.errors import StoreUnavailable
 from tavus_callbacks.events.normalize import normalize
 from tavus_callbacks.http import Request, Response
+from tavus_callbacks.layout import Layout
 from tavus_callbacks.pipeline import Pipeline
-from tavus_callbacks.record import Layout, build_record
-from tavus_callbacks.sdk import clear_clients
+from tavus_callbacks.record import build_record
 from tavus_callbacks.settings import Settings
 from tavus_callbacks.stores import Store, open_store
 

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 from support.servers import CLOUD_BACKENDS, free_port, new_bucket_name, store_url_for
+from tavus_callbacks.clients import clear_clients
 from tavus_callbacks.errors import ConfigError, PreconditionFailed, StoreUnavailable
 from tavus_callbacks.events.recording import RecordingLocation
-from tavus_callbacks.sdk import clear_clients
 from tavus_callbacks.stores import Store, open_store
 
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from conftest import load_event
 from support.servers import AZURITE_ACCOUNT, Emulator, new_bucket_name, point_at, store_url_for
+from tavus_callbacks.clients import clear_clients
 from tavus_callbacks.http import Request
 from tavus_callbacks.pipeline import Pipeline
-from tavus_callbacks.sdk import clear_clients
 from tavus_callbacks.settings import Settings
 
 TOKEN = "store-errors-token-0123456789abcdef"
