@@ -186,9 +186,9 @@ def test_a_conversation_page_shows_its_timeline(server: ServeProcess) -> None:
     data = get(server.url, f"/_/api/c/{cid}", bearer()).json()
     fields = dict((label, lines) for label, lines in data["fields"])
     assert fields["Status"] == ["ended"]
-    assert fields["Shutdown"] == ['participant_left_timeout: "participant_left_timeout reached"']
-    assert fields["Transcript"] == ["9 messages: 4 user turns, 4 assistant turns"]
-    assert fields["Recording"][0].startswith("ready: s3://acme-tavus-recordings/")
+    assert fields["Shutdown"] == ['participant_left_timeout  "participant_left_timeout reached"']
+    assert fields["Transcript"] == ["9 messages: 4 user turns, 4 assistant turns (transcript.json)"]
+    assert fields["Recording"][0].startswith("ready  s3://acme-tavus-recordings/")
     assert fields["Guardrails"] == ["no_pricing_commitments x1"]
     assert fields["Objectives"] == ["collect_email: email=jordan@example.com, storage_provider=s3"]
     assert [turn[0] for turn in data["turns"]] == [role for role, _ in _turns(sample)]

@@ -1,17 +1,22 @@
 """The pages rendered from any JSON a store may hold (a foreign or hand-edited conversation.json, hostile payload
-text): they render, and the only markup in them is the page's own."""
+text), read as the inspector's reader reads it: they render, and the only markup in them is the page's own."""
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from typing import Any
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
+from tavus_callbacks.events.catalogue import KINDS, kind_of
+from tavus_callbacks.events.normalize import normalize
+from tavus_callbacks.events.registry import SAMPLES_DIR, Found
 from tavus_callbacks.inspector import views
 from tavus_callbacks.inspector.assets import SCRIPT, STYLE
-from tavus_callbacks.inspector.reading import Conversation, Other, Recent
+from tavus_callbacks.inspector.reading import Conversation, Other, Recent, damaged_state
+from tavus_callbacks.state.fold import readable_state
 
 # What the templates write, and nothing a payload could add.
 PAGE_TAGS = {"html", "head", "meta", "link", "title", "style", "body", "header", "h1", "h2", "a", "p", "main",
@@ -26,12 +31,31 @@ json_values = st.recursive(
 STATE_FIELDS = ("conversation_id", "status", "replica_id", "face_id", "joined_at", "ended_at", "shutdown",
                 "transcript", "recording", "perception", "guardrails", "objectives", "post_call_actions",
                 "invalid_events", "events")
+
+
+def _fact_names() -> list[str]:
+    """The names of the facts the fold keeps of the recorded payloads (replica_id, uri, code, ...)."""
+    names: set[str] = set()
+    for path in SAMPLES_DIR.glob("*.json"):
+        event = normalize(json.loads(path.read_text()))
+        kind = kind_of(event.type)
+        if kind is not None and event.valid:
+            names |= set(kind.facts(event.details, Found()))
+    return sorted(names)
+
+
+FACT_NAMES = _fact_names()
 entries = st.fixed_dictionaries({}, optional={
     "id": json_values,
     "type": words | st.sampled_from(["io.tavus.conversation.system.shutdown", "io.tavus.guardrail.triggered",
                                      "io.tavus.objective.completed"]),
     "time": words | st.just("2025-07-11T06:45:47.472000Z"), "key": words, "valid": json_values, "facts": json_values})
-states = st.fixed_dictionaries({"events": st.lists(entries | json_values, max_size=5)},
+# Entries of the state's own shape (fold.Entry) whose facts are anything: the reader folds them again.
+typed_entries = st.fixed_dictionaries({
+    "id": words, "type": st.sampled_from([k.type for k in KINDS if not k.type.endswith("*")]) | words,
+    "time": st.none() | words | st.just("2025-07-11T06:45:47.472000Z"), "key": words, "valid": st.booleans(),
+    "facts": st.dictionaries(words | st.sampled_from(FACT_NAMES), json_values, max_size=6)})
+states = st.fixed_dictionaries({"events": st.lists(typed_entries | entries | json_values, max_size=5)},
                                optional={name: json_values for name in STATE_FIELDS if name != "events"})
 documents = st.none() | st.dictionaries(st.sampled_from(["transcript", "analysis"]), json_values)
 
@@ -77,7 +101,8 @@ def only_the_pages_own_markup(page: str) -> None:
 def test_a_conversation_page_from_any_state_has_only_its_own_markup(
         state: dict[str, Any], transcript: dict[str, Any] | None, perception: dict[str, Any] | None,
         store_url: str) -> None:
-    conversation = Conversation(state, transcript, perception, "v1")
+    shown = readable_state("c1", json.dumps(state).encode()) or damaged_state("c1")  # as Reader.conversation reads
+    conversation = Conversation(shown, transcript, perception, "v1")
     only_the_pages_own_markup(views.render_conversation(conversation, store_url=store_url, read_only=True))
     orjson.dumps(views.conversation_data(conversation))
 

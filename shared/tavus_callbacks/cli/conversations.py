@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tavus_callbacks.errors import ConfigError
-from tavus_callbacks.events.catalogue import LINES, kind_of
+from tavus_callbacks.events.catalogue import kind_of, show_lines
 from tavus_callbacks.events.display import when
 from tavus_callbacks.layout import Layout
 from tavus_callbacks.pipeline import Pipeline
@@ -181,18 +181,14 @@ def render_list(states: list[dict[str, Any]], store_url: str, since: str | None 
 
 
 def render_show(state: dict[str, Any]) -> str:
-    """One conversation: its state (the lines of the registry's entries, events/catalogue.py LINES), then its
+    """One conversation: its state (the lines of the registry's entries, events/catalogue.py show_lines), then its
     events in time order.
 
     Guardrail and objective callbacks carry no time, so when they happened is unknown: they come after the
     dated events (in the state's order), with a dash for their time, rather than first as an empty time sorts.
     """
     out: list[str] = [f"Conversation {state.get('conversation_id')}  ({state.get('status')})"]
-    lines = [(line.label, line.text(state)) for line in LINES]
-    if state.get("invalid_events"):
-        lines.append(("Invalid", [f"{state['invalid_events']} events failed their schema (stored whole, marked "
-                                  "invalid)"]))
-    for label, values in lines:
+    for label, values in show_lines(state):
         out += [f"  {label if i == 0 else '':<12} {value}" for i, value in enumerate(values)]
     events = state.get("events") or []
     dated = sorted((e for e in events if e.get("time")), key=lambda e: str(e["time"]))

@@ -598,7 +598,7 @@ def _fold_objective(state: StateDict, entry: Entry) -> None:
 
 def _objectives_line(state: StateDict) -> list[str]:
     objectives = state.get("objectives") or {}
-    return [f"{name}  {variables_text(o.get('output_variables'))}" for name, o in objectives.items()] \
+    return [f"{name}: {variables_text(o.get('output_variables'))}" for name, o in objectives.items()] \
         or ["none completed"]
 
 
@@ -691,6 +691,16 @@ WHOLE: tuple[frozenset[str], ...] = tuple(
 # Every line of `conversations show` that an entry adds, in their order.
 LINES: tuple[Line, ...] = tuple(sorted((line for k in KINDS for line in k.show), key=lambda line: line.place))
 _BY_TYPE = {k.type: k for k in KINDS}
+
+
+def show_lines(state: StateDict) -> list[tuple[str, list[str]]]:
+    """A conversation state at a glance, as `conversations show` and the inspector give it: each entry's lines
+    (LINES, a line with no text left out), then how many events failed their schema."""
+    shown = [(line.label, values) for line in LINES if (values := line.text(state))]
+    if state.get("invalid_events"):
+        shown.append(("Invalid", [f"{state['invalid_events']} events failed their schema (stored whole, marked "
+                                  "invalid)"]))
+    return shown
 _WILDCARDS = [k for k in KINDS if k.type.endswith("*")]
 
 

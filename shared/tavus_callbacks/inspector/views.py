@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from tavus_callbacks.events.catalogue import kind_of, variables_text
-from tavus_callbacks.events.times import elapsed_text
+from tavus_callbacks.events.catalogue import kind_of, show_lines
 from tavus_callbacks.inspector.assets import SCRIPT, STYLE
 from tavus_callbacks.inspector.reading import DAMAGED, last_activity
 
@@ -98,46 +97,6 @@ def describe(entry: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in facts.items() if v is not None)
 
 
-def _duration(start: Any, end: Any) -> str:
-    text = elapsed_text(start, end)
-    return f" (after {text})" if text else ""
-
-
-def _size(n: Any) -> str:
-    if not isinstance(n, int) or isinstance(n, bool):
-        return "?"
-    if n < 1000:
-        return f"{n} bytes"
-    size = float(n)
-    for unit in ("KB", "MB", "GB"):
-        size /= 1000
-        if size < 1000 or unit == "GB":
-            break
-    return f"{size:.1f} {unit}"
-
-
-def recording_lines(recording: dict[str, Any]) -> list[str]:
-    """The recording's state: where it is, whether the object was found, or the failed copy and its fix."""
-    lines: list[str] = []
-    if recording.get("status") == "ready" or recording.get("uri"):
-        extras = [x for x in (text(recording.get("provider")) if recording.get("provider") else None,
-                              f"{recording['duration']} s" if recording.get("duration") is not None else None,
-                              "legacy bucket_name + s3_key" if recording.get("legacy") else None) if x]
-        lines.append(f"ready: {text(recording.get('uri'))}" + (f" ({', '.join(extras)})" if extras else ""))
-        if recording.get("checked"):
-            lines.append(f"found in the bucket: {_size(recording.get('size'))}, "
-                         f"{text(recording.get('content_type'))}" if recording.get("found")
-                         else "MISSING: the object is not in the bucket")
-        else:
-            lines.append(text(recording.get("note") or "not checked"))
-    failure = _dict(recording.get("copy_failure"))
-    if failure:
-        lines.append(f"COPY FAILED: {text(failure.get('error_code'))}: {text(failure.get('error_message'))}")
-        if failure.get("hint"):
-            lines.append(f"fix: {text(failure['hint'])}")
-    return lines or [text(recording.get("status"))]
-
-
 # -- the data of each page ---------------------------------------------------------------------------
 
 def conversation_row(state: dict[str, Any]) -> Row:
@@ -201,44 +160,12 @@ def _key(entry: dict[str, Any]) -> str | None:
 
 
 def conversation_fields(state: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    """The state at a glance: label and lines, as `conversations show` gives them."""
+    """The state at a glance: label and lines, as `conversations show` gives them (the registry's lines)."""
     if state.get(DAMAGED) is True:
         cid = text(state.get("conversation_id"))
         return [("Status", ["damaged: its conversation.json cannot be read (damaged, or written by something else); "
                             f"`tavus-callbacks repair --conversation {cid}` rebuilds it from its stored events"])]
-    fields: list[tuple[str, list[str]]] = [("Status", [text(state.get("status"))])]
-    face = f" (face {state['face_id']})" if state.get("face_id") else ""
-    fields.append(("Replica", [text(state.get("replica_id")) + face]))
-    fields.append(("Joined", [when(state.get("joined_at"))]))
-    fields.append(("Ended", [when(state.get("ended_at")) + _duration(state.get("joined_at"), state.get("ended_at"))]))
-    shutdown = _dict(state.get("shutdown"))
-    if shutdown:
-        step = f" (step {shutdown['step']})" if shutdown.get("step") else ""
-        fields.append(("Shutdown", [f"{text(shutdown.get('code'))}{step}: \"{text(shutdown.get('reason'))}\""]))
-    transcript = _dict(state.get("transcript"))
-    fields.append(("Transcript", [f"{text(transcript.get('messages'))} messages: {text(transcript.get('user_turns'))} "
-                                  f"user turns, {text(transcript.get('assistant_turns'))} assistant turns"]
-                   if transcript else ["-"]))
-    recording = _dict(state.get("recording"))
-    fields.append(("Recording", recording_lines(recording) if recording else ["-"]))
-    perception = _dict(state.get("perception"))
-    if perception.get("status") == "ready":
-        fields.append(("Perception", [f"ready, {text(perception.get('chars'))} characters"]))
-    else:
-        fields.append(("Perception", [f"unavailable: {text(perception.get('reason'))}"] if perception else ["-"]))
-    guardrails = [_dict(g) for g in _list(state.get("guardrails"))]
-    fields.append(("Guardrails", [f"{text(g.get('name'))} x{text(g.get('count'))}" for g in guardrails]
-                   or ["none triggered"]))
-    objectives = _dict(state.get("objectives"))
-    fields.append(("Objectives", [f"{name}: {variables_text(_dict(o).get('output_variables'))}"
-                                  for name, o in objectives.items()] or ["none completed"]))
-    actions = [_dict(a) for a in _list(state.get("post_call_actions"))]
-    if actions:
-        fields.append(("Post-call", [f"{text(a.get('tool_name'))}: {text(a.get('status'))}" for a in actions]))
-    if state.get("invalid_events"):
-        fields.append(("Invalid", [f"{text(state['invalid_events'])} events failed their schema "
-                                   "(stored whole, marked invalid)"]))
-    return fields
+    return [("Status", [text(state.get("status"))]), *show_lines(state)]
 
 
 def transcript_turns(transcript: dict[str, Any] | None) -> list[tuple[str, str, str]]:
