@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -19,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from support.serve_fixture import serve_command
+from support.serve_fixture import serve_command, stop_process
 
 BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1000")
@@ -78,15 +77,7 @@ class InspectProcess:
     output: Path
 
     def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-        return self.process.returncode
+        return stop_process(self.process)
 
 
 def start_inspect(store_url: str, token: str, env: Mapping[str, str] | None = None,

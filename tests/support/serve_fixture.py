@@ -150,15 +150,22 @@ class ServeProcess:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (a graceful stop), then SIGKILL to the process group it leads if it lingers."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-        return self.process.returncode
+        return stop_process(self.process, timeout)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0, *, group: bool = False) -> int | None:
+    """SIGTERM to a process this suite started (to the process group it leads when `group`), then SIGKILL to that
+    group if it lingers; its exit code."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM) if group else process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+    return process.returncode
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], name: str, output: Callable[[], str],

@@ -26,7 +26,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from conftest import exported
-from support.serve_fixture import TOKENS, settle, wait_until_healthy
+from support.serve_fixture import TOKENS, settle, stop_process, wait_until_healthy
 from support.servers import free_port
 from tavus_callbacks.stores.sqlite import SQLiteStore
 
@@ -424,15 +423,7 @@ class FunctionsFrameworkProcess:
 
     def stop(self) -> None:
         """SIGTERM to the process group it leads (gunicorn and its workers), SIGKILL if it lingers."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        stop_process(self.process, group=True)
 
     def close(self) -> None:
         self.stop()
