@@ -11,13 +11,10 @@ first, for the aws bundle: where the rest of the runtime is.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
-
-from tavus_callbacks.cli.build import CLOUDS, build_bundle  # noqa: E402
+from tavus_callbacks.cli.build import CLOUDS, build_bundle
 
 TARGET = 4500
 
@@ -55,10 +52,10 @@ def main() -> int:
             print(f"{cloud:6} {len(files):>5} {total:>7} {code:>7} {TARGET:>7} {max(total - TARGET, 0):>6}")
             if args.modules and cloud == "aws":
                 modules = sorted(((lines(f), f.relative_to(bundle).as_posix()) for f in files), reverse=True)
-        if args.modules:
-            print("\naws bundle, by module:")
-            for count, name in modules:
-                print(f"{count:>6}  {name}")
+    if args.modules:
+        print("\naws bundle, by module:")
+        for count, name in modules:
+            print(f"{count:>6}  {name}")
     return 0
 
 

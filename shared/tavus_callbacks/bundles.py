@@ -21,8 +21,10 @@ CLOUD_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 # What only the tools run: no bundle holds it. The commands (cli/), `serve` (its ASGI server, the embedded SQLite
-# store and its change feed, the log lines it and the commands write at a terminal), the inspector, and repair.
-TOOLS = ("cli", "inspector", "adapters/asgi.py", "feed.py", "stores/sqlite.py", "console.py", "state/repair.py")
+# store and its change feed, the log lines it and the commands write at a terminal), the inspector, repair, the
+# time index's reader (`--since`) and the JSON Schemas (`schema`, `openapi`).
+TOOLS = ("cli", "inspector", "adapters/asgi.py", "feed.py", "stores/sqlite.py", "console.py", "state/repair.py",
+         "state/index.py", "events/schema.py")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
