@@ -1,4 +1,5 @@
-"""Each bundle `tavus-callbacks build` makes imports and answers a callback in a clean interpreter.
+"""Each bundle `tavus-callbacks build` makes holds its cloud's parts and no tool, imports and answers a callback in a
+clean interpreter, and names what it lacks when given another cloud's URL.
 
 The interpreter runs with -I -S (no site-packages, no PYTHON* variables); its path holds only the bundle
 and the bundle's requirements.txt installed with pip --target (cached per requirements under
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import load_event
 from support.serve_fixture import TOKENS
+from tavus_callbacks.bundles import CLOUD_PARTS, TOOLS
 from tavus_callbacks.cli.build import CLOUDS, MARKER, BundleError, build_bundle
 from tavus_callbacks.record import event_id
 from tavus_callbacks.stores import open_store
@@ -93,6 +95,31 @@ RUNNER = textwrap.dedent('''
 ''')
 
 
+# Runs inside the clean interpreter: argv = bundle, deps, then URLs of parts the bundle does not hold.
+MISSING_RUNNER = textwrap.dedent('''
+    import json, site, sys
+    bundle, deps, store_urls, sink_urls = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
+    sys.path[:0] = [bundle]
+    site.addsitedir(deps)
+    from tavus_callbacks.errors import ConfigError
+    from tavus_callbacks.forward import open_forwarder
+    from tavus_callbacks.stores import open_store
+    said = []
+    for opening, urls in ((open_store, store_urls), (open_forwarder, sink_urls)):
+        for url in urls:
+            try:
+                opening(url)
+            except ConfigError as exc:
+                said.append(str(exc))
+    print(json.dumps(said))
+''')
+OTHER_URLS = {  # a store and a bus of each cloud, to give to the bundles that lack them
+    "aws": ("s3://bucket/p/", "eventbridge://bus"),
+    "gcp": ("gs://bucket/p/", "pubsub://projects/p/topics/t"),
+    "azure": ("azure://container/p/", "eventgrid://topic.westeurope-1.eventgrid.azure.net"),
+}
+
+
 def installed_requirements(requirements: Path) -> Path:
     """`pip install --target` of a requirements file, cached by its content (reused across runs)."""
     digest = hashlib.sha256(requirements.read_bytes() + sys.version.encode()).hexdigest()[:16]
@@ -135,6 +162,44 @@ def test_a_built_bundle_answers_a_callback_and_derives_from_it_in_a_clean_interp
     keys = list(store.iter_keys("callbacks/"))
     assert any(event_id(payload) in key for key in keys), keys
     assert "callbacks/c123456/conversation.json" in keys
+
+
+def held_modules(bundle: Path) -> set[str]:
+    """The package's Python files a bundle holds, by their path inside the package."""
+    package = bundle / "tavus_callbacks"
+    return {p.relative_to(package).as_posix() for p in package.rglob("*.py")}
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_bundle_holds_the_runtime_and_its_own_cloud_s_parts_only(cloud: str, tmp_path: Path) -> None:
+    held = held_modules(build_bundle(cloud, tmp_path / cloud).path)
+    assert set(CLOUD_PARTS[cloud]) <= held
+    others = {part for other, parts in CLOUD_PARTS.items() if other != cloud for part in parts}
+    assert held & others == set(), "another cloud's parts"
+    tools = {m for m in held if any(m == tool or m.startswith(f"{tool}/") for tool in TOOLS)}
+    assert tools == set(), "tool modules"
+    assert {"pipeline.py", "stores/base.py", "state/fold.py", "forward/webhook.py", "reconcile/sweep.py"} <= held
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_bundle_names_the_part_it_lacks_when_given_another_cloud_s_url(cloud: str, tmp_path: Path) -> None:
+    bundle = build_bundle(cloud, tmp_path / cloud).path
+    deps = installed_requirements(bundle / "requirements.txt")
+    others = [urls for other, urls in OTHER_URLS.items() if other != cloud]
+    stores = ["sqlite:///tavus.db", *(store for store, _ in others)]
+    sinks = [sink for _, sink in others]
+    runner = tmp_path / "missing.py"
+    runner.write_text(MISSING_RUNNER)
+    done = subprocess.run([BASE_PYTHON, "-I", "-S", str(runner), str(bundle), str(deps), " ".join(stores),
+                           " ".join(sinks)], env={"PATH": os.environ["PATH"]}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(said) == len(stores) + len(sinks), said
+    assert all(f"are not in the {cloud} bundle" in line for line in said), said
+    assert "only the tools run them" in said[0]
+    for (other, _), line in zip((o for o in OTHER_URLS.items() if o[0] != cloud), said[1:], strict=False):
+        assert f"tavus-callbacks build {other}" in line, line
 
 
 def test_each_bundle_pins_exactly_what_its_cloud_needs() -> None:

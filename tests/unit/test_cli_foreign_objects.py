@@ -16,11 +16,12 @@ from support.bus_servers import FORWARD_TOKEN, SDK_WARNINGS, deliver
 from support.fake_tavus import FakeTavus, conversation_callbacks
 from support.servers import sqlite_url
 from tavus_callbacks.cli import main
+from tavus_callbacks.cli.history import load_events
 from tavus_callbacks.cli.send import CONVERSATION_ORDER, Ids, SampleConversation
 from tavus_callbacks.feed import ChangeFeed
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import Settings
-from tavus_callbacks.state.stored import Skipped, load_events
+from tavus_callbacks.state.stored import Skipped
 from tavus_callbacks.stores import Store, open_store
 
 pytestmark = SDK_WARNINGS

@@ -23,11 +23,12 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tavus_callbacks.auth import is_authorized
+from tavus_callbacks.console import access_text, configure_logging
 from tavus_callbacks.feed import ChangeFeed, FeedWorker, MemoryFeed
 from tavus_callbacks.http import Outcome, Request, Response
 from tavus_callbacks.inspector.app import ASGIApp, InspectorApp, mount
 from tavus_callbacks.inspector.reading import Reader
-from tavus_callbacks.logs import access_text, configure_logging, redact, utc_stamp
+from tavus_callbacks.logs import redact, utc_stamp
 from tavus_callbacks.pipeline import Pipeline, internal_error, too_large
 from tavus_callbacks.settings import Settings
 

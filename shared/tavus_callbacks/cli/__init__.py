@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import IO, NamedTuple, NoReturn
 
 from tavus_callbacks import __version__
+from tavus_callbacks.console import configure_cli_logging
 from tavus_callbacks.errors import TavusCallbacksError
-from tavus_callbacks.logs import configure_cli_logging
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

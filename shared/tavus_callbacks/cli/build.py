@@ -1,6 +1,7 @@
 """`tavus-callbacks build`: a self-contained folder per cloud (its entry point from functions/<cloud>/, the runtime
 part of this package, the pinned requirements.txt) that `gcloud functions deploy --source` or `func azure functionapp
-publish` uploads as it is. The tools (the CLI, the local server and its feed, the inspector) stay out of it."""
+publish` uploads as it is. What goes in which bundle is the table in `tavus_callbacks.bundles`: the runtime, plus
+the cloud's own parts; the tools and the other clouds' parts stay out."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tavus_callbacks.bundles import CLOUD_PARTS, CLOUDS, PACKAGE_DIR, TOOLS
 from tavus_callbacks.errors import TavusCallbacksError
 
-CLOUDS = ("aws", "gcp", "azure")
+__all__ = ["CLOUDS", "MARKER", "Bundle", "BundleError", "build_bundle", "left_out"]
+
 PACKAGE = "tavus_callbacks"
 MARKER = ".tavus-callbacks-bundle"
 # Left out of every copy; functions/aws links to the package, and the bundle gets a real copy of it instead.
@@ -39,15 +42,18 @@ class Bundle:
     size: int
 
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # its runtime part is copied into every bundle
-# What a deployed function never runs: the commands, `serve` (its ASGI app and change feed) and the inspector.
-TOOLS = frozenset({"cli", "inspector", "adapters/asgi.py", "feed.py"})
+def left_out(cloud: str) -> frozenset[str]:
+    """The paths inside the package that `cloud`'s bundle does not hold: the tools and every other cloud's parts."""
+    others = (part for other, parts in CLOUD_PARTS.items() if other != cloud for part in parts)
+    return frozenset((*TOOLS, *others))
 
 
-def _runtime_only(folder: str, names: list[str]) -> set[str]:
-    """shutil.copytree's ignore: the tools and the caches, by their path inside the package."""
-    inside = Path(folder).resolve().relative_to(PACKAGE_DIR)
-    return {n for n in names if (inside / n).as_posix() in TOOLS} | set(_SKIP(folder, names))
+def _check_table() -> None:
+    """Every path the table names exists, so a renamed module cannot slip into (or out of) a bundle unnoticed."""
+    named = (*TOOLS, *(part for parts in CLOUD_PARTS.values() for part in parts))
+    missing = [path for path in named if not (PACKAGE_DIR / path).exists()]
+    if missing:
+        raise BundleError(f"tavus_callbacks.bundles names {', '.join(missing)}, not in {PACKAGE_DIR}: update the table")
 
 
 def functions_dir() -> Path:
@@ -71,7 +77,15 @@ def build_bundle(cloud: str, out_dir: Path | str) -> Bundle:
     shutil.copytree(source, out, ignore=_SKIP)
     if not (out / "requirements.txt").is_file():
         raise BundleError(f"{source}/requirements.txt is missing: the cloud's build needs it")
-    shutil.copytree(PACKAGE_DIR, out / PACKAGE, ignore=_runtime_only)
+    _check_table()
+    skipped = left_out(cloud)
+
+    def runtime_only(folder: str, names: list[str]) -> set[str]:
+        """shutil.copytree's ignore: what the bundle does not hold and the caches, by their path in the package."""
+        inside = Path(folder).resolve().relative_to(PACKAGE_DIR)
+        return {n for n in names if (inside / n).as_posix() in skipped} | set(_SKIP(folder, names))
+
+    shutil.copytree(PACKAGE_DIR, out / PACKAGE, ignore=runtime_only)
     (out / MARKER).write_text(f"{cloud}\n")
     files = [p for p in out.rglob("*") if p.is_file()]
     return Bundle(cloud, out, len(files), sum(p.stat().st_size for p in files))

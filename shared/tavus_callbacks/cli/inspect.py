@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import uvicorn
 
+from tavus_callbacks.console import configure_logging
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.inspector.app import ROOT, InspectorApp, standalone
 from tavus_callbacks.inspector.reading import Reader, open_read_only
 from tavus_callbacks.layout import Layout
-from tavus_callbacks.logs import configure_logging
 from tavus_callbacks.reconcile.scheduled import parse_since
 from tavus_callbacks.settings import DEFAULT_STORE_URL, parse_tokens
 from tavus_callbacks.state.stored import parse_time

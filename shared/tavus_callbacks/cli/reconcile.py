@@ -14,8 +14,8 @@ from dataclasses import replace
 from typing import IO
 from urllib.parse import urlsplit
 
+from tavus_callbacks.console import SkipCounter
 from tavus_callbacks.errors import ConfigError, Failed
-from tavus_callbacks.logs import SkipCounter
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.client import DEFAULT_API_URL, DEFAULT_MAX_PER_MINUTE
 from tavus_callbacks.reconcile.scheduled import (

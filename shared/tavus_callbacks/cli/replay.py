@@ -15,13 +15,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from tavus_callbacks.cli.history import load_events
 from tavus_callbacks.cli.post import post
 from tavus_callbacks.errors import ConfigError, Failed
 from tavus_callbacks.forward import is_bus_url, open_forwarder, open_sinks
 from tavus_callbacks.forward.webhook import WebhookForwarder
 from tavus_callbacks.record import canonical_json
 from tavus_callbacks.settings import parse_tokens
-from tavus_callbacks.state.stored import Skipped, StoredRecord, load_events, parse_time
+from tavus_callbacks.state.stored import Skipped, StoredRecord, parse_time
 from tavus_callbacks.stores import open_store
 
 if TYPE_CHECKING:

@@ -14,10 +14,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tavus_callbacks.adapters.asgi import ServeOptions, serve
+from tavus_callbacks.console import LOG_FORMATS, configure_logging
 from tavus_callbacks.errors import ConfigError, StoreUnavailable
 from tavus_callbacks.forward import open_sinks
 from tavus_callbacks.forward.webhook import WebhookForwarder
-from tavus_callbacks.logs import LOG_FORMATS, configure_logging
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings, parse_tokens
 from tavus_callbacks.stores import Store

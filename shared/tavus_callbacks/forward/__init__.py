@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from tavus_callbacks.bundles import require_part
 from tavus_callbacks.errors import ConfigError, needs_extra
 from tavus_callbacks.forward.base import (
     FanOutForwarder,
@@ -34,6 +35,10 @@ HTTP_SCHEMES = ("https", "http")
 # The SDK each bus client is made with (on first publish), the extra that installs it and its distribution.
 _SDKS = {"eventbridge": ("boto3", "aws", "boto3"), "pubsub": ("google.cloud.pubsub_v1", "gcp", "google-cloud-pubsub"),
          "eventgrid": ("azure.eventgrid", "azure", "azure-eventgrid")}
+# What a function bundle offers in place of a bus it does not hold.
+_BUNDLE_BUSES = {"aws": "forward to eventbridge://<bus> or an https:// endpoint",
+                 "gcp": "forward to pubsub://projects/<project>/topics/<topic> or an https:// endpoint",
+                 "azure": "forward to eventgrid://<topic-hostname> or an https:// endpoint"}
 
 
 def is_bus_url(url: str) -> bool:
@@ -74,7 +79,8 @@ def _name(url: str) -> str:
 def _open_one(url: str, webhooks: WebhookSettings | None, source: str) -> Forwarder:
     """The publisher of one sink URL; the bus client itself is created on first use and reused."""
     scheme = url.partition("://")[0].lower()
-    if scheme in _SDKS:  # a missing SDK is a configuration error now, not a failed publish later
+    if scheme in _SDKS:  # a bus another cloud's bundle holds, or a missing SDK: a configuration error now
+        require_part(f"forward.{scheme}", f"{scheme}:// sinks", _BUNDLE_BUSES)
         module, extra, package = _SDKS[scheme]
         with needs_extra(extra, f"forwarding to {scheme}://", package):
             importlib.import_module(module)

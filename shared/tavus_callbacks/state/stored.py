@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.normalize import Event
-from tavus_callbacks.layout import Layout
 from tavus_callbacks.record import Record
 
 if TYPE_CHECKING:
@@ -128,26 +127,3 @@ def read_record(store: Store, key: str) -> Record | None:
     this package wrote (another writer's object in the same folder)."""
     stored = read_stored(store, key)
     return None if stored is None else stored.record()
-
-
-def load_events(store: Store, prefix: str = "", conversation: str | None = None,
-                since: datetime | None = None, skipped: list[Skipped] | None = None) -> tuple[list[StoredRecord], int]:
-    """The stored events to replay, sorted by (time, id) like the conversation fold; and how many were left out
-    (before `since`, or not events: those are also added to `skipped`, with why)."""
-    search = f"{prefix}{conversation}/events/" if conversation else prefix
-    layout = Layout(prefix)
-    events: list[StoredRecord] = []
-    left_out = 0
-    for key in store.iter_keys(search):
-        if not layout.is_event_key(key):
-            continue
-        stored = read_stored(store, key, skipped)
-        if stored is None:
-            left_out += 1
-            continue
-        if since is not None and (stored.time is None or parse_time(stored.time) < since):
-            left_out += 1
-            continue
-        events.append(stored)
-    events.sort(key=lambda e: (e.time or "", e.id))
-    return events, left_out

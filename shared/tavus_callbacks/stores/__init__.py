@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from tavus_callbacks.bundles import require_part
 from tavus_callbacks.errors import ConfigError, needs_extra
 from tavus_callbacks.stores.base import Blob, ObjectInfo, Store, normalize_prefix
 
 __all__ = ["Blob", "ObjectInfo", "Store", "normalize_prefix", "open_store", "split_store_url"]
+
+# What a function bundle offers in place of a store it does not hold.
+_BUNDLE_STORES = {"aws": "use an s3://bucket/prefix store", "gcp": "use a gs://bucket/prefix store",
+                  "azure": "use an azure://container/prefix store"}
 
 
 def split_store_url(url: str) -> tuple[str, str]:
@@ -32,6 +37,7 @@ def open_store(url: str, *, read_only: bool = False, create: bool = True) -> tup
     """
     scheme, _ = split_store_url(url)
     if scheme == "sqlite":
+        require_part("stores.sqlite", "sqlite:// stores", _BUNDLE_STORES)
         from tavus_callbacks.stores.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url, create=create and not read_only, read_only=read_only)
@@ -42,16 +48,19 @@ def open_store(url: str, *, read_only: bool = False, create: bool = True) -> tup
             "with `tavus-callbacks export --store sqlite:///tavus.db --to DIR`"
         )
     if scheme == "s3":
+        require_part("stores.s3", "s3:// stores", _BUNDLE_STORES)
         with needs_extra("aws", "an s3:// store", "boto3"):
             from tavus_callbacks.stores.s3 import S3Store
 
         return S3Store.from_url(url)
     if scheme in ("gs", "gcs"):
+        require_part("stores.gcs", f"{scheme}:// stores", _BUNDLE_STORES)
         with needs_extra("gcp", "a gs:// store", "google-cloud-storage"):
             from tavus_callbacks.stores.gcs import GCSStore
 
         return GCSStore.from_url(url)
     if scheme == "azure":
+        require_part("stores.azure_blob", "Azure Blob stores", _BUNDLE_STORES)
         with needs_extra("azure", "an Azure Blob store", "azure-storage-blob"):
             from tavus_callbacks.stores.azure_blob import AzureBlobStore
 
