@@ -233,17 +233,76 @@ def check_session_duration(seconds: int, name: str) -> Check:
                  f"asks for 12-hour sessions, and with less, room creation fails with `{ASSUME_FAILURE}`")
 
 
-def check_actions(documents: list[dict[str, Any]], bucket: str) -> Check:
-    """The eight writer actions, each on what it applies to: the bucket, or every object in it."""
-    bucket_arn, objects_arn = f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"
-    missing = [f"{a} on {bucket_arn if a in BUCKET_ACTIONS else objects_arn}" for a in WRITER_ACTIONS
-               if not is_allowed(documents, a, bucket_arn if a in BUCKET_ACTIONS else objects_arn)]
+def _writer_resources(bucket: str) -> tuple[str, str]:
+    return f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"
+
+
+def _resource_of(action: str, bucket: str) -> str:
+    """What a writer action applies to: the bucket, or every object in it."""
+    bucket_arn, objects_arn = _writer_resources(bucket)
+    return bucket_arn if action in BUCKET_ACTIONS else objects_arn
+
+
+def actions_check(missing: list[str], bucket: str, how: str) -> Check:
+    """PASS when no writer action is `missing` ("<action> on <resource>"), else FAIL with the statement to attach;
+    `how` says how the policies were evaluated."""
+    bucket_arn, objects_arn = _writer_resources(bucket)
     if not missing:
         return Check(PASS, f"role policies allow the {len(WRITER_ACTIONS)} writer actions on {bucket_arn} "
-                           f"and {objects_arn}")
+                           f"and {objects_arn} ({how})")
     policy = json.dumps({"Effect": "Allow", "Action": list(WRITER_ACTIONS), "Resource": [bucket_arn, objects_arn]})
-    return Check(FAIL, f"role policies do not allow {'; '.join(missing)}",
+    return Check(FAIL, f"role policies do not allow {'; '.join(missing)} ({how})",
                  f"attach a policy with the statement {policy}")
+
+
+def check_actions(documents: list[dict[str, Any]], bucket: str, how: str = "read from the role's policies") -> Check:
+    """The eight writer actions evaluated from the policy documents, each on what it applies to."""
+    missing = [f"{a} on {_resource_of(a, bucket)}" for a in WRITER_ACTIONS
+               if not is_allowed(documents, a, _resource_of(a, bucket))]
+    return actions_check(missing, bucket, how)
+
+
+class SimulatorUnavailable(Exception):
+    """IAM's policy simulator cannot be used here: the credentials may not call it, or the endpoint lacks it."""
+
+
+# Error codes saying the credentials may not call the simulator, or the endpoint does not implement it.
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+UNIMPLEMENTED_CODES = frozenset({"NotImplemented", "InvalidAction", "UnknownOperationException",
+                                 "UnsupportedOperation"})
+
+
+def simulate_actions(iam: Any, role_arn: str, bucket: str) -> Check:
+    """The eight writer actions as IAM's SimulatePrincipalPolicy evaluates the role's policies (conditions,
+    boundaries and explicit denies included); SimulatorUnavailable when it is denied or not implemented."""
+    from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError
+
+    decisions: dict[tuple[str, str], str] = {}
+    for resource in _writer_resources(bucket):
+        actions = [a for a in WRITER_ACTIONS if _resource_of(a, bucket) == resource]
+        try:
+            for page in iam.get_paginator("simulate_principal_policy").paginate(
+                    PolicySourceArn=role_arn, ActionNames=actions, ResourceArns=[resource]):
+                for result in page["EvaluationResults"]:
+                    decisions[(result["EvalActionName"], result.get("EvalResourceName", resource))] = \
+                        result["EvalDecision"]
+        except ResponseParserError as exc:  # an endpoint without the action (moto) answers what is not IAM's XML
+            raise SimulatorUnavailable("with no IAM response: the endpoint does not implement it") from exc
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in DENIED_CODES:
+                raise SimulatorUnavailable(f"{code}: these credentials may not call it") from exc
+            if code in UNIMPLEMENTED_CODES or _status_code(exc) in (404, 501):
+                raise SimulatorUnavailable(f"{code}: the endpoint does not implement it") from exc
+            raise
+    missing = []
+    for action in WRITER_ACTIONS:
+        resource = _resource_of(action, bucket)
+        decision = decisions.get((action, resource), "implicitDeny")
+        if decision != "allowed":
+            missing.append(f"{action} on {resource}" + (" (explicitly denied)" if decision == "explicitDeny" else ""))
+    return actions_check(missing, bucket, "evaluated by IAM's policy simulator")
 
 
 def _policy_documents(iam: Any, name: str) -> list[dict[str, Any]]:
@@ -259,8 +318,9 @@ def _policy_documents(iam: Any, name: str) -> list[dict[str, Any]]:
     return documents
 
 
-IAM_READ_FIX = ("run doctor with credentials that may iam:GetRole, iam:ListRolePolicies, iam:GetRolePolicy, "
-                "iam:ListAttachedRolePolicies, iam:GetPolicy and iam:GetPolicyVersion")
+IAM_READ_FIX = ("run doctor with credentials that may iam:GetRole and iam:SimulatePrincipalPolicy (or, instead of the "
+                "latter, iam:ListRolePolicies, iam:GetRolePolicy, iam:ListAttachedRolePolicies, iam:GetPolicy and "
+                "iam:GetPolicyVersion)")
 
 
 def check_writer_role(iam: Any, role_arn: str, bucket: str) -> Iterator[Check]:
@@ -277,12 +337,21 @@ def check_writer_role(iam: Any, role_arn: str, bucket: str) -> Iterator[Check]:
     yield Check(PASS, f"writer role {role_arn} exists")
     yield from check_trust(_document(role.get("AssumeRolePolicyDocument", {})))
     yield check_session_duration(int(role.get("MaxSessionDuration", 3600)), name)
+    yield check_permissions(iam, role_arn, name, bucket)
+
+
+def check_permissions(iam: Any, role_arn: str, name: str, bucket: str) -> Check:
+    """The writer actions by IAM's policy simulator where these credentials may call it; else read from the
+    role's policies and evaluated here (conditions not evaluated)."""
+    try:
+        return simulate_actions(iam, role_arn, bucket)
+    except SimulatorUnavailable as exc:
+        why = f"iam:SimulatePrincipalPolicy answered {exc}"
     try:
         documents = _policy_documents(iam, name)
     except Exception as exc:
-        yield Check(FAIL, f"read the writer role's policies ({_brief(exc)})", IAM_READ_FIX)
-        return
-    yield check_actions(documents, bucket)
+        return Check(FAIL, f"read the writer role's policies ({_brief(exc)})", IAM_READ_FIX)
+    return check_actions(documents, bucket, f"read from the role's policies, conditions not evaluated: {why}")
 
 
 def bucket_region(s3: Any, bucket: str) -> tuple[Check, str | None]:
@@ -331,6 +400,12 @@ FEDERATION = {
 def _error_code(exc: Exception) -> str | None:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code") or "") or None if isinstance(response, dict) else None
+
+
+def _status_code(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+    return int(status) if status is not None else None
 
 
 def _brief(exc: Exception) -> str:
