@@ -200,29 +200,35 @@ def check_trust(trust: dict[str, Any]) -> Iterator[Check]:
     """Trusted by the vendor's account (and by nobody else), with sts:ExternalId = tavus."""
     assume = [s for s in _statements(trust) if s.get("Effect") == "Allow"
               and any(glob_match(a, "sts:AssumeRole", ignore_case=True) for a in _as_list(s.get("Action")))]
-    principals = [p for s in assume for p in _principals(s)]
     vendor = [s for s in assume if any(p in (VENDOR_PRINCIPAL, VENDOR_ACCOUNT) for p in _principals(s))]
+    yield _principal_check([p for s in assume for p in _principals(s)], bool(vendor))
+    yield _external_id_check([i for s in (vendor or assume) for i in _external_ids(s)])
+
+
+def _principal_check(principals: list[str], trusts_vendor: bool) -> Check:
+    """Whom the trust policy's AssumeRole statements trust: the vendor, and not any account."""
     if "*" in principals:
-        yield Check(FAIL, "trust policy allows any AWS account (Principal \"*\")",
-                    f"trust only {VENDOR_PRINCIPAL}: the ExternalId '{EXTERNAL_ID}' is public, so it protects nothing "
-                    "on its own")
-    elif vendor:
-        yield Check(PASS, f"trust policy allows sts:AssumeRole for {VENDOR_PRINCIPAL}")
-    else:
-        now = ", ".join(sorted(set(principals))) or "no AWS principal"
-        yield Check(FAIL, f"trust policy does not trust {VENDOR_PRINCIPAL} (it trusts {now})",
-                    f'add a trust statement allowing sts:AssumeRole for {{"AWS": "{VENDOR_PRINCIPAL}"}} '
-                    "(the vendor's recording infrastructure)")
-    ids = [i for s in (vendor or assume) for i in _external_ids(s)]
+        return Check(FAIL, "trust policy allows any AWS account (Principal \"*\")",
+                     f"trust only {VENDOR_PRINCIPAL}: the ExternalId '{EXTERNAL_ID}' is public, so it protects "
+                     "nothing on its own")
+    if trusts_vendor:
+        return Check(PASS, f"trust policy allows sts:AssumeRole for {VENDOR_PRINCIPAL}")
+    now = ", ".join(sorted(set(principals))) or "no AWS principal"
+    return Check(FAIL, f"trust policy does not trust {VENDOR_PRINCIPAL} (it trusts {now})",
+                 f'add a trust statement allowing sts:AssumeRole for {{"AWS": "{VENDOR_PRINCIPAL}"}} '
+                 "(the vendor's recording infrastructure)")
+
+
+def _external_id_check(ids: list[str]) -> Check:
+    """The sts:ExternalId values the trust statements accept: the one the vendor sends among them."""
     condition = f'"Condition": {{"StringEquals": {{"sts:ExternalId": "{EXTERNAL_ID}"}}}}'
     if any(glob_match(i, EXTERNAL_ID) for i in ids):
-        yield Check(PASS, f"trust policy requires sts:ExternalId = {EXTERNAL_ID}")
-    elif ids:
-        yield Check(FAIL, f"trust policy requires sts:ExternalId {', '.join(repr(i) for i in ids)}, "
-                          f"but the vendor sends '{EXTERNAL_ID}'", f"set {condition} on the trust statement")
-    else:
-        yield Check(FAIL, "trust policy has no sts:ExternalId condition",
-                    f"add {condition} to the statement that trusts {VENDOR_PRINCIPAL}")
+        return Check(PASS, f"trust policy requires sts:ExternalId = {EXTERNAL_ID}")
+    if ids:
+        return Check(FAIL, f"trust policy requires sts:ExternalId {', '.join(repr(i) for i in ids)}, "
+                           f"but the vendor sends '{EXTERNAL_ID}'", f"set {condition} on the trust statement")
+    return Check(FAIL, "trust policy has no sts:ExternalId condition",
+                 f"add {condition} to the statement that trusts {VENDOR_PRINCIPAL}")
 
 
 def check_session_duration(seconds: int, name: str) -> Check:
@@ -275,34 +281,38 @@ UNIMPLEMENTED_CODES = frozenset({"NotImplemented", "InvalidAction", "UnknownOper
 def simulate_actions(iam: Any, role_arn: str, bucket: str) -> Check:
     """The eight writer actions as IAM's SimulatePrincipalPolicy evaluates the role's policies (conditions,
     boundaries and explicit denies included); SimulatorUnavailable when it is denied or not implemented."""
+    missing = []
+    for resource in _writer_resources(bucket):
+        actions = [a for a in WRITER_ACTIONS if _resource_of(a, bucket) == resource]
+        decisions = _simulate(iam, role_arn, actions, resource)
+        for action in actions:
+            decision = decisions.get(action, "implicitDeny")
+            if decision != "allowed":
+                missing.append(f"{action} on {resource}"
+                               + (" (explicitly denied)" if decision == "explicitDeny" else ""))
+    missing.sort(key=lambda entry: WRITER_ACTIONS.index(entry.split(" ", 1)[0]))
+    return actions_check(missing, bucket, "evaluated by IAM's policy simulator")
+
+
+def _simulate(iam: Any, role_arn: str, actions: list[str], resource: str) -> dict[str, str]:
+    """Each action's EvalDecision (allowed, explicitDeny, implicitDeny) on the one resource, for the role."""
     from botocore.exceptions import ClientError
     from botocore.parsers import ResponseParserError
 
-    decisions: dict[tuple[str, str], str] = {}
-    for resource in _writer_resources(bucket):
-        actions = [a for a in WRITER_ACTIONS if _resource_of(a, bucket) == resource]
-        try:
-            for page in iam.get_paginator("simulate_principal_policy").paginate(
-                    PolicySourceArn=role_arn, ActionNames=actions, ResourceArns=[resource]):
-                for result in page["EvaluationResults"]:
-                    decisions[(result["EvalActionName"], result.get("EvalResourceName", resource))] = \
-                        result["EvalDecision"]
-        except ResponseParserError as exc:  # an endpoint without the action (moto) answers what is not IAM's XML
-            raise SimulatorUnavailable("with no IAM response: the endpoint does not implement it") from exc
-        except ClientError as exc:
-            code = _error_code(exc)
-            if code in DENIED_CODES:
-                raise SimulatorUnavailable(f"{code}: these credentials may not call it") from exc
-            if code in UNIMPLEMENTED_CODES or _status_code(exc) in (404, 501):
-                raise SimulatorUnavailable(f"{code}: the endpoint does not implement it") from exc
-            raise
-    missing = []
-    for action in WRITER_ACTIONS:
-        resource = _resource_of(action, bucket)
-        decision = decisions.get((action, resource), "implicitDeny")
-        if decision != "allowed":
-            missing.append(f"{action} on {resource}" + (" (explicitly denied)" if decision == "explicitDeny" else ""))
-    return actions_check(missing, bucket, "evaluated by IAM's policy simulator")
+    try:
+        return {result["EvalActionName"]: result["EvalDecision"]
+                for page in iam.get_paginator("simulate_principal_policy").paginate(
+                    PolicySourceArn=role_arn, ActionNames=actions, ResourceArns=[resource])
+                for result in page["EvaluationResults"]}
+    except ResponseParserError as exc:  # an endpoint without the action (moto) answers what is not IAM's XML
+        raise SimulatorUnavailable("with no IAM response: the endpoint does not implement it") from exc
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code in DENIED_CODES:
+            raise SimulatorUnavailable(f"{code}: these credentials may not call it") from exc
+        if code in UNIMPLEMENTED_CODES or _status_code(exc) in (404, 501):
+            raise SimulatorUnavailable(f"{code}: the endpoint does not implement it") from exc
+        raise
 
 
 def _policy_documents(iam: Any, name: str) -> list[dict[str, Any]]:
