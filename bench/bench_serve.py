@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,35 +175,58 @@ def run_wrk(target: str, url: str, seconds: float, connections: int, threads: in
     return result
 
 
-def _python_worker(url: str, worker: int, threads: int, seconds: float, tag: str, out: Any) -> None:
+def keep_posting(url: str, deadline: float, body: Callable[[int], bytes],
+                 note: Callable[[int, bytes, float, float], None]) -> int:
+    """POST `body(n)` for n = 0, 1, ... on one keep-alive connection until the deadline, a new connection after a
+    socket error; `note(status, data, latency in ms, time.time() of the answer)` for each answer. The number of
+    requests that got no answer."""
     host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
     path = url.split(port, 1)[1] or "/"
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    n, errors = 0, 0
+    while time.monotonic() < deadline:
+        data = body(n)
+        n += 1
+        started = time.perf_counter()
+        try:
+            conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            answer = resp.read()
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            continue
+        note(resp.status, answer, (time.perf_counter() - started) * 1000, time.time())
+    conn.close()
+    return errors
+
+
+def acked_id(status: int, data: bytes) -> str | None:
+    """The event id of a 200 that stored the callback, else None."""
+    found = re.search(rb'"event_id":"([0-9a-f]+)"', data) if status == 200 else None
+    return found.group(1).decode() if found else None
+
+
+def _python_worker(url: str, worker: int, threads: int, seconds: float, tag: str, out: Any) -> None:
     lock = threading.Lock()
     totals: dict[str, Any] = {"requests": 0, "non_2xx": 0, "errors": 0, "latencies": [], "acked": []}
     deadline = time.monotonic() + seconds
 
     def loop(index: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        n, latencies, acked, non_2xx, errors = 0, [], [], 0, 0
-        while time.monotonic() < deadline:
-            body = body_for(tag, worker * 100 + index, n)
-            n += 1
-            started = time.perf_counter()
-            try:
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException):
-                errors += 1
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=10)
-                continue
-            latencies.append((time.perf_counter() - started) * 1000)
-            if resp.status != 200:
+        latencies: list[float] = []
+        acked: list[str] = []
+        non_2xx = 0
+
+        def note(status: int, data: bytes, ms: float, _at: float) -> None:
+            nonlocal non_2xx
+            latencies.append(ms)
+            if status != 200:
                 non_2xx += 1
-            elif m := re.search(rb'"event_id":"([0-9a-f]+)"', data):
-                acked.append(m.group(1).decode())
-        conn.close()
+            elif event_id := acked_id(status, data):
+                acked.append(event_id)
+
+        errors = keep_posting(url, deadline, lambda n: body_for(tag, worker * 100 + index, n), note)
         with lock:
             totals["requests"] += len(latencies)
             totals["non_2xx"] += non_2xx

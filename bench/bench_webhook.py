@@ -14,11 +14,9 @@ receiver answer 503 to that share of requests, so the retries are measured too.
 from __future__ import annotations
 
 import argparse
-import http.client
 import multiprocessing
 import os
 import random
-import re
 import shutil
 import statistics
 import sys
@@ -33,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_serve import TOKEN, body_for  # noqa: E402
+from bench_serve import TOKEN, acked_id, body_for, keep_posting  # noqa: E402
 from support.serve_fixture import start_serve  # noqa: E402
 from support.webhook_receiver import WebhookReceiver  # noqa: E402
 
@@ -41,38 +39,26 @@ from support.webhook_receiver import WebhookReceiver  # noqa: E402
 def _load(url: str, worker: int, threads: int, seconds: float, tag: str, out: Any) -> None:
     """One load process: `threads` keep-alive connections posting distinct callbacks; (event id, time of the
     200) for each acknowledged one, and the count of other answers."""
-    host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
-    path = url.split(port, 1)[1] or "/"
     lock = threading.Lock()
     acked: list[tuple[str, float]] = []
     failures = [0]
     deadline = time.monotonic() + seconds
 
     def loop(index: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        n, mine, failed = 0, [], 0
-        while time.monotonic() < deadline:
-            body = body_for(tag, worker * 100 + index, n)
-            n += 1
-            try:
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException):
-                failed += 1
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=10)
-                continue
-            answered = time.time()
-            found = re.search(rb'"event_id":"([0-9a-f]+)"', data) if resp.status == 200 else None
-            if found:
-                mine.append((found.group(1).decode(), answered))
+        mine: list[tuple[str, float]] = []
+        failed = 0
+
+        def note(status: int, data: bytes, _ms: float, answered: float) -> None:
+            nonlocal failed
+            if event_id := acked_id(status, data):
+                mine.append((event_id, answered))
             else:
                 failed += 1
-        conn.close()
+
+        errors = keep_posting(url, deadline, lambda n: body_for(tag, worker * 100 + index, n), note)
         with lock:
             acked.extend(mine)
-            failures[0] += failed
+            failures[0] += failed + errors
 
     pool = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
     for t in pool:

@@ -1,15 +1,24 @@
-"""`doctor` against real stores (folder, moto, fake-gcs, Azurite) and moto's IAM; `recording-storage`."""
+"""`doctor` against real stores (folder, moto, fake-gcs, Azurite) and moto's IAM, IAM's policy simulator played on
+a loopback port (moto does not implement it); `recording-storage`."""
 
 from __future__ import annotations
 
 import json
+import os
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 import boto3
 import pytest
+from support.servers import serving
 from tavus_callbacks.cli import main
 from tavus_callbacks.cli.doctor import is_allowed
 from tavus_callbacks.cli.recording_storage import WRITER_ACTIONS
@@ -303,3 +312,138 @@ def test_recording_storage_refuses_what_is_malformed_or_undocumented(
     code, lines, err = run_cli(capsys, "recording-storage", *[x for kv in args.items() for x in kv])
     assert code == 2 and not lines
     assert message in err
+
+
+# -- IAM's policy simulator ----------------------------------------------------------------------------
+
+IAM_XMLNS = "https://iam.amazonaws.com/doc/2010-05-08/"
+
+
+class Simulator(ThreadingHTTPServer):
+    """IAM's query API on a loopback port: SimulatePrincipalPolicy answered as IAM does (an EvaluationResults
+    member per action, `decisions` or "allowed"; with `denied`, IAM's AccessDenied error), every other action
+    passed on to moto."""
+
+    def __init__(self, moto: str, decisions: dict[str, str], denied: bool = False) -> None:
+        super().__init__(("127.0.0.1", 0), SimulatorHandler)
+        self.moto, self.decisions, self.denied = moto, decisions, denied
+        self.simulated: list[dict[str, list[str]]] = []
+
+
+class SimulatorHandler(BaseHTTPRequestHandler):
+    server: Simulator
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        form = parse_qs(body.decode())
+        if form.get("Action") != ["SimulatePrincipalPolicy"]:
+            self.pass_on(body)
+            return
+        self.server.simulated.append(form)
+        if self.server.denied:
+            self.answer(403, f'<ErrorResponse xmlns="{IAM_XMLNS}"><Error><Type>Sender</Type><Code>AccessDenied'
+                             "</Code><Message>User: arn:aws:iam::123456789012:user/doctor is not authorized to "
+                             "perform: iam:SimulatePrincipalPolicy</Message></Error>"
+                             "<RequestId>4f6e1a2b-doctor</RequestId></ErrorResponse>")
+            return
+        numbered = [key for key in form if key.startswith("ActionNames.member.")]
+        actions = [form[key][0] for key in sorted(numbered, key=lambda k: int(k.rsplit(".", 1)[1]))]
+        resource = form.get("ResourceArns.member.1", ["*"])[0]
+        members = "".join(
+            f"<member><EvalActionName>{escape(action)}</EvalActionName><EvalResourceName>{escape(resource)}"
+            f"</EvalResourceName><EvalDecision>{self.server.decisions.get(action, 'allowed')}</EvalDecision>"
+            "<MatchedStatements/><MissingContextValues/></member>" for action in actions)
+        self.answer(200, f'<SimulatePrincipalPolicyResponse xmlns="{IAM_XMLNS}"><SimulatePrincipalPolicyResult>'
+                         f"<IsTruncated>false</IsTruncated><EvaluationResults>{members}</EvaluationResults>"
+                         "</SimulatePrincipalPolicyResult><ResponseMetadata><RequestId>4f6e1a2b-doctor</RequestId>"
+                         "</ResponseMetadata></SimulatePrincipalPolicyResponse>")
+
+    def pass_on(self, body: bytes) -> None:
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization",
+                                                                          "x-amz-date", "x-amz-security-token")}
+        request = urllib.request.Request(self.server.moto + self.path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                self.answer(response.status, response.read().decode())
+        except urllib.error.HTTPError as exc:
+            self.answer(exc.code, exc.read().decode())
+
+    def answer(self, status: int, xml: str) -> None:
+        data = xml.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def simulator(s3_store: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Simulator]]:
+    """`simulator(decisions, denied=False)`: the IAM endpoint of doctor's AWS clients (AWS_ENDPOINT_URL_IAM), moto
+    behind it for everything but the simulator."""
+    with ExitStack() as servers:
+        def start(decisions: dict[str, str] | None = None, denied: bool = False) -> Simulator:
+            server = Simulator(os.environ["AWS_ENDPOINT_URL"], decisions or {}, denied)
+            monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", servers.enter_context(serving(server)))
+            return server
+
+        yield start
+
+
+def test_the_simulator_allowing_every_writer_action_passes_and_says_it_was_used(
+        capsys: pytest.CaptureFixture[str], s3_store: tuple[str, str], make_role: Callable[..., str],
+        simulator: Callable[..., Simulator]) -> None:
+    url, bucket = s3_store
+    arn = make_role()  # no policy at all: the simulator's answer decides, not the role's documents
+    server = simulator()
+    code, lines, err = run_cli(capsys, "doctor", "--store", url, "--role-arn", arn)
+    assert code == 0, "\n".join(lines) + err
+    assert "evaluated by IAM's policy simulator" in line(lines, "PASS", "allow the 8 writer actions")
+    asked = {(value, form["ResourceArns.member.1"][0]) for form in server.simulated for key, values in form.items()
+             if key.startswith("ActionNames.member.") for value in values}
+    bucket_actions = {"s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"}
+    assert asked == {(a, f"arn:aws:s3:::{bucket}" if a in bucket_actions else f"arn:aws:s3:::{bucket}/*")
+                     for a in WRITER_ACTIONS}, "each action on what it applies to"
+    assert all(form["PolicySourceArn"] == [arn] for form in server.simulated)
+
+
+def test_the_simulator_denying_actions_fails_and_names_each_with_its_resource(
+        capsys: pytest.CaptureFixture[str], s3_store: tuple[str, str], make_role: Callable[..., str],
+        simulator: Callable[..., Simulator]) -> None:
+    url, bucket = s3_store
+    arn = make_role(inline=writer_policy(bucket))  # the documents allow all: a condition or boundary may not
+    simulator({"s3:PutObject": "explicitDeny", "s3:ListBucket": "implicitDeny"})
+    code, lines, _ = run_cli(capsys, "doctor", "--store", url, "--role-arn", arn)
+    assert code == 1
+    failed = line(lines, "FAIL", "role policies do not allow")
+    missing, how = failed.split("do not allow ", 1)[1].split("  fix: ")[0].rsplit(" (", 1)
+    assert sorted(missing.split("; ")) == [f"s3:ListBucket on arn:aws:s3:::{bucket}",
+                                           f"s3:PutObject on arn:aws:s3:::{bucket}/* (explicitly denied)"]
+    assert how == "evaluated by IAM's policy simulator)"
+
+
+def test_a_simulator_answering_access_denied_falls_back_to_reading_the_policies(
+        capsys: pytest.CaptureFixture[str], s3_store: tuple[str, str], make_role: Callable[..., str],
+        simulator: Callable[..., Simulator]) -> None:
+    url, bucket = s3_store
+    arn = make_role(inline=writer_policy(bucket, tuple(a for a in WRITER_ACTIONS if a != "s3:GetObject")))
+    server = simulator(denied=True)
+    code, lines, _ = run_cli(capsys, "doctor", "--store", url, "--role-arn", arn)
+    assert code == 1
+    failed = line(lines, "FAIL", f"do not allow s3:GetObject on arn:aws:s3:::{bucket}/*")
+    assert "read from the role's policies" in failed
+    assert "SimulatePrincipalPolicy answered AccessDenied" in failed
+    assert server.simulated, "the simulator was asked first"
+
+
+def test_an_endpoint_without_the_simulator_falls_back_to_reading_the_policies(
+        capsys: pytest.CaptureFixture[str], s3_store: tuple[str, str], make_role: Callable[..., str]) -> None:
+    url, bucket = s3_store
+    arn = make_role(inline=writer_policy(bucket))
+    code, lines, _ = run_cli(capsys, "doctor", "--store", url, "--role-arn", arn)  # moto: no SimulatePrincipalPolicy
+    assert code == 0, "\n".join(lines)
+    passed = line(lines, "PASS", "allow the 8 writer actions")
+    assert "read from the role's policies" in passed and "does not implement it" in passed

@@ -200,29 +200,35 @@ def check_trust(trust: dict[str, Any]) -> Iterator[Check]:
     """Trusted by the vendor's account (and by nobody else), with sts:ExternalId = tavus."""
     assume = [s for s in _statements(trust) if s.get("Effect") == "Allow"
               and any(glob_match(a, "sts:AssumeRole", ignore_case=True) for a in _as_list(s.get("Action")))]
-    principals = [p for s in assume for p in _principals(s)]
     vendor = [s for s in assume if any(p in (VENDOR_PRINCIPAL, VENDOR_ACCOUNT) for p in _principals(s))]
+    yield _principal_check([p for s in assume for p in _principals(s)], bool(vendor))
+    yield _external_id_check([i for s in (vendor or assume) for i in _external_ids(s)])
+
+
+def _principal_check(principals: list[str], trusts_vendor: bool) -> Check:
+    """Whom the trust policy's AssumeRole statements trust: the vendor, and not any account."""
     if "*" in principals:
-        yield Check(FAIL, "trust policy allows any AWS account (Principal \"*\")",
-                    f"trust only {VENDOR_PRINCIPAL}: the ExternalId '{EXTERNAL_ID}' is public, so it protects nothing "
-                    "on its own")
-    elif vendor:
-        yield Check(PASS, f"trust policy allows sts:AssumeRole for {VENDOR_PRINCIPAL}")
-    else:
-        now = ", ".join(sorted(set(principals))) or "no AWS principal"
-        yield Check(FAIL, f"trust policy does not trust {VENDOR_PRINCIPAL} (it trusts {now})",
-                    f'add a trust statement allowing sts:AssumeRole for {{"AWS": "{VENDOR_PRINCIPAL}"}} '
-                    "(the vendor's recording infrastructure)")
-    ids = [i for s in (vendor or assume) for i in _external_ids(s)]
+        return Check(FAIL, "trust policy allows any AWS account (Principal \"*\")",
+                     f"trust only {VENDOR_PRINCIPAL}: the ExternalId '{EXTERNAL_ID}' is public, so it protects "
+                     "nothing on its own")
+    if trusts_vendor:
+        return Check(PASS, f"trust policy allows sts:AssumeRole for {VENDOR_PRINCIPAL}")
+    now = ", ".join(sorted(set(principals))) or "no AWS principal"
+    return Check(FAIL, f"trust policy does not trust {VENDOR_PRINCIPAL} (it trusts {now})",
+                 f'add a trust statement allowing sts:AssumeRole for {{"AWS": "{VENDOR_PRINCIPAL}"}} '
+                 "(the vendor's recording infrastructure)")
+
+
+def _external_id_check(ids: list[str]) -> Check:
+    """The sts:ExternalId values the trust statements accept: the one the vendor sends among them."""
     condition = f'"Condition": {{"StringEquals": {{"sts:ExternalId": "{EXTERNAL_ID}"}}}}'
     if any(glob_match(i, EXTERNAL_ID) for i in ids):
-        yield Check(PASS, f"trust policy requires sts:ExternalId = {EXTERNAL_ID}")
-    elif ids:
-        yield Check(FAIL, f"trust policy requires sts:ExternalId {', '.join(repr(i) for i in ids)}, "
-                          f"but the vendor sends '{EXTERNAL_ID}'", f"set {condition} on the trust statement")
-    else:
-        yield Check(FAIL, "trust policy has no sts:ExternalId condition",
-                    f"add {condition} to the statement that trusts {VENDOR_PRINCIPAL}")
+        return Check(PASS, f"trust policy requires sts:ExternalId = {EXTERNAL_ID}")
+    if ids:
+        return Check(FAIL, f"trust policy requires sts:ExternalId {', '.join(repr(i) for i in ids)}, "
+                           f"but the vendor sends '{EXTERNAL_ID}'", f"set {condition} on the trust statement")
+    return Check(FAIL, "trust policy has no sts:ExternalId condition",
+                 f"add {condition} to the statement that trusts {VENDOR_PRINCIPAL}")
 
 
 def check_session_duration(seconds: int, name: str) -> Check:
@@ -233,17 +239,80 @@ def check_session_duration(seconds: int, name: str) -> Check:
                  f"asks for 12-hour sessions, and with less, room creation fails with `{ASSUME_FAILURE}`")
 
 
-def check_actions(documents: list[dict[str, Any]], bucket: str) -> Check:
-    """The eight writer actions, each on what it applies to: the bucket, or every object in it."""
-    bucket_arn, objects_arn = f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"
-    missing = [f"{a} on {bucket_arn if a in BUCKET_ACTIONS else objects_arn}" for a in WRITER_ACTIONS
-               if not is_allowed(documents, a, bucket_arn if a in BUCKET_ACTIONS else objects_arn)]
+def _writer_resources(bucket: str) -> tuple[str, str]:
+    return f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"
+
+
+def _resource_of(action: str, bucket: str) -> str:
+    """What a writer action applies to: the bucket, or every object in it."""
+    bucket_arn, objects_arn = _writer_resources(bucket)
+    return bucket_arn if action in BUCKET_ACTIONS else objects_arn
+
+
+def actions_check(missing: list[str], bucket: str, how: str) -> Check:
+    """PASS when no writer action is `missing` ("<action> on <resource>"), else FAIL with the statement to attach;
+    `how` says how the policies were evaluated."""
+    bucket_arn, objects_arn = _writer_resources(bucket)
     if not missing:
         return Check(PASS, f"role policies allow the {len(WRITER_ACTIONS)} writer actions on {bucket_arn} "
-                           f"and {objects_arn}")
+                           f"and {objects_arn} ({how})")
     policy = json.dumps({"Effect": "Allow", "Action": list(WRITER_ACTIONS), "Resource": [bucket_arn, objects_arn]})
-    return Check(FAIL, f"role policies do not allow {'; '.join(missing)}",
+    return Check(FAIL, f"role policies do not allow {'; '.join(missing)} ({how})",
                  f"attach a policy with the statement {policy}")
+
+
+def check_actions(documents: list[dict[str, Any]], bucket: str, how: str = "read from the role's policies") -> Check:
+    """The eight writer actions evaluated from the policy documents, each on what it applies to."""
+    missing = [f"{a} on {_resource_of(a, bucket)}" for a in WRITER_ACTIONS
+               if not is_allowed(documents, a, _resource_of(a, bucket))]
+    return actions_check(missing, bucket, how)
+
+
+class SimulatorUnavailable(Exception):
+    """IAM's policy simulator cannot be used here: the credentials may not call it, or the endpoint lacks it."""
+
+
+# Error codes saying the credentials may not call the simulator, or the endpoint does not implement it.
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+UNIMPLEMENTED_CODES = frozenset({"NotImplemented", "InvalidAction", "UnknownOperationException",
+                                 "UnsupportedOperation"})
+
+
+def simulate_actions(iam: Any, role_arn: str, bucket: str) -> Check:
+    """The eight writer actions as IAM's SimulatePrincipalPolicy evaluates the role's policies (conditions,
+    boundaries and explicit denies included); SimulatorUnavailable when it is denied or not implemented."""
+    missing = []
+    for resource in _writer_resources(bucket):
+        actions = [a for a in WRITER_ACTIONS if _resource_of(a, bucket) == resource]
+        decisions = _simulate(iam, role_arn, actions, resource)
+        for action in actions:
+            decision = decisions.get(action, "implicitDeny")
+            if decision != "allowed":
+                missing.append(f"{action} on {resource}"
+                               + (" (explicitly denied)" if decision == "explicitDeny" else ""))
+    missing.sort(key=lambda entry: WRITER_ACTIONS.index(entry.split(" ", 1)[0]))
+    return actions_check(missing, bucket, "evaluated by IAM's policy simulator")
+
+
+def _simulate(iam: Any, role_arn: str, actions: list[str], resource: str) -> dict[str, str]:
+    """Each action's EvalDecision (allowed, explicitDeny, implicitDeny) on the one resource, for the role."""
+    from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError
+
+    try:
+        return {result["EvalActionName"]: result["EvalDecision"]
+                for page in iam.get_paginator("simulate_principal_policy").paginate(
+                    PolicySourceArn=role_arn, ActionNames=actions, ResourceArns=[resource])
+                for result in page["EvaluationResults"]}
+    except ResponseParserError as exc:  # an endpoint without the action (moto) answers what is not IAM's XML
+        raise SimulatorUnavailable("with no IAM response: the endpoint does not implement it") from exc
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code in DENIED_CODES:
+            raise SimulatorUnavailable(f"{code}: these credentials may not call it") from exc
+        if code in UNIMPLEMENTED_CODES or _status_code(exc) in (404, 501):
+            raise SimulatorUnavailable(f"{code}: the endpoint does not implement it") from exc
+        raise
 
 
 def _policy_documents(iam: Any, name: str) -> list[dict[str, Any]]:
@@ -259,8 +328,9 @@ def _policy_documents(iam: Any, name: str) -> list[dict[str, Any]]:
     return documents
 
 
-IAM_READ_FIX = ("run doctor with credentials that may iam:GetRole, iam:ListRolePolicies, iam:GetRolePolicy, "
-                "iam:ListAttachedRolePolicies, iam:GetPolicy and iam:GetPolicyVersion")
+IAM_READ_FIX = ("run doctor with credentials that may iam:GetRole and iam:SimulatePrincipalPolicy (or, instead of the "
+                "latter, iam:ListRolePolicies, iam:GetRolePolicy, iam:ListAttachedRolePolicies, iam:GetPolicy and "
+                "iam:GetPolicyVersion)")
 
 
 def check_writer_role(iam: Any, role_arn: str, bucket: str) -> Iterator[Check]:
@@ -277,12 +347,21 @@ def check_writer_role(iam: Any, role_arn: str, bucket: str) -> Iterator[Check]:
     yield Check(PASS, f"writer role {role_arn} exists")
     yield from check_trust(_document(role.get("AssumeRolePolicyDocument", {})))
     yield check_session_duration(int(role.get("MaxSessionDuration", 3600)), name)
+    yield check_permissions(iam, role_arn, name, bucket)
+
+
+def check_permissions(iam: Any, role_arn: str, name: str, bucket: str) -> Check:
+    """The writer actions by IAM's policy simulator where these credentials may call it; else read from the
+    role's policies and evaluated here (conditions not evaluated)."""
+    try:
+        return simulate_actions(iam, role_arn, bucket)
+    except SimulatorUnavailable as exc:
+        why = f"iam:SimulatePrincipalPolicy answered {exc}"
     try:
         documents = _policy_documents(iam, name)
     except Exception as exc:
-        yield Check(FAIL, f"read the writer role's policies ({_brief(exc)})", IAM_READ_FIX)
-        return
-    yield check_actions(documents, bucket)
+        return Check(FAIL, f"read the writer role's policies ({_brief(exc)})", IAM_READ_FIX)
+    return check_actions(documents, bucket, f"read from the role's policies, conditions not evaluated: {why}")
 
 
 def bucket_region(s3: Any, bucket: str) -> tuple[Check, str | None]:
@@ -331,6 +410,12 @@ FEDERATION = {
 def _error_code(exc: Exception) -> str | None:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code") or "") or None if isinstance(response, dict) else None
+
+
+def _status_code(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+    return int(status) if status is not None else None
 
 
 def _brief(exc: Exception) -> str:

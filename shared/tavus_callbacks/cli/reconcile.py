@@ -11,13 +11,14 @@ import socket
 import sys
 import time
 from dataclasses import replace
+from datetime import datetime
 from typing import IO
 from urllib.parse import urlsplit
 
 from tavus_callbacks.console import SkipCounter
 from tavus_callbacks.errors import ConfigError, Failed
 from tavus_callbacks.pipeline import Pipeline
-from tavus_callbacks.reconcile.client import DEFAULT_API_URL, DEFAULT_MAX_PER_MINUTE
+from tavus_callbacks.reconcile.client import DEFAULT_API_URL, DEFAULT_MAX_PER_MINUTE, TavusClient
 from tavus_callbacks.reconcile.scheduled import (
     API_URL_VAR,
     DEFAULT_SINCE,
@@ -54,6 +55,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_arguments(args)
+    client = client_from_env(max_per_minute=args.max_rpm)
+    since = parse_since(args.since)
+    _check_reachable(os.environ.get(API_URL_VAR, "").strip() or DEFAULT_API_URL)
+    deadline = time.monotonic() + args.budget if args.budget else None
+    summary, skipped = _sweep(args, client, since, deadline)
+    # "stopped at the time budget" only when it is the budget that stopped the run; else the first failure says why
+    budget_spent = deadline is not None and time.monotonic() >= deadline
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "requests": client.requests, "dry_run": args.dry_run,
+                          "stopped": _stopped(summary, budget_spent),
+                          "skipped": [{"key": k, "why": w} for k, w in skipped.items()]}, indent=2))
+    else:
+        for failure in dict.fromkeys(summary.failures):  # the same failure once
+            print(f"failed: {failure}", file=sys.stderr)
+        print(_summary_line(summary, budget_spent, skipped, dry_run=args.dry_run))
+        print(f"reconcile: {client.requests} API requests, {summary.pages} listing pages", file=sys.stderr)
+    return 1 if summary.failures or skipped else 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """A ConfigError naming the flag whose value cannot be used."""
     if not args.store:
         raise ConfigError("no store: pass --store URL or set TAVUS_STORE_URL")
     if args.page_size < 1:
@@ -62,10 +85,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-rpm must be 0 (no cap) or more")
     if args.budget is not None and args.budget <= 0:
         raise ConfigError("--budget must be a number of seconds above 0")
-    client = client_from_env(max_per_minute=args.max_rpm)
-    since = parse_since(args.since)
-    _check_reachable(os.environ.get(API_URL_VAR, "").strip() or DEFAULT_API_URL)
-    deadline = time.monotonic() + args.budget if args.budget else None
+
+
+def _sweep(args: argparse.Namespace, client: TavusClient, since: datetime, deadline: float | None,
+           ) -> tuple[Summary, dict[str, str]]:
+    """Run the sweep over the store, and the objects it skipped (where events belong, not events) by key."""
     pipeline = Pipeline(Settings.from_env(store_url=args.store))
     counter = SkipCounter()  # objects where events belong that are not events: skipped, named, counted
     logging.getLogger("tavus_callbacks").addHandler(counter)
@@ -76,27 +100,33 @@ def run(args: argparse.Namespace) -> int:
     finally:
         logging.getLogger("tavus_callbacks").removeHandler(counter)
         pipeline.close()
-    skipped = counter.skipped
-    # "stopped at the time budget" only when it is the budget that stopped the run; else the first failure says why
-    budget_spent = deadline is not None and time.monotonic() >= deadline
-    said = summary.stopped.removeprefix("stopped: ") if not summary.failures else ""  # a rate limit, the budget
-    stopped = None if summary.finished else (said or "the time budget is spent; the next run resumes") \
-        if budget_spent or not summary.failures else f"{summary.failures[0]}"
-    if args.json:
-        print(json.dumps({**summary.as_dict(), "requests": client.requests, "dry_run": args.dry_run,
-                          "stopped": stopped, "skipped": [{"key": k, "why": w} for k, w in skipped.items()]},
-                         indent=2))
-    else:
-        for failure in dict.fromkeys(summary.failures):  # the same failure once
-            print(f"failed: {failure}", file=sys.stderr)
-        line = (summary if summary.finished or budget_spent or said else replace(summary, finished=True)).line()
-        if not summary.finished and not budget_spent and summary.failures:
-            line += "; stopped early by the failure above"
-        if skipped:
-            line += f"; {len(skipped)} objects skipped (not events this package wrote, each named above)"
-        print(line + (" (dry run: nothing stored)" if args.dry_run else ""))
-        print(f"reconcile: {client.requests} API requests, {summary.pages} listing pages", file=sys.stderr)
-    return 1 if summary.failures or skipped else 0
+    return summary, counter.skipped
+
+
+def _limit_said(summary: Summary) -> str:
+    """What stopped a run without failures (a rate limit, the budget), as the sweep said it."""
+    return summary.stopped.removeprefix("stopped: ") if not summary.failures else ""
+
+
+def _stopped(summary: Summary, budget_spent: bool) -> str | None:
+    """Why the run stopped early, or None when it finished."""
+    if summary.finished:
+        return None
+    if budget_spent or not summary.failures:
+        return _limit_said(summary) or "the time budget is spent; the next run resumes"
+    return f"{summary.failures[0]}"
+
+
+def _summary_line(summary: Summary, budget_spent: bool, skipped: dict[str, str], *, dry_run: bool) -> str:
+    """The one line on stdout: the sweep's counts, why it stopped early and what was skipped."""
+    stopped_by_failure = not summary.finished and not budget_spent and summary.failures
+    shown = summary if summary.finished or budget_spent or _limit_said(summary) else replace(summary, finished=True)
+    line = shown.line()
+    if stopped_by_failure:
+        line += "; stopped early by the failure above"
+    if skipped:
+        line += f"; {len(skipped)} objects skipped (not events this package wrote, each named above)"
+    return line + (" (dry run: nothing stored)" if dry_run else "")
 
 
 def _check_reachable(api_url: str) -> None:

@@ -20,7 +20,7 @@ from tavus_callbacks.cli.post import post
 from tavus_callbacks.errors import ConfigError, Failed
 from tavus_callbacks.forward import is_bus_url, open_forwarder, open_sinks
 from tavus_callbacks.forward.webhook import WebhookForwarder
-from tavus_callbacks.record import canonical_json
+from tavus_callbacks.record import Record, canonical_json
 from tavus_callbacks.settings import parse_tokens
 from tavus_callbacks.state.stored import Skipped, StoredRecord, parse_time
 from tavus_callbacks.stores import open_store
@@ -111,6 +111,28 @@ def _retry_wait(retry_after: str | None, attempt: int) -> float:
     return min(max(wait, 0.1), MAX_RETRY_WAIT_SECONDS)
 
 
+def _count_reach(summary: Summary, reached: bool, problem: str, then: str) -> None:
+    """Count a try that reached nobody; after CONNECTION_FAILURES in a row a ReplayError stops the replay (`then`
+    says what a second replay does with what the first one sent)."""
+    summary.unreachable = 0 if reached else summary.unreachable + 1
+    if summary.unreachable >= CONNECTION_FAILURES:
+        summary.failed += 1
+        raise ReplayError(f"stopped after {summary.unreachable} tries in a row reached nobody ({problem}); "
+                          f"check that the endpoint runs and --to is its URL, then replay again ({then})")
+
+
+def _count_stored(answer_body: bytes, event: StoredRecord, summary: Summary) -> str:
+    """Count a 200 as stored or duplicate; the problem when it names another event ("" when it is this one)."""
+    result = orjson.loads(answer_body) if answer_body else {}
+    if result.get("event_id") != event.id:
+        return f"the endpoint answered event_id {result.get('event_id')!r}, expected {event.id}"
+    if result.get("status") == "duplicate":
+        summary.duplicate += 1
+    else:
+        summary.stored += 1
+    return ""
+
+
 def send_http(event: StoredRecord, url: str, token: str | None, summary: Summary) -> None:
     """Post one payload, retrying 429/5xx and connection errors; count it as stored, duplicate or failed."""
     body = canonical_json(event.payload)
@@ -118,25 +140,15 @@ def send_http(event: StoredRecord, url: str, token: str | None, summary: Summary
     for attempt in range(HTTP_ATTEMPTS):
         answer = post(url, body, bearer=token, timeout=HTTP_TIMEOUT_SECONDS, agent="tavus-callbacks-replay")
         if answer.status == 200:
-            result = orjson.loads(answer.body) if answer.body else {}
-            if result.get("event_id") != event.id:
-                problem = f"the endpoint answered event_id {result.get('event_id')!r}, expected {event.id}"
-                break
-            if result.get("status") == "duplicate":
-                summary.duplicate += 1
-            else:
-                summary.stored += 1
-            return
+            problem = _count_stored(answer.body, event, summary)
+            if not problem:
+                return
+            break
         if answer.status == 401:
             raise ConfigError(f"{url} answered 401: give the endpoint's token with --token (or TAVUS_CALLBACK_TOKENS)")
-        summary.unreachable = summary.unreachable + 1 if answer.status == 0 else 0
         problem = answer.body.decode("utf-8", "replace") if answer.status == 0 else \
             f"HTTP {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}"
-        if summary.unreachable >= CONNECTION_FAILURES:
-            summary.failed += 1
-            raise ReplayError(f"stopped after {summary.unreachable} tries in a row reached nobody ({problem}); "
-                              f"check that the endpoint runs and --to is its URL, then replay again (what was "
-                              "stored already answers duplicate)")
+        _count_reach(summary, answer.status != 0, problem, "what was stored already answers duplicate")
         if 0 < answer.status < 500 and answer.status != 429:
             break
         time.sleep(_retry_wait(answer.header("Retry-After"), attempt))
@@ -144,31 +156,31 @@ def send_http(event: StoredRecord, url: str, token: str | None, summary: Summary
     summary.errors.append(f"{event.key}: {problem}")
 
 
+def _deliver(sink: Sink, record: Record, store_url: str, summary: Summary) -> str | None:
+    """Deliver to one sink, retrying what may succeed later (a new signature each time, the same webhook-id);
+    the problem when it did not take the event, else None."""
+    assert isinstance(sink.forwarder, WebhookForwarder)
+    for attempt in range(HTTP_ATTEMPTS):
+        delivery = sink.forwarder.deliver(record, store_url)
+        _count_reach(summary, delivery.status != 0, delivery.problem,
+                     "the receiver skips the webhook-ids it already has")
+        if delivery.delivered or not delivery.retryable:
+            break
+        if attempt + 1 < HTTP_ATTEMPTS:
+            time.sleep(_retry_wait(delivery.retry_after, attempt))
+    return None if delivery.delivered else delivery.problem
+
+
 def send_webhook(event: StoredRecord, sinks: list[Sink], store_url: str, summary: Summary) -> None:
-    """Deliver one event to each sink whose filter admits it, retrying what may succeed later (a new signature
-    each time, the same webhook-id); the event counts as delivered when every such sink took it."""
+    """Deliver one event to each sink whose filter admits it; the event counts as delivered when every such sink
+    took it."""
     record = event.record()
     admitting = [sink for sink in sinks if sink.admits(record.document["type"])]
     if not admitting:
         summary.filtered += 1
         return
-    problems = []
-    for sink in admitting:
-        assert isinstance(sink.forwarder, WebhookForwarder)
-        for attempt in range(HTTP_ATTEMPTS):
-            delivery = sink.forwarder.deliver(record, store_url)
-            summary.unreachable = summary.unreachable + 1 if delivery.status == 0 else 0
-            if summary.unreachable >= CONNECTION_FAILURES:
-                summary.failed += 1
-                raise ReplayError(f"stopped after {summary.unreachable} tries in a row reached nobody "
-                                  f"({delivery.problem}); check that the endpoint runs and --to is its URL, then "
-                                  "replay again (the receiver skips the webhook-ids it already has)")
-            if delivery.delivered or not delivery.retryable:
-                break
-            if attempt + 1 < HTTP_ATTEMPTS:
-                time.sleep(_retry_wait(delivery.retry_after, attempt))
-        if not delivery.delivered:
-            problems.append(delivery.problem)
+    outcomes = [_deliver(sink, record, store_url, summary) for sink in admitting]
+    problems = [problem for problem in outcomes if problem is not None]
     if problems:
         summary.failed += 1
         summary.errors.append(f"{event.key}: {'; '.join(problems)}")
@@ -224,36 +236,65 @@ def _http_url(text: str) -> bool:
         return False
 
 
+@dataclass
+class Target:
+    """Where `--to` sends: Standard Webhooks sinks, a bus forwarder, or else an endpoint of this bundle."""
+
+    url: str
+    sinks: list[Sink] | None = None
+    forwarder: Forwarder | None = None
+
+    @classmethod
+    def parse(cls, url: str, webhook: bool) -> Target:
+        """The target `--to` names; a ConfigError says what `--to` takes when it names none."""
+        if webhook:
+            sinks = open_sinks(url, source="--to")
+            if not all(isinstance(s.forwarder, WebhookForwarder) for s in sinks):
+                raise ConfigError(f"--to {url.split('?')[0]!r}: --webhook delivers to http(s):// endpoints; replay "
+                                  "to a bus without --webhook")
+            return cls(url, sinks=sinks)
+        if is_bus_url(url):
+            return cls(url, forwarder=open_forwarder(url))
+        if not _http_url(url):
+            raise ConfigError(f"--to {url!r}: give an http(s):// endpoint or an eventbridge://, pubsub:// or "
+                              "eventgrid:// bus")
+        return cls(url)
+
+    @property
+    def endpoint(self) -> bool:
+        return self.sinks is None and self.forwarder is None
+
+    @property
+    def where(self) -> str:
+        """The target as the summary names it (a query may hold a key: left out)."""
+        return ", ".join(s.name for s in self.sinks) if self.sinks else self.url.split("?")[0]
+
+    def token(self, given: str | None) -> str | None:
+        """The endpoint's token: `given`, else the first of TAVUS_CALLBACK_TOKENS (none for a bus or webhook)."""
+        if given is not None or not self.endpoint:
+            return given
+        configured = parse_tokens(os.environ.get("TAVUS_CALLBACK_TOKENS", ""), required=False)
+        return configured[0] if configured else None
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay, print the summary and each failure; exit 0 when nothing failed."""
-    target: str = args.to
-    sinks = open_sinks(target, source="--to") if args.webhook else None
-    if sinks is not None and not all(isinstance(s.forwarder, WebhookForwarder) for s in sinks):
-        raise ConfigError(f"--to {target.split('?')[0]!r}: --webhook delivers to http(s):// endpoints; replay to a "
-                          "bus without --webhook")
-    forwarder = open_forwarder(target) if sinks is None and is_bus_url(target) else None
-    if sinks is None and forwarder is None and not _http_url(target):
-        raise ConfigError(f"--to {target!r}: give an http(s):// endpoint or an eventbridge://, pubsub:// or "
-                          "eventgrid:// bus")
-    token = args.token
-    if token is None and forwarder is None and sinks is None:
-        configured = parse_tokens(os.environ.get("TAVUS_CALLBACK_TOKENS", ""), required=False)
-        token = configured[0] if configured else None
+    target = Target.parse(args.to, args.webhook)
+    token = target.token(args.token)
     store, prefix = open_store(args.store, read_only=True)
     since = parse_time(args.since) if args.since else None
     skipped: list[Skipped] = []
     events, left_out = load_events(store, prefix, args.conversation, since, skipped)
-    where = ", ".join(s.name for s in sinks) if sinks else target.split("?")[0]  # a query may hold a key
-    summary = Summary(total=len(events), left_out=left_out, skipped=skipped, webhook=sinks is not None)
+    summary = Summary(total=len(events), left_out=left_out, skipped=skipped, webhook=target.sinks is not None)
     stopped: ReplayError | None = None
     try:
-        replay(events, where if forwarder or sinks else target, store_url=store.url, token=token,
-               forwarder=forwarder, sinks=sinks, progress=Progress(len(events)), summary=summary)
+        replay(events, target.url if target.endpoint else target.where, store_url=store.url, token=token,
+               forwarder=target.forwarder, sinks=target.sinks, progress=Progress(len(events)), summary=summary)
     except ReplayError as exc:
         stopped = exc
     for error in summary.errors:
         print(f"failed: {error}", file=sys.stderr)
     if stopped is not None:
         print(f"error: {stopped}", file=sys.stderr)
-    print(json.dumps(summary.as_dict(where), indent=2) if args.json else summary.line(where))
+    print(json.dumps(summary.as_dict(target.where), indent=2) if args.json else summary.line(target.where))
     return 1 if summary.failed or summary.skipped or stopped else 0

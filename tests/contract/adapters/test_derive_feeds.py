@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -88,6 +89,50 @@ def bucket_store(cloud_bucket: Callable[..., str], adapter_env: Path,
         monkeypatch.setenv("TAVUS_STORE_URL", url)
         reset_default_pipeline()
         return url.split("://", 1)[1].split("/", 1)[0], open_store(url)[0]
+
+    return make
+
+
+@dataclass
+class StoppableStore:
+    """A bucket in an emulator of this test alone (the adapters' store), which the test stops and starts again."""
+
+    emulator: Emulator
+    bucket: str
+    store: Store
+
+    def post(self, driver: Driver, name: str) -> tuple[dict[str, Any], str]:
+        """POST the recorded payload `name` as a new conversation's; (the payload, the key of its event object)."""
+        payload = load_event(name)
+        payload["conversation_id"] = f"c{uuid.uuid4().hex[:12]}"
+        assert driver.post(payload).status == 200
+        (key,) = [k for k in self.store.iter_keys(PREFIX) if is_event_object(k)]
+        return payload, key
+
+    def finished_by_the_next_delivery(self, deliver: Callable[[], object], payload: dict[str, Any]) -> None:
+        """With the emulator back, one delivery derives the event and the one after changes nothing."""
+        self.emulator.start()
+        deliver()
+        before = snapshot(self.store)
+        deliver()
+        assert snapshot(self.store) == before
+        state = state_of(self.store, payload["conversation_id"])
+        assert state is not None and [e["id"] for e in state["events"]] == [event_id(payload)]
+
+
+@pytest.fixture
+def stoppable_store(start_emulator: Callable[[str], Emulator], adapter_env: Path,
+                    monkeypatch: pytest.MonkeyPatch) -> Callable[[str], StoppableStore]:
+    """`stoppable_store(kind)`: a fresh bucket in a new emulator of that kind, the adapters' store."""
+
+    def make(kind: str) -> StoppableStore:
+        emulator = start_emulator(kind)
+        bucket = new_bucket_name()
+        create_bucket(emulator, bucket)
+        url = store_url_for(kind, bucket, PREFIX)
+        monkeypatch.setenv("TAVUS_STORE_URL", url)
+        reset_default_pipeline()
+        return StoppableStore(emulator, bucket, open_store(url)[0])
 
     return make
 
@@ -213,34 +258,24 @@ def test_aws_copy_failures_are_counted_by_derive_with_the_alarms_dimensions(
 
 
 def test_aws_a_derive_that_fails_raises_names_its_key_and_the_next_delivery_finishes_it(
-        aws_app: ModuleType, adapter_env: Path, start_emulator: Callable[[str], Emulator],
-        monkeypatch: pytest.MonkeyPatch, captured_logs: Callable[[], str]) -> None:
-    emulator = start_emulator("s3")
-    bucket = new_bucket_name()
-    create_bucket(emulator, bucket)
-    url = store_url_for("s3", bucket, PREFIX)
-    monkeypatch.setenv("TAVUS_STORE_URL", url)
-    reset_default_pipeline()
-    store = open_store(url)[0]
-    payload = load_event("conversation.system.shutdown.max_call_duration")
-    payload["conversation_id"] = conversation = f"c{uuid.uuid4().hex[:12]}"
-    assert AwsDriver("aws-url", adapter_env, module=aws_app).post(payload).status == 200
-    (key,) = [k for k in store.iter_keys(PREFIX) if is_event_object(k)]
-    emulator.kill()
+        aws_app: ModuleType, adapter_env: Path, stoppable_store: Callable[[str], StoppableStore],
+        captured_logs: Callable[[], str]) -> None:
+    stoppable = stoppable_store("s3")
+    payload, key = stoppable.post(AwsDriver("aws-url", adapter_env, module=aws_app),
+                                  "conversation.system.shutdown.max_call_duration")
+    stoppable.emulator.kill()
     with core_logger_kept(), pytest.raises(Exception) as raised:
         copy_config_to_registered_loggers(source_logger=aws_app.logger, include={"tavus_callbacks"})  # as at import
-        deliver_s3(aws_app, s3_notification(bucket, key))
+        deliver_s3(aws_app, s3_notification(stoppable.bucket, key))
     assert "StoreUnavailable" in type(raised.value).__name__
     lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]
     (failure,) = [line for line in lines if line.get("level") == "ERROR" and line.get("key") == key]
     assert type(raised.value).__name__ in failure["error"] and key in failure["message"]
-    emulator.start()
-    assert deliver_s3(aws_app, s3_notification(bucket, key))["status"] == "derived"
-    before = snapshot(store)
-    assert deliver_s3(aws_app, s3_notification(bucket, key))["status"] == "derived"
-    assert snapshot(store) == before
-    state = state_of(store, conversation)
-    assert state is not None and [e["id"] for e in state["events"]] == [event_id(payload)]
+
+    def deliver() -> None:
+        assert deliver_s3(aws_app, s3_notification(stoppable.bucket, key))["status"] == "derived"
+
+    stoppable.finished_by_the_next_delivery(deliver, payload)
 
 
 # -- Google Cloud ------------------------------------------------------------------------------------------------
@@ -287,42 +322,33 @@ def test_gcp_an_event_of_another_type_is_acknowledged(gcp_derive_app: Any, adapt
 
 
 def test_gcp_a_derive_that_fails_answers_500_logs_its_key_and_the_next_delivery_finishes_it(
-        gcp_app: Any, gcp_derive_app: Any, adapter_env: Path, start_emulator: Callable[[str], Emulator],
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        gcp_app: Any, gcp_derive_app: Any, adapter_env: Path, stoppable_store: Callable[[str], StoppableStore],
+        capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
     from tavus_callbacks.platforms.gcp import send_core_logs_to_cloud_logging
 
-    emulator = start_emulator("gcs")
-    bucket = new_bucket_name()
-    create_bucket(emulator, bucket)
-    url = store_url_for("gcs", bucket, PREFIX)
-    monkeypatch.setenv("TAVUS_STORE_URL", url)
-    reset_default_pipeline()
-    store = open_store(url)[0]
-    payload = load_event("conversation.application.perception_analysis")
-    payload["conversation_id"] = conversation = f"c{uuid.uuid4().hex[:12]}"
-    assert GcpDriver("gcp", adapter_env, client=gcp_app.test_client()).post(payload).status == 200
-    (key,) = [k for k in store.iter_keys(PREFIX) if is_event_object(k)]
+    stoppable = stoppable_store("gcs")
+    payload, key = stoppable.post(GcpDriver("gcp", adapter_env, client=gcp_app.test_client()),
+                                  "conversation.application.perception_analysis")
     client = gcp_derive_app.test_client()
     handler = send_core_logs_to_cloud_logging()  # as importing main.py does on the platform
     try:
-        emulator.kill()
+        stoppable.emulator.kill()
         capsys.readouterr()
-        assert deliver_gcs(client, gcs_event(bucket, key), "binary") == 500, "Eventarc delivers it again"
+        assert deliver_gcs(client, gcs_event(stoppable.bucket, key), "binary") == 500, "Eventarc delivers it again"
         lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     finally:
         logging.getLogger("tavus_callbacks").removeHandler(handler)
     (failure,) = [line for line in lines if line.get("severity") == "ERROR" and line.get("key") == key]
     assert "StoreUnavailable" in failure["error"] and key in failure["message"]
-    emulator.start()
-    assert deliver_gcs(client, gcs_event(bucket, key), "structured") == 200
-    before = snapshot(store)
-    assert deliver_gcs(client, gcs_event(bucket, key), "binary") == 200
-    assert snapshot(store) == before
-    state = state_of(store, conversation)
-    assert state is not None and [e["id"] for e in state["events"]] == [event_id(payload)]
-    assert store.read(f"{PREFIX}{conversation}/perception.json") is not None
+    modes = iter(["structured", "binary"])
+
+    def deliver() -> None:
+        assert deliver_gcs(client, gcs_event(stoppable.bucket, key), next(modes)) == 200
+
+    stoppable.finished_by_the_next_delivery(deliver, payload)
+    assert stoppable.store.read(f"{PREFIX}{payload['conversation_id']}/perception.json") is not None
 
 
 # -- Azure -------------------------------------------------------------------------------------------------------
@@ -361,31 +387,16 @@ def test_azure_blob_created_events_derive_each_new_event_once(
 
 def test_azure_a_derive_that_fails_raises_logs_its_key_and_the_next_delivery_finishes_it(
         azure_function: Callable[..., Any], azure_derive: Callable[..., Any], adapter_env: Path,
-        start_emulator: Callable[[str], Emulator], monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        stoppable_store: Callable[[str], StoppableStore], caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    emulator = start_emulator("azure")
-    container = new_bucket_name()
-    create_bucket(emulator, container)
-    url = store_url_for("azure", container, PREFIX)
-    monkeypatch.setenv("TAVUS_STORE_URL", url)
-    reset_default_pipeline()
-    store = open_store(url)[0]
-    payload = load_event("conversation.application.transcription_ready")
-    payload["conversation_id"] = conversation = f"c{uuid.uuid4().hex[:12]}"
-    assert AzureDriver("azure", adapter_env, function=azure_function).post(payload).status == 200
-    (key,) = [k for k in store.iter_keys(PREFIX) if is_event_object(k)]
-    emulator.kill()
+    stoppable = stoppable_store("azure")
+    payload, key = stoppable.post(AzureDriver("azure", adapter_env, function=azure_function),
+                                  "conversation.application.transcription_ready")
+    stoppable.emulator.kill()
     with caplog.at_level(logging.ERROR, logger="tavus_callbacks"), pytest.raises(Exception) as raised:
-        azure_derive(grid_event(container, key))  # raised: Event Grid retries the delivery
+        azure_derive(grid_event(stoppable.bucket, key))  # raised: Event Grid retries the delivery
     (failure,) = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "key", None) == key]
     assert type(raised.value).__name__ in failure.error and key in failure.getMessage()  # type: ignore[attr-defined]
-    emulator.start()
-    azure_derive(grid_event(container, key))
-    before = snapshot(store)
-    azure_derive(grid_event(container, key))
-    assert snapshot(store) == before
-    state = state_of(store, conversation)
-    assert state is not None and [e["id"] for e in state["events"]] == [event_id(payload)]
-    assert store.read(f"{PREFIX}{conversation}/transcript.json") is not None
+    stoppable.finished_by_the_next_delivery(lambda: azure_derive(grid_event(stoppable.bucket, key)), payload)
+    assert stoppable.store.read(f"{PREFIX}{payload['conversation_id']}/transcript.json") is not None

@@ -10,7 +10,6 @@ import argparse
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,11 @@ from tavus_callbacks.cli.deploy.base import (
     Cli,
     DeployError,
     SettingsFile,
+    add_names,
     check_endpoint,
-    log,
+    print_urls,
     private_file,
-    wait_interval,
+    retrying,
 )
 
 BLOB_ROLE = "Storage Blob Data Contributor"
@@ -42,115 +42,187 @@ EVENT_TTL_MINUTES = 1440  # Event Grid's most (one day); then the event goes to 
 ALERT = "tavus-derive-dead-lettered"
 
 
+# The flags naming what is created or reused (kept in the settings file), as --help lists them.
+NAMES = {
+    "--resource-group": "resource group, created if missing (default: saved)",
+    "--location": "Azure region, e.g. eastus (needed on the first run)",
+    "--storage-account": "storage account (default: tavus + a hash of subscription and group)",
+    "--container": "blob container of the recordings (default: recordings)",
+    "--prefix": "key prefix of the callback folders inside the container (default: none)",
+    "--app": "function app name (default: tavus-callbacks- + the same hash)",
+    "--key-vault": "Key Vault holding the token (default: tavus-kv- + the same hash)",
+}
+FEED_NAMES = {
+    "--dead-letter-container": "container of the events whose derive kept failing (default: tavus-dead-letter)",
+    "--alert-email": "an address the dead-letter alert notifies (an action group)",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resource-group", help="resource group, created if missing (default: saved)")
-    parser.add_argument("--location", help="Azure region, e.g. eastus (needed on the first run)")
-    parser.add_argument("--storage-account", help="storage account (default: tavus + a hash of subscription and group)")
-    parser.add_argument("--container", help="blob container of the recordings (default: recordings)")
-    parser.add_argument("--prefix", help="key prefix of the callback folders inside the container (default: none)")
-    parser.add_argument("--app", help="function app name (default: tavus-callbacks- + the same hash)")
-    parser.add_argument("--key-vault", help="Key Vault holding the token (default: tavus-kv- + the same hash)")
+    add_names(parser, NAMES)
     parser.add_argument("--no-key-vault", action="store_true",
                         help="keep the token (and a webhook signing secret) in an app setting instead of Key Vault")
     parser.add_argument("--forward", metavar="URL", help=webhooks.FORWARD_HELP)
-    parser.add_argument("--dead-letter-container",
-                        help="container of the events whose derive kept failing (default: tavus-dead-letter)")
-    parser.add_argument("--alert-email", help="an address the dead-letter alert notifies (an action group)")
+    add_names(parser, FEED_NAMES)
+
+
+@dataclass
+class Names:
+    """What `deploy azure` creates or reuses, from the flags, else the settings file, else derived defaults."""
+
+    account: dict[str, Any]  # the logged-in subscription, as `az account show` prints it
+    group: str
+    group_exists: bool
+    location: str
+    storage: str
+    container: str
+    prefix: str
+    app: str
+    vault: str  # "none": the secrets are app settings
+    forward: str
+    has_webhook: bool
+    dead_letter: str
+    alert_email: str
+
+    @property
+    def g(self) -> tuple[str, str]:
+        return ("--resource-group", self.group)
+
+    @classmethod
+    def pick(cls, args: argparse.Namespace, az: Cli) -> Names:
+        """The names of this run, saved for the next one; a DeployError when there is no login, group or region."""
+        settings = SettingsFile(Path(args.settings))
+        account = az.maybe_json("account", "show", "-o", "json", missing=("az login",))
+        if not account:
+            raise DeployError("the Azure CLI is not logged in: run `az login`")
+        group = settings.pick("RESOURCE_GROUP", args.resource_group)
+        if not group:
+            raise DeployError("give --resource-group NAME (it is created when missing)")
+        suffix = hashlib.sha256(f"{account['id']}/{group}".encode()).hexdigest()[:10]
+        storage = settings.pick("STORAGE_ACCOUNT", args.storage_account, lambda: f"tavus{suffix}")
+        container = settings.pick("CONTAINER", args.container, lambda: "recordings")
+        prefix = settings.pick("PREFIX", args.prefix)
+        app = settings.pick("APP", args.app, lambda: f"tavus-callbacks-{suffix}")
+        vault = settings.pick("KEY_VAULT", "none" if args.no_key_vault else args.key_vault,
+                              lambda: f"tavus-kv-{suffix}")
+        forward = settings.pick("FORWARD_URL", args.forward)
+        has_webhook = webhooks.check_forward(forward)
+        dead_letter = settings.pick("DEAD_LETTER_CONTAINER", args.dead_letter_container, lambda: "tavus-dead-letter")
+        alert_email = settings.pick("ALERT_EMAIL", args.alert_email)
+        existing = az.maybe_json("group", "show", "--name", group, "-o", "json")
+        location = settings.pick("LOCATION", args.location, lambda: existing["location"] if existing else None)
+        if not location:
+            raise DeployError(f"the resource group {group} does not exist yet: give --location (e.g. eastus)")
+        settings.save("names used by `tavus-callbacks deploy azure`; the next run reuses them")
+        return cls(account, group, existing is not None, location, storage, container, prefix, app, vault, forward,
+                   has_webhook, dead_letter, alert_email)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = SettingsFile(Path(args.settings))
     az = Cli("az", "install the Azure CLI (learn.microsoft.com/cli/azure) and run `az login`")
     func = Cli("func", "install Azure Functions Core Tools v4 (npm i -g azure-functions-core-tools@4)")
-    account = az.maybe_json("account", "show", "-o", "json", missing=("az login",))
-    if not account:
-        raise DeployError("the Azure CLI is not logged in: run `az login`")
-    group = settings.pick("RESOURCE_GROUP", args.resource_group)
-    if not group:
-        raise DeployError("give --resource-group NAME (it is created when missing)")
-    suffix = hashlib.sha256(f"{account['id']}/{group}".encode()).hexdigest()[:10]
-    storage = settings.pick("STORAGE_ACCOUNT", args.storage_account, lambda: f"tavus{suffix}")
-    container = settings.pick("CONTAINER", args.container, lambda: "recordings")
-    prefix = settings.pick("PREFIX", args.prefix)
-    app = settings.pick("APP", args.app, lambda: f"tavus-callbacks-{suffix}")
-    vault = settings.pick("KEY_VAULT", "none" if args.no_key_vault else args.key_vault, lambda: f"tavus-kv-{suffix}")
-    forward = settings.pick("FORWARD_URL", args.forward)
-    has_webhook = webhooks.check_forward(forward)
-    dead_letter = settings.pick("DEAD_LETTER_CONTAINER", args.dead_letter_container, lambda: "tavus-dead-letter")
-    alert_email = settings.pick("ALERT_EMAIL", args.alert_email)
-    g = ("--resource-group", group)
-
-    existing = az.maybe_json("group", "show", "--name", group, "-o", "json")
-    location = settings.pick("LOCATION", args.location, lambda: existing["location"] if existing else None)
-    if not location:
-        raise DeployError(f"the resource group {group} does not exist yet: give --location (e.g. eastus)")
-    settings.save("names used by `tavus-callbacks deploy azure`; the next run reuses them")
-    if existing is None:
-        az.run("group", "create", "--name", group, "--location", location, "-o", "none")
-
-    account_json = az.maybe_json("storage", "account", "show", "--name", storage, *g, "-o", "json")
-    if account_json is None:
-        account_json = az.json("storage", "account", "create", "--name", storage, *g, "--location", location,
-                               "--sku", "Standard_LRS", "--kind", "StorageV2", "--allow-blob-public-access", "false",
-                               "--min-tls-version", "TLS1_2", "-o", "json")
-    if az.maybe_json("storage", "container-rm", "show", "--storage-account", storage, *g, "--name", container,
-                     "-o", "json") is None:
-        az.run("storage", "container-rm", "create", "--storage-account", storage, *g, "--name", container,
-               "-o", "none")
-    if az.maybe_json("functionapp", "show", "--name", app, *g, "-o", "json") is None:
-        az.run("functionapp", "create", "--name", app, *g, "--storage-account", storage,
-               "--flexconsumption-location", location, "--runtime", "python", "--runtime-version", "3.13",
-               "-o", "none")
-    identity = az.maybe_json("functionapp", "identity", "show", "--name", app, *g, "-o", "json")
-    if not identity or not identity.get("principalId"):
-        identity = az.json("functionapp", "identity", "assign", "--name", app, *g, "-o", "json")
-    principal = str(identity["principalId"])
-    grant(az, principal, "ServicePrincipal", BLOB_ROLE,
-          f"{account_json['id']}/blobServices/default/containers/{container}")
-
-    current = {s["name"]: s.get("value") for s in
-               az.json("functionapp", "config", "appsettings", "list", "--name", app, *g, "-o", "json") or []}
-    signing, signing_reference = "", ""
-    if vault != "none":
-        token, reference = vault_secret(az, account, vault, group, location, principal, wait=args.wait)
-        if has_webhook:
-            signing, signing_reference = vault_secret(az, account, vault, group, location, principal,
-                                                      wait=args.wait, name=webhooks.SECRET_NAME,
-                                                      make=webhooks.new_secret)
-    else:
-        kept = current.get(TOKENS_SETTING) or ""
-        reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else secrets.token_urlsafe(32)
-        token = reference.split(",")[0].strip()
-        if has_webhook:
-            kept = current.get(WEBHOOK_SETTING) or ""
-            signing_reference = kept if kept and not kept.startswith("@Microsoft.KeyVault(") else webhooks.new_secret()
-    if has_webhook:
-        signing = webhooks.newest(signing or signing_reference, f"the webhook secret {webhooks.SECRET_NAME}")
-    wanted = {TOKENS_SETTING: reference, "AzureWebJobsDisableHomepage": "true",
-              "TAVUS_STORE_URL": f"https://{storage}.blob.core.windows.net/{container}/{prefix}"}
-    if forward:
-        wanted["TAVUS_FORWARD_URL"] = forward
-    if has_webhook:
-        wanted[WEBHOOK_SETTING] = signing_reference
-    if any(current.get(k) != v for k, v in wanted.items()):
-        listed = [{"name": k, "value": v, "slotSetting": False} for k, v in wanted.items()]
-        with private_file(json.dumps(listed), ".json") as path:  # a token may be in it: never on the command line
-            az.run("functionapp", "config", "appsettings", "set", "--name", app, *g, "--settings", f"@{path}",
-                   "-o", "none")
-
+    names = Names.pick(args, az)
+    storage_account = storage_and_app(az, names)
+    principal = app_identity(az, names, storage_account)
+    token, signing = app_settings(az, names, principal, wait=args.wait)
     bundle = build_bundle("azure", Path(args.out) / "azure")
-    func.run("azure", "functionapp", "publish", app, "--build", "remote", cwd=bundle.path)
-    shown = az.json("functionapp", "show", "--name", app, *g, "-o", "json")
-    feed = Feed(az, group, str(account_json.get("location") or location), account_json, container, prefix)
-    feed.deploy(f"{shown['id']}/functions/{DERIVE_FUNCTION}", dead_letter, alert_email, wait=args.wait)
+    func.run("azure", "functionapp", "publish", names.app, "--build", "remote", cwd=bundle.path)
+    shown = az.json("functionapp", "show", "--name", names.app, *names.g, "-o", "json")
+    feed = Feed(az, names.group, str(storage_account.get("location") or names.location), storage_account,
+                names.container, names.prefix)
+    feed.deploy(f"{shown['id']}/functions/{DERIVE_FUNCTION}", names.dead_letter, names.alert_email, wait=args.wait)
     url = f"https://{shown['defaultHostName']}/"
     check_endpoint(url, token, wait=args.wait)
-    print(f"callback_url: {url}?token={token}")
-    print(f"store_url:    azure://{container}/{prefix}  (account {storage})")
-    if signing:
-        print(f"webhook_url:    {forward}")
-        print(f"webhook_secret: {signing}  (give it to the receiver; it signs every delivery)")
+    print_urls(url, token, f"azure://{names.container}/{names.prefix}  (account {names.storage})",
+               names.forward, signing)
     return 0
+
+
+def storage_and_app(az: Cli, names: Names) -> dict[str, Any]:
+    """The resource group, storage account, recording container and function app, made when missing; the
+    storage account as `az storage account show` prints it."""
+    g = names.g
+    if not names.group_exists:
+        az.run("group", "create", "--name", names.group, "--location", names.location, "-o", "none")
+    account = az.maybe_json("storage", "account", "show", "--name", names.storage, *g, "-o", "json")
+    if account is None:
+        account = az.json("storage", "account", "create", "--name", names.storage, *g, "--location", names.location,
+                          "--sku", "Standard_LRS", "--kind", "StorageV2", "--allow-blob-public-access", "false",
+                          "--min-tls-version", "TLS1_2", "-o", "json")
+    if az.maybe_json("storage", "container-rm", "show", "--storage-account", names.storage, *g, "--name",
+                     names.container, "-o", "json") is None:
+        az.run("storage", "container-rm", "create", "--storage-account", names.storage, *g, "--name",
+               names.container, "-o", "none")
+    if az.maybe_json("functionapp", "show", "--name", names.app, *g, "-o", "json") is None:
+        az.run("functionapp", "create", "--name", names.app, *g, "--storage-account", names.storage,
+               "--flexconsumption-location", names.location, "--runtime", "python", "--runtime-version", "3.13",
+               "-o", "none")
+    return dict(account)
+
+
+def app_identity(az: Cli, names: Names, storage_account: dict[str, Any]) -> str:
+    """The principal id of the app's managed identity (assigned when missing), granted the recording container."""
+    identity = az.maybe_json("functionapp", "identity", "show", "--name", names.app, *names.g, "-o", "json")
+    if not identity or not identity.get("principalId"):
+        identity = az.json("functionapp", "identity", "assign", "--name", names.app, *names.g, "-o", "json")
+    principal = str(identity["principalId"])
+    grant(az, principal, "ServicePrincipal", BLOB_ROLE,
+          f"{storage_account['id']}/blobServices/default/containers/{names.container}")
+    return principal
+
+
+def app_settings(az: Cli, names: Names, principal: str, *, wait: float) -> tuple[str, str]:
+    """Set the app settings the function reads (the secrets as Key Vault references, or as values with
+    --no-key-vault) when they differ; the callback token and the webhook signing secret ("" without one)."""
+    current = {s["name"]: s.get("value") for s in
+               az.json("functionapp", "config", "appsettings", "list", "--name", names.app, *names.g,
+                       "-o", "json") or []}
+    if names.vault != "none":
+        token, reference, signing, signing_reference = vault_secrets(az, names, principal, wait=wait)
+    else:
+        reference = _kept(current, TOKENS_SETTING) or secrets.token_urlsafe(32)
+        token = reference.split(",")[0].strip()
+        signing = ""
+        signing_reference = (_kept(current, WEBHOOK_SETTING) or webhooks.new_secret()) if names.has_webhook else ""
+    if names.has_webhook:
+        signing = webhooks.newest(signing or signing_reference, f"the webhook secret {webhooks.SECRET_NAME}")
+    wanted = {TOKENS_SETTING: reference, "AzureWebJobsDisableHomepage": "true",
+              "TAVUS_STORE_URL": f"https://{names.storage}.blob.core.windows.net/{names.container}/{names.prefix}"}
+    if names.forward:
+        wanted["TAVUS_FORWARD_URL"] = names.forward
+    if names.has_webhook:
+        wanted[WEBHOOK_SETTING] = signing_reference
+    update_settings(az, names, current, wanted)
+    return token, signing
+
+
+def update_settings(az: Cli, names: Names, current: dict[str, str | None], wanted: dict[str, str]) -> None:
+    """Set the app settings when one of `wanted` differs from `current`, through a private file (a token may be
+    in it: never on the command line)."""
+    if all(current.get(k) == v for k, v in wanted.items()):
+        return
+    listed = [{"name": k, "value": v, "slotSetting": False} for k, v in wanted.items()]
+    with private_file(json.dumps(listed), ".json") as path:
+        az.run("functionapp", "config", "appsettings", "set", "--name", names.app, *names.g, "--settings",
+               f"@{path}", "-o", "none")
+
+
+def _kept(current: dict[str, str | None], setting: str) -> str:
+    """The app setting's value when it holds the secret itself (not a Key Vault reference), else ""."""
+    kept = current.get(setting) or ""
+    return "" if kept.startswith("@Microsoft.KeyVault(") else kept
+
+
+def vault_secrets(az: Cli, names: Names, principal: str, *, wait: float) -> tuple[str, str, str, str]:
+    """The token and its Key Vault reference; the signing secret and its reference ("" without a webhook)."""
+    token, reference = vault_secret(az, names.account, names.vault, names.group, names.location, principal,
+                                    wait=wait)
+    signing, signing_reference = "", ""
+    if names.has_webhook:
+        signing, signing_reference = vault_secret(az, names.account, names.vault, names.group, names.location,
+                                                  principal, wait=wait, name=webhooks.SECRET_NAME,
+                                                  make=webhooks.new_secret)
+    return token, reference, signing, signing_reference
 
 
 def grant(az: Cli, principal: str, kind: str, role: str, scope: str) -> None:
@@ -182,21 +254,18 @@ def vault_secret(az: Cli, account: dict[str, Any], vault: str, group: str, locat
     me, kind = signed_in_object(az, account)
     grant(az, me, kind, SECRET_WRITER, str(shown["id"]))
     grant(az, principal, "ServicePrincipal", SECRET_READER, f"{shown['id']}/secrets/{name}")
-    deadline = time.monotonic() + wait
-    while True:  # a role just granted to the deployer takes a while to apply to the vault's data plane
-        try:
-            secret = az.maybe_json("keyvault", "secret", "show", "--vault-name", vault, "--name", name, "-o", "json",
-                                   missing=("SecretNotFound",))
-            if secret is None:
-                with private_file(make()) as path:
-                    secret = az.json("keyvault", "secret", "set", "--vault-name", vault, "--name", name,
-                                     "--file", str(path), "--encoding", "utf-8", "-o", "json")
-            break
-        except DeployError as exc:
-            if "Forbidden" not in str(exc) or time.monotonic() > deadline:
-                raise
-            log("  the vault does not accept this login's new role yet; waiting")
-            time.sleep(wait_interval(wait))
+    def read_or_make() -> Any:
+        secret = az.maybe_json("keyvault", "secret", "show", "--vault-name", vault, "--name", name, "-o", "json",
+                               missing=("SecretNotFound",))
+        if secret is not None:
+            return secret
+        with private_file(make()) as path:
+            return az.json("keyvault", "secret", "set", "--vault-name", vault, "--name", name, "--file", str(path),
+                           "--encoding", "utf-8", "-o", "json")
+
+    # a role just granted to the deployer takes a while to apply to the vault's data plane
+    secret = retrying(read_or_make, ("Forbidden",), "the vault does not accept this login's new role yet",
+                      wait=wait)
     token = str(secret["value"]).split(",")[0].strip()
     return token, f"@Microsoft.KeyVault(VaultName={vault};SecretName={name})"
 
@@ -241,16 +310,9 @@ class Feed:
                       "--max-delivery-attempts", str(MAX_DELIVERY_ATTEMPTS), "--event-ttl", str(EVENT_TTL_MINUTES),
                       "--deadletter-endpoint", f"{self.account['id']}/blobServices/default/containers/{dead_letter}",
                       "-o", "none")
-            deadline = time.monotonic() + wait
-            while True:  # the function is listed a while after the publish (the host indexes it)
-                try:
-                    az.run(*create)
-                    break
-                except DeployError as exc:
-                    if DERIVE_FUNCTION not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    log(f"  the app does not list {DERIVE_FUNCTION} yet; waiting")
-                    time.sleep(wait_interval(wait))
+            # the function is listed a while after the publish (the host indexes it)
+            retrying(lambda: az.run(*create), (DERIVE_FUNCTION,), f"the app does not list {DERIVE_FUNCTION} yet",
+                     wait=wait)
         self.alert(str(topic["id"]), alert_email)
 
     def system_topic(self) -> dict[str, Any]:

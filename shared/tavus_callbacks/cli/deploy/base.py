@@ -3,6 +3,7 @@ A secret never goes on a command line (the process list shows it): it goes on st
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -13,22 +14,29 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from tavus_callbacks.errors import TavusCallbacksError
 
 # The one callback a deploy sends: of no known family, kept under unrecognized/undated/ (a second deploy: duplicate)
 DEPLOY_CHECK = b'{"tavus_callbacks_deploy_check": 1}'
+T = TypeVar("T")
 NOT_FOUND = ("NOT_FOUND", "NotFound", "not found", "ResourceNotFound", "could not be found")
 
 
 class DeployError(TavusCallbacksError):
     """A deploy step failed; the message says which command and what to do."""
+
+
+def add_names(parser: argparse.ArgumentParser, helps: Mapping[str, str]) -> None:
+    """A flag per entry, with its help: the flags naming a resource, which the settings file keeps when not given."""
+    for flag, text in helps.items():
+        parser.add_argument(flag, help=text)
 
 
 @dataclass
@@ -149,3 +157,26 @@ def check_endpoint(url: str, token: str, *, wait: float) -> None:
                           "function's logs say why (a role not yet granted, or a secret it cannot read); run the "
                           "same deploy command again, it only redoes what is missing")
     log("test callback stored (under unrecognized/undated/ in the bucket)")
+
+
+def retrying(step: Callable[[], T], words: tuple[str, ...], waiting: str, *, wait: float) -> T:
+    """What `step` returns, run again while it fails saying one of `words` (a role or a resource that takes a
+    while to propagate), saying `waiting` each time, for up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return step()
+        except DeployError as exc:
+            if not any(w.lower() in str(exc).lower() for w in words) or time.monotonic() > deadline:
+                raise
+            log(f"  {waiting}; waiting")
+            time.sleep(wait_interval(wait))
+
+
+def print_urls(url: str, token: str, store: str, forward: str, signing: str) -> None:
+    """What a deploy prints on stdout: the callback URL, the store and, with a webhook, its URL and secret."""
+    print(f"callback_url: {url}?token={token}")
+    print(f"store_url:    {store}")
+    if signing:
+        print(f"webhook_url:    {forward}")
+        print(f"webhook_secret: {signing}  (give it to the receiver; it signs every delivery)")

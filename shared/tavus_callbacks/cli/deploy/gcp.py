@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,11 @@ from tavus_callbacks.cli.deploy.base import (
     Cli,
     DeployError,
     SettingsFile,
+    add_names,
     check_endpoint,
-    log,
+    print_urls,
     private_file,
-    wait_interval,
+    retrying,
 )
 
 APIS = ("cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com",
@@ -46,117 +46,171 @@ FAILURES_METRIC = "tavus-derive-failures"
 ALERT_NAME = "tavus-callbacks: derived work is failing"
 
 
+# The flags naming what is created or reused (kept in the settings file), as --help lists them.
+NAMES = {
+    "--project": "Google Cloud project id (default: saved, else gcloud's configured one)",
+    "--region": "region of the function and the bucket (default: saved, else us-central1)",
+    "--bucket": "recording bucket (default: <project>-tavus-recordings)",
+    "--prefix": "key prefix of the callback folders inside the bucket (default: none)",
+    "--function": "function name (default: tavus-callback)",
+    "--derive-function": "name of the function deriving from the bucket's events (default: tavus-derive)",
+    "--dead-letter-topic": "Pub/Sub topic of events whose derive kept failing (default: tavus-derive-dead-letter)",
+    "--service-account": "name of the function's service account (default: tavus-callbacks)",
+    "--secret": "Secret Manager secret holding the token(s) (default: tavus-callback-tokens)",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project", help="Google Cloud project id (default: saved, else gcloud's configured one)")
-    parser.add_argument("--region", help="region of the function and the bucket (default: saved, else us-central1)")
-    parser.add_argument("--bucket", help="recording bucket (default: <project>-tavus-recordings)")
-    parser.add_argument("--prefix", help="key prefix of the callback folders inside the bucket (default: none)")
-    parser.add_argument("--function", help="function name (default: tavus-callback)")
-    parser.add_argument("--derive-function",
-                        help="name of the function deriving from the bucket's events (default: tavus-derive)")
-    parser.add_argument("--dead-letter-topic",
-                        help="Pub/Sub topic of events whose derive kept failing (default: tavus-derive-dead-letter)")
-    parser.add_argument("--service-account", help="name of the function's service account (default: tavus-callbacks)")
-    parser.add_argument("--secret", help="Secret Manager secret holding the token(s) (default: tavus-callback-tokens)")
+    add_names(parser, NAMES)
     parser.add_argument("--access", choices=ACCESS,
                         help="allusers: grant roles/run.invoker to allUsers (default); no-invoker-check: turn the "
                              "Cloud Run invoker check off instead, where an organization policy refuses allUsers")
     parser.add_argument("--forward", metavar="URL", help=webhooks.FORWARD_HELP + " (set on the derive function)")
-    parser.add_argument("--webhook-secret",
-                        help=f"Secret Manager secret holding the webhook signing secret(s) (default: "
-                             f"{webhooks.SECRET_NAME})")
+    add_names(parser, {"--webhook-secret": "Secret Manager secret holding the webhook signing secret(s) "
+                                           f"(default: {webhooks.SECRET_NAME})"})
+
+
+@dataclass
+class Names:
+    """What `deploy gcp` creates or reuses, from the flags, else the settings file, else the defaults."""
+
+    project: str
+    region: str
+    bucket: str
+    prefix: str
+    function: str
+    derive_function: str
+    dead_letter: str
+    account_name: str
+    secret: str
+    access: str
+    forward: str
+    webhook_secret: str
+    has_webhook: bool
+
+    @property
+    def p(self) -> str:
+        return f"--project={self.project}"
+
+    @property
+    def member(self) -> str:
+        """The functions' service account, as an IAM member."""
+        return f"serviceAccount:{self.account_name}@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def email(self) -> str:
+        return self.member.split(":", 1)[1]
+
+    @classmethod
+    def pick(cls, args: argparse.Namespace, gcloud: Cli) -> Names:
+        """The names of this run, saved for the next one; a DeployError when there is no login or project."""
+        settings = SettingsFile(Path(args.settings))
+        if not gcloud.json("auth", "list", "--filter=status:ACTIVE", "--format=json"):
+            raise DeployError("gcloud has no active account: run `gcloud auth login`")
+        project = settings.pick("PROJECT", args.project,
+                                lambda: (gcloud.run("config", "get-value", "project") or "").strip())
+        if not project:
+            raise DeployError("no project: give --project PROJECT_ID (or run `gcloud config set project PROJECT_ID`)")
+        names = cls(
+            project=project,
+            region=settings.pick("REGION", args.region, lambda: "us-central1"),
+            bucket=settings.pick("BUCKET", args.bucket, lambda: f"{project}-tavus-recordings"),
+            prefix=settings.pick("PREFIX", args.prefix),
+            function=settings.pick("FUNCTION", args.function, lambda: "tavus-callback"),
+            derive_function=settings.pick("DERIVE_FUNCTION", args.derive_function, lambda: "tavus-derive"),
+            dead_letter=settings.pick("DEAD_LETTER_TOPIC", args.dead_letter_topic,
+                                      lambda: "tavus-derive-dead-letter"),
+            account_name=settings.pick("SERVICE_ACCOUNT", args.service_account, lambda: "tavus-callbacks"),
+            secret=settings.pick("SECRET", args.secret, lambda: "tavus-callback-tokens"),
+            access=settings.pick("ACCESS", args.access, lambda: "allusers"),
+            forward=settings.pick("FORWARD_URL", args.forward),
+            webhook_secret=settings.pick("WEBHOOK_SECRET", args.webhook_secret, lambda: webhooks.SECRET_NAME),
+            has_webhook=False)
+        names.has_webhook = webhooks.check_forward(names.forward)
+        settings.save("names used by `tavus-callbacks deploy gcp`; the next run reuses them")
+        return names
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = SettingsFile(Path(args.settings))
     gcloud = Cli("gcloud", "install the Google Cloud CLI (cloud.google.com/sdk) and run `gcloud auth login`")
-    accounts = gcloud.json("auth", "list", "--filter=status:ACTIVE", "--format=json") or []
-    if not accounts:
-        raise DeployError("gcloud has no active account: run `gcloud auth login`")
+    names = Names.pick(args, gcloud)
+    p = names.p
+    number = enable_project(gcloud, names)
+    bucket_location = bucket_and_account(gcloud, names)
+    version, token = secret_version(gcloud, names, names.secret, lambda: secrets.token_urlsafe(32))
+    token = token.split(",")[0].strip()
+    forwarding = [f"--update-env-vars=^|^TAVUS_FORWARD_URL={names.forward}"] if names.forward else []  # commas
+    signing = ""
+    if names.has_webhook:
+        signing_version, signing = secret_version(gcloud, names, names.webhook_secret, webhooks.new_secret)
+        signing = webhooks.newest(signing, f"the secret {names.webhook_secret}")
+        forwarding.append(f"--update-secrets=TAVUS_WEBHOOK_SECRETS={names.webhook_secret}:{signing_version}")
 
-    project = settings.pick("PROJECT", args.project,
-                            lambda: (gcloud.run("config", "get-value", "project") or "").strip())
-    if not project:
-        raise DeployError("no project: give --project PROJECT_ID (or run `gcloud config set project PROJECT_ID`)")
-    region = settings.pick("REGION", args.region, lambda: "us-central1")
-    bucket = settings.pick("BUCKET", args.bucket, lambda: f"{project}-tavus-recordings")
-    prefix = settings.pick("PREFIX", args.prefix)
-    function = settings.pick("FUNCTION", args.function, lambda: "tavus-callback")
-    derive_function = settings.pick("DERIVE_FUNCTION", args.derive_function, lambda: "tavus-derive")
-    dead_letter = settings.pick("DEAD_LETTER_TOPIC", args.dead_letter_topic, lambda: "tavus-derive-dead-letter")
-    account_name = settings.pick("SERVICE_ACCOUNT", args.service_account, lambda: "tavus-callbacks")
-    secret = settings.pick("SECRET", args.secret, lambda: "tavus-callback-tokens")
-    access = settings.pick("ACCESS", args.access, lambda: "allusers")
-    forward = settings.pick("FORWARD_URL", args.forward)
-    webhook_secret = settings.pick("WEBHOOK_SECRET", args.webhook_secret, lambda: webhooks.SECRET_NAME)
-    has_webhook = webhooks.check_forward(forward)
-    settings.save("names used by `tavus-callbacks deploy gcp`; the next run reuses them")
-    p = f"--project={project}"
-    member = f"serviceAccount:{account_name}@{project}.iam.gserviceaccount.com"
-    email = member.split(":", 1)[1]
+    bundle = build_bundle("gcp", Path(args.out) / "gcp")
+    deploy_callback(gcloud, names, bundle.path, version)
+    feed = Feed(gcloud, names.project, str(number), names.region, names.member, names.derive_function,
+                names.dead_letter)
+    feed.deploy(names.bucket, bucket_location, names.prefix, bundle.path, wait=args.wait, forwarding=forwarding)
+    described = gcloud.json("functions", "describe", names.function, "--gen2", p, f"--region={names.region}",
+                            "--format=json")
+    url = str(described["serviceConfig"]["uri"]).rstrip("/") + "/"
+    check_endpoint(url, token, wait=args.wait)
+    print_urls(url, token, f"gs://{names.bucket}/{names.prefix}", names.forward, signing)
+    return 0
 
+
+def enable_project(gcloud: Cli, names: Names) -> str:
+    """Enable the APIs the deploy uses and let Cloud Build's account build; the project number."""
+    p = names.p
     enabled = {s["config"]["name"] for s in gcloud.json("services", "list", "--enabled", p, "--format=json") or []}
     missing = [api for api in APIS if api not in enabled]
     if missing:
         gcloud.run("services", "enable", *missing, p)
-    number = gcloud.json("projects", "describe", project, "--format=json")["projectNumber"]
+    number = str(gcloud.json("projects", "describe", names.project, "--format=json")["projectNumber"])
     builder = f"serviceAccount:{number}-compute@developer.gserviceaccount.com"
-    bind(gcloud, ("projects",), (project,), BUILDER_ROLE, builder, "--condition=None", "--format=none")
+    bind(gcloud, ("projects",), (names.project,), BUILDER_ROLE, builder, "--condition=None", "--format=none")
+    return number
 
-    described_bucket = gcloud.maybe_json("storage", "buckets", "describe", f"gs://{bucket}", p, "--format=json")
-    if described_bucket is None:
-        gcloud.run("storage", "buckets", "create", f"gs://{bucket}", p, f"--location={region}",
+
+def bucket_and_account(gcloud: Cli, names: Names) -> str:
+    """The recording bucket and the functions' service account, made when missing, the account granted the
+    bucket; the bucket's location."""
+    p = names.p
+    described = gcloud.maybe_json("storage", "buckets", "describe", f"gs://{names.bucket}", p, "--format=json")
+    if described is None:
+        gcloud.run("storage", "buckets", "create", f"gs://{names.bucket}", p, f"--location={names.region}",
                    "--uniform-bucket-level-access", "--public-access-prevention")
-        described_bucket = {"location": region}
-    if gcloud.maybe_json("iam", "service-accounts", "describe", email, p, "--format=json") is None:
-        gcloud.run("iam", "service-accounts", "create", account_name, p,
+        described = {"location": names.region}
+    if gcloud.maybe_json("iam", "service-accounts", "describe", names.email, p, "--format=json") is None:
+        gcloud.run("iam", "service-accounts", "create", names.account_name, p,
                    "--display-name=tavus-callbacks function")
-    bind(gcloud, ("storage", "buckets"), (f"gs://{bucket}", p), BUCKET_ROLE, member)
+    bind(gcloud, ("storage", "buckets"), (f"gs://{names.bucket}", p), BUCKET_ROLE, names.member)
+    return str(described.get("location") or names.region)
 
+
+def secret_version(gcloud: Cli, names: Names, secret: str, make: Callable[[], str]) -> tuple[str, str]:
+    """The latest version of the Secret Manager secret (made with `make` when missing, readable by the functions'
+    service account) and its value."""
+    p = names.p
     if gcloud.maybe_json("secrets", "describe", secret, p, "--format=json") is None:
-        gcloud.run("secrets", "create", secret, p, "--replication-policy=automatic", "--data-file=-",
-                   stdin=secrets.token_urlsafe(32))
-    bind(gcloud, ("secrets",), (secret, p), SECRET_ROLE, member)
+        gcloud.run("secrets", "create", secret, p, "--replication-policy=automatic", "--data-file=-", stdin=make())
+    bind(gcloud, ("secrets",), (secret, p), SECRET_ROLE, names.member)
     latest = gcloud.json("secrets", "versions", "describe", "latest", f"--secret={secret}", p, "--format=json")
     version = str(latest["name"]).rsplit("/", 1)[-1]
-    token = (gcloud.run("secrets", "versions", "access", version, f"--secret={secret}", p) or "").split(",")[0].strip()
+    return version, gcloud.run("secrets", "versions", "access", version, f"--secret={secret}", p) or ""
 
-    forwarding = [f"--update-env-vars=^|^TAVUS_FORWARD_URL={forward}"] if forward else []  # commas are its own
-    signing = ""
-    if has_webhook:
-        if gcloud.maybe_json("secrets", "describe", webhook_secret, p, "--format=json") is None:
-            gcloud.run("secrets", "create", webhook_secret, p, "--replication-policy=automatic", "--data-file=-",
-                       stdin=webhooks.new_secret())
-        bind(gcloud, ("secrets",), (webhook_secret, p), SECRET_ROLE, member)
-        latest = gcloud.json("secrets", "versions", "describe", "latest", f"--secret={webhook_secret}", p,
-                             "--format=json")
-        signing_version = str(latest["name"]).rsplit("/", 1)[-1]
-        signing = webhooks.newest(gcloud.run("secrets", "versions", "access", signing_version,
-                                             f"--secret={webhook_secret}", p) or "", f"the secret {webhook_secret}")
-        forwarding.append(f"--update-secrets=TAVUS_WEBHOOK_SECRETS={webhook_secret}:{signing_version}")
 
-    bundle = build_bundle("gcp", Path(args.out) / "gcp")
-    gcloud.run("functions", "deploy", function, "--gen2", p, f"--region={region}", "--runtime=python313",
-               f"--source={bundle.path}", "--entry-point=tavus_callback", "--trigger-http",
-               "--allow-unauthenticated" if access == "allusers" else "--no-allow-unauthenticated",
-               f"--service-account={email}", f"--update-env-vars=TAVUS_STORE_URL=gs://{bucket}/{prefix}",
-               f"--update-secrets=TAVUS_CALLBACK_TOKENS={secret}:{version}", "--memory=512Mi", "--timeout=15s",
-               "--quiet")
-    if access == "no-invoker-check":
-        gcloud.run("run", "services", "update", function, p, f"--region={region}", "--no-invoker-iam-check",
-                   "--quiet")
-    feed = Feed(gcloud, project, str(number), region, member, derive_function, dead_letter)
-    feed.deploy(bucket, str(described_bucket.get("location") or region), prefix, bundle.path, wait=args.wait,
-                forwarding=forwarding)
-    described = gcloud.json("functions", "describe", function, "--gen2", p, f"--region={region}", "--format=json")
-    url = str(described["serviceConfig"]["uri"]).rstrip("/") + "/"
-    check_endpoint(url, token, wait=args.wait)
-    print(f"callback_url: {url}?token={token}")
-    print(f"store_url:    gs://{bucket}/{prefix}")
-    if signing:
-        print(f"webhook_url:    {forward}")
-        print(f"webhook_secret: {signing}  (give it to the receiver; it signs every delivery)")
-    return 0
+def deploy_callback(gcloud: Cli, names: Names, source: Path, token_version: str) -> None:
+    """The callback function, open to unauthenticated callers as --access says (the token guards it)."""
+    p, region = names.p, f"--region={names.region}"
+    gcloud.run("functions", "deploy", names.function, "--gen2", p, region, "--runtime=python313",
+               f"--source={source}", "--entry-point=tavus_callback", "--trigger-http",
+               "--allow-unauthenticated" if names.access == "allusers" else "--no-allow-unauthenticated",
+               f"--service-account={names.email}", f"--update-env-vars=TAVUS_STORE_URL=gs://{names.bucket}/{names.prefix}",
+               f"--update-secrets=TAVUS_CALLBACK_TOKENS={names.secret}:{token_version}", "--memory=512Mi",
+               "--timeout=15s", "--quiet")
+    if names.access == "no-invoker-check":
+        gcloud.run("run", "services", "update", names.function, p, region, "--no-invoker-iam-check", "--quiet")
 
 
 def bind(gcloud: Cli, group: tuple[str, ...], target: tuple[str, ...], role: str, member: str, *extra: str) -> None:
@@ -202,7 +256,8 @@ class Feed:
                   f"--service-account={email}", f"--update-env-vars=TAVUS_STORE_URL=gs://{bucket}/{prefix}",
                   *forwarding, "--memory=512Mi", "--timeout=60s", "--quiet")
         # A project's first Eventarc trigger waits for the roles of Google's service agents to propagate.
-        retrying(lambda: gcloud.run(*deploy), ("Eventarc Service Agent", "unable to publish", "propagated"), wait=wait)
+        retrying(lambda: gcloud.run(*deploy), ("Eventarc Service Agent", "unable to publish", "propagated"),
+                 "Google's service agents do not have their roles yet", wait=wait)
         bind(gcloud, ("run", "services"), (self.function, p, f"--region={self.region}"), INVOKER_ROLE, self.member)
         self.dead_letter_for(self.subscription())
         self.alert()
@@ -275,17 +330,3 @@ class Feed:
                 condition("derive failures", 'resource.type="cloud_run_revision" AND '
                           f'metric.type="logging.googleapis.com/user/{FAILURES_METRIC}"', "ALIGN_SUM"),
             ]}
-
-
-def retrying(step: Callable[[], object], words: tuple[str, ...], *, wait: float) -> None:
-    """Run `step` again while it fails saying one of `words`, for up to `wait` seconds."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            step()
-            return
-        except DeployError as exc:
-            if not any(w.lower() in str(exc).lower() for w in words) or time.monotonic() > deadline:
-                raise
-            log("  Google's service agents do not have their roles yet; waiting")
-            time.sleep(wait_interval(wait))
