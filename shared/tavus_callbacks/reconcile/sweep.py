@@ -188,22 +188,34 @@ class Sweep:
     def _recover(self, cid: str, state: dict[str, Any] | None, conversation: dict[str, Any], *,
                  listed: bool) -> None:
         """Store the events the state lacks (and derive them, when asked), then mark it reconciled."""
-        held = (state or {}).get("events")
-        entries = [e for e in held if isinstance(e, dict)] if isinstance(held, list) else []
-        have_ids = {e.get("id") for e in entries}
-        have_times = {(e.get("type"), e.get("time")) for e in entries if e.get("time")}
         if state is None:
             self.summary.new_conversations += 1
         events = conversation.get("events") or []
         if not isinstance(events, list):
             raise TavusAPIError(f"GET /v2/conversations/{cid} answered `events` that is not a list")
-        failed = 0
+        objects = [item for item in events if isinstance(item, dict)]
+        for _ in range(len(events) - len(objects)):
+            self.summary.failures.append(f"conversation {cid}: an item of `events` is not an object")
+        stored = self._store_missing(cid, state, conversation, objects)
+        if self.derive and stored:
+            for key, result in zip(stored, self.pipeline.derive_many(stored), strict=True):
+                if isinstance(result, Exception):
+                    self.summary.failures.append(f"conversation {cid}: {key} is stored but not derived: {result}")
+        if len(objects) < len(events) or self.dry_run:
+            return
+        mark = {"updated_at": conversation.get("updated_at"), "status": conversation.get("status"),
+                "events": len(events), "at": format_utc(datetime.now(UTC))}
+        self.pipeline.folder.mark_reconciled(cid, mark)
+
+    def _store_missing(self, cid: str, state: dict[str, Any] | None, conversation: dict[str, Any],
+                       items: list[dict[str, Any]]) -> list[str]:
+        """Store each API event item the state does not hold (by id, or by type and time); the keys stored."""
+        held = (state or {}).get("events")
+        entries = [e for e in held if isinstance(e, dict)] if isinstance(held, list) else []
+        have_ids = {e.get("id") for e in entries}
+        have_times = {(e.get("type"), e.get("time")) for e in entries if e.get("time")}
         stored: list[str] = []
-        for item in events:
-            if not isinstance(item, dict):
-                failed += 1
-                self.summary.failures.append(f"conversation {cid}: an item of `events` is not an object")
-                continue
+        for item in items:
             fields = completed(item, conversation, cid)
             event = normalize(fields)
             eid = hashlib.sha256(identity(fields, event)).hexdigest()
@@ -217,15 +229,7 @@ class Sweep:
             if created:
                 self.summary.recovered += 1
                 stored.append(record.key)
-        if self.derive and stored:
-            for key, result in zip(stored, self.pipeline.derive_many(stored), strict=True):
-                if isinstance(result, Exception):
-                    self.summary.failures.append(f"conversation {cid}: {key} is stored but not derived: {result}")
-        if failed or self.dry_run:
-            return
-        mark = {"updated_at": conversation.get("updated_at"), "status": conversation.get("status"),
-                "events": len(events), "at": format_utc(datetime.now(UTC))}
-        self.pipeline.folder.mark_reconciled(cid, mark)
+        return stored
 
     def _cursor_page(self) -> int:
         cursor = read_object(self.pipeline.store, self.cursor_key) or {}
