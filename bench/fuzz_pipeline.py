@@ -241,6 +241,40 @@ def fuzz(argv: list[str]) -> None:
     atheris.Fuzz()
 
 
+def libfuzzer_arguments(argv: list[str], work: Path) -> tuple[list[str], list[str]]:
+    """libFuzzer's options and corpora from the command line: the seeds as the corpus when none is given, inputs
+    up to the body limit, crashes written under fuzz-artifacts/ unless told otherwise."""
+    options = [a for a in argv[1:] if a.startswith("-")]
+    corpora = [a for a in argv[1:] if not a.startswith("-")]
+    if not corpora:
+        corpus = work / "corpus"
+        corpus.mkdir()
+        for i, seed in enumerate(seeds()):
+            (corpus / f"seed-{i:03d}").write_bytes(seed)
+        corpora = [str(corpus)]
+    if not any(a.startswith("-max_len=") for a in options):
+        options.append(f"-max_len={MAX_BODY + 1024}")
+    if not any(a.startswith("-artifact_prefix=") for a in options):
+        Path("fuzz-artifacts").mkdir(exist_ok=True)
+        options.append("-artifact_prefix=fuzz-artifacts/")
+    return options, corpora
+
+
+def follow(child: subprocess.Popen[str]) -> tuple[int, list[str]]:
+    """Echo the fuzzer's output; how many inputs it ran and the crash files it wrote."""
+    assert child.stderr is not None
+    runs, crashes = 0, []
+    for line in child.stderr:
+        sys.stderr.write(line)
+        if progress := re.match(r"#(\d+)\s", line):
+            runs = int(progress[1])
+        if done := re.match(r"Done (\d+) (?:runs )?in (\d+) second", line):
+            runs = int(done[1])
+        if written := re.search(r"Test unit written to (\S+)", line):
+            crashes.append(written[1])
+    return runs, crashes
+
+
 def main(argv: list[str]) -> int:
     """Run the fuzzer in a child process on a scratch folder (libFuzzer exits without unwinding), then report."""
     if os.environ.get(_WORKDIR):
@@ -249,33 +283,12 @@ def main(argv: list[str]) -> int:
     work = scratch_dir()
     try:
         (work / "run" / "store").mkdir(parents=True)
-        options = [a for a in argv[1:] if a.startswith("-")]
-        corpora = [a for a in argv[1:] if not a.startswith("-")]
-        if not corpora:
-            corpus = work / "corpus"
-            corpus.mkdir()
-            for i, seed in enumerate(seeds()):
-                (corpus / f"seed-{i:03d}").write_bytes(seed)
-            corpora = [str(corpus)]
-        if not any(a.startswith("-max_len=") for a in options):
-            options.append(f"-max_len={MAX_BODY + 1024}")
-        if not any(a.startswith("-artifact_prefix=") for a in options):
-            Path("fuzz-artifacts").mkdir(exist_ok=True)
-            options.append("-artifact_prefix=fuzz-artifacts/")
+        options, corpora = libfuzzer_arguments(argv, work)
         artifacts = next(a.split("=", 1)[1] for a in options if a.startswith("-artifact_prefix="))
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, __file__, *options, *corpora], stderr=subprocess.PIPE,
                                  env={**os.environ, _WORKDIR: str(work)}, text=True, errors="replace")
-        assert child.stderr is not None
-        runs, crashes = 0, []
-        for line in child.stderr:
-            sys.stderr.write(line)
-            if progress := re.match(r"#(\d+)\s", line):
-                runs = int(progress[1])
-            if done := re.match(r"Done (\d+) (?:runs )?in (\d+) second", line):
-                runs = int(done[1])
-            if written := re.search(r"Test unit written to (\S+)", line):
-                crashes.append(written[1])
+        runs, crashes = follow(child)
         code = child.wait()
         seconds = time.perf_counter() - started
         verdict = "no crash" if code == 0 and not crashes else f"CRASH (exit {code}) -> {crashes or artifacts}"
