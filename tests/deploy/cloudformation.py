@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,41 +57,49 @@ class Rendered:
         return self.conditions[name]
 
     def value(self, node: Any) -> Any:
+        """`node` with its intrinsic functions evaluated and AWS::NoValue dropped from its lists and mappings."""
         if isinstance(node, list):
             return [v for v in (self.value(n) for n in node) if v is not NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
             (key, arg), = node.items()
-            if key == "Ref":
-                return self.ref(arg)
-            if key == "Condition":
-                return self.condition(arg)
-            if key == "Fn::If":
-                return self.value(arg[1] if self.condition(arg[0]) else arg[2])
-            if key == "Fn::Equals":
-                left, right = (self.value(a) for a in arg)
-                return str(left) == str(right)
-            if key == "Fn::Not":
-                return not self.value(arg[0])
-            if key == "Fn::And":
-                return all(self.value(a) for a in arg)
-            if key == "Fn::Or":
-                return any(self.value(a) for a in arg)
-            if key == "Fn::GetAtt":
-                resource, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return f"<{resource}.{attribute}>"
-            if key == "Fn::Sub":
-                text, names = (arg, {}) if isinstance(arg, str) else (arg[0], self.value(arg[1]))
-                return re.sub(r"\$\{([^}!]+)\}", lambda m: str(names[m[1]] if m[1] in names else self.sub(m[1])),
-                              text)
-            if key == "Fn::Split":
-                return str(self.value(arg[1])).split(arg[0])
-            if key == "Fn::Select":
-                return self.value(arg[1])[int(arg[0])]
-            if key == "Fn::Join":
-                return arg[0].join(str(v) for v in self.value(arg[1]))
+            if key in self.INTRINSICS:
+                return self.INTRINSICS[key](self, arg)
         return {k: v for k, v in ((k, self.value(v)) for k, v in node.items()) if v is not NO_VALUE}
+
+    def _if(self, arg: list[Any]) -> Any:
+        return self.value(arg[1] if self.condition(arg[0]) else arg[2])
+
+    def _equals(self, arg: list[Any]) -> bool:
+        left, right = (self.value(a) for a in arg)
+        return str(left) == str(right)
+
+    def _not(self, arg: list[Any]) -> bool:
+        return not self.value(arg[0])
+
+    def _and(self, arg: list[Any]) -> bool:
+        return all(self.value(a) for a in arg)
+
+    def _or(self, arg: list[Any]) -> bool:
+        return any(self.value(a) for a in arg)
+
+    def _get_att(self, arg: list[str] | str) -> str:
+        resource, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+        return f"<{resource}.{attribute}>"
+
+    def _sub(self, arg: list[Any] | str) -> str:
+        text, names = (arg, {}) if isinstance(arg, str) else (arg[0], self.value(arg[1]))
+        return re.sub(r"\$\{([^}!]+)\}", lambda m: str(names[m[1]] if m[1] in names else self.sub(m[1])), text)
+
+    def _split(self, arg: list[Any]) -> list[str]:
+        return str(self.value(arg[1])).split(arg[0])
+
+    def _select(self, arg: list[Any]) -> Any:
+        return self.value(arg[1])[int(arg[0])]
+
+    def _join(self, arg: list[Any]) -> Any:
+        return arg[0].join(str(v) for v in self.value(arg[1]))
 
     def ref(self, name: str) -> Any:
         if name == "AWS::NoValue":
@@ -106,6 +115,12 @@ class Rendered:
         if "." in name:
             return str(self.value({"Fn::GetAtt": name.split(".", 1)}))
         return str(self.ref(name))
+
+    INTRINSICS: dict[str, Callable[[Rendered, Any], Any]] = {
+        "Ref": ref, "Condition": condition, "Fn::If": _if, "Fn::Equals": _equals, "Fn::Not": _not, "Fn::And": _and,
+        "Fn::Or": _or, "Fn::GetAtt": _get_att, "Fn::Sub": _sub, "Fn::Split": _split, "Fn::Select": _select,
+        "Fn::Join": _join}
+    """Each intrinsic function CloudFormation evaluates here, by its long name, and how."""
 
     def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
         return {name: r for name, r in self.resources.items() if r["Type"] == kind}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,118 +88,525 @@ def deploy_function(argv: list[str], words: list[str], state: dict[str, Any], g:
     g["functions"][name] = function
 
 
+Handler = Callable[["Call"], None]
+ONE = "_"
+"""In a command's words: any one word (a resource's name)."""
+REST = "..."
+"""At the end of a command's words: any further words."""
+
+
+@dataclass
+class Call:
+    """One run of a fake CLI: its arguments, the positional words among them, the whole state and this cloud's part."""
+
+    argv: list[str]
+    words: list[str]
+    state: dict[str, Any]
+    cloud: dict[str, Any]
+
+    def flag(self, name: str) -> str | None:
+        return flag(self.argv, name)
+
+    @property
+    def name(self) -> str | None:
+        return self.flag("--name")
+
+    @property
+    def group(self) -> str | None:
+        return self.flag("--resource-group")
+
+
+def matches(command: tuple[str, ...], words: list[str]) -> bool:
+    """Whether `words` are `command`'s, word by word (ONE stands for any word; a final REST allows more words)."""
+    if command[-1] == REST:
+        command, words = command[:-1], words[:len(command) - 1]
+    return len(words) == len(command) and all(c in (ONE, w) for c, w in zip(command, words, strict=True))
+
+
+def dispatch(program: str, commands: dict[tuple[str, ...], Handler], call: Call) -> None:
+    """Run the first of `commands` that `call`'s words match; anything else is an unknown command (exit 2)."""
+    for command, handler in commands.items():
+        if matches(command, call.words):
+            handler(call)
+            return
+    print(f"fake {program}: unknown command {call.argv}", file=sys.stderr)
+    sys.exit(2)
+
+
+def registrar(commands: dict[tuple[str, ...], Handler]) -> Callable[..., Callable[[Handler], Handler]]:
+    """A decorator that files a handler under its command's words in `commands`."""
+    def command(*words: str) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            commands[words] = handler
+            return handler
+        return register
+    return command
+
+
+GCLOUD: dict[tuple[str, ...], Handler] = {}
+AZ: dict[tuple[str, ...], Handler] = {}
+gcloud_command, az_command = registrar(GCLOUD), registrar(AZ)
+
+
+def gcp_policy(c: Call) -> dict[str, Any]:
+    """The IAM policy of the resource a `get-iam-policy` or `add-iam-policy-binding` command names."""
+    g, words = c.cloud, c.words
+    match words[:2]:
+        case ["projects", _]:
+            return g["project_policy"]
+        case ["secrets", _]:
+            return g["secrets"][words[2]]["policy"]
+        case ["storage", "buckets"]:
+            return g["buckets"][words[3]]["policy"]
+        case ["pubsub", "topics"]:
+            return g["topics"][words[3]]["policy"]
+        case ["pubsub", "subscriptions"]:
+            return g["subscriptions"][short(words[3])]["policy"]
+    return g["run_policies"].setdefault(words[3], {})  # run services: binding makes the policy
+
+
+def get_policy(c: Call) -> None:
+    out(gcp_policy(c))
+
+
+def bind(c: Call) -> None:
+    add_binding(gcp_policy(c), str(c.flag("--role")), str(c.flag("--member")))
+
+
+def described(found: bool, answer: Callable[[], Any], what: str) -> None:
+    """Print `answer()` when the resource is `found`, else fail as gcloud does for a missing one."""
+    if not found:
+        missing(what)
+    out(answer())
+
+
+@gcloud_command("auth", "list", REST)
+def _auth_list(c: Call) -> None:
+    out([{"account": "me@example.com", "status": "ACTIVE"}])
+
+
+@gcloud_command("config", "get-value", "project", REST)
+def _config_project(c: Call) -> None:
+    print(c.state.get("gcloud_project", ""))
+
+
+@gcloud_command("services", "list", REST)
+def _services_list(c: Call) -> None:
+    out([{"config": {"name": api}} for api in c.cloud["apis"]])
+
+
+@gcloud_command("services", "enable", REST)
+def _services_enable(c: Call) -> None:
+    c.cloud["apis"] += c.words[2:]
+
+
+@gcloud_command("projects", "describe", ONE, REST)
+def _project_describe(c: Call) -> None:
+    out({"projectId": c.words[2], "projectNumber": PROJECT_NUMBER})
+
+
+GCLOUD[("projects", "get-iam-policy", ONE, REST)] = get_policy
+GCLOUD[("projects", "add-iam-policy-binding", ONE, REST)] = bind
+
+
+@gcloud_command("storage", "buckets", "describe", REST)
+def _bucket_describe(c: Call) -> None:
+    name, buckets = c.words[3], c.cloud["buckets"]
+    described(name in buckets, lambda: {"name": name, "location": str(buckets[name]["location"]).upper()}, name)
+
+
+@gcloud_command("storage", "service-agent", REST)
+def _storage_agent(c: Call) -> None:
+    print(f"service-{PROJECT_NUMBER}@gs-project-accounts.iam.gserviceaccount.com")
+
+
+@gcloud_command("storage", "buckets", "create", REST)
+def _bucket_create(c: Call) -> None:
+    c.cloud["buckets"][c.words[3]] = {"location": c.flag("--location"), "policy": {}}
+
+
+GCLOUD[("storage", "buckets", "get-iam-policy", REST)] = get_policy
+GCLOUD[("storage", "buckets", "add-iam-policy-binding", REST)] = bind
+
+
+@gcloud_command("iam", "service-accounts", "describe", REST)
+def _service_account_describe(c: Call) -> None:
+    email = c.words[3]
+    described(email in c.cloud["service_accounts"], lambda: {"email": email}, email)
+
+
+@gcloud_command("iam", "service-accounts", "create", REST)
+def _service_account_create(c: Call) -> None:
+    c.cloud["service_accounts"].append(f"{c.words[3]}@{c.flag('--project')}.iam.gserviceaccount.com")
+
+
+@gcloud_command("secrets", "describe", ONE, REST)
+def _secret_describe(c: Call) -> None:
+    name = c.words[2]
+    described(name in c.cloud["secrets"], lambda: {"name": name}, name)
+
+
+@gcloud_command("secrets", "create", ONE, REST)
+def _secret_create(c: Call) -> None:
+    c.cloud["secrets"][c.words[2]] = {"versions": [sys.stdin.read()], "policy": {}}
+
+
+GCLOUD[("secrets", "get-iam-policy", ONE, REST)] = get_policy
+GCLOUD[("secrets", "add-iam-policy-binding", ONE, REST)] = bind
+
+
+@gcloud_command("secrets", "versions", "describe", REST)
+def _secret_version_describe(c: Call) -> None:
+    versions = c.cloud["secrets"][str(c.flag("--secret"))]["versions"]
+    out({"name": f"projects/p/secrets/{c.flag('--secret')}/versions/{len(versions)}"})
+
+
+@gcloud_command("secrets", "versions", "access", REST)
+def _secret_version_access(c: Call) -> None:
+    print(c.cloud["secrets"][str(c.flag("--secret"))]["versions"][int(c.words[3]) - 1], end="")
+
+
+@gcloud_command("functions", "deploy", ONE, REST)
+def _function_deploy(c: Call) -> None:
+    deploy_function(c.argv, c.words, c.state, c.cloud)
+
+
+@gcloud_command("functions", "describe", ONE, REST)
+def _function_describe(c: Call) -> None:
+    name = c.words[2]
+    if name not in c.cloud["functions"]:
+        missing(name)
+    function = c.cloud["functions"][name]
+    answer: dict[str, Any] = {"name": name, "serviceConfig": {"uri": c.state["endpoint"]}}
+    if "trigger" in function:
+        retry = "RETRY_POLICY_RETRY" if function["retry"] else "RETRY_POLICY_DO_NOT_RETRY"
+        answer["eventTrigger"] = {"trigger": function["trigger_resource"], "eventType": FINALIZED,
+                                  "retryPolicy": retry}
+    out(answer)
+
+
+@gcloud_command("run", "services", "update", REST)
+def _run_update(c: Call) -> None:
+    c.cloud["functions"][c.words[3]]["invoker_iam_check"] = False
+
+
+@gcloud_command("run", "services", "get-iam-policy", REST)
+def _run_policy(c: Call) -> None:
+    out(c.cloud["run_policies"].get(c.words[3], {}))  # asking makes no policy
+
+
+GCLOUD[("run", "services", "add-iam-policy-binding", REST)] = bind
+
+
+@gcloud_command("eventarc", "triggers", "describe", REST)
+def _trigger_describe(c: Call) -> None:
+    name = c.words[3]
+    trigger = c.cloud["triggers"].get(name)
+    described(bool(trigger) and trigger["location"] == c.flag("--location"),
+              lambda: {"name": name, "transport": {"pubsub": {"subscription": trigger["subscription"]}}}, name)
+
+
+@gcloud_command("pubsub", "topics", "describe", REST)
+def _topic_describe(c: Call) -> None:
+    name = c.words[3]
+    described(name in c.cloud["topics"], lambda: {"name": name}, name)
+
+
+@gcloud_command("pubsub", "topics", "create", REST)
+def _topic_create(c: Call) -> None:
+    c.cloud["topics"][c.words[3]] = {"policy": {}}
+
+
+GCLOUD[("pubsub", "topics", "get-iam-policy", REST)] = get_policy
+GCLOUD[("pubsub", "topics", "add-iam-policy-binding", REST)] = bind
+
+
+@gcloud_command("pubsub", "subscriptions", "describe", REST)
+def _subscription_describe(c: Call) -> None:
+    name = c.words[3]
+    found = c.cloud["subscriptions"].get(short(name))
+    if found is None:
+        missing(name)
+    dead_letter = {"deadLetterPolicy": found["dead_letter"]} if "dead_letter" in found else {}
+    out({"name": name, "topic": found["topic"], **dead_letter})
+
+
+@gcloud_command("pubsub", "subscriptions", "create", REST)
+def _subscription_create(c: Call) -> None:
+    c.cloud["subscriptions"][c.words[3]] = {"topic": c.flag("--topic"), "policy": {},
+                                            "retention": c.flag("--message-retention-duration")}
+
+
+@gcloud_command("pubsub", "subscriptions", "update", REST)
+def _subscription_update(c: Call) -> None:
+    c.cloud["subscriptions"][short(c.words[3])]["dead_letter"] = {
+        "deadLetterTopic": c.flag("--dead-letter-topic"),
+        "maxDeliveryAttempts": int(str(c.flag("--max-delivery-attempts")))}
+
+
+GCLOUD[("pubsub", "subscriptions", "get-iam-policy", REST)] = get_policy
+GCLOUD[("pubsub", "subscriptions", "add-iam-policy-binding", REST)] = bind
+
+
+@gcloud_command("logging", "metrics", "describe", REST)
+def _log_metric_describe(c: Call) -> None:
+    name, metrics = c.words[3], c.cloud["log_metrics"]
+    described(name in metrics, lambda: metrics[name], name)
+
+
+@gcloud_command("logging", "metrics", "create", REST)
+def _log_metric_create(c: Call) -> None:
+    c.cloud["log_metrics"][c.words[3]] = {"name": c.words[3], "filter": c.flag("--log-filter")}
+
+
+@gcloud_command("monitoring", "policies", "list", REST)
+def _alert_policies_list(c: Call) -> None:
+    wanted = str(c.flag("--filter")).removeprefix("displayName=").strip('"')
+    out([p for p in c.cloud["alert_policies"].values() if p["displayName"] == wanted])
+
+
+@gcloud_command("monitoring", "policies", "create", REST)
+def _alert_policy_create(c: Call) -> None:
+    policies = c.cloud["alert_policies"]
+    policies[f"projects/p/alertPolicies/{len(policies) + 1}"] = json.loads(
+        Path(str(c.flag("--policy-from-file"))).read_text())
+
+
 def gcloud(argv: list[str], state: dict[str, Any]) -> None:
     words = [a.removeprefix("gs://") for a in argv if not a.startswith("-")]
     g = state.setdefault("gcp", {"apis": [], "project_policy": {}, "buckets": {}, "service_accounts": [],
                                  "secrets": {}, "functions": {}})
     for part in ("triggers", "topics", "subscriptions", "run_policies", "log_metrics", "alert_policies"):
         g.setdefault(part, {})
-    match words[:3]:
-        case ["auth", "list", *_]:
-            out([{"account": "me@example.com", "status": "ACTIVE"}])
-        case ["config", "get-value", "project"]:
-            print(state.get("gcloud_project", ""))
-        case ["services", "list", *_]:
-            out([{"config": {"name": api}} for api in g["apis"]])
-        case ["services", "enable", *_]:
-            g["apis"] += words[2:]
-        case ["projects", "describe", _]:
-            out({"projectId": words[2], "projectNumber": PROJECT_NUMBER})
-        case ["projects", "get-iam-policy", _]:
-            out(g["project_policy"])
-        case ["projects", "add-iam-policy-binding", _]:
-            add_binding(g["project_policy"], str(flag(argv, "--role")), str(flag(argv, "--member")))
-        case ["storage", "buckets", "describe"]:
-            out({"name": words[3], "location": str(g["buckets"][words[3]]["location"]).upper()}) \
-                if words[3] in g["buckets"] else missing(words[3])
-        case ["storage", "service-agent", *_]:
-            print(f"service-{PROJECT_NUMBER}@gs-project-accounts.iam.gserviceaccount.com")
-        case ["storage", "buckets", "create"]:
-            g["buckets"][words[3]] = {"location": flag(argv, "--location"), "policy": {}}
-        case ["storage", "buckets", "get-iam-policy"]:
-            out(g["buckets"][words[3]]["policy"])
-        case ["storage", "buckets", "add-iam-policy-binding"]:
-            add_binding(g["buckets"][words[3]]["policy"], str(flag(argv, "--role")), str(flag(argv, "--member")))
-        case ["iam", "service-accounts", "describe"]:
-            out({"email": words[3]}) if words[3] in g["service_accounts"] else missing(words[3])
-        case ["iam", "service-accounts", "create"]:
-            project = str(flag(argv, "--project"))
-            g["service_accounts"].append(f"{words[3]}@{project}.iam.gserviceaccount.com")
-        case ["secrets", "describe", _]:
-            out({"name": words[2]}) if words[2] in g["secrets"] else missing(words[2])
-        case ["secrets", "create", _]:
-            g["secrets"][words[2]] = {"versions": [sys.stdin.read()], "policy": {}}
-        case ["secrets", "get-iam-policy", _]:
-            out(g["secrets"][words[2]]["policy"])
-        case ["secrets", "add-iam-policy-binding", _]:
-            add_binding(g["secrets"][words[2]]["policy"], str(flag(argv, "--role")), str(flag(argv, "--member")))
-        case ["secrets", "versions", "describe"]:
-            versions = g["secrets"][str(flag(argv, "--secret"))]["versions"]
-            out({"name": f"projects/p/secrets/{flag(argv, '--secret')}/versions/{len(versions)}"})
-        case ["secrets", "versions", "access"]:
-            print(g["secrets"][str(flag(argv, "--secret"))]["versions"][int(words[3]) - 1], end="")
-        case ["functions", "deploy", _]:
-            deploy_function(argv, words, state, g)
-        case ["functions", "describe", _]:
-            if words[2] not in g["functions"]:
-                missing(words[2])
-            function = g["functions"][words[2]]
-            described: dict[str, Any] = {"name": words[2], "serviceConfig": {"uri": state["endpoint"]}}
-            if "trigger" in function:
-                described["eventTrigger"] = {"trigger": function["trigger_resource"], "eventType": FINALIZED,
-                                             "retryPolicy": "RETRY_POLICY_RETRY" if function["retry"] else
-                                             "RETRY_POLICY_DO_NOT_RETRY"}
-            out(described)
-        case ["run", "services", "update"]:
-            g["functions"][words[3]]["invoker_iam_check"] = False
-        case ["run", "services", "get-iam-policy"]:
-            out(g["run_policies"].get(words[3], {}))
-        case ["run", "services", "add-iam-policy-binding"]:
-            add_binding(g["run_policies"].setdefault(words[3], {}), str(flag(argv, "--role")),
-                        str(flag(argv, "--member")))
-        case ["eventarc", "triggers", "describe"]:
-            trigger = g["triggers"].get(words[3])
-            out({"name": words[3], "transport": {"pubsub": {"subscription": trigger["subscription"]}}}) \
-                if trigger and trigger["location"] == flag(argv, "--location") else missing(words[3])
-        case ["pubsub", "topics", "describe"]:
-            out({"name": words[3]}) if words[3] in g["topics"] else missing(words[3])
-        case ["pubsub", "topics", "create"]:
-            g["topics"][words[3]] = {"policy": {}}
-        case ["pubsub", "topics", "get-iam-policy"]:
-            out(g["topics"][words[3]]["policy"])
-        case ["pubsub", "topics", "add-iam-policy-binding"]:
-            add_binding(g["topics"][words[3]]["policy"], str(flag(argv, "--role")), str(flag(argv, "--member")))
-        case ["pubsub", "subscriptions", "describe"]:
-            found = g["subscriptions"].get(short(words[3]))
-            if found is None:
-                missing(words[3])
-            out({"name": words[3], "topic": found["topic"], **({"deadLetterPolicy": found["dead_letter"]}
-                                                               if "dead_letter" in found else {})})
-        case ["pubsub", "subscriptions", "create"]:
-            g["subscriptions"][words[3]] = {"topic": flag(argv, "--topic"), "policy": {},
-                                            "retention": flag(argv, "--message-retention-duration")}
-        case ["pubsub", "subscriptions", "update"]:
-            g["subscriptions"][short(words[3])]["dead_letter"] = {
-                "deadLetterTopic": flag(argv, "--dead-letter-topic"),
-                "maxDeliveryAttempts": int(str(flag(argv, "--max-delivery-attempts")))}
-        case ["pubsub", "subscriptions", "get-iam-policy"]:
-            out(g["subscriptions"][short(words[3])]["policy"])
-        case ["pubsub", "subscriptions", "add-iam-policy-binding"]:
-            add_binding(g["subscriptions"][short(words[3])]["policy"], str(flag(argv, "--role")),
-                        str(flag(argv, "--member")))
-        case ["logging", "metrics", "describe"]:
-            out(g["log_metrics"][words[3]]) if words[3] in g["log_metrics"] else missing(words[3])
-        case ["logging", "metrics", "create"]:
-            g["log_metrics"][words[3]] = {"name": words[3], "filter": flag(argv, "--log-filter")}
-        case ["monitoring", "policies", "list"]:
-            wanted = str(flag(argv, "--filter")).removeprefix("displayName=").strip('"')
-            out([p for p in g["alert_policies"].values() if p["displayName"] == wanted])
-        case ["monitoring", "policies", "create"]:
-            policy = json.loads(Path(str(flag(argv, "--policy-from-file"))).read_text())
-            g["alert_policies"][f"projects/p/alertPolicies/{len(g['alert_policies']) + 1}"] = policy
-        case _:
-            print(f"fake gcloud: unknown command {argv}", file=sys.stderr)
-            sys.exit(2)
+    dispatch("gcloud", GCLOUD, Call(argv, words, state, g))
+
+
+SUBSCRIPTION = "/subscriptions/00000000-0000-0000-0000-000000000001"
+
+
+def resource_id(c: Call, provider: str, kind: str) -> str:
+    return f"{SUBSCRIPTION}/resourceGroups/{c.group}/providers/{provider}/{kind}/{c.name}"
+
+
+def shown(c: Call, part: str, key: str | None = None, error: str = "ResourceNotFound") -> None:
+    """Print the resource that the state's `part` holds under `key` (the call's --name), else fail as az does."""
+    found = c.cloud[part]
+    key = c.name if key is None else key
+    if key not in found:
+        missing(f"{error} {c.name}")
+    out(found[key])
+
+
+@az_command("account", "show", REST)
+def _account_show(c: Call) -> None:
+    out({"id": "00000000-0000-0000-0000-000000000001", "user": {"name": "me@example.com", "type": "user"}})
+
+
+@az_command("ad", "signed-in-user", "show", REST)
+def _signed_in_user(c: Call) -> None:
+    out({"id": "user-object-id"})
+
+
+@az_command("group", "show", REST)
+def _group_show(c: Call) -> None:
+    shown(c, "groups", error="ResourceGroupNotFound")
+
+
+@az_command("group", "create", REST)
+def _group_create(c: Call) -> None:
+    c.cloud["groups"][c.name] = {"name": c.name, "location": c.flag("--location")}
+
+
+@az_command("storage", "account", "show", REST)
+def _storage_account_show(c: Call) -> None:
+    shown(c, "storage")
+
+
+@az_command("storage", "account", "create", REST)
+def _storage_account_create(c: Call) -> None:
+    c.cloud["storage"][c.name] = {"id": resource_id(c, "Microsoft.Storage", "storageAccounts"), "name": c.name,
+                                  "location": c.flag("--location")}
+    out(c.cloud["storage"][c.name])
+
+
+@az_command("storage", "container-rm", "show", REST)
+def _container_show(c: Call) -> None:
+    if f"{c.flag('--storage-account')}/{c.name}" not in c.cloud["containers"]:
+        missing(f"ContainerNotFound {c.name}")
+    out({"name": c.name})
+
+
+@az_command("storage", "container-rm", "create", REST)
+def _container_create(c: Call) -> None:
+    c.cloud["containers"].append(f"{c.flag('--storage-account')}/{c.name}")
+
+
+@az_command("functionapp", "show", REST)
+def _app_show(c: Call) -> None:
+    if c.name not in c.cloud["apps"]:
+        missing(f"ResourceNotFound {c.name}")
+    out({"name": c.name, "defaultHostName": c.state["endpoint"].split("//", 1)[1].rstrip("/"),
+         "id": resource_id(c, "Microsoft.Web", "sites")})
+
+
+@az_command("functionapp", "create", REST)
+def _app_create(c: Call) -> None:
+    c.cloud["apps"][c.name] = {"settings": {}, "identity": None, "runtime": c.flag("--runtime-version")}
+
+
+@az_command("functionapp", "identity", "show")
+def _app_identity_show(c: Call) -> None:
+    identity = c.cloud["apps"][c.name]["identity"]
+    if identity:
+        out({"principalId": identity})
+
+
+@az_command("functionapp", "identity", "assign")
+def _app_identity_assign(c: Call) -> None:
+    c.cloud["apps"][c.name]["identity"] = f"principal-of-{c.name}"
+    out({"principalId": c.cloud["apps"][c.name]["identity"]})
+
+
+@az_command("functionapp", "config", "appsettings", "list", REST)
+def _app_settings_list(c: Call) -> None:
+    out([{"name": k, "value": v, "slotSetting": False} for k, v in c.cloud["apps"][c.name]["settings"].items()])
+
+
+@az_command("functionapp", "config", "appsettings", "set", REST)
+def _app_settings_set(c: Call) -> None:
+    """Sets the settings (from the @file --settings names) and notes the token the app now answers with, read
+    from Key Vault when the setting refers to it."""
+    listed = json.loads(Path(str(c.flag("--settings"))[1:]).read_text())
+    settings = c.cloud["apps"][c.name]["settings"]
+    settings.update({s["name"]: s["value"] for s in listed})
+    setting = settings["TAVUS_CALLBACK_TOKENS"]
+    if setting.startswith("@Microsoft.KeyVault("):
+        vault = setting.split("VaultName=", 1)[1].split(";", 1)[0]
+        setting = c.cloud["vaults"][vault]["secrets"]["tavus-callback-tokens"]
+    c.state["live_token"] = setting
+
+
+@az_command("role", "assignment", "list")
+def _role_assignment_list(c: Call) -> None:
+    key = [c.flag("--assignee"), c.flag("--role"), c.flag("--scope")]
+    out([{"roleDefinitionName": key[1]}] if key in c.cloud["roles"] else [])
+
+
+@az_command("role", "assignment", "create")
+def _role_assignment_create(c: Call) -> None:
+    c.cloud["roles"].append([c.flag("--assignee-object-id"), c.flag("--role"), c.flag("--scope")])
+
+
+@az_command("keyvault", "show", REST)
+def _vault_show(c: Call) -> None:
+    if c.name not in c.cloud["vaults"]:
+        missing(f"ResourceNotFound {c.name}")
+    out(c.cloud["vaults"][c.name]["json"])
+
+
+@az_command("keyvault", "create", REST)
+def _vault_create(c: Call) -> None:
+    c.cloud["vaults"][c.name] = {"json": {"id": resource_id(c, "Microsoft.KeyVault", "vaults"), "name": c.name},
+                                 "secrets": {}}
+    out(c.cloud["vaults"][c.name]["json"])
+
+
+@az_command("keyvault", "secret", "show", REST)
+def _secret_show(c: Call) -> None:
+    value = c.cloud["vaults"][str(c.flag("--vault-name"))]["secrets"].get(c.name)
+    if value is None:
+        print("ERROR: (SecretNotFound) A secret with (name/id) was not found", file=sys.stderr)
+        sys.exit(3)
+    out({"name": c.name, "value": value})
+
+
+@az_command("keyvault", "secret", "set", REST)
+def _secret_set(c: Call) -> None:
+    value = Path(str(c.flag("--file"))).read_text()
+    c.cloud["vaults"][str(c.flag("--vault-name"))]["secrets"][c.name] = value
+    out({"name": c.name, "value": value})
+
+
+@az_command("provider", "show", REST)
+def _provider_show(c: Call) -> None:
+    namespace = c.flag("--namespace")
+    out({"namespace": namespace, "registrationState": c.cloud["providers"].get(str(namespace), "NotRegistered")})
+
+
+@az_command("provider", "register", REST)
+def _provider_register(c: Call) -> None:
+    c.cloud["providers"][str(c.flag("--namespace"))] = "Registered"
+
+
+@az_command("eventgrid", "system-topic", "list", REST)
+def _system_topic_list(c: Call) -> None:
+    out([t for t in c.cloud["system_topics"].values() if t["resourceGroup"] == c.group])
+
+
+@az_command("eventgrid", "system-topic", "create")
+def _system_topic_create(c: Call) -> None:
+    """Refused while Event Grid is not registered, or when the source has a system topic already (as Azure does)."""
+    topics = c.cloud["system_topics"]
+    assert c.cloud["providers"].get("Microsoft.EventGrid") == "Registered", "Microsoft.EventGrid is not registered"
+    source = str(c.flag("--source"))
+    if any(t["source"].lower() == source.lower() for t in topics.values()):
+        print("ERROR: Only one system topic is allowed per source.", file=sys.stderr)
+        sys.exit(1)
+    topics[c.name] = {"name": c.name, "resourceGroup": c.group, "source": source,
+                      "topicType": c.flag("--topic-type"), "location": c.flag("--location"),
+                      "id": resource_id(c, "Microsoft.EventGrid", "systemTopics")}
+    out(topics[c.name])
+
+
+@az_command("eventgrid", "system-topic", "event-subscription", "show", REST)
+def _event_subscription_show(c: Call) -> None:
+    shown(c, "event_subscriptions", f"{c.flag('--system-topic-name')}/{c.name}")
+
+
+@az_command("eventgrid", "system-topic", "event-subscription", "create", REST)
+def _event_subscription_create(c: Call) -> None:
+    """Refused until the function app is published and its host has indexed the function, as Azure does."""
+    a, argv = c.cloud, c.argv
+    endpoint = str(c.flag("--endpoint"))
+    app, function = endpoint.split("/sites/", 1)[1].split("/functions/", 1)
+    if not a["apps"].get(app, {}).get("published") or a.get("unindexed", 0) > 0:
+        a["unindexed"] = max(0, a.get("unindexed", 0) - 1)
+        STATE.write_text(json.dumps(c.state, indent=1))  # the host indexes meanwhile
+        print(f"ERROR: The function {function} does not exist in the function app.", file=sys.stderr)
+        sys.exit(1)
+    start = argv.index("--advanced-filter") + 1
+    end = next((i for i in range(start, len(argv)) if argv[i].startswith("--")), len(argv))
+    a["event_subscriptions"][f"{c.flag('--system-topic-name')}/{c.name}"] = {
+        "name": c.name, "endpoint": endpoint, "endpointType": c.flag("--endpoint-type"),
+        "includedEventTypes": c.flag("--included-event-types"),
+        "subjectBeginsWith": c.flag("--subject-begins-with"),
+        "subjectEndsWith": c.flag("--subject-ends-with"), "advancedFilter": argv[start:end],
+        "maxDeliveryAttempts": c.flag("--max-delivery-attempts"), "eventTtl": c.flag("--event-ttl"),
+        "deadLetter": c.flag("--deadletter-endpoint")}
+
+
+@az_command("monitor", "metrics", "alert", "show", REST)
+def _alert_show(c: Call) -> None:
+    shown(c, "alerts")
+
+
+@az_command("monitor", "metrics", "alert", "create", REST)
+def _alert_create(c: Call) -> None:
+    c.cloud["alerts"][c.name] = {"scopes": c.flag("--scopes"), "condition": c.flag("--condition"),
+                                 "action": c.flag("--action")}
+
+
+@az_command("monitor", "action-group", "show", REST)
+def _action_group_show(c: Call) -> None:
+    shown(c, "action_groups")
+
+
+@az_command("monitor", "action-group", "create", REST)
+def _action_group_create(c: Call) -> None:
+    start = c.argv.index("--action") + 1
+    c.cloud["action_groups"][c.name] = {"id": resource_id(c, "microsoft.insights", "actionGroups"),
+                                        "action": c.argv[start:start + 3]}
+    out(c.cloud["action_groups"][c.name])
 
 
 def az(argv: list[str], state: dict[str, Any]) -> None:
@@ -206,126 +615,7 @@ def az(argv: list[str], state: dict[str, Any]) -> None:
                                    "vaults": {}})
     for part in ("providers", "system_topics", "event_subscriptions", "alerts", "action_groups"):
         a.setdefault(part, {})
-    name, group = flag(argv, "--name"), flag(argv, "--resource-group")
-    sub = "/subscriptions/00000000-0000-0000-0000-000000000001"
-    match words[:4]:
-        case ["account", "show", *_]:
-            out({"id": "00000000-0000-0000-0000-000000000001", "user": {"name": "me@example.com", "type": "user"}})
-        case ["ad", "signed-in-user", "show", *_]:
-            out({"id": "user-object-id"})
-        case ["group", "show", *_]:
-            out(a["groups"][name]) if name in a["groups"] else missing(f"ResourceGroupNotFound {name}")
-        case ["group", "create", *_]:
-            a["groups"][name] = {"name": name, "location": flag(argv, "--location")}
-        case ["storage", "account", "show", *_]:
-            out(a["storage"][name]) if name in a["storage"] else missing(f"ResourceNotFound {name}")
-        case ["storage", "account", "create", *_]:
-            a["storage"][name] = {"id": f"{sub}/resourceGroups/{group}/providers/Microsoft.Storage/"
-                                        f"storageAccounts/{name}", "name": name, "location": flag(argv, "--location")}
-            out(a["storage"][name])
-        case ["storage", "container-rm", "show", *_]:
-            key = f"{flag(argv, '--storage-account')}/{name}"
-            out({"name": name}) if key in a["containers"] else missing(f"ContainerNotFound {name}")
-        case ["storage", "container-rm", "create", *_]:
-            a["containers"].append(f"{flag(argv, '--storage-account')}/{name}")
-        case ["functionapp", "show", *_]:
-            out({"name": name, "defaultHostName": state["endpoint"].split("//", 1)[1].rstrip("/"),
-                 "id": f"{sub}/resourceGroups/{group}/providers/Microsoft.Web/sites/{name}"}) \
-                if name in a["apps"] else missing(f"ResourceNotFound {name}")
-        case ["functionapp", "create", *_]:
-            a["apps"][name] = {"settings": {}, "identity": None, "runtime": flag(argv, "--runtime-version")}
-        case ["functionapp", "identity", "show"]:
-            identity = a["apps"][name]["identity"]
-            if identity:
-                out({"principalId": identity})
-        case ["functionapp", "identity", "assign"]:
-            a["apps"][name]["identity"] = f"principal-of-{name}"
-            out({"principalId": a["apps"][name]["identity"]})
-        case ["functionapp", "config", "appsettings", "list"]:
-            out([{"name": k, "value": v, "slotSetting": False} for k, v in a["apps"][name]["settings"].items()])
-        case ["functionapp", "config", "appsettings", "set"]:
-            listed = json.loads(Path(str(flag(argv, "--settings"))[1:]).read_text())
-            a["apps"][name]["settings"].update({s["name"]: s["value"] for s in listed})
-            setting = a["apps"][name]["settings"]["TAVUS_CALLBACK_TOKENS"]
-            if setting.startswith("@Microsoft.KeyVault("):
-                vault = setting.split("VaultName=", 1)[1].split(";", 1)[0]
-                setting = a["vaults"][vault]["secrets"]["tavus-callback-tokens"]
-            state["live_token"] = setting
-        case ["role", "assignment", "list"]:
-            key = [flag(argv, "--assignee"), flag(argv, "--role"), flag(argv, "--scope")]
-            out([{"roleDefinitionName": key[1]}] if key in a["roles"] else [])
-        case ["role", "assignment", "create"]:
-            a["roles"].append([flag(argv, "--assignee-object-id"), flag(argv, "--role"), flag(argv, "--scope")])
-        case ["keyvault", "show", *_]:
-            out(a["vaults"][name]["json"]) if name in a["vaults"] else missing(f"ResourceNotFound {name}")
-        case ["keyvault", "create", *_]:
-            a["vaults"][name] = {"json": {"id": f"{sub}/resourceGroups/{group}/providers/Microsoft.KeyVault/"
-                                                f"vaults/{name}", "name": name}, "secrets": {}}
-            out(a["vaults"][name]["json"])
-        case ["keyvault", "secret", "show", *_]:
-            value = a["vaults"][str(flag(argv, "--vault-name"))]["secrets"].get(name)
-            if value is None:
-                print("ERROR: (SecretNotFound) A secret with (name/id) was not found", file=sys.stderr)
-                sys.exit(3)
-            out({"name": name, "value": value})
-        case ["keyvault", "secret", "set", *_]:
-            value = Path(str(flag(argv, "--file"))).read_text()
-            a["vaults"][str(flag(argv, "--vault-name"))]["secrets"][name] = value
-            out({"name": name, "value": value})
-        case ["provider", "show", *_]:
-            out({"namespace": flag(argv, "--namespace"),
-                 "registrationState": a["providers"].get(str(flag(argv, "--namespace")), "NotRegistered")})
-        case ["provider", "register", *_]:
-            a["providers"][str(flag(argv, "--namespace"))] = "Registered"
-        case ["eventgrid", "system-topic", "list", *_]:
-            out([t for t in a["system_topics"].values() if t["resourceGroup"] == group])
-        case ["eventgrid", "system-topic", "create"]:
-            assert a["providers"].get("Microsoft.EventGrid") == "Registered", "Microsoft.EventGrid is not registered"
-            source = str(flag(argv, "--source"))
-            if any(t["source"].lower() == source.lower() for t in a["system_topics"].values()):
-                print("ERROR: Only one system topic is allowed per source.", file=sys.stderr)
-                sys.exit(1)
-            a["system_topics"][name] = {"name": name, "resourceGroup": group, "source": source,
-                                        "topicType": flag(argv, "--topic-type"), "location": flag(argv, "--location"),
-                                        "id": f"{sub}/resourceGroups/{group}/providers/Microsoft.EventGrid/"
-                                              f"systemTopics/{name}"}
-            out(a["system_topics"][name])
-        case ["eventgrid", "system-topic", "event-subscription", "show"]:
-            key = f"{flag(argv, '--system-topic-name')}/{name}"
-            out(a["event_subscriptions"][key]) if key in a["event_subscriptions"] else \
-                missing(f"ResourceNotFound {name}")
-        case ["eventgrid", "system-topic", "event-subscription", "create"]:
-            endpoint = str(flag(argv, "--endpoint"))
-            app, function = endpoint.split("/sites/", 1)[1].split("/functions/", 1)
-            if not a["apps"].get(app, {}).get("published") or a.get("unindexed", 0) > 0:
-                a["unindexed"] = max(0, a.get("unindexed", 0) - 1)
-                STATE.write_text(json.dumps(state, indent=1))  # the host indexes meanwhile
-                print(f"ERROR: The function {function} does not exist in the function app.", file=sys.stderr)
-                sys.exit(1)
-            start = argv.index("--advanced-filter") + 1
-            end = next((i for i in range(start, len(argv)) if argv[i].startswith("--")), len(argv))
-            a["event_subscriptions"][f"{flag(argv, '--system-topic-name')}/{name}"] = {
-                "name": name, "endpoint": endpoint, "endpointType": flag(argv, "--endpoint-type"),
-                "includedEventTypes": flag(argv, "--included-event-types"),
-                "subjectBeginsWith": flag(argv, "--subject-begins-with"),
-                "subjectEndsWith": flag(argv, "--subject-ends-with"), "advancedFilter": argv[start:end],
-                "maxDeliveryAttempts": flag(argv, "--max-delivery-attempts"), "eventTtl": flag(argv, "--event-ttl"),
-                "deadLetter": flag(argv, "--deadletter-endpoint")}
-        case ["monitor", "metrics", "alert", "show"]:
-            out(a["alerts"][name]) if name in a["alerts"] else missing(f"ResourceNotFound {name}")
-        case ["monitor", "metrics", "alert", "create"]:
-            a["alerts"][name] = {"scopes": flag(argv, "--scopes"), "condition": flag(argv, "--condition"),
-                                 "action": flag(argv, "--action")}
-        case ["monitor", "action-group", "show", *_]:
-            out(a["action_groups"][name]) if name in a["action_groups"] else missing(f"ResourceNotFound {name}")
-        case ["monitor", "action-group", "create", *_]:
-            start = argv.index("--action") + 1
-            a["action_groups"][name] = {"id": f"{sub}/resourceGroups/{group}/providers/microsoft.insights/"
-                                              f"actionGroups/{name}", "action": argv[start:start + 3]}
-            out(a["action_groups"][name])
-        case _:
-            print(f"fake az: unknown command {argv}", file=sys.stderr)
-            sys.exit(2)
+    dispatch("az", AZ, Call(argv, words, state, a))
 
 
 def _is_value(argv: list[str], word: str) -> bool:
