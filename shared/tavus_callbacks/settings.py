@@ -39,6 +39,10 @@ class Settings:
         )
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
 
+    def with_tokens(self, tokens: tuple[str, ...]) -> Settings:
+        """These settings with other tokens (e.g. a secret's)."""
+        return replace(self, tokens=tokens)
+
     def require_tokens(self) -> Settings:
         """Self, or a ConfigError when no token is configured (the endpoint would accept nobody)."""
         if not self.tokens:

@@ -25,7 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from tavus_callbacks.auth import is_authorized
 from tavus_callbacks.console import access_text, configure_logging
 from tavus_callbacks.feed import ChangeFeed, FeedWorker, MemoryFeed
-from tavus_callbacks.http import Outcome, Request, Response
+from tavus_callbacks.http import Outcome, Request, Response, answered_line
 from tavus_callbacks.inspector.app import ASGIApp, InspectorApp, mount
 from tavus_callbacks.inspector.reading import Reader
 from tavus_callbacks.logs import redact, utc_stamp
@@ -220,19 +220,14 @@ class AccessLog:
         self.pid = os.getpid()
 
     def write(self, scope: Scope, response: Response, started: float) -> None:
-        path, outcome = redact(str(scope["path"] or "/"), self.tokens)[:200], response.outcome  # cut once redacted
-        client = scope.get("client")
+        path = redact(str(scope["path"] or "/"), self.tokens)[:200]  # cut once redacted
+        answered, client = answered_line(response.outcome, response.status), scope.get("client")
+        fields = {("type" if k == "event_type" else k): v for k, v in answered.fields.items()}  # serve's name
         line: dict[str, Any] = {
-            "time": utc_stamp(time.time()), "level": "info", "logger": access_log.name, "pid": self.pid,
-            "message": f"{scope['method']} {path} {response.status}", "method": scope["method"], "path": path,
-            "status": response.status, "ms": round((time.perf_counter() - started) * 1000, 2),
-            "remote": client[0] if client else None}
-        if outcome is not None:
-            line["result"] = outcome.result
-            for name, value in (("event_id", outcome.event_id), ("type", outcome.event_type),
-                                ("conversation_id", outcome.conversation_id)):
-                if value:
-                    line[name] = value
+            "time": utc_stamp(time.time()), "level": answered.severity.lower(), "logger": access_log.name,
+            "pid": self.pid, "message": f"{answered.message}: {scope['method']} {path} {response.status}",
+            "method": scope["method"], "path": path, **fields,
+            "ms": round((time.perf_counter() - started) * 1000, 2), "remote": client[0] if client else None}
         data = f"{access_text(line)}\n".encode() if self.text else orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
         with contextlib.suppress(OSError):  # a closed or full stderr must not fail the request
             os.write(self.fd, data)

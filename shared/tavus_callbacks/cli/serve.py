@@ -54,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--log-format", choices=("auto", *LOG_FORMATS),
            help="text: one readable line per callback (time, answer, type, conversation); json: one JSON object "
                 "per line with the fields time, level, logger, pid, message, method, path, status, ms, remote, "
-                "result, event_id, type, conversation_id (env TAVUS_LOG_FORMAT; default auto: text when stderr "
-                "is a terminal, json otherwise)")
+                "result, event_id, type, family, conversation_id, valid, key (env TAVUS_LOG_FORMAT; default auto: "
+                "text when stderr is a terminal, json otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tavus_callbacks.http import LogLine
 from tavus_callbacks.logs import JsonFormatter
+
+if TYPE_CHECKING:
+    from tavus_callbacks.pipeline import Derived
 
 AUDIENCE_VAR = "TAVUS_RECONCILE_AUDIENCE"  # the audience Cloud Scheduler puts in its OIDC token
 SCHEDULER_ACCOUNT_VAR = "TAVUS_RECONCILE_SERVICE_ACCOUNT"  # the service account the token must be of
@@ -67,6 +70,14 @@ def log_line(line: LogLine, trace_header: str | None = None) -> str:
 def write(line: LogLine, trace_header: str | None = None) -> None:
     """Print a LogLine to stdout, where Cloud Logging reads it."""
     print(log_line(line, trace_header), flush=True)
+
+
+def write_derived(derived: Derived) -> None:
+    """The derive step's line; none for an object that is not an event (every object of the bucket comes)."""
+    if not derived.skipped:
+        write(LogLine("event derived", logging.INFO, {
+            "key": derived.key, "event_id": derived.event_id, "event_type": derived.event_type,
+            "conversation_id": derived.conversation_id, **({"copy_failed": True} if derived.copy_failed else {})}))
 
 
 def scheduler_token_valid(authorization: str | None) -> bool:

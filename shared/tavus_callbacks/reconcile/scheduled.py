@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from tavus_callbacks.errors import ConfigError
-from tavus_callbacks.pipeline import Pipeline, default_pipeline
+from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.reconcile.client import DEFAULT_API_URL, DEFAULT_MAX_PER_MINUTE, TavusClient
 from tavus_callbacks.reconcile.sweep import Summary, Sweep
 from tavus_callbacks.state.stored import parse_time
@@ -55,7 +55,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
                           "such as 2025-07-11T06:00:00Z") from None
 
 
-def run_scheduled(pipeline: Callable[[], Pipeline] = default_pipeline, *, api_key: str | None = None,
+def run_scheduled(pipeline: Callable[[], Pipeline], *, api_key: str | None = None,
                   seconds_left: float | None = None, environ: Mapping[str, str] | None = None) -> Summary | None:
     """One sweep with `pipeline()`, or None (off) without an API key (`api_key`, else TAVUS_API_KEY).
 
