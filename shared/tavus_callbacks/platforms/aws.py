@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.http import answered_line
-from tavus_callbacks.settings import parse_tokens
+from tavus_callbacks.settings import SecretVariables, parse_tokens
 
 if TYPE_CHECKING:
     from tavus_callbacks.http import Outcome
@@ -30,7 +30,6 @@ HTTP_EVENT_KEYS = frozenset({"requestContext", "rawPath", "rawQueryString", "rou
                              "multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters",
                              "body", "isBase64Encoded", "cookies"})
 TOKENS_SECRET_VAR = "TAVUS_CALLBACK_TOKENS_SECRET"
-API_KEY_SECRET_VAR = "TAVUS_API_KEY_SECRET"
 DEFAULT_SECRET_MAX_AGE = 300
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
@@ -74,10 +73,9 @@ def seconds_left(context: Any) -> float:
     return float(context.get_remaining_time_in_millis()) / 1000 - SAFETY_SECONDS
 
 
-def secret(variable: str) -> str | None:
-    """The value of the Secrets Manager secret `variable` names (None when unset), cached by Powertools for
+def secret(secret_id: str | None) -> str | None:
+    """The value of the Secrets Manager secret `secret_id` (None when there is none), cached by Powertools for
     POWERTOOLS_PARAMETERS_MAX_AGE seconds, so a rotation shows on a later fetch."""
-    secret_id = os.environ.get(variable, "").strip()
     if not secret_id:
         return None
     from aws_lambda_powertools.utilities.parameters import get_secret
@@ -87,8 +85,8 @@ def secret(variable: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _tokens_of(text: str) -> tuple[str, ...]:
-    source = f"the secret {TOKENS_SECRET_VAR}={os.environ.get(TOKENS_SECRET_VAR, '').strip()}"
+def _tokens_of(text: str, secret_id: str) -> tuple[str, ...]:
+    source = f"the secret {TOKENS_SECRET_VAR}={secret_id}"
     if text.lstrip().startswith(("{", "[")):
         raise ConfigError(f"{source} holds JSON: store the token(s) as plain text, comma-separated")
     return parse_tokens(text, source=source)
@@ -97,16 +95,17 @@ def _tokens_of(text: str) -> tuple[str, ...]:
 def secret_tokens() -> tuple[str, ...] | None:
     """The tokens of TAVUS_CALLBACK_TOKENS_SECRET, or None when it is not set and TAVUS_CALLBACK_TOKENS holds
     them; a missing secret, a missing permission or a bad token raises ConfigError."""
+    secret_id = SecretVariables.read().callback_tokens_secret
     try:
-        text = secret(TOKENS_SECRET_VAR)
-        return None if text is None else _tokens_of(text)
+        text = secret(secret_id)
+        return None if text is None or secret_id is None else _tokens_of(text, secret_id)
     except Exception as exc:  # a missing secret, no permission, a bad token: the App answers 503 and logs this
         raise ConfigError(f"cannot load the callback tokens from Secrets Manager: {type(exc).__name__}: {exc}") from exc
 
 
 def secret_api_key() -> str | None:
     """The Tavus API key of TAVUS_API_KEY_SECRET, or None when it is not set (TAVUS_API_KEY then holds it)."""
-    return secret(API_KEY_SECRET_VAR)
+    return secret(SecretVariables.read().api_key_secret)
 
 
 def record(outcome: Outcome | None, status: int) -> None:

@@ -12,13 +12,11 @@ import orjson
 
 from tavus_callbacks.http import LogLine
 from tavus_callbacks.logs import JsonFormatter
+from tavus_callbacks.settings import SchedulerVariables
 
 if TYPE_CHECKING:
     from tavus_callbacks.pipeline import Derived
 
-AUDIENCE_VAR = "TAVUS_RECONCILE_AUDIENCE"  # the audience Cloud Scheduler puts in its OIDC token
-SCHEDULER_ACCOUNT_VAR = "TAVUS_RECONCILE_SERVICE_ACCOUNT"  # the service account the token must be of
-CERTS_URL_VAR = "TAVUS_RECONCILE_CERTS_URL"  # Google's signing certificates unless set (tests)
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 TRACE = "logging.googleapis.com/trace"
 LABELS = "logging.googleapis.com/labels"
@@ -90,18 +88,20 @@ def scheduler_token_valid(authorization: str | None) -> bool:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return False
-    certs_url = os.environ.get(CERTS_URL_VAR, "").strip()
-    options = {"certs_url": certs_url} if certs_url else {}
+    scheduler = SchedulerVariables.read()
+    if scheduler.reconcile_audience is None:  # no audience to check: nobody is the scheduler
+        return False
+    options = {"certs_url": scheduler.reconcile_certs_url} if scheduler.reconcile_certs_url else {}
     try:
-        claims = id_token.verify_token(token.strip(), transport.Request(), audience=os.environ[AUDIENCE_VAR],
+        claims = id_token.verify_token(token.strip(), transport.Request(), audience=scheduler.reconcile_audience,
                                        clock_skew_in_seconds=10, **options)
     except (ValueError, exceptions.GoogleAuthError):
         return False
-    account = os.environ.get(SCHEDULER_ACCOUNT_VAR, "").strip()
+    account = scheduler.reconcile_service_account
     return (claims.get("iss") in GOOGLE_ISSUERS and bool(account) and claims.get("email") == account
             and claims.get("email_verified") is True)
 
 
 def reconcile_enabled() -> bool:
     """Whether Cloud Scheduler is set up to call the sweep (its token's audience is configured)."""
-    return bool(os.environ.get(AUDIENCE_VAR, "").strip())
+    return SchedulerVariables.read().reconcile_audience is not None
