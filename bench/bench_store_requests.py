@@ -49,7 +49,6 @@ from support.servers import (  # noqa: E402 - tests/ likewise
     new_bucket_name,
     store_url_for,
 )
-from tavus_callbacks import pipeline  # noqa: E402
 from tavus_callbacks.clients import clear_clients  # noqa: E402
 from tavus_callbacks.stores import open_store  # noqa: E402
 
@@ -92,7 +91,11 @@ class Adapter:
 
 
 def aws_adapter(bucket: str, with_derive: bool) -> Adapter:
-    from tavus_callbacks.adapters import aws_lambda
+    from tavus_callbacks.adapters.aws_lambda import lambda_handler
+    from tavus_callbacks.app import App
+    from tavus_callbacks.platforms import aws
+
+    handler = lambda_handler(App.from_env(tokens=aws.secret_tokens, api_key=aws.secret_api_key))
 
     class Context:
         function_name, function_version, memory_limit_in_mb = "tavus-callbacks", "live", 1024
@@ -107,16 +110,16 @@ def aws_adapter(bucket: str, with_derive: bool) -> Adapter:
                  "headers": {"content-type": "application/json"}, "isBase64Encoded": False, "body": body.decode(),
                  "requestContext": {"http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
                                              "sourceIp": "203.0.113.7", "userAgent": "bench"}}}
-        result: dict[str, Any] = json.loads(aws_lambda.handler(event, Context())["body"])
+        result: dict[str, Any] = json.loads(handler(event, Context())["body"])
         return result
 
     def derive(key: str) -> None:
-        aws_lambda.handler({"version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created",
-                            "source": "aws.s3", "account": "123456789012", "time": "2025-07-11T06:45:48Z",
-                            "region": "us-east-1", "resources": [f"arn:aws:s3:::{bucket}"],
-                            "detail": {"version": "0", "bucket": {"name": bucket}, "reason": "PutObject",
-                                       "object": {"key": key, "size": 1, "etag": "0", "sequencer": "0"}}},
-                           Context())
+        handler({"version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created",
+                 "source": "aws.s3", "account": "123456789012", "time": "2025-07-11T06:45:48Z",
+                 "region": "us-east-1", "resources": [f"arn:aws:s3:::{bucket}"],
+                 "detail": {"version": "0", "bucket": {"name": bucket}, "reason": "PutObject",
+                            "object": {"key": key, "size": 1, "etag": "0", "sequencer": "0"}}},
+                Context())
 
     return Adapter(answer, derive if with_derive else None)
 
@@ -145,9 +148,11 @@ def gcp_adapter(bucket: str, with_derive: bool) -> Adapter:
 
 def azure_adapter(container: str, with_derive: bool) -> Adapter:
     import azure.functions as func
-    from tavus_callbacks.adapters import azure
+    from tavus_callbacks.adapters.azure import function_app
+    from tavus_callbacks.app import App
 
-    functions = {f.get_function_name(): f.get_user_function() for f in azure.app.get_functions()}
+    app = function_app(App.from_env())
+    functions = {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
 
     def answer(body: bytes) -> dict[str, Any]:
         response = functions["tavus_callback"](func.HttpRequest(
@@ -203,7 +208,6 @@ def measure(name: str, events: int, with_derive: bool = True) -> Figures:
                "TAVUS_CALLBACK_TOKENS": TOKEN}
         with environment(env):
             clear_clients()
-            pipeline.reset_default_pipeline()
             adapter = ADAPTERS[name](bucket, with_derive)
             plan = proxy.plan
 
@@ -232,7 +236,6 @@ def measure(name: str, events: int, with_derive: bool = True) -> Figures:
         proxy.stop()
         emulator.close()
         clear_clients()
-        pipeline.reset_default_pipeline()
 
 
 def measured_apart(name: str, events: int, with_derive: bool) -> Figures:

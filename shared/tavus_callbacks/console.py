@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from tavus_callbacks.logs import RECORD_FIELDS, JsonFormatter, RedactingFilter
-
-LOG_FORMATS = ("json", "text")
 
 
 class TextFormatter(logging.Formatter):
@@ -68,7 +65,9 @@ class _BriefFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = f"{record.levelname.lower()}: {record.getMessage()}"
         if record.exc_info and record.exc_info[1] is not None:
-            if os.environ.get("TAVUS_DEBUG"):
+            from tavus_callbacks.settings import DebugVariables  # not before an error: `--help` stays light
+
+            if DebugVariables.read().debug:
                 return f"{line}\n{self.formatException(record.exc_info)}"
             line += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
         return line

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -269,51 +268,4 @@ def unavailable(message: str, result: str) -> Response:
                          outcome=Outcome(result))
 
 
-_default: Pipeline | None = None
-_deriving: Pipeline | None = None
-_default_lock = threading.Lock()
-
-
-def default_pipeline(tokens: tuple[str, ...] | None = None) -> Pipeline:
-    """The process-wide pipeline of the environment's settings, built on first use and reused; given `tokens`
-    (e.g. from a secret) it has those instead, and is built again when they change."""
-    global _default
-    with _default_lock:
-        if _default is None or (tokens is not None and _default.settings.tokens != tokens):
-            settings = Settings.from_env() if tokens is None else Settings.from_env(tokens=tokens)
-            _default = Pipeline(settings.require_tokens())
-        return _default
-
-
-def handle(request: Request, tokens: tuple[str, ...] | None = None) -> Response:
-    """Answer a request with the process-wide pipeline (of `tokens` when given); a configuration error or a
-    store that cannot be opened answers 503 and is logged."""
-    try:
-        pipeline = default_pipeline(tokens)
-    except ConfigError as exc:
-        log.error("configuration error: %s", exc)
-        return unavailable("the endpoint is not configured; see its logs", "config_error")
-    except StoreUnavailable as exc:  # opening the store at cold start failed: retry later, never a 500
-        log.error("store unavailable, answering 503: %s", exc, extra={"error": str(exc)})
-        return unavailable("the store cannot be written; retry later", "store_unavailable")
-    return pipeline.handle(request)
-
-
-def derive(key: str) -> Derived:
-    """`Pipeline.derive` with a process-wide pipeline of the environment's settings (no token needed: it
-    answers no caller); raises when the work could not be finished, so the platform delivers it again."""
-    global _deriving
-    with _default_lock:
-        if _deriving is None:
-            _deriving = Pipeline(Settings.from_env())
-    return _deriving.derive(key)
-
-
-def reset_default_pipeline() -> None:
-    """Forget the process-wide pipelines (tests, or after the environment changed)."""
-    global _default, _deriving
-    _default = _deriving = None
-
-
-__all__ = ["ConfigError", "Derived", "Forwarder", "Pipeline", "decode", "default_pipeline", "derive", "handle",
-           "reset_default_pipeline"]
+__all__ = ["ConfigError", "Derived", "Forwarder", "Pipeline", "decode"]

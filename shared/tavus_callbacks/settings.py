@@ -1,4 +1,6 @@
-"""Configuration from `TAVUS_*` environment variables, read once and validated with clear messages."""
+"""Configuration: every `TAVUS_*` environment variable, with its default, parsed and validated here by one reader
+(`Variables.read`, pydantic-settings), in groups read when they are needed (a bad reconcile or webhook setting never
+stops callbacks from being stored); a command-line flag given in place of a variable is named in its messages."""
 
 from __future__ import annotations
 
@@ -7,12 +9,30 @@ import binascii
 import os
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Self
+
+from pydantic import BeforeValidator, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from tavus_callbacks.errors import ConfigError
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_STORE_URL = "sqlite:///tavus.db"
+DEFAULT_API_URL = "https://tavusapi.com"
+DEFAULT_MAX_PER_MINUTE = 120
+DEFAULT_SINCE = "72h"
+DEFAULT_BUDGET = 10.0  # seconds a scheduled run works for unless its platform leaves less
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
 MIN_TOKEN_LENGTH = 16
 MAKE_TOKEN = "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -22,22 +42,24 @@ class Settings:
     """Everything the pipeline needs to know about its deployment."""
 
     tokens: tuple[str, ...]
-    store_url: str = DEFAULT_STORE_URL
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    forward_url: str | None = None
+    store_url: Stripped = DEFAULT_STORE_URL
+    max_body_bytes: Annotated[int, counted("whole number of bytes")] = DEFAULT_MAX_BODY_BYTES
+    forward_url: Stripped | None = None
     fold_attempts: int = 8
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read `TAVUS_CALLBACK_TOKENS`, `TAVUS_STORE_URL`, `TAVUS_MAX_BODY_BYTES`, `TAVUS_FORWARD_URL`."""
-        env = os.environ if environ is None else environ
-        settings = cls(
-            tokens=parse_tokens(env.get("TAVUS_CALLBACK_TOKENS", ""), required=False),
-            store_url=env.get("TAVUS_STORE_URL", "").strip() or DEFAULT_STORE_URL,
-            max_body_bytes=_positive_int(env, "TAVUS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            forward_url=env.get("TAVUS_FORWARD_URL", "").strip() or None,
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None, flags: Flags | None = None,
+                 **overrides: object) -> Settings:
+        """The endpoint's settings of `TAVUS_CALLBACK_TOKENS`, `TAVUS_STORE_URL`, `TAVUS_MAX_BODY_BYTES` and
+        `TAVUS_FORWARD_URL`, each flag of `flags` in place of its variable."""
+        read = EndpointVariables.read(environ, flags)
+        settings = cls(tokens=read.callback_tokens, store_url=read.store_url, max_body_bytes=read.max_body_bytes,
+                       forward_url=read.forward_url)
         return replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
+
+    def with_tokens(self, tokens: tuple[str, ...]) -> Settings:
+        """These settings with other tokens (e.g. a secret's)."""
+        return replace(self, tokens=tokens)
 
     def require_tokens(self) -> Settings:
         """Self, or a ConfigError when no token is configured (the endpoint would accept nobody)."""
@@ -144,11 +166,9 @@ class WebhookSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSettings:
         """Read `TAVUS_WEBHOOK_SECRETS` (or `TAVUS_WEBHOOK_SECRETS_SECRET`, the name or ARN of a Secrets Manager
         secret holding them) and `TAVUS_WEBHOOK_MAX_BYTES`."""
-        env = os.environ if environ is None else environ
-        value, secret_id = env.get(WEBHOOK_SECRETS_VARIABLE, ""), env.get(WEBHOOK_SECRETS_SECRET_VARIABLE, "").strip()
-        return cls(secrets=parse_webhook_secrets(value) if value.strip() or not secret_id else (),
-                   max_body_bytes=_positive_int(env, WEBHOOK_MAX_BYTES_VARIABLE, DEFAULT_WEBHOOK_MAX_BYTES),
-                   secret_id=None if value.strip() else secret_id or None)
+        read = WebhookVariables.read(environ)
+        return cls(secrets=read.webhook_secrets, max_body_bytes=read.webhook_max_bytes,
+                   secret_id=read.webhook_secrets_secret)
 
     def __repr__(self) -> str:  # never the secrets, whoever prints the settings
         return (f"WebhookSettings(secrets=<{len(self.secrets)} hidden>, max_body_bytes={self.max_body_bytes}, "
@@ -194,14 +214,235 @@ def _not_a_webhook_secret(secret: str) -> str | None:
     return None
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+Flags = Mapping[str, tuple[str, object]]  # a field's flag and the value given to it (None: not given)
+
+
+class _Environ(EnvSettingsSource):
+    """pydantic-settings' reading of environment variables, of a mapping given (os.environ by default)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._environ.items() if v.strip()}  # empty or blank: the default
+
+
+_reading: ContextVar[tuple[Mapping[str, str], Mapping[str, str]]] = ContextVar("_reading")  # environ, flags
+
+
+def source(info: ValidationInfo) -> str:
+    """What a message names for a field: the flag it was given with, else its variable."""
+    flags = _reading.get(({}, {}))[1]
+    return flags.get(info.field_name or "") or f"TAVUS_{(info.field_name or '').upper()}"
+
+
+def _text(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value).strip()
+
+
+def number(value: object, name: str, *, kind: type[int] | type[float] = int, what: str = "whole number",
+           low: float = 1, high: float | None = None) -> Any:
+    """`value` as a number of `kind` from `low` (to `high`), or a ConfigError naming `name` (a variable or flag)."""
+    raw = _text(value)
     try:
-        value = int(raw)
+        parsed = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number of bytes") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than zero")
-    return value
+        raise ConfigError(f"{name}={raw!r} is not a {what}") from None
+    if high is None and parsed < low:
+        raise ConfigError(f"{name}={raw!r} must be {'greater than zero' if low > 0 else 'zero or more'}")
+    if high is not None and not low <= parsed <= high:
+        raise ConfigError(f"{name}={raw!r} is out of range: use a number from {low:g} to {high:g}")
+    return parsed
+
+
+def counted(what: str, kind: type[int] | type[float] = int, low: float = 1, high: float | None = None) -> Any:
+    """A field's check that its value is a `kind` from `low` (to `high`), its message naming the flag or
+    variable it came from."""
+    return BeforeValidator(lambda value, info: number(value, source(info), kind=kind, what=what, low=low, high=high))
+
+
+Stripped = Annotated[str, BeforeValidator(_text)]
+
+
+class Variables(BaseSettings):
+    """A group of `TAVUS_*` variables: each field is the variable of its name in capitals, after the prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="TAVUS_", frozen=True, extra="ignore", validate_default=False)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The flags given (as init values) over the variables of the environment being read."""
+        return init_settings, _Environ(settings_cls, _reading.get((os.environ, {}))[0])
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None, flags: Flags | None = None) -> Self:
+        """The group of the environment (`environ`, else os.environ), each flag given in `flags` over its
+        variable; a ConfigError naming the flag or the variable when a value is not valid."""
+        given = {field: (flag, value) for field, (flag, value) in (flags or {}).items() if value not in (None, "")}
+        reading = _reading.set((os.environ if environ is None else environ,
+                                {field: flag for field, (flag, _) in given.items()}))
+        try:
+            return cls(**{field: value for field, (_, value) in given.items()})
+        except ValidationError as exc:  # what no validator of ours said (they raise ConfigError themselves)
+            raise ConfigError(str(exc)) from None
+        finally:
+            _reading.reset(reading)
+
+    def variables(self) -> dict[str, str]:
+        """The group as the TAVUS_* variables that give it (for processes started with the same settings)."""
+        unset = (None, False, ())
+        return {f"TAVUS_{name.upper()}": "1" if value is True else _text(value)
+                for name, value in self.model_dump().items() if not any(value is u or value == () for u in unset)}
+
+
+class EndpointVariables(Variables):
+    """What every deployment's endpoint reads: its tokens, store, body limit and forwarding."""
+
+    callback_tokens: Annotated[tuple[str, ...], NoDecode] = ()
+    store_url: Stripped = DEFAULT_STORE_URL
+    max_body_bytes: Annotated[int, counted("whole number of bytes")] = DEFAULT_MAX_BODY_BYTES
+    forward_url: Stripped | None = None
+
+    @field_validator("callback_tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
+        return parse_tokens(_text(value), required=False, source=source(info))
+
+
+class SecretVariables(Variables):
+    """On AWS, the Secrets Manager secrets (name or ARN) holding the callback tokens and the Tavus API key."""
+
+    callback_tokens_secret: Stripped | None = None
+    api_key_secret: Stripped | None = None
+
+
+class SchedulerVariables(Variables):
+    """On Google Cloud, who may call the sweep: the audience Cloud Scheduler puts in its OIDC token, the service
+    account the token must be of, and where Google's signing certificates are (unless the default; tests)."""
+
+    reconcile_audience: Stripped | None = None
+    reconcile_service_account: Stripped | None = None
+    reconcile_certs_url: Stripped | None = None
+
+
+class DebugVariables(Variables):
+    """Whether an unexpected error shows its traceback (TAVUS_DEBUG, any value); apart, so that reading it in an
+    error's path never fails."""
+
+    debug: bool = False
+
+    @field_validator("debug", mode="before")
+    @classmethod
+    def _any(cls, value: object) -> bool:
+        return bool(_text(value))
+
+
+class LoggingVariables(Variables):
+    """How `serve` logs: its level and format (auto: text when stderr is a terminal, json otherwise)."""
+
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> str:
+        return _text(value).lower()
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _level(cls, value: str, info: ValidationInfo) -> str:
+        if value not in LOG_LEVELS:
+            raise ConfigError(f"{source(info)}={value!r}: use debug, info, warning or error")
+        return value
+
+    @field_validator("log_format", mode="after")
+    @classmethod
+    def _format(cls, value: str, info: ValidationInfo) -> str:
+        if value not in ("auto", *LOG_FORMATS):
+            raise ConfigError(f"{source(info)}={value!r}: use auto, text or json")
+        return value
+
+
+class WebhookVariables(Variables):
+    """How an HTTP sink is signed and sized; read only when one is configured."""
+
+    webhook_secrets: Annotated[tuple[str, ...], NoDecode] = ()
+    webhook_secrets_secret: Stripped | None = None
+    webhook_max_bytes: Annotated[int, counted("whole number of bytes")] = DEFAULT_WEBHOOK_MAX_BYTES
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _secrets(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
+        return parse_webhook_secrets(_text(value), source=source(info))
+
+    def model_post_init(self, context: Any) -> None:
+        """Without secrets nor a secret naming them, an HTTP sink cannot sign: say which to set."""
+        if not self.webhook_secrets and not self.webhook_secrets_secret:
+            parse_webhook_secrets("")
+        if self.webhook_secrets:  # the secrets themselves win over a secret naming them
+            object.__setattr__(self, "webhook_secrets_secret", None)
+
+
+class ReconcileVariables(Variables):
+    """The vendor's API and the scheduled sweep: its key, address and rate, how far back and for how long."""
+
+    api_key: Stripped | None = None
+    api_url: Stripped = DEFAULT_API_URL
+    # 0: no cap
+    api_max_rpm: Annotated[int, counted("whole number of requests per minute", low=0)] = DEFAULT_MAX_PER_MINUTE
+    reconcile_since: str = DEFAULT_SINCE
+    reconcile_budget_seconds: Annotated[float, counted("number of seconds", float, low=1e-9)] = DEFAULT_BUDGET
+
+    @field_validator("reconcile_since", mode="before")
+    @classmethod
+    def _since(cls, value: object, info: ValidationInfo) -> str:
+        parse_since(_text(value), source=source(info))
+        return _text(value)
+
+    def since(self, now: datetime | None = None) -> datetime:
+        """The start of the sweep's window."""
+        return parse_since(self.reconcile_since, now)
+
+
+class ServeVariables(Variables):
+    """Where `serve` listens and how many processes and threads it runs; its parent process sets them (and the
+    other groups' variables its flags gave) for the workers it starts."""
+
+    host: Stripped = "127.0.0.1"
+    port: Annotated[int, counted("port number", high=65535)] = 8080
+    workers: Annotated[int, counted("whole number", high=1e9)] | None = None  # one per CPU
+    threads: Annotated[int, counted("whole number", high=1e9)] = 8
+    read_timeout: Annotated[float, counted("number of seconds", float, low=0.001, high=1e9)] = 10.0
+
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_time(text: str, source: str = "the time") -> datetime:
+    """An ISO-8601 date or time; without a zone it is UTC. A ConfigError naming `source` when it is not one."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"{source} {text!r} is not an ISO-8601 date or time such as 2025-07-11 or "
+                          "2025-07-11T06:45:47Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def parse_since(text: str, now: datetime | None = None, source: str = "--since") -> datetime:
+    """`72h`, `30m`, `7d`, `90s` before now, or an ISO-8601 date or time (UTC when it has no zone)."""
+    now = now or datetime.now(UTC)
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        return parse_time(text)
+    except ConfigError:
+        raise ConfigError(f"{source} {text!r} is neither a duration such as 72h, 30m or 7d nor an ISO-8601 time "
+                          "such as 2025-07-11T06:00:00Z") from None

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 from support.servers import serving
+from tavus_callbacks.app import App
 from tavus_callbacks.http import Request
-from tavus_callbacks.pipeline import handle, reset_default_pipeline
 from tavus_callbacks.stores import open_store
 
 FAKE = Path(__file__).parent / "fake_cli.py"
@@ -195,7 +195,7 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     store_url = f"sqlite:///{tmp_path}/tavus.db"
     monkeypatch.setenv("TAVUS_STORE_URL", store_url)
     monkeypatch.setenv("TAVUS_CALLBACK_TOKENS", "not-deployed-yet-0123456789")
-    reset_default_pipeline()
+    app = App.from_env()
     unavailable = [0]
     holder: list[Cloud] = []
     lock = threading.Lock()
@@ -207,7 +207,7 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
                 token = holder[0].state().get("live_token")
                 if token and os.environ["TAVUS_CALLBACK_TOKENS"] != token:
                     os.environ["TAVUS_CALLBACK_TOKENS"] = token
-                    reset_default_pipeline()
+                    app.reload()
                 if self.command == "POST" and unavailable[0] > 0:  # roles not propagated yet
                     unavailable[0] -= 1
                     status, headers, payload = 503, {}, b'{"error": "store unavailable"}'
@@ -215,7 +215,7 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
                     path, _, query = self.path.partition("?")
                     params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
                     from urllib.parse import unquote
-                    response = handle(Request(self.command, path, {k: unquote(v) for k, v in params.items()},
+                    response = app.handle(Request(self.command, path, {k: unquote(v) for k, v in params.items()},
                                               dict(self.headers.items()), body))
                     status, headers, payload = response.status, response.headers, response.body
             self.send_response(status)
@@ -239,7 +239,6 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
         holder.append(Cloud(tmp_path, url.replace("http://", "https://") + "/", store_url, unavailable))
         holder[0].set_state(endpoint=holder[0].endpoint, gcloud_project="configured-project")
         yield holder[0]
-    reset_default_pipeline()
 
 
 def self_signed(folder: Path) -> tuple[str, str]:

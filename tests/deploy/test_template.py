@@ -235,22 +235,22 @@ def written_keys(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Every key the core writes for the recorded payloads, a body that is not JSON and one of no family: the
     callback's event objects, and what deriving from each of them writes."""
     from conftest import RECORDED
+    from tavus_callbacks.app import App
     from tavus_callbacks.http import Request
-    from tavus_callbacks.pipeline import derive, handle, reset_default_pipeline
     from tavus_callbacks.stores import open_store
 
     url = f"sqlite:///{tmp_path_factory.mktemp('written')}/tavus.db"
     saved = {name: os.environ.get(name) for name in ("TAVUS_STORE_URL", "TAVUS_CALLBACK_TOKENS")}
     os.environ.update(TAVUS_STORE_URL=url, TAVUS_CALLBACK_TOKENS="template-test-token-0123456789")
-    reset_default_pipeline()
+    app = App.from_env()
     try:
         bodies = [p.read_bytes() for p in RECORDED] + [b"[not an object]", b"\xff"]
         for body in bodies:
-            answer = handle(Request("POST", "/", {"token": "template-test-token-0123456789"}, {}, body))
+            answer = app.handle(Request("POST", "/", {"token": "template-test-token-0123456789"}, {}, body))
             assert answer.status in (200, 400), answer.body
         store, prefix = open_store(url)
         for key in list(store.iter_keys(prefix)):
-            derive(key)
+            app.derive(key)
         keys = list(store.iter_keys(prefix))
     finally:
         for name, value in saved.items():
@@ -258,7 +258,6 @@ def written_keys(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        reset_default_pipeline()
     families = {key.split("/", 1)[0] for key in keys}
     assert {"quarantine", "unrecognized", "replicas", "videos"} <= families, families
     assert any(k.endswith("/conversation.json") for k in keys) and any("/events/" in k for k in keys)

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 from conftest import exported, load_event
-from tavus_callbacks import pipeline as pipeline_module
+from tavus_callbacks.app import App
 from tavus_callbacks.http import Request, Response
 from tavus_callbacks.pipeline import Pipeline
 from tavus_callbacks.settings import Settings
@@ -137,12 +137,10 @@ def test_an_unwritable_store_answers_503_with_retry_after(tmp_path: Path) -> Non
 def test_missing_configuration_answers_503_and_logs(monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("TAVUS_CALLBACK_TOKENS", raising=False)
-    pipeline_module.reset_default_pipeline()
     with caplog.at_level("ERROR", logger="tavus_callbacks"):
-        response = pipeline_module.handle(Request("POST", "/", {}, {}, replica_joined()))
+        response = App.from_env().handle(Request("POST", "/", {}, {}, replica_joined()))
     assert response.status == 503
     assert "TAVUS_CALLBACK_TOKENS" in caplog.text
-    pipeline_module.reset_default_pipeline()
 
 
 def test_a_payload_echoing_the_token_stores_it_redacted_with_a_stable_id(pipeline: Pipeline, tmp_path: Path) -> None:

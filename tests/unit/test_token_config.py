@@ -12,7 +12,7 @@ import pytest
 from conftest import load_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tavus_callbacks import pipeline as pipeline_module
+from tavus_callbacks.app import App
 from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.http import Request
 from tavus_callbacks.settings import Settings, not_a_secret, parse_tokens
@@ -64,13 +64,9 @@ def test_through_the_pipeline_it_answers_503_not_configured_and_logs_the_fix(
     value, words = NOT_SECRETS[name]
     monkeypatch.setenv("TAVUS_CALLBACK_TOKENS", value)
     monkeypatch.setenv("TAVUS_STORE_URL", f"sqlite:///{tmp_path}/tavus.db")
-    pipeline_module.reset_default_pipeline()
-    try:
-        with caplog.at_level(logging.ERROR, logger="tavus_callbacks"):
-            response = pipeline_module.handle(Request("POST", "/", {"token": value}, {},
-                                                      json.dumps(load_event("guardrail")).encode()))
-    finally:
-        pipeline_module.reset_default_pipeline()
+    with caplog.at_level(logging.ERROR, logger="tavus_callbacks"):
+        response = App.from_env().handle(Request("POST", "/", {"token": value}, {},
+                                                 json.dumps(load_event("guardrail")).encode()))
     assert response.status == 503 and response.json_body() == {"error": "the endpoint is not configured; see its logs"}
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("configuration error")]
     assert all(word in line for word in words) and value not in line.replace("TAVUS_CALLBACK_TOKENS", "")

@@ -25,12 +25,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from tavus_callbacks.auth import is_authorized
 from tavus_callbacks.console import access_text, configure_logging
 from tavus_callbacks.feed import ChangeFeed, FeedWorker, MemoryFeed
-from tavus_callbacks.http import Outcome, Request, Response
+from tavus_callbacks.http import Outcome, Request, Response, answered_line
 from tavus_callbacks.inspector.app import ASGIApp, InspectorApp, mount
 from tavus_callbacks.inspector.reading import Reader
 from tavus_callbacks.logs import redact, utc_stamp
 from tavus_callbacks.pipeline import Pipeline, internal_error, too_large
-from tavus_callbacks.settings import Settings
+from tavus_callbacks.settings import EndpointVariables, Flags, LoggingVariables, ServeVariables, Settings
 
 log = logging.getLogger("tavus_callbacks.adapters.asgi")
 access_log = logging.getLogger("tavus_callbacks.access")
@@ -55,6 +55,20 @@ class ServeOptions:
     read_timeout: float = 10.0
     log_level: str = "info"
     log_format: str = "json"  # or "text": one readable line per request, for a person at a terminal
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, flags: Flags | None = None) -> ServeOptions:
+        """The options of TAVUS_HOST, TAVUS_PORT, TAVUS_WORKERS (default: one per CPU), TAVUS_THREADS,
+        TAVUS_READ_TIMEOUT, TAVUS_LOG_LEVEL and TAVUS_LOG_FORMAT, each flag of `flags` over its variable."""
+        listen, logs = ServeVariables.read(environ, flags), LoggingVariables.read(environ, flags)
+        return cls(listen.host, listen.port, listen.workers or cpu_count(), listen.threads, listen.read_timeout,
+                   logs.log_level, logs.log_format)
+
+    def variables(self) -> dict[str, str]:
+        """The TAVUS_* variables that give these options, for the worker processes."""
+        return {**ServeVariables.model_construct(host=self.host, port=self.port, workers=self.workers,
+                                                 threads=self.threads, read_timeout=self.read_timeout).variables(),
+                **LoggingVariables.model_construct(log_level=self.log_level, log_format=self.log_format).variables()}
 
     @property
     def base_url(self) -> str:
@@ -220,19 +234,14 @@ class AccessLog:
         self.pid = os.getpid()
 
     def write(self, scope: Scope, response: Response, started: float) -> None:
-        path, outcome = redact(str(scope["path"] or "/"), self.tokens)[:200], response.outcome  # cut once redacted
-        client = scope.get("client")
+        path = redact(str(scope["path"] or "/"), self.tokens)[:200]  # cut once redacted
+        answered, client = answered_line(response.outcome, response.status), scope.get("client")
+        fields = {("type" if k == "event_type" else k): v for k, v in answered.fields.items()}  # serve's name
         line: dict[str, Any] = {
-            "time": utc_stamp(time.time()), "level": "info", "logger": access_log.name, "pid": self.pid,
-            "message": f"{scope['method']} {path} {response.status}", "method": scope["method"], "path": path,
-            "status": response.status, "ms": round((time.perf_counter() - started) * 1000, 2),
-            "remote": client[0] if client else None}
-        if outcome is not None:
-            line["result"] = outcome.result
-            for name, value in (("event_id", outcome.event_id), ("type", outcome.event_type),
-                                ("conversation_id", outcome.conversation_id)):
-                if value:
-                    line[name] = value
+            "time": utc_stamp(time.time()), "level": answered.severity.lower(), "logger": access_log.name,
+            "pid": self.pid, "message": f"{answered.message}: {scope['method']} {path} {response.status}",
+            "method": scope["method"], "path": path, **fields,
+            "ms": round((time.perf_counter() - started) * 1000, 2), "remote": client[0] if client else None}
         data = f"{access_text(line)}\n".encode() if self.text else orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
         with contextlib.suppress(OSError):  # a closed or full stderr must not fail the request
             os.write(self.fd, data)
@@ -278,15 +287,18 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
         return None
 
 
-_WORKER_ENV = "TAVUS_SERVE_WORKER"  # the settings and options `serve` hands its worker processes
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def worker_app() -> ASGIApp:
-    """One worker process's app, with its own Pipeline; with a cloud store, also its own in-memory feed; and
-    the inspector at /_/."""
-    handed = orjson.loads(os.environ[_WORKER_ENV])
-    settings = Settings(**{**handed["settings"], "tokens": tuple(handed["settings"]["tokens"])})
-    options = ServeOptions(**handed["options"])
+    """One worker process's app, of the TAVUS_* variables `serve` set before starting it, with its own Pipeline;
+    with a cloud store, also its own in-memory feed; and the inspector at /_/."""
+    settings, options = Settings.from_env(), ServeOptions.from_env()
     configure_logging(options.log_level, settings.tokens, options.log_format)
     HeadDeadlineProtocol.head_timeout = options.read_timeout
     pipeline = Pipeline(settings)
@@ -304,8 +316,8 @@ def serve(settings: Settings, options: ServeOptions) -> None:
     """Run uvicorn with `options.workers` processes until stopped (SIGINT / SIGTERM: graceful), and the SQLite
     store's change feed in this process.
 
-    uvicorn starts each worker afresh and takes its app by name, so the settings reach the workers through
-    the one variable they inherit.
+    uvicorn starts each worker afresh and takes its app by name, so the settings reach the workers as the
+    TAVUS_* variables they inherit, which every worker reads as any deployment does.
     """
     pipeline = Pipeline(settings)
     feed = FeedWorker(pipeline, pipeline.store).start() if isinstance(pipeline.store, ChangeFeed) else None
@@ -318,7 +330,10 @@ def serve(settings: Settings, options: ServeOptions) -> None:
 
 
 def _run_uvicorn(settings: Settings, options: ServeOptions) -> None:
-    os.environ[_WORKER_ENV] = orjson.dumps({"settings": settings, "options": options}).decode()
+    os.environ.update(EndpointVariables.model_construct(
+        callback_tokens=settings.tokens, store_url=settings.store_url, max_body_bytes=settings.max_body_bytes,
+        forward_url=settings.forward_url).variables())
+    os.environ.update(options.variables())
     # uvloop's libuv otherwise accepts every waiting connection in the worker that wakes first: spread them
     os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     _allow_open_files(MAX_CONNECTIONS * options.workers + 256)

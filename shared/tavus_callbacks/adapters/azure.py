@@ -4,18 +4,17 @@ blob; the reconcile timer."""
 
 from __future__ import annotations
 
-import logging
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
 from tavus_callbacks.errors import MalformedRequest
-from tavus_callbacks.http import LogLine, Request, Response, answered_line, malformed_request
-from tavus_callbacks.pipeline import derive, handle
-from tavus_callbacks.platforms.azure import log, write
+from tavus_callbacks.http import Request, Response, answered_line, malformed_request
+from tavus_callbacks.platforms.azure import log, write, write_derived, write_sweep
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-
+if TYPE_CHECKING:
+    from tavus_callbacks.app import App
 
 def to_request(req: func.HttpRequest) -> Request:
     """The core Request of an HttpRequest: path and query from the URL, the raw body; MalformedRequest when the
@@ -35,19 +34,6 @@ def from_response(response: Response) -> func.HttpResponse:
     return func.HttpResponse(body=response.body, status_code=response.status, headers=dict(response.headers))
 
 
-# No `methods`: the host then routes every method here, so the core answers 405 itself.
-@app.function_name(name="tavus_callback")
-@app.route(route="{*path}")
-def tavus_callback(req: func.HttpRequest) -> func.HttpResponse:
-    """Answer one Tavus callback per the core's contract."""
-    try:
-        response = handle(to_request(req))
-    except MalformedRequest as exc:
-        response = malformed_request(str(exc))
-    write(answered_line(response.outcome, response.status))
-    return from_response(response)
-
-
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 BLOBS = "/blobs/"  # a BlobCreated subject: /blobServices/default/containers/<container>/blobs/<blob name>
 
@@ -59,37 +45,40 @@ def blob_name(event: func.EventGridEvent) -> str | None:
     return event.subject.split(BLOBS, 1)[1] or None
 
 
-@app.function_name(name="tavus_derive")
-@app.event_grid_trigger(arg_name="event")
-def tavus_derive(event: func.EventGridEvent) -> None:
-    """Derive from the event blob a BlobCreated event names; any other event is acknowledged at once. When
-    derive cannot finish, the core's error line names the key and the cause, and the error goes on: Event Grid
-    retries the delivery (the subscription's retry policy), then writes it to the dead-letter container."""
-    key = blob_name(event)
-    if key is None:
-        log.warning("not a BlobCreated event of a blob, acknowledged: %s %s", event.event_type, event.subject,
-                    extra={"event_type": event.event_type})
-        return
-    derived = derive(key)
-    if derived.skipped:
-        log.info("not an event object of this store, acknowledged: %s", key, extra={"key": key})
-        return
-    write(LogLine("event derived", logging.INFO, {"key": key, "event_id": derived.event_id,
-                                                 "event_type": derived.event_type,
-                                                 "conversation_id": derived.conversation_id,
-                                                 "copy_failed": derived.copy_failed}))
+def function_app(app: App) -> func.FunctionApp:
+    """The FunctionApp of `app`: the HTTP function on every path (no `methods`: the host routes every method here,
+    so the core answers 405 itself), the Event Grid function deriving, and the reconcile timer (every 15 minutes,
+    NCRONTAB with seconds; off while TAVUS_API_KEY is not set)."""
+    functions = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
+    @functions.function_name(name="tavus_callback")
+    @functions.route(route="{*path}")
+    def tavus_callback(req: func.HttpRequest) -> func.HttpResponse:
+        """Answer one Tavus callback per the core's contract."""
+        try:
+            response = app.handle(to_request(req))
+        except MalformedRequest as exc:
+            response = malformed_request(str(exc))
+        write(answered_line(response.outcome, response.status))
+        return from_response(response)
 
-# Every 15 minutes (NCRONTAB with seconds); off while TAVUS_API_KEY is not set.
-@app.function_name(name="tavus_reconcile")
-@app.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
-def tavus_reconcile(timer: func.TimerRequest) -> None:
-    """The reconcile sweep: recover from the vendor's API the callbacks the store missed."""
-    from tavus_callbacks.reconcile.scheduled import run_scheduled
+    @functions.function_name(name="tavus_derive")
+    @functions.event_grid_trigger(arg_name="event")
+    def tavus_derive(event: func.EventGridEvent) -> None:
+        """Derive from the event blob a BlobCreated event names; any other event is acknowledged at once. When
+        derive cannot finish, the core's error line names the key and the cause, and the error goes on: Event
+        Grid retries the delivery, then writes it to the dead-letter container."""
+        key = blob_name(event)
+        if key is None:
+            log.warning("not a BlobCreated event of a blob, acknowledged: %s %s", event.event_type, event.subject,
+                        extra={"event_type": event.event_type})
+        else:
+            write_derived(app.derive(key))
 
-    summary = run_scheduled()
-    if summary is None:
-        log.info("reconcile is off: TAVUS_API_KEY is not set")
-        return
-    log.log(logging.ERROR if summary.failures else logging.INFO, "%s%s", summary.line(),
-            "".join(f"; {f}" for f in summary.failures[:5]), extra=summary.as_dict())
+    @functions.function_name(name="tavus_reconcile")
+    @functions.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
+    def tavus_reconcile(timer: func.TimerRequest) -> None:
+        """The reconcile sweep: recover from the vendor's API the callbacks the store missed."""
+        write_sweep(app.reconcile())
+
+    return functions

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from tavus_callbacks.console import SkipCounter
 from tavus_callbacks.errors import ConfigError, Failed
 from tavus_callbacks.pipeline import Pipeline
-from tavus_callbacks.reconcile.client import DEFAULT_API_URL, DEFAULT_MAX_PER_MINUTE, TavusClient
+from tavus_callbacks.reconcile.client import DEFAULT_MAX_PER_MINUTE, TavusClient
 from tavus_callbacks.reconcile.scheduled import (
     API_URL_VAR,
     DEFAULT_SINCE,
@@ -27,7 +27,7 @@ from tavus_callbacks.reconcile.scheduled import (
     parse_since,
 )
 from tavus_callbacks.reconcile.sweep import DEFAULT_PAGE_SIZE, Summary, Sweep
-from tavus_callbacks.settings import Settings
+from tavus_callbacks.settings import ReconcileVariables, Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     _check_arguments(args)
     client = client_from_env(max_per_minute=args.max_rpm)
     since = parse_since(args.since)
-    _check_reachable(os.environ.get(API_URL_VAR, "").strip() or DEFAULT_API_URL)
+    _check_reachable(ReconcileVariables.read().api_url)
     deadline = time.monotonic() + args.budget if args.budget else None
     summary, skipped = _sweep(args, client, since, deadline)
     # "stopped at the time budget" only when it is the budget that stopped the run; else the first failure says why

@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     target = Target.parse(args.to, args.webhook)
     token = target.token(args.token)
     store, prefix = open_store(args.store, read_only=True)
-    since = parse_time(args.since) if args.since else None
+    since = parse_time(args.since, "--since") if args.since else None
     skipped: list[Skipped] = []
     events, left_out = load_events(store, prefix, args.conversation, since, skipped)
     summary = Summary(total=len(events), left_out=left_out, skipped=skipped, webhook=target.sinks is not None)

@@ -11,22 +11,21 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tavus_callbacks.adapters.asgi import ServeOptions, serve
-from tavus_callbacks.console import LOG_FORMATS, configure_logging
+from tavus_callbacks.console import configure_logging
 from tavus_callbacks.errors import ConfigError, StoreUnavailable
 from tavus_callbacks.forward import open_sinks
 from tavus_callbacks.forward.webhook import WebhookForwarder
 from tavus_callbacks.pipeline import Pipeline
-from tavus_callbacks.settings import DEFAULT_STORE_URL, Settings, parse_tokens
+from tavus_callbacks.settings import DEFAULT_STORE_URL, LOG_FORMATS, LOG_LEVELS, Settings
 from tavus_callbacks.stores import Store
 
 if TYPE_CHECKING:
     from tavus_callbacks.forward.base import Sink
 
 DEFAULT = ServeOptions()
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--log-format", choices=("auto", *LOG_FORMATS),
            help="text: one readable line per callback (time, answer, type, conversation); json: one JSON object "
                 "per line with the fields time, level, logger, pid, message, method, path, status, ms, remote, "
-                "result, event_id, type, conversation_id (env TAVUS_LOG_FORMAT; default auto: text when stderr "
-                "is a terminal, json otherwise)")
+                "result, event_id, type, family, conversation_id, valid, key (env TAVUS_LOG_FORMAT; default auto: "
+                "text when stderr is a terminal, json otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,57 +75,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Settings, ServeOptions, bool]:
-    """Settings and options from the command line over TAVUS_* variables; True when a token was made up."""
-    settings = Settings.from_env(env)
-    if args.store:
-        settings = replace(settings, store_url=args.store)
-    if args.token:
-        settings = replace(settings, tokens=parse_tokens(",".join(args.token), source="--token"))
-    if args.max_body_bytes is not None:
-        if args.max_body_bytes <= 0:
-            raise ConfigError("--max-body-bytes must be greater than zero")
-        settings = replace(settings, max_body_bytes=args.max_body_bytes)
-    if args.forward:
-        settings = replace(settings, forward_url=args.forward)
+    """Settings and options of the TAVUS_* variables, each flag given in place of its variable (and named in its
+    messages); True when a token was made up."""
+    flags = {"callback_tokens": ("--token", ",".join(args.token) if args.token else None),
+             "store_url": ("--store", args.store), "max_body_bytes": ("--max-body-bytes", args.max_body_bytes),
+             "forward_url": ("--forward", args.forward), "host": ("--host", args.host), "port": ("--port", args.port),
+             "workers": ("--workers", args.workers), "threads": ("--threads", args.threads),
+             "read_timeout": ("--read-timeout", args.read_timeout), "log_level": ("--log-level", args.log_level),
+             "log_format": ("--log-format", args.log_format)}
+    settings = Settings.from_env(env, flags)
     generated = not settings.tokens
     if generated:
-        settings = replace(settings, tokens=(secrets.token_urlsafe(32),))
-
-    def number(flag: str, kind: type[int] | type[float], default: float, low: float, high: float = 1e9,
-               what: str = "whole number") -> Any:
-        name = "TAVUS_" + flag.upper().replace("-", "_")
-        given = getattr(args, flag.replace("-", "_"))
-        source, raw = (f"--{flag}", str(given)) if given is not None else (name, env.get(name))
-        if raw is None or not raw.strip():
-            return kind(default)
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigError(f"{source}={raw!r} is not a {what}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{source}={raw!r} is out of range: use a number from {low:g} to {high:g}")
-        return value
-
-    options = ServeOptions(
-        host=args.host or env.get("TAVUS_HOST", "").strip() or DEFAULT.host,
-        port=number("port", int, DEFAULT.port, 1, 65535, "port number"),
-        workers=number("workers", int, _cpu_count(), 1),
-        threads=number("threads", int, DEFAULT.threads, 1),
-        read_timeout=number("read-timeout", float, DEFAULT.read_timeout, 0.001, what="number of seconds"),
-        log_level=args.log_level or env.get("TAVUS_LOG_LEVEL", "").strip().lower() or "info",
-        log_format=_log_format(args.log_format or env.get("TAVUS_LOG_FORMAT", "").strip().lower() or "auto"),
-    )
-    if options.log_level not in LOG_LEVELS:
-        raise ConfigError(f"TAVUS_LOG_LEVEL={options.log_level!r}: use debug, info, warning or error")
+        settings = settings.with_tokens((secrets.token_urlsafe(32),))
+    options = ServeOptions.from_env(env, flags)
+    if options.log_format == "auto":
+        options = replace(options, log_format="text" if sys.stderr.isatty() else "json")
     return settings, options, generated
-
-
-def _log_format(chosen: str) -> str:
-    if chosen == "auto":
-        return "text" if sys.stderr.isatty() else "json"
-    if chosen not in LOG_FORMATS:
-        raise ConfigError(f"TAVUS_LOG_FORMAT={chosen!r}: use auto, text or json")
-    return chosen
 
 
 PROBE_FOLDER = "_serve/"
@@ -187,10 +151,3 @@ def _check_port_free(options: ServeOptions) -> None:
         except (TypeError, ValueError):  # a host name that cannot be encoded (UnicodeError is a ValueError)
             raise ConfigError(f"--host {options.host!r} is not an address to listen on: use e.g. 127.0.0.1 or "
                               "0.0.0.0 (or TAVUS_HOST)") from None
-
-
-def _cpu_count() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

@@ -6,16 +6,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tavus_callbacks.http import LogLine
 from tavus_callbacks.logs import JsonFormatter
+from tavus_callbacks.settings import SchedulerVariables
 
-AUDIENCE_VAR = "TAVUS_RECONCILE_AUDIENCE"  # the audience Cloud Scheduler puts in its OIDC token
-SCHEDULER_ACCOUNT_VAR = "TAVUS_RECONCILE_SERVICE_ACCOUNT"  # the service account the token must be of
-CERTS_URL_VAR = "TAVUS_RECONCILE_CERTS_URL"  # Google's signing certificates unless set (tests)
+if TYPE_CHECKING:
+    from tavus_callbacks.pipeline import Derived
+
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 TRACE = "logging.googleapis.com/trace"
 LABELS = "logging.googleapis.com/labels"
@@ -69,6 +70,14 @@ def write(line: LogLine, trace_header: str | None = None) -> None:
     print(log_line(line, trace_header), flush=True)
 
 
+def write_derived(derived: Derived) -> None:
+    """The derive step's line; none for an object that is not an event (every object of the bucket comes)."""
+    if not derived.skipped:
+        write(LogLine("event derived", logging.INFO, {
+            "key": derived.key, "event_id": derived.event_id, "event_type": derived.event_type,
+            "conversation_id": derived.conversation_id, **({"copy_failed": True} if derived.copy_failed else {})}))
+
+
 def scheduler_token_valid(authorization: str | None) -> bool:
     """Whether a request carries Cloud Scheduler's OIDC token (Google's signature, our audience and account),
     checked with google-auth."""
@@ -79,18 +88,20 @@ def scheduler_token_valid(authorization: str | None) -> bool:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return False
-    certs_url = os.environ.get(CERTS_URL_VAR, "").strip()
-    options = {"certs_url": certs_url} if certs_url else {}
+    scheduler = SchedulerVariables.read()
+    if scheduler.reconcile_audience is None:  # no audience to check: nobody is the scheduler
+        return False
+    options = {"certs_url": scheduler.reconcile_certs_url} if scheduler.reconcile_certs_url else {}
     try:
-        claims = id_token.verify_token(token.strip(), transport.Request(), audience=os.environ[AUDIENCE_VAR],
+        claims = id_token.verify_token(token.strip(), transport.Request(), audience=scheduler.reconcile_audience,
                                        clock_skew_in_seconds=10, **options)
     except (ValueError, exceptions.GoogleAuthError):
         return False
-    account = os.environ.get(SCHEDULER_ACCOUNT_VAR, "").strip()
+    account = scheduler.reconcile_service_account
     return (claims.get("iss") in GOOGLE_ISSUERS and bool(account) and claims.get("email") == account
             and claims.get("email_verified") is True)
 
 
 def reconcile_enabled() -> bool:
     """Whether Cloud Scheduler is set up to call the sweep (its token's audience is configured)."""
-    return bool(os.environ.get(AUDIENCE_VAR, "").strip())
+    return SchedulerVariables.read().reconcile_audience is not None

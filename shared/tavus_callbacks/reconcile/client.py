@@ -24,13 +24,14 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, InvalidHeader, Ma
 from urllib3.util import Retry, Timeout
 
 from tavus_callbacks.errors import ConfigError, TavusCallbacksError
+from tavus_callbacks.settings import DEFAULT_API_URL
+from tavus_callbacks.settings import DEFAULT_MAX_PER_MINUTE as DEFAULT_MAX_PER_MINUTE
 
 if TYPE_CHECKING:
     from urllib3.response import BaseHTTPResponse
 
 log = logging.getLogger("tavus_callbacks")
 
-DEFAULT_API_URL = "https://tavusapi.com"
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0  # between two reads of an answer
 REQUEST_SECONDS = 120.0  # a request, its retries and pauses included, ends by then (or the run's deadline)
@@ -38,7 +39,6 @@ ATTEMPTS = 5  # the first try included
 BACKOFF = 0.5  # urllib3's backoff factor: retries wait 0, 1, 2, 4 s, plus up to BACKOFF s of jitter
 MAX_WAIT = 60.0  # the longest Retry-After waited for; a longer one stops the run (RateLimited)
 RETRY_STATUSES = frozenset({429, *range(500, 600)})
-DEFAULT_MAX_PER_MINUTE = 120
 _AT_DEADLINE = 0.05  # seconds: a failure this close to the deadline is the deadline's
 _RETRY_AFTER_SHOWN = 10**10  # urllib3 clamps a Retry-After to this (its default, 6 h, would misquote the API)
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
 
-from tavus_callbacks.errors import ConfigError
 from tavus_callbacks.events.normalize import Event
 from tavus_callbacks.record import Record
+from tavus_callbacks.settings import parse_time as parse_time  # read back here, named by the CLI
 
 if TYPE_CHECKING:
     from tavus_callbacks.stores import Store
@@ -48,16 +48,6 @@ class Skipped:
 
     key: str
     why: str
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO-8601 date or time; without a zone it is UTC."""
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(f"--since {text!r} is not an ISO-8601 date or time such as 2025-07-11 or "
-                          "2025-07-11T06:45:47Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def read_object(store: Store, key: str) -> dict[str, Any] | None:

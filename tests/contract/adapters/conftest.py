@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from support.serve_fixture import running_serve
-from tavus_callbacks.pipeline import reset_default_pipeline
+from tavus_callbacks.app import App
 
 from .drivers import (
     ALL_DRIVERS,
@@ -44,16 +44,19 @@ def core_logger_kept() -> Iterator[logging.Logger]:
         core.propagate, core.level = propagate, level
 
 
+ENTRY_APPS: list[App] = []  # the App each entry point built, read again by every test's fresh environment
+
+
 @pytest.fixture(scope="session")
 def aws_app() -> ModuleType:
-    """The Lambda adapter, through functions/aws/app.py imported as the Lambda runtime would. Its import gives the
-    core's logger to Powertools; that is undone here so the rest of the test session logs as before."""
+    """functions/aws/app.py imported as the Lambda runtime would: its `handler` and the App it was built of. Its
+    import gives the core's logger to Powertools; that is undone here so the rest of the test session logs as
+    before."""
     with core_logger_kept():
         entry = load_module("tavus_aws_app", FUNCTIONS / "aws" / "app.py")
-    from tavus_callbacks.adapters import aws_lambda
-
-    assert entry.handler is aws_lambda.handler
-    return aws_lambda
+    assert isinstance(entry.callbacks, App) and callable(entry.handler)
+    ENTRY_APPS.append(entry.callbacks)
+    return entry
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +66,9 @@ def gcp_app() -> Any:
     import functions_framework
 
     with core_logger_kept():
-        return functions_framework.create_app(target="tavus_callback", source=str(FUNCTIONS / "gcp" / "main.py"))
+        app = functions_framework.create_app(target="tavus_callback", source=str(FUNCTIONS / "gcp" / "main.py"))
+    ENTRY_APPS.append(sys.modules["main"].callbacks)  # functions-framework imports the source as `main`
+    return app
 
 
 @pytest.fixture(scope="session")
@@ -72,17 +77,18 @@ def gcp_derive_app(gcp_app: Any) -> Any:
     import functions_framework
 
     with core_logger_kept():
-        return functions_framework.create_app(target="tavus_derive", source=str(FUNCTIONS / "gcp" / "main.py"))
+        app = functions_framework.create_app(target="tavus_derive", source=str(FUNCTIONS / "gcp" / "main.py"))
+    ENTRY_APPS.append(sys.modules["main"].callbacks)
+    return app
 
 
 @pytest.fixture(scope="session")
 def azure_app() -> ModuleType:
     """The Azure adapter, through functions/azure/function_app.py imported once as the Functions worker would."""
     entry = load_module("tavus_azure_function_app", FUNCTIONS / "azure" / "function_app.py")
-    from tavus_callbacks.adapters import azure
-
-    assert entry.app is azure.app
-    return azure
+    assert isinstance(entry.callbacks, App)
+    ENTRY_APPS.append(entry.callbacks)
+    return entry
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +116,7 @@ def azure_derive(azure_functions: list[Any]) -> Callable[..., Any]:
 
 @pytest.fixture
 def adapter_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    """A fresh store folder and the TAVUS_* environment pointing at it; the core's pipeline rebuilt around it."""
+    """A fresh store folder and the TAVUS_* environment pointing at it; every entry point's App reads it again."""
     import os
 
     for name in list(os.environ):
@@ -119,9 +125,15 @@ def adapter_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pat
     store_dir = tmp_path / "store"
     for name, value in driver_env(store_dir).items():
         monkeypatch.setenv(name, value)
-    reset_default_pipeline()
+    reload_apps()
     yield store_dir
-    reset_default_pipeline()
+    reload_apps()
+
+
+def reload_apps() -> None:
+    """Have every entry point's App read the environment again (after a test changed it)."""
+    for app in ENTRY_APPS:
+        app.reload()
 
 
 @pytest.fixture
@@ -133,7 +145,7 @@ def captured_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], s
     loggers = [logging.getLogger(), logging.getLogger("tavus_callbacks"), logging.getLogger("tavus_callbacks.azure")]
     for logger in loggers:
         logger.addHandler(handler)
-    aws = sys.modules.get("tavus_callbacks.adapters.aws_lambda")
+    aws = sys.modules.get("tavus_callbacks.platforms.aws")
     previous = aws.logger.registered_handler.setStream(buffer) if aws else None
     seen: list[str] = []
 

@@ -20,7 +20,7 @@ from support.serve_fixture import TOKENS
 from tavus_callbacks.http import Response
 from tavus_callbacks.record import event_id
 
-from .conftest import core_logger_kept
+from .conftest import core_logger_kept, reload_apps
 from .drivers import FUNCTIONS, AwsDriver, LambdaContext, lambda_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -92,7 +92,9 @@ def test_cookies_are_ignored_and_a_base64_body_is_undone(aws: AwsDriver) -> None
 
 
 def test_a_body_that_is_not_utf8_goes_back_base64(aws_app: ModuleType) -> None:
-    result = aws_app.from_response(Response(200, {}, b"\xff\x00"))
+    from tavus_callbacks.adapters.aws_lambda import from_response
+
+    result = from_response(Response(200, {}, b"\xff\x00"))
     assert result["isBase64Encoded"] is True and base64.b64decode(result["body"]) == b"\xff\x00"
 
 
@@ -121,9 +123,10 @@ def test_logs_are_json_with_the_conversation_as_correlation_id_and_no_token_or_b
 def test_the_cores_own_log_lines_get_the_same_json_shape(aws: AwsDriver, aws_app: ModuleType,
                                                          captured_logs: Callable[[], str]) -> None:
     from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+    from tavus_callbacks.platforms import aws as aws_platform
 
     with core_logger_kept():
-        copy_config_to_registered_loggers(source_logger=aws_app.logger, include={"tavus_callbacks"})
+        copy_config_to_registered_loggers(source_logger=aws_platform.logger, include={"tavus_callbacks"})
         aws.post(b"{broken " + uuid.uuid4().hex.encode())
         records = lines(captured_logs())
     (quarantined,) = [r for r in records if r.get("message") == "quarantined a body that is not a JSON object"]
@@ -224,9 +227,9 @@ def test_a_secret_that_is_no_token_list_answers_503_and_says_why(
 
 def test_tracing_can_be_switched_on(aws_app: ModuleType, adapter_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "false")
-    from tavus_callbacks.platforms.aws import instrument
+    from tavus_callbacks.adapters.aws_lambda import lambda_handler
 
-    traced = SimpleNamespace(handler=instrument(aws_app._handler))
+    traced = SimpleNamespace(handler=lambda_handler(aws_app.callbacks))  # instrumented as tracing is now set
     assert "Tracer" in traced.handler.__qualname__ or hasattr(traced.handler, "__wrapped__")
     driver = AwsDriver("aws-url", adapter_env, kind="url", module=traced)
     assert driver.post(load_event("video.error")).status == 200
@@ -281,7 +284,6 @@ def test_the_metrics_the_alarms_watch_are_emitted_with_exactly_their_dimensions(
         aws: AwsDriver, moto_server: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     from support.servers import point_at
-    from tavus_callbacks.pipeline import reset_default_pipeline
 
     alarms = template_alarm_dimensions()
     assert {("CopyFailures", ""), ("Rejected", "store_unavailable"), ("Rejected", "config_error")} <= set(alarms)
@@ -293,7 +295,7 @@ def test_the_metrics_the_alarms_watch_are_emitted_with_exactly_their_dimensions(
     aws.module.handler(object_created(aws.key(stored)), LambdaContext())  # type: ignore[union-attr]
     point_at(moto_server, monkeypatch)
     monkeypatch.setenv("TAVUS_STORE_URL", f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/")
-    reset_default_pipeline()
+    reload_apps()
     assert aws.post(load_event("guardrail")).status == 503
     monkeypatch.setenv("TAVUS_CALLBACK_TOKENS_SECRET", "tavus/no-such-secret")
     assert aws.post(load_event("guardrail")).status == 503
@@ -309,14 +311,13 @@ def test_every_object_written_to_s3_carries_the_lifecycle_tag_and_a_recording_do
         aws: AwsDriver, moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
     from support.servers import create_bucket, point_at
-    from tavus_callbacks.pipeline import reset_default_pipeline
 
     bucket = f"tagged-{uuid.uuid4().hex[:8]}"
     point_at(moto_server, monkeypatch)
     create_bucket(moto_server, bucket)
     monkeypatch.setenv("TAVUS_STORE_URL", f"s3://{bucket}/")
     monkeypatch.setenv("TAVUS_S3_OBJECT_TAGGING", "tavus-callbacks=callback")
-    reset_default_pipeline()
+    reload_apps()
     s3 = boto3.client("s3")
     conversation = f"c{uuid.uuid4().hex[:12]}"
     s3.put_object(Bucket=bucket, Key=f"{conversation}/recording.mp4", Body=b"\x00\x00\x00\x18ftypmp42")  # the vendor

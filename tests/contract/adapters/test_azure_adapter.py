@@ -14,6 +14,7 @@ import pytest
 from conftest import load_event
 from support.serve_fixture import TOKENS
 
+from .conftest import reload_apps
 from .drivers import FUNCTIONS, AzureDriver
 
 AZURE = FUNCTIONS / "azure"
@@ -75,11 +76,9 @@ def test_each_request_logs_one_line_with_its_outcome(azure: AzureDriver, caplog:
 def test_an_unresolved_key_vault_reference_is_not_a_token(azure: AzureDriver, monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     """The platform leaves the reference's text in the setting when it cannot resolve it: 503, never 200."""
-    from tavus_callbacks.pipeline import reset_default_pipeline
-
     reference = "@Microsoft.KeyVault(VaultName=tavus-kv;SecretName=tavus-callback-tokens)"
     monkeypatch.setenv("TAVUS_CALLBACK_TOKENS", reference)
-    reset_default_pipeline()
+    reload_apps()
     with caplog.at_level(logging.INFO):
         reply = azure.post(load_event("guardrail"), token=reference)
     assert reply.status == 503 and reply.json() == {"error": "the endpoint is not configured; see its logs"}

@@ -21,11 +21,10 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from conftest import RECORDED, load_event
 from deploy.cloudformation import derive_rule_pattern
 from support.servers import AZURITE_ACCOUNT, Emulator, create_bucket, new_bucket_name, store_url_for
-from tavus_callbacks.pipeline import reset_default_pipeline
 from tavus_callbacks.record import event_id
 from tavus_callbacks.stores import Store, open_store
 
-from .conftest import core_logger_kept
+from .conftest import core_logger_kept, reload_apps
 from .drivers import (
     AwsDriver,
     AzureDriver,
@@ -87,7 +86,7 @@ def bucket_store(cloud_bucket: Callable[..., str], adapter_env: Path,
     def make(kind: str) -> tuple[str, Store]:
         url = cloud_bucket(kind, PREFIX)
         monkeypatch.setenv("TAVUS_STORE_URL", url)
-        reset_default_pipeline()
+        reload_apps()
         return url.split("://", 1)[1].split("/", 1)[0], open_store(url)[0]
 
     return make
@@ -131,7 +130,7 @@ def stoppable_store(start_emulator: Callable[[str], Emulator], adapter_env: Path
         create_bucket(emulator, bucket)
         url = store_url_for(kind, bucket, PREFIX)
         monkeypatch.setenv("TAVUS_STORE_URL", url)
-        reset_default_pipeline()
+        reload_apps()
         return StoppableStore(emulator, bucket, open_store(url)[0])
 
     return make
@@ -264,8 +263,10 @@ def test_aws_a_derive_that_fails_raises_names_its_key_and_the_next_delivery_fini
     payload, key = stoppable.post(AwsDriver("aws-url", adapter_env, module=aws_app),
                                   "conversation.system.shutdown.max_call_duration")
     stoppable.emulator.kill()
+    from tavus_callbacks.platforms import aws as aws_platform
+
     with core_logger_kept(), pytest.raises(Exception) as raised:
-        copy_config_to_registered_loggers(source_logger=aws_app.logger, include={"tavus_callbacks"})  # as at import
+        copy_config_to_registered_loggers(source_logger=aws_platform.logger, include={"tavus_callbacks"})  # at import
         deliver_s3(aws_app, s3_notification(stoppable.bucket, key))
     assert "StoreUnavailable" in type(raised.value).__name__
     lines = [json.loads(line) for line in captured_logs().splitlines() if line.startswith("{")]

@@ -117,11 +117,12 @@ def test_a_deployment_forwarding_without_the_sdk_stores_the_callback_and_its_der
     code = ("import json, logging\n"
             "logging.basicConfig(level=logging.ERROR, format='%(message)s')\n"
             "from tavus_callbacks.http import Request\n"
-            "from tavus_callbacks.pipeline import derive, handle\n"
-            f"r = handle(Request('POST', '/', {{'token': {TOKEN!r}}}, {{}}, b'{{}}'))\n"
+            "from tavus_callbacks.app import App\n"
+            "app = App.from_env()\n"
+            f"r = app.handle(Request('POST', '/', {{'token': {TOKEN!r}}}, {{}}, b'{{}}'))\n"
             "print(r.status)\n"
             "try:\n"
-            "    derive(r.outcome.key)\n"
+            "    app.derive(r.outcome.key)\n"
             "except Exception as exc:\n"
             "    print(type(exc).__name__)\n")
     import os
