@@ -1,5 +1,5 @@
 """Configuration: every `TAVUS_*` environment variable, with its default, parsed and validated here by one reader
-(`Variables.read`, pydantic-settings), in groups read when they are needed (a bad reconcile or webhook setting never
+(`Variables.read`, pydantic models), in groups read when they are needed (a bad reconcile or webhook setting never
 stops callbacks from being stored); a command-line flag given in place of a variable is named in its messages."""
 
 from __future__ import annotations
@@ -9,19 +9,11 @@ import binascii
 import os
 import re
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from tavus_callbacks.errors import ConfigError
 
@@ -217,23 +209,9 @@ def _not_a_webhook_secret(secret: str) -> str | None:
 Flags = Mapping[str, tuple[str, object]]  # a field's flag and the value given to it (None: not given)
 
 
-class _Environ(EnvSettingsSource):
-    """pydantic-settings' reading of environment variables, of a mapping given (os.environ by default)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {k.lower(): v for k, v in self._environ.items() if v.strip()}  # empty or blank: the default
-
-
-_reading: ContextVar[tuple[Mapping[str, str], Mapping[str, str]]] = ContextVar("_reading")  # environ, flags
-
-
 def source(info: ValidationInfo) -> str:
-    """What a message names for a field: the flag it was given with, else its variable."""
-    flags = _reading.get(({}, {}))[1]
+    """What a message names for a field: the flag it was given with (the validation's context), else its variable."""
+    flags: Mapping[str, str] = info.context or {}
     return flags.get(info.field_name or "") or f"TAVUS_{(info.field_name or '').upper()}"
 
 
@@ -265,33 +243,25 @@ def counted(what: str, kind: type[int] | type[float] = int, low: float = 1, high
 Stripped = Annotated[str, BeforeValidator(_text)]
 
 
-class Variables(BaseSettings):
+class Variables(BaseModel):
     """A group of `TAVUS_*` variables: each field is the variable of its name in capitals, after the prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="TAVUS_", frozen=True, extra="ignore", validate_default=False)
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """The flags given (as init values) over the variables of the environment being read."""
-        return init_settings, _Environ(settings_cls, _reading.get((os.environ, {}))[0])
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_default=False)
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None, flags: Flags | None = None) -> Self:
-        """The group of the environment (`environ`, else os.environ), each flag given in `flags` over its
-        variable; a ConfigError naming the flag or the variable when a value is not valid."""
+        """The group of the environment (`environ`, else os.environ; an empty or blank variable is its default),
+        each flag given in `flags` over its variable; a ConfigError naming the flag or the variable when a value
+        is not valid."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {name: env[f"TAVUS_{name.upper()}"] for name in cls.model_fields
+                                     if env.get(f"TAVUS_{name.upper()}", "").strip()}
         given = {field: (flag, value) for field, (flag, value) in (flags or {}).items() if value not in (None, "")}
-        reading = _reading.set((os.environ if environ is None else environ,
-                                {field: flag for field, (flag, _) in given.items()}))
+        values.update({field: value for field, (_, value) in given.items()})
         try:
-            return cls(**{field: value for field, (_, value) in given.items()})
+            return cls.model_validate(values, context={field: flag for field, (flag, _) in given.items()})
         except ValidationError as exc:  # what no validator of ours said (they raise ConfigError themselves)
             raise ConfigError(str(exc)) from None
-        finally:
-            _reading.reset(reading)
 
     def variables(self) -> dict[str, str]:
         """The group as the TAVUS_* variables that give it (for processes started with the same settings)."""
@@ -303,7 +273,7 @@ class Variables(BaseSettings):
 class EndpointVariables(Variables):
     """What every deployment's endpoint reads: its tokens, store, body limit and forwarding."""
 
-    callback_tokens: Annotated[tuple[str, ...], NoDecode] = ()
+    callback_tokens: tuple[str, ...] = ()
     store_url: Stripped = DEFAULT_STORE_URL
     max_body_bytes: Annotated[int, counted("whole number of bytes")] = DEFAULT_MAX_BODY_BYTES
     forward_url: Stripped | None = None
@@ -371,7 +341,7 @@ class LoggingVariables(Variables):
 class WebhookVariables(Variables):
     """How an HTTP sink is signed and sized; read only when one is configured."""
 
-    webhook_secrets: Annotated[tuple[str, ...], NoDecode] = ()
+    webhook_secrets: tuple[str, ...] = ()
     webhook_secrets_secret: Stripped | None = None
     webhook_max_bytes: Annotated[int, counted("whole number of bytes")] = DEFAULT_WEBHOOK_MAX_BYTES
 

@@ -205,11 +205,11 @@ def test_a_bundle_names_the_part_it_lacks_when_given_another_cloud_s_url(cloud: 
 def test_each_bundle_pins_exactly_what_its_cloud_needs() -> None:
     root = Path(__file__).resolve().parents[2] / "functions"
     wanted = {
-        "aws": {"pydantic", "pydantic-settings", "orjson", "boto3", "aws-lambda-powertools[tracer]",
+        "aws": {"pydantic", "orjson", "boto3", "aws-lambda-powertools[tracer]",
                 "standardwebhooks"},
-        "gcp": {"pydantic", "pydantic-settings", "orjson", "google-cloud-storage", "functions-framework",
+        "gcp": {"pydantic", "orjson", "google-cloud-storage", "functions-framework",
                 "google-auth", "standardwebhooks"},  # google-auth: the scheduler's OIDC check
-        "azure": {"pydantic", "pydantic-settings", "orjson", "azure-storage-blob", "azure-identity", "azure-functions",
+        "azure": {"pydantic", "orjson", "azure-storage-blob", "azure-identity", "azure-functions",
                   "standardwebhooks"},
     }
     for cloud in CLOUDS:
